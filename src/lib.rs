@@ -1,2 +1,36 @@
 //! gridminer: turns cryptocurrency mining into a flexible, grid-friendly load.
+//!
+//! The crate reads as the data flow:
+//!
+//! ```text
+//!  signal (replay | live sources) --Observation--> state::SiteState
+//!        --> policy::Policy::decide (pure) --Decision--> actuator (simulated | live loads)
+//!                      ^                                     |
+//!                      +------ controller::Controller::step -+--> sim (KPIs, report)
+//! ```
+//!
+//! Layout:
+//! - [`units`]: power, energy, prices, hashprice as types.
+//! - [`clock`]: `Timestamp`, and the `Clock` that says "now" (system or simulated).
+//! - [`config`]: TOML files to validated, typed values; every problem with its key path.
+//! - [`site`]: the site model: grid connection, tariff, mining loads and their limits.
+//! - [`signal`]: IN: everything that produces an `Observation` (history replay here).
+//! - [`state`]: `SiteState`, the latest value of every quantity with its age, and wear ledgers.
+//! - [`policy`]: DECIDE: the pure rule stack and the allocator.
+//! - [`actuator`]: OUT: loads that take power targets (simulated dynamics here).
+//! - [`controller`]: the one step both live and simulated runs call.
+//! - [`sim`]: the simulation runner, KPIs, the clairvoyant optimum, reports, sweeps.
+//! - [`bench`]: the `bench` subcommands' measurements.
+
+pub mod actuator;
+pub mod bench;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod controller;
+pub mod policy;
+pub mod signal;
+pub mod sim;
+pub mod site;
+pub mod state;
 pub mod units;

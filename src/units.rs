@@ -258,7 +258,10 @@ mod tests {
         ] {
             assert_eq!(parse_watts(s).unwrap(), Watts(w), "{s}");
         }
-        assert!(parse_watts("10 mw").unwrap_err().0.contains("unknown power unit"));
+        assert!(parse_watts("10 mw")
+            .unwrap_err()
+            .0
+            .contains("unknown power unit"));
         assert!(parse_watts("MW").unwrap_err().0.contains("does not start"));
     }
 
@@ -279,5 +282,33 @@ mod tests {
         // 95 TH/s at 3250 W, hashprice 50 EUR/(PH/s day): 0.198 EUR/h over 3.25 kW.
         let v = Hashprice(50.0).value_per_mwh(HashRate::from_ths(95.0), Watts(3250.0));
         assert!((v.0 - 60.897).abs() < 0.01, "{v}");
+    }
+}
+
+/// Parses `"95 TH/s"`, `"200 MH/s"`, `"1.2 PH/s"` or a bare number of H/s.
+pub fn parse_hashrate(s: &str) -> Result<HashRate, UnitError> {
+    let (num, unit) = split_number(s)?;
+    let k = match unit {
+        "" | "H/s" => 1.0,
+        "kH/s" => 1e3,
+        "MH/s" => 1e6,
+        "GH/s" => 1e9,
+        "TH/s" => 1e12,
+        "PH/s" => 1e15,
+        "EH/s" => 1e18,
+        other => {
+            return Err(UnitError(format!(
+                "unknown hash rate unit {other:?} in {s:?} (expected H/s, kH/s, MH/s, GH/s, TH/s, PH/s or EH/s)"
+            )))
+        }
+    };
+    Ok(HashRate(num * k))
+}
+
+/// Serde adapter: hash rate as `"95 TH/s"` or a number of H/s.
+pub fn de_hashrate<'de, D: Deserializer<'de>>(d: D) -> Result<HashRate, D::Error> {
+    match NumOrStr::deserialize(d)? {
+        NumOrStr::Num(n) => Ok(HashRate(n)),
+        NumOrStr::Str(s) => parse_hashrate(&s).map_err(serde::de::Error::custom),
     }
 }

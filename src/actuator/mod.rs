@@ -1,0 +1,7 @@
+//! OUT: the loads that take power targets.
+//!
+//! `simulated` models a load's response (wake delay, ramp, instant stop) for the
+//! simulator; live drivers sit beside it. Actuators follow the latest target and report
+//! the power they draw; they never decide how much to draw.
+
+pub mod simulated;

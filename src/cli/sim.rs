@@ -1,0 +1,190 @@
+//! Glue for `simulate`, `sweep`, `config check` and `bench sim`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::{self, Override};
+use crate::signal::replay::Replay;
+use crate::sim::{self, report, sweep::Vary, SimOptions};
+
+pub fn simulate(
+    path: &Path,
+    out: Option<PathBuf>,
+    json: bool,
+    set: &[String],
+    with_optimum: bool,
+) -> anyhow::Result<ExitCode> {
+    let overrides = set
+        .iter()
+        .map(|s| Override::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let sc = config::load_scenario(path, &overrides)?;
+    let replay = Replay::load(&sc)?;
+    let mut run = sim::run(
+        &sc,
+        &replay,
+        SimOptions {
+            record: true,
+            ..Default::default()
+        },
+    )?;
+    if with_optimum {
+        run.kpis.optimum = Some(sim::optimum(&sc, &replay, run.kpis.profit_eur));
+    }
+    let out = out.unwrap_or_else(|| PathBuf::from("out").join(&sc.name));
+    let written = report::write_outputs(&sc, &run, &out)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&run.kpis)?);
+    } else {
+        print!("{}", report::summary_table(&run.kpis));
+        println!("  written to {}", written.display());
+    }
+    sim::check_bounds(&sc, &run.kpis)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn sweep(
+    path: &Path,
+    vary: &[String],
+    out: Option<PathBuf>,
+    threads: Option<usize>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let varies = vary
+        .iter()
+        .map(|s| Vary::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("setting up the thread pool")?;
+    }
+    let total: usize = varies.iter().map(|v| v.values.len()).product();
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} variants, {elapsed} elapsed, eta {eta}")
+            .expect("valid template"),
+    );
+    let result = sim::sweep::sweep(path, &varies, &|| bar.inc(1))?;
+    bar.finish_and_clear();
+    let out =
+        out.unwrap_or_else(|| PathBuf::from("out").join(format!("{}-sweep", result.scenario)));
+    let stage = sim::output::Staging::new(&out)?;
+    let mut df = result.to_dataframe()?;
+    sim::output::write_parquet(&mut df, &stage.file("sweep.parquet"))?;
+    let mut f = std::fs::File::create(stage.file("sweep.csv"))?;
+    {
+        use polars::prelude::SerWriter;
+        polars::prelude::CsvWriter::new(&mut f).finish(&mut df)?;
+    }
+    let written = stage.commit()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&result.rows)?);
+    } else {
+        print!("{}", result.table());
+        if let Some(best) = result.rows.first() {
+            let s: Vec<String> = best
+                .settings
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            println!("best: {} ({:.0} EUR profit)", s.join(" "), best.profit_eur);
+        }
+        println!("written to {}", written.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn check(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut bad = 0;
+    for f in files {
+        match check_file(f) {
+            Ok(kind) => println!("{}: ok ({kind})", f.display()),
+            Err(e) => {
+                bad += 1;
+                match e {
+                    config::ConfigError::Invalid { path, problems } => {
+                        println!(
+                            "{}: {} problem{}",
+                            path.display(),
+                            problems.len(),
+                            if problems.len() == 1 { "" } else { "s" }
+                        );
+                        for p in problems {
+                            println!("  {p}");
+                        }
+                    }
+                    other => println!("{other}"),
+                }
+            }
+        }
+    }
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub fn bench(scenario: &Path, variants: usize, json: bool) -> anyhow::Result<ExitCode> {
+    let b = crate::bench::sim(scenario, variants)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&b)?);
+    } else {
+        println!("scenario {}: {} steps", b.scenario, b.steps);
+        println!(
+            "  load + align      {:.3} s   (budget {} s)",
+            b.load_seconds, b.budget.load_seconds
+        );
+        println!(
+            "  run               {:.3} s   {:.0} steps/s (budget {} s)",
+            b.run_seconds, b.steps_per_second, b.budget.run_seconds
+        );
+        println!(
+            "  baseline pass     {:.4} s   run/baseline = {:.1}",
+            b.baseline_seconds, b.ratio_vs_baseline
+        );
+        println!("  recorded run      {:.3} s", b.recorded_run_seconds);
+        println!("  sweep             {} variants in {:.1} s = {:.1} variants/s on {} threads (budget {} s)", b.sweep_variants, b.sweep_seconds, b.variants_per_second, b.sweep_threads, b.budget.sweep_seconds);
+        println!(
+            "  peak memory       {:.0} MB (budget {} MB)",
+            b.peak_rss_mb, b.budget.peak_rss_mb
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks one file, telling its kind by its top-level keys.
+fn check_file(path: &Path) -> Result<&'static str, config::ConfigError> {
+    let table = config::read_table(path)?;
+    if table.contains_key("fixture") || table.contains_key("case") {
+        let f = crate::policy::cases::load(path)?;
+        let failing: Vec<config::Problem> = f
+            .run()
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, o)| {
+                o.failure.map(|m| config::Problem {
+                    path: format!("case[{i}]"),
+                    message: format!("{:?}: {m}", o.name),
+                })
+            })
+            .collect();
+        if !failing.is_empty() {
+            return Err(config::ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems: failing,
+            });
+        }
+        Ok("policy")
+    } else {
+        config::load_scenario(path, &[])?;
+        Ok("scenario")
+    }
+}

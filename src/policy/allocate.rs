@@ -1,0 +1,166 @@
+//! The allocator: spreads a goal over the loads, most efficient first, unit by unit,
+//! within a power limit and the wear limits. The embedded CPU pool, being continuous and
+//! least efficient, ends up filling the gaps between ASIC steps.
+
+use super::{Goal, Policy, Tiers};
+use crate::clock::Timestamp;
+use crate::policy::LoadTarget;
+use crate::site::PowerLevels;
+use crate::state::SiteState;
+use crate::units::{Hashprice, Watts};
+
+/// Below this many watts, two powers are the same (float noise from the tier sums).
+const EPS: f64 = 1e-6;
+
+/// The allocator's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Allocation {
+    /// One per load, in config order.
+    pub targets: Vec<LoadTarget>,
+    pub total: Watts,
+    /// The limit cut something the goal asked for.
+    pub limited: bool,
+    /// Units kept on only by `min_on`.
+    pub held_on: u32,
+    /// Units the goal wanted that `min_off` or the start limit kept off.
+    pub blocked_starts: u32,
+}
+
+impl Policy {
+    /// Allocates `goal` within `limit`. `econ` carries the tiers and hashprice when the
+    /// inputs are fresh; without them only `Goal::Fill` makes sense.
+    pub(crate) fn allocate(
+        &self,
+        state: &SiteState,
+        now: Timestamp,
+        econ: Option<(&Tiers, Hashprice)>,
+        goal: Goal,
+        limit: Watts,
+    ) -> Allocation {
+        let limit = match goal {
+            Goal::Fill(s) => limit.min(s).0,
+            Goal::Economic => limit.0,
+        };
+        let margin = self.params.margin.0;
+        let hysteresis = self.params.hysteresis.0;
+        let mut out = Allocation {
+            targets: vec![LoadTarget::OFF; self.loads.len()],
+            total: Watts::ZERO,
+            limited: false,
+            held_on: 0,
+            blocked_starts: 0,
+        };
+        let mut cum = 0.0;
+        for &i in &self.merit {
+            let spec = &self.loads[i];
+            let value = econ.map_or(0.0, |(_, h)| spec.value_per_mwh(h).0);
+            let rated = spec.rated_power.0;
+            // How much of the band starting at `from` this load wants for one unit of
+            // `full` watts, by the goal alone.
+            let want = |from: f64, full: f64, running: bool| -> f64 {
+                match (goal, econ) {
+                    (Goal::Fill(s), _) => (s.0 - from).clamp(0.0, full),
+                    (Goal::Economic, Some((t, _))) => {
+                        let bonus = if running { hysteresis } else { 0.0 };
+                        let (cost, paid) = t.band(from, from + full);
+                        if (value + bonus) * full >= cost + margin * paid {
+                            full
+                        } else {
+                            (t.affordable_up_to(from, value + bonus, margin) - from)
+                                .clamp(0.0, full)
+                        }
+                    }
+                    (Goal::Economic, None) => 0.0,
+                }
+            };
+
+            if let PowerLevels::Continuous = spec.levels {
+                let full = rated * spec.count as f64;
+                let w = want(cum, full, false);
+                let room = (limit - cum).max(0.0);
+                if w > room + EPS {
+                    out.limited = true;
+                }
+                let p = w.min(room);
+                if p > EPS {
+                    out.targets[i] = LoadTarget {
+                        units_on: 1,
+                        power: Watts(p),
+                    };
+                    cum += p;
+                }
+                continue;
+            }
+
+            let wear = &self.wear[i];
+            let (on, may_stop, may_start) = state.loads[i].counts(now, wear);
+            let forced = on - may_stop;
+            let max_units = on + may_start;
+            let min_p = spec.min_unit_power().0;
+            // Units the goal wants, in order: whole units first, then perhaps one at
+            // part power (power-limit range). Units inside one stretch of constant cost
+            // (one tier, all running or all idle) pass or fail together, so they are
+            // taken a stretch at a time: a group of 10,000 costs what a group of 10 does.
+            let mut whole = 0u32;
+            let mut part = 0.0;
+            while whole < spec.count {
+                let from = cum + whole as f64 * rated;
+                let running = whole < on;
+                let w = want(from, rated, running);
+                if w + EPS < rated {
+                    if matches!(spec.levels, PowerLevels::Range { .. }) && w + EPS >= min_p {
+                        part = w.max(min_p);
+                    }
+                    break;
+                }
+                let edge = match (goal, econ) {
+                    (Goal::Fill(s), _) => s.0,
+                    (Goal::Economic, Some((t, _))) => t.next_edge(from),
+                    (Goal::Economic, None) => from,
+                };
+                let mut stretch = ((edge - from + EPS) / rated).floor().max(1.0) as u32;
+                if running {
+                    stretch = stretch.min(on - whole);
+                }
+                whole += stretch.min(spec.count - whole);
+            }
+            let wanted = whole + (part > 0.0) as u32;
+            out.blocked_starts += wanted.saturating_sub(max_units);
+            let mut n = wanted.min(max_units);
+            let mut power = if n <= whole {
+                n as f64 * rated
+            } else {
+                whole as f64 * rated + part
+            };
+            let by_goal = n;
+            if n < forced {
+                // min_on: keep them, at the least power they can run at.
+                power += (forced - n) as f64 * min_p;
+                n = forced;
+            }
+            let room = (limit - cum).max(0.0);
+            if power > room + EPS {
+                out.limited = true;
+                // Fewer units until the lowest power they can run at fits, then trim.
+                while n > 0 && n as f64 * min_p > room + EPS {
+                    n -= 1;
+                }
+                power = match spec.levels {
+                    PowerLevels::OnOff => n as f64 * rated,
+                    _ => room.min(n as f64 * rated),
+                };
+            }
+            // Held units that a hard limit or a higher rule did not stop.
+            out.held_on += n.saturating_sub(by_goal);
+            if n > 0 {
+                out.targets[i] = LoadTarget {
+                    units_on: n,
+                    power: Watts(power),
+                };
+                cum += power;
+            }
+        }
+        out.total = Watts(cum);
+        out
+    }
+}

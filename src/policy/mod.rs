@@ -1,0 +1,427 @@
+//! DECIDE: a pure function from what the site knows to how many watts each load mines.
+//!
+//! `Policy::decide(&SiteState, now) -> Decision`. No I/O, no clock of its own, no idea
+//! whether it runs live or in a simulation: the same inputs give the same decision.
+//!
+//! The rules form a stack, highest first:
+//! 1. **safety**: a required signal older than `max_signal_age` (or never seen) drives
+//!    mining to `safe_limit` (default 0 W);
+//! 2. **grid operator**: a setpoint is followed; a curtailment caps mining;
+//! 3. **frequency**: under-frequency sheds all mining, over-frequency mines all it can,
+//!    each held until the frequency has been back in band for `hold`;
+//! 4. **economics** (`economics.rs`): every unit, most efficient first, mines when the
+//!    energy it would take is worth less than its hashes;
+//! 5. **wear**: min on/off times and daily start limits.
+//!
+//! Wear limits bind the economics, never a higher rule: a curtailment, shedding or the
+//! import limit may stop a unit before its `min_on` (counted as a forced stop). Nothing
+//! ever *starts* a unit against its `min_off` or daily start limit.
+
+mod allocate;
+pub mod cases;
+mod tiers;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use allocate::Allocation;
+pub use tiers::{Split, Tiers};
+
+use crate::clock::Timestamp;
+use crate::site::{GridConnection, LoadSpec, Tariff, WearLimits};
+use crate::state::{Quantity, SiteState};
+use crate::units::{Hashprice, Hertz, PricePerMwh, Watts};
+
+/// Whether mining may ever draw from the grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Never import for mining: only surplus (curtailed or exportable) energy.
+    SurplusOnly,
+    /// Import too, when hashes are worth more than the import price plus margin.
+    Economic,
+}
+
+/// Frequency response settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FrequencyResponse {
+    pub nominal: Hertz,
+    /// Below this, shed all mining.
+    pub shed_below: Hertz,
+    /// Above this, mine all that the import limit allows.
+    pub absorb_above: Hertz,
+    /// How long the frequency must be back in band before the event ends.
+    pub hold: Duration,
+}
+
+/// A policy's parameters, as a policy file gives them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyParams {
+    pub mode: Mode,
+    /// Hashes must beat the cost of paid energy by this much (EUR/MWh). Otherwise
+    /// curtailed energy needs no margin: it is free.
+    pub margin: PricePerMwh,
+    /// A running unit keeps running until its margin falls this far below `margin`.
+    pub hysteresis: PricePerMwh,
+    /// The policy's own dwell times; a load's hardware limits apply if stricter.
+    pub min_on: Duration,
+    pub min_off: Duration,
+    pub max_starts_per_day: Option<u32>,
+    pub max_signal_age: Duration,
+    /// Most mining may draw while inputs are stale.
+    pub safe_limit: Watts,
+    pub frequency: Option<FrequencyResponse>,
+}
+
+/// A grid operator's command.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "act", rename_all = "kebab-case")]
+pub enum OperatorAction {
+    /// Mining at most this much.
+    CurtailTo(Watts),
+    /// Mining this much less than when the command arrived.
+    CurtailBy(Watts),
+    /// Mining exactly this much, as far as the loads can.
+    Setpoint(Watts),
+    /// End the command in force.
+    Release,
+}
+
+/// What one load is told: how many units run, and their power together.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct LoadTarget {
+    pub units_on: u32,
+    /// Total over the running units, spread evenly across them.
+    pub power: Watts,
+}
+
+impl LoadTarget {
+    pub const OFF: LoadTarget = LoadTarget {
+        units_on: 0,
+        power: Watts::ZERO,
+    };
+}
+
+/// Why the decision is what it is: the highest rule that shaped it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// A required signal is stale or missing.
+    Stale(Quantity),
+    OperatorSetpoint,
+    OperatorCurtail,
+    UnderFrequency,
+    OverFrequency,
+    /// Only otherwise-curtailed energy is mined.
+    Surplus,
+    /// Paid energy (forgone export or import) is mined because hashes are worth more.
+    Economic,
+    /// Nothing is worth mining.
+    Idle,
+    /// Economics wanted otherwise, but min on/off times or the daily start limit held.
+    WearLimit,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Stale(Quantity::PvPower) => "stale:pv_power",
+            Reason::Stale(Quantity::WindPower) => "stale:wind_power",
+            Reason::Stale(Quantity::SiteLoad) => "stale:site_load",
+            Reason::Stale(Quantity::GridFrequency) => "stale:grid_frequency",
+            Reason::Stale(Quantity::Price) => "stale:price",
+            Reason::Stale(Quantity::Hashprice) => "stale:hashprice",
+            Reason::OperatorSetpoint => "operator_setpoint",
+            Reason::OperatorCurtail => "operator_curtail",
+            Reason::UnderFrequency => "under_frequency",
+            Reason::OverFrequency => "over_frequency",
+            Reason::Surplus => "surplus",
+            Reason::Economic => "economic",
+            Reason::Idle => "idle",
+            Reason::WearLimit => "wear_limit",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Reason> {
+        ALL_REASONS.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// Every reason, for tables and parsing.
+pub const ALL_REASONS: [Reason; 14] = [
+    Reason::Stale(Quantity::PvPower),
+    Reason::Stale(Quantity::WindPower),
+    Reason::Stale(Quantity::SiteLoad),
+    Reason::Stale(Quantity::GridFrequency),
+    Reason::Stale(Quantity::Price),
+    Reason::Stale(Quantity::Hashprice),
+    Reason::OperatorSetpoint,
+    Reason::OperatorCurtail,
+    Reason::UnderFrequency,
+    Reason::OverFrequency,
+    Reason::Surplus,
+    Reason::Economic,
+    Reason::Idle,
+    Reason::WearLimit,
+];
+
+/// An ongoing frequency event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FrequencyEvent {
+    Shed,
+    Absorb,
+}
+
+/// What the policy carries from one decision to the next (kept in `SiteState`).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct PolicyMemory {
+    /// The frequency event in force and when the frequency was last outside the band.
+    pub frequency: Option<(FrequencyEvent, Timestamp)>,
+}
+
+/// The policy's answer for one moment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub at: Timestamp,
+    /// One per load, in config order.
+    pub loads: Vec<LoadTarget>,
+    pub reason: Reason,
+    /// The cap a higher rule put on mining, if any.
+    pub limit: Option<Watts>,
+    /// Units kept running only because of `min_on`.
+    pub held_on: u32,
+    /// Units economics wanted that could not start (min_off or daily starts).
+    pub blocked_starts: u32,
+    pub memory: PolicyMemory,
+}
+
+impl Decision {
+    pub fn total(&self) -> Watts {
+        self.loads.iter().map(|l| l.power).sum()
+    }
+}
+
+/// A policy bound to a site: parameters, loads in merit order, effective wear limits.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub params: PolicyParams,
+    pub loads: Vec<LoadSpec>,
+    pub grid: GridConnection,
+    pub tariff: Tariff,
+    /// Effective wear limits per load: the stricter of hardware and policy.
+    pub wear: Vec<WearLimits>,
+    /// Load indices, most hashes per watt first.
+    pub merit: Vec<usize>,
+    pub has_pv: bool,
+    pub has_wind: bool,
+}
+
+impl Policy {
+    pub fn new(
+        params: PolicyParams,
+        loads: Vec<LoadSpec>,
+        grid: GridConnection,
+        tariff: Tariff,
+        has_pv: bool,
+        has_wind: bool,
+    ) -> Self {
+        let wear = loads
+            .iter()
+            .map(|l| {
+                if !l.is_switched() {
+                    return WearLimits::default();
+                }
+                WearLimits {
+                    min_on: l.wear.min_on.max(params.min_on),
+                    min_off: l.wear.min_off.max(params.min_off),
+                    max_starts_per_day: match (l.wear.max_starts_per_day, params.max_starts_per_day)
+                    {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    },
+                }
+            })
+            .collect();
+        let mut merit: Vec<usize> = (0..loads.len()).collect();
+        // Efficiency (H per J) is fixed per load, so the order is too.
+        merit.sort_by(|&a, &b| {
+            let ea = loads[a].hashrate.0 / loads[a].rated_power.0;
+            let eb = loads[b].hashrate.0 / loads[b].rated_power.0;
+            eb.total_cmp(&ea)
+        });
+        Policy {
+            params,
+            loads,
+            grid,
+            tariff,
+            wear,
+            merit,
+            has_pv,
+            has_wind,
+        }
+    }
+
+    /// The tiers this moment offers mining, from fresh readings.
+    pub fn tiers(&self, generation: Watts, site_load: Watts, price: PricePerMwh) -> Tiers {
+        Tiers::new(
+            generation - site_load,
+            &self.grid,
+            &self.tariff,
+            price,
+            self.params.mode == Mode::Economic,
+        )
+    }
+
+    /// Decides every load's target. Pure: depends only on its arguments.
+    pub fn decide(&self, state: &SiteState, now: Timestamp) -> Decision {
+        let mut memory = state.memory;
+        let inputs = match self.fresh_inputs(state, now) {
+            Ok(i) => i,
+            Err(q) => {
+                let limit = self.params.safe_limit;
+                let a = self.allocate(state, now, None, Goal::Fill(limit), limit);
+                return self.decision(now, a, Reason::Stale(q), Some(limit), memory);
+            }
+        };
+        let (generation, site_load, price, hashprice) = inputs;
+        let tiers = self.tiers(generation, site_load, price);
+
+        let mut limit = tiers.capacity();
+        let mut cap_reason = None;
+        if let Some(cmd) = state.command.filter(|c| c.in_force(now)) {
+            match cmd.action {
+                OperatorAction::Setpoint(s) => {
+                    let a =
+                        self.allocate(state, now, Some((&tiers, hashprice)), Goal::Fill(s), limit);
+                    return self.decision(now, a, Reason::OperatorSetpoint, None, memory);
+                }
+                OperatorAction::CurtailTo(l) | OperatorAction::CurtailBy(l) => {
+                    if l < limit {
+                        limit = l;
+                        cap_reason = Some(Reason::OperatorCurtail);
+                    }
+                }
+                OperatorAction::Release => {}
+            }
+        }
+
+        let event = self.frequency_event(state, now, &mut memory);
+        let goal = match event {
+            Some(FrequencyEvent::Shed) => {
+                limit = Watts::ZERO;
+                cap_reason = Some(Reason::UnderFrequency);
+                Goal::Fill(Watts::ZERO)
+            }
+            Some(FrequencyEvent::Absorb) => Goal::Fill(limit),
+            None => Goal::Economic,
+        };
+        let a = self.allocate(state, now, Some((&tiers, hashprice)), goal, limit);
+        let reason = match (event, cap_reason) {
+            (Some(FrequencyEvent::Shed), _) => Reason::UnderFrequency,
+            (_, Some(r)) if a.limited => r,
+            (Some(FrequencyEvent::Absorb), _) => Reason::OverFrequency,
+            _ if a.held_on > 0 || a.blocked_starts > 0 => Reason::WearLimit,
+            _ => {
+                let s = tiers.split(a.total);
+                if s.export.0 + s.import.0 > 1e-9 {
+                    Reason::Economic
+                } else if a.total.0 > 0.0 {
+                    Reason::Surplus
+                } else {
+                    Reason::Idle
+                }
+            }
+        };
+        let shown_limit = cap_reason.map(|_| limit);
+        self.decision(now, a, reason, shown_limit, memory)
+    }
+
+    fn decision(
+        &self,
+        now: Timestamp,
+        a: Allocation,
+        reason: Reason,
+        limit: Option<Watts>,
+        memory: PolicyMemory,
+    ) -> Decision {
+        Decision {
+            at: now,
+            loads: a.targets,
+            reason,
+            limit,
+            held_on: a.held_on,
+            blocked_starts: a.blocked_starts,
+            memory,
+        }
+    }
+
+    /// Generation, site load, price and hashprice, or the first required signal that is
+    /// stale or missing.
+    fn fresh_inputs(
+        &self,
+        s: &SiteState,
+        now: Timestamp,
+    ) -> Result<(Watts, Watts, PricePerMwh, Hashprice), Quantity> {
+        let age = self.params.max_signal_age;
+        let get =
+            |r: Option<crate::state::Reading<Watts>>, q| r.and_then(|r| r.fresh(now, age)).ok_or(q);
+        let pv = if self.has_pv {
+            get(s.pv, Quantity::PvPower)?
+        } else {
+            Watts::ZERO
+        };
+        let wind = if self.has_wind {
+            get(s.wind, Quantity::WindPower)?
+        } else {
+            Watts::ZERO
+        };
+        let load = get(s.site_load, Quantity::SiteLoad)?;
+        let price = s
+            .price
+            .and_then(|r| r.fresh(now, age))
+            .ok_or(Quantity::Price)?;
+        let hashprice = s
+            .hashprice
+            .and_then(|r| r.fresh(now, age))
+            .ok_or(Quantity::Hashprice)?;
+        Ok((pv + wind, load, price, hashprice))
+    }
+
+    /// Updates `memory` with the frequency event in force now, if any.
+    fn frequency_event(
+        &self,
+        s: &SiteState,
+        now: Timestamp,
+        memory: &mut PolicyMemory,
+    ) -> Option<FrequencyEvent> {
+        let fr = self.params.frequency?;
+        let f = s
+            .frequency
+            .and_then(|r| r.fresh(now, self.params.max_signal_age));
+        let outside = f.and_then(|f| {
+            if f < fr.shed_below {
+                Some(FrequencyEvent::Shed)
+            } else if f > fr.absorb_above {
+                Some(FrequencyEvent::Absorb)
+            } else {
+                None
+            }
+        });
+        memory.frequency = match (outside, memory.frequency) {
+            (Some(e), _) => Some((e, now)),
+            (None, Some((e, last))) if now.since(last) < fr.hold => Some((e, last)),
+            _ => None,
+        };
+        memory.frequency.map(|(e, _)| e)
+    }
+}
+
+/// What the allocator aims for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Goal {
+    /// Mine what pays, by the energy tiers.
+    Economic,
+    /// Reach this total (a setpoint, a frequency response, a safe level), economics aside.
+    Fill(Watts),
+}

@@ -1,0 +1,249 @@
+//! KPIs: energy by source, money, hashes and wear, summed step by step.
+
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use serde::Serialize;
+
+use crate::clock::Timestamp;
+use crate::config::Scenario;
+use crate::policy::{Reason, Split, ALL_REASONS};
+use crate::signal::replay::{DataReport, Replay};
+use crate::state::LoadLedger;
+
+/// Where the watts of one step went. Powers in W (step averages), prices in EUR/MWh.
+#[derive(Debug, Clone, Copy)]
+pub struct StepFlows {
+    pub at: Timestamp,
+    pub step_h: f64,
+    pub generation: f64,
+    pub site_load: f64,
+    pub mining: f64,
+    pub export: f64,
+    pub import: f64,
+    pub curtailed: f64,
+    /// What would have been curtailed with no mining.
+    pub curtailed_without: f64,
+    /// Mining power by the energy it took.
+    pub split: Split,
+    pub export_value: f64,
+    pub import_price: f64,
+    pub hashes: f64,
+    /// EUR per PH/s per day.
+    pub hashprice: f64,
+    pub reason: Reason,
+    pub import_over_limit: bool,
+}
+
+/// EUR per hash at a hashprice of 1 EUR per PH/s per day.
+const EUR_PER_HASH_PER_HASHPRICE: f64 = 1.0 / (1e15 * 86_400.0);
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoadKpis {
+    pub name: String,
+    pub units: u32,
+    pub energy_mwh: f64,
+    pub hashes: f64,
+    pub revenue_eur: f64,
+    pub starts: u64,
+    pub starts_per_device_day: f64,
+    pub max_starts_in_a_day: u32,
+    /// Stops that cut `min_on` short because a higher rule or a hard limit demanded it.
+    pub forced_stops: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MonthKpis {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub mining_from_curtailment_mwh: f64,
+    pub mining_from_export_mwh: f64,
+    pub mining_from_import_mwh: f64,
+    pub curtailed_without_mining_mwh: f64,
+    pub revenue_eur: f64,
+    pub energy_cost_eur: f64,
+    pub profit_eur: f64,
+}
+
+/// The clairvoyant optimum, as the report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OptimumKpis {
+    /// Profit no policy can beat on this data (Lagrangian dual bound).
+    pub upper_bound_eur: f64,
+    /// Profit of the best schedule the solver found (feasible, perfect foresight).
+    pub feasible_eur: f64,
+    /// Online profit / upper bound.
+    pub ratio: f64,
+    pub iterations: u32,
+    pub solve_seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Kpis {
+    pub scenario: String,
+    pub start: String,
+    pub end: String,
+    pub step_s: u64,
+    pub steps: usize,
+    pub days: f64,
+    pub generation_mwh: f64,
+    pub site_load_mwh: f64,
+    pub mining_mwh: f64,
+    pub mining_from_curtailment_mwh: f64,
+    pub mining_from_export_mwh: f64,
+    pub mining_from_import_mwh: f64,
+    pub curtailed_without_mining_mwh: f64,
+    pub curtailed_mwh: f64,
+    /// Share of the otherwise-curtailed energy that mining absorbed.
+    pub absorbed_share: f64,
+    pub export_mwh: f64,
+    pub import_mwh: f64,
+    pub revenue_eur: f64,
+    pub energy_cost_eur: f64,
+    pub profit_eur: f64,
+    pub hashes: f64,
+    /// Steps where the site drew more than its import limit (site load alone, in the data).
+    pub import_over_limit_steps: usize,
+    /// Steps per decision reason.
+    pub reasons: Vec<(String, usize)>,
+    pub loads: Vec<LoadKpis>,
+    pub months: Vec<MonthKpis>,
+    /// Per UTC day: (day start, mining from curtailment MWh), for picking a week to plot.
+    #[serde(skip)]
+    pub daily_absorbed: Vec<(Timestamp, f64)>,
+    pub data: DataReport,
+    pub optimum: Option<OptimumKpis>,
+}
+
+pub(crate) struct Accumulator {
+    k: Kpis,
+    reason_steps: [usize; ALL_REASONS.len()],
+    month_end: i64,
+    day: i64,
+}
+
+impl Accumulator {
+    pub fn new(sc: &Scenario, replay: &Replay) -> Self {
+        let k = Kpis {
+            scenario: sc.name.clone(),
+            start: replay.start.to_rfc3339(),
+            end: replay.time(replay.len).to_rfc3339(),
+            step_s: replay.step.as_secs(),
+            steps: replay.len,
+            days: replay.len as f64 * replay.step.as_secs_f64() / 86_400.0,
+            loads: sc
+                .loads
+                .iter()
+                .map(|l| LoadKpis {
+                    name: l.name.clone(),
+                    units: l.count,
+                    ..Default::default()
+                })
+                .collect(),
+            data: replay.report.clone(),
+            ..Default::default()
+        };
+        Accumulator {
+            k,
+            reason_steps: [0; ALL_REASONS.len()],
+            month_end: i64::MIN,
+            day: i64::MIN,
+        }
+    }
+
+    /// Books one load's step: energy in Wh... given as W·h, hashes, and the hashprice.
+    pub fn load(&mut self, k: usize, wh: f64, hashes: f64, hashprice: f64) {
+        let l = &mut self.k.loads[k];
+        l.energy_mwh += wh / 1e6;
+        l.hashes += hashes;
+        l.revenue_eur += hashes * hashprice * EUR_PER_HASH_PER_HASHPRICE;
+    }
+
+    pub fn step(&mut self, f: StepFlows) {
+        let mwh = |w: f64| w * f.step_h / 1e6;
+        let k = &mut self.k;
+        k.generation_mwh += mwh(f.generation);
+        k.site_load_mwh += mwh(f.site_load);
+        k.mining_mwh += mwh(f.mining);
+        let (free, exp, imp) = (
+            mwh(f.split.free.0),
+            mwh(f.split.export.0),
+            mwh(f.split.import.0),
+        );
+        k.mining_from_curtailment_mwh += free;
+        k.mining_from_export_mwh += exp;
+        k.mining_from_import_mwh += imp;
+        k.curtailed_without_mining_mwh += mwh(f.curtailed_without);
+        k.curtailed_mwh += mwh(f.curtailed);
+        k.export_mwh += mwh(f.export);
+        k.import_mwh += mwh(f.import);
+        let revenue = f.hashes * f.hashprice * EUR_PER_HASH_PER_HASHPRICE;
+        let cost = exp * f.export_value + imp * f.import_price;
+        k.revenue_eur += revenue;
+        k.energy_cost_eur += cost;
+        k.hashes += f.hashes;
+        k.import_over_limit_steps += f.import_over_limit as usize;
+        self.reason_steps[super::reason_index(f.reason)] += 1;
+
+        if f.at.0 >= self.month_end {
+            let t = utc(f.at);
+            let (y, m) = (t.year(), t.month());
+            let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+            self.month_end = Utc
+                .with_ymd_and_hms(ny, nm, 1, 0, 0, 0)
+                .single()
+                .map_or(i64::MAX, |t| t.timestamp_millis());
+            k.months.push(MonthKpis {
+                month: format!("{y:04}-{m:02}"),
+                ..Default::default()
+            });
+        }
+        let month = k.months.last_mut().expect("pushed above");
+        month.mining_from_curtailment_mwh += free;
+        month.mining_from_export_mwh += exp;
+        month.mining_from_import_mwh += imp;
+        month.curtailed_without_mining_mwh += mwh(f.curtailed_without);
+        month.revenue_eur += revenue;
+        month.energy_cost_eur += cost;
+
+        let day = f.at.day();
+        if day != self.day {
+            self.day = day;
+            k.daily_absorbed
+                .push((Timestamp(day * Timestamp::MS_PER_DAY), 0.0));
+        }
+        k.daily_absorbed.last_mut().expect("pushed above").1 += free;
+    }
+
+    pub fn finish(mut self, ledgers: &[LoadLedger]) -> Kpis {
+        let k = &mut self.k;
+        k.profit_eur = k.revenue_eur - k.energy_cost_eur;
+        k.absorbed_share = if k.curtailed_without_mining_mwh > 0.0 {
+            k.mining_from_curtailment_mwh / k.curtailed_without_mining_mwh
+        } else {
+            0.0
+        };
+        for m in &mut k.months {
+            m.profit_eur = m.revenue_eur - m.energy_cost_eur;
+        }
+        for (l, ledger) in k.loads.iter_mut().zip(ledgers) {
+            l.starts = ledger.total_starts;
+            l.forced_stops = ledger.forced_stops;
+            l.max_starts_in_a_day = ledger.max_starts_in_a_day;
+            l.starts_per_device_day = if k.days > 0.0 {
+                l.starts as f64 / (l.units as f64 * k.days)
+            } else {
+                0.0
+            };
+        }
+        k.reasons = ALL_REASONS
+            .iter()
+            .zip(self.reason_steps)
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| (r.as_str().to_string(), n))
+            .collect();
+        self.k
+    }
+}
+
+pub fn utc(t: Timestamp) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(t.0).unwrap_or_default()
+}

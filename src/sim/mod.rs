@@ -1,0 +1,485 @@
+//! The simulator: the live controller's `step`, fed by `Replay`, with simulated time and
+//! simulated loads, and an energy account kept at every step.
+//!
+//! Nothing here decides: `Controller::step` does, exactly as live. This module turns
+//! recorded history into observations, hands decisions to `SimulatedLoad`s, and books
+//! where every watt went: generation + import = site load + mining + export + curtailment,
+//! checked at every step.
+
+pub mod kpi;
+pub mod optimum;
+pub mod output;
+pub mod report;
+pub mod svg;
+pub mod sweep;
+
+use std::time::Duration;
+
+use crate::actuator::simulated::SimulatedLoad;
+use crate::clock::Timestamp;
+use crate::config::{ConfigError, Scenario};
+use crate::controller::Controller;
+use crate::policy::{Policy, Reason, Tiers, ALL_REASONS};
+use crate::signal::replay::{Replay, SignalError};
+use crate::state::{Observation, Quantity};
+use crate::units::{Hashprice, PricePerMwh, Watts};
+
+use kpi::Accumulator;
+pub use kpi::{Kpis, LoadKpis, MonthKpis};
+pub use output::Timeseries;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+    #[error("energy balance broken at step {step} ({at}): {detail}")]
+    EnergyBalance {
+        step: usize,
+        at: Timestamp,
+        detail: String,
+    },
+    #[error("writing {path}: {message}")]
+    Output { path: String, message: String },
+    #[error("scenario {scenario:?} broke its bounds:\n  - {}", broken.join("\n  - "))]
+    Bounds {
+        scenario: String,
+        broken: Vec<String>,
+    },
+}
+
+/// What a run keeps besides the KPIs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SimOptions {
+    /// Keep every step's inputs, decision and load powers.
+    pub record: bool,
+    /// Keep every unit's switch times (for checking wear limits).
+    pub trace_switches: bool,
+}
+
+/// A unit switching, as the simulator saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Switch {
+    pub load: usize,
+    pub unit: usize,
+    pub at: Timestamp,
+    pub on: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimRun {
+    pub kpis: Kpis,
+    pub timeseries: Option<Timeseries>,
+    pub switches: Vec<Switch>,
+}
+
+/// Builds the policy a scenario describes.
+pub fn policy_for(sc: &Scenario) -> Policy {
+    Policy::new(
+        sc.policy.clone(),
+        sc.loads.clone(),
+        sc.grid,
+        sc.tariff,
+        sc.pv.is_some(),
+        sc.wind.is_some(),
+    )
+}
+
+/// Replays `replay` through the scenario's policy.
+pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, SimError> {
+    let policy = policy_for(sc);
+    let mut ctl = Controller::new(policy);
+    let mut loads: Vec<SimulatedLoad> = sc.loads.iter().map(SimulatedLoad::new).collect();
+    let step = replay.step;
+    let step_h = step.as_secs_f64() / 3600.0;
+    let mut acc = Accumulator::new(sc, replay);
+    let mut ts = opts.record.then(|| Timeseries::new(&sc.loads, replay.len));
+    let mut switches = Vec::new();
+    let mut prev_on: Vec<Vec<bool>> = sc
+        .loads
+        .iter()
+        .map(|l| vec![false; l.count as usize])
+        .collect();
+
+    let mut operator = sc.operator.clone();
+    operator.sort_by_key(|e| e.at);
+    let mut next_op = 0;
+
+    // What the physics uses where the data has a hole: the last value seen (0 before any).
+    let mut phys = Physics::default();
+
+    for i in 0..replay.len {
+        let now = replay.time(i);
+        let pv = replay.pv.as_ref().map_or(0.0, |v| v[i]);
+        let wind = replay.wind.as_ref().map_or(0.0, |v| v[i]);
+        let (load, price, hp) = (replay.site_load[i], replay.price[i], replay.hashprice[i]);
+        let power = |q, v: f64| Observation::Power {
+            quantity: q,
+            value: Watts(v),
+            at: now,
+        };
+        if replay.pv.is_some() && !pv.is_nan() {
+            ctl.observe(power(Quantity::PvPower, pv));
+        }
+        if replay.wind.is_some() && !wind.is_nan() {
+            ctl.observe(power(Quantity::WindPower, wind));
+        }
+        if !load.is_nan() {
+            ctl.observe(power(Quantity::SiteLoad, load));
+        }
+        if !price.is_nan() {
+            ctl.observe(Observation::Price {
+                value: PricePerMwh(price),
+                at: now,
+            });
+        }
+        if !hp.is_nan() {
+            ctl.observe(Observation::Hashprice {
+                value: Hashprice(hp),
+                at: now,
+            });
+        }
+        while next_op < operator.len() && operator[next_op].at <= now {
+            let e = &operator[next_op];
+            ctl.observe(Observation::Operator {
+                action: e.action,
+                until: e.until,
+                at: e.at,
+            });
+            next_op += 1;
+        }
+
+        let decision = ctl.step(now);
+
+        let mut mining = 0.0;
+        let mut hashes = 0.0;
+        let mut per_load = [0.0f64; 16];
+        for (k, (sim, ledger)) in loads.iter_mut().zip(&ctl.state.loads).enumerate() {
+            sim.apply(decision.loads[k], ledger);
+            let o = sim.advance(step);
+            mining += o.power.0;
+            hashes += o.hashes;
+            if k < per_load.len() {
+                per_load[k] = o.power.0;
+            }
+            acc.load(k, o.power.0 * step_h, o.hashes, hp_or(hp, phys.hashprice));
+        }
+        if opts.trace_switches {
+            for (k, ledger) in ctl.state.loads.iter().enumerate() {
+                for (u, unit) in ledger.units.iter().enumerate() {
+                    if unit.on != prev_on[k][u] {
+                        switches.push(Switch {
+                            load: k,
+                            unit: u,
+                            at: now,
+                            on: unit.on,
+                        });
+                        prev_on[k][u] = unit.on;
+                    }
+                }
+            }
+        }
+
+        // Physics of the step.
+        phys.update(
+            pv,
+            wind,
+            load,
+            price,
+            hp,
+            replay.pv.is_some(),
+            replay.wind.is_some(),
+        );
+        let generation = phys.pv + phys.wind;
+        let net = generation - phys.load - mining;
+        let export_limit = sc.grid.export_limit.0;
+        let export = net.clamp(0.0, export_limit);
+        let curtailed = (net - export_limit).max(0.0);
+        let import = (-net).max(0.0);
+        let balance = generation + import - (phys.load + mining + export + curtailed);
+        let scale = 1.0 + generation.abs() + phys.load.abs() + mining.abs();
+        if !(balance.abs() <= 1e-9 * scale) || !mining.is_finite() || mining < 0.0 {
+            return Err(SimError::EnergyBalance {
+                step: i,
+                at: now,
+                detail: format!(
+                    "generation {generation} W + import {import} W != site load {} W + mining {mining} W + export {export} W + curtailment {curtailed} W (off by {balance} W)",
+                    phys.load
+                ),
+            });
+        }
+        let tiers = Tiers::new(
+            Watts(generation - phys.load),
+            &sc.grid,
+            &sc.tariff,
+            PricePerMwh(phys.price),
+            true,
+        );
+        let split = tiers.split(Watts(mining));
+        let curtailed_without = (generation - phys.load - export_limit).max(0.0);
+        acc.step(kpi::StepFlows {
+            at: now,
+            step_h,
+            generation,
+            site_load: phys.load,
+            mining,
+            export,
+            import,
+            curtailed,
+            curtailed_without,
+            split,
+            export_value: tiers.export_cost.0,
+            import_price: tiers.import_cost.0,
+            hashes,
+            hashprice: phys.hashprice,
+            reason: decision.reason,
+            import_over_limit: import > sc.grid.import_limit.0 + 1e-6,
+        });
+        if let Some(ts) = ts.as_mut() {
+            ts.push(
+                now,
+                [pv, wind, load, price, hp],
+                &decision,
+                &per_load[..sc.loads.len().min(16)],
+                [mining, export, import, curtailed, curtailed_without],
+            );
+        }
+    }
+    let kpis = acc.finish(&ctl.state.loads);
+    Ok(SimRun {
+        kpis,
+        timeseries: ts,
+        switches,
+    })
+}
+
+fn hp_or(hp: f64, held: f64) -> f64 {
+    if hp.is_nan() {
+        held
+    } else {
+        hp
+    }
+}
+
+/// The physical world where the data has holes: the last value seen.
+#[derive(Debug, Default)]
+struct Physics {
+    pv: f64,
+    wind: f64,
+    load: f64,
+    price: f64,
+    hashprice: f64,
+}
+
+impl Physics {
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &mut self,
+        pv: f64,
+        wind: f64,
+        load: f64,
+        price: f64,
+        hp: f64,
+        has_pv: bool,
+        has_wind: bool,
+    ) {
+        let set = |slot: &mut f64, v: f64| {
+            if !v.is_nan() {
+                *slot = v;
+            }
+        };
+        if has_pv {
+            set(&mut self.pv, pv);
+        }
+        if has_wind {
+            set(&mut self.wind, wind);
+        }
+        set(&mut self.load, load);
+        set(&mut self.price, price);
+        set(&mut self.hashprice, hp);
+    }
+}
+
+/// Steps per reason code, in `ALL_REASONS` order.
+pub fn reason_index(r: Reason) -> usize {
+    ALL_REASONS
+        .iter()
+        .position(|x| *x == r)
+        .expect("every reason is listed")
+}
+
+/// Checks the scenario's bounds; each broken one is named with its value.
+pub fn check_bounds(sc: &Scenario, k: &Kpis) -> Result<(), SimError> {
+    let b = &sc.bounds;
+    let mut broken = Vec::new();
+    if let Some(min) = b.min_profit_eur {
+        if k.profit_eur < min {
+            broken.push(format!(
+                "profit {:.0} EUR < min_profit_eur {min}",
+                k.profit_eur
+            ));
+        }
+    }
+    if let Some(min) = b.min_absorbed_share {
+        if k.absorbed_share < min {
+            broken.push(format!(
+                "absorbed share {:.3} < min_absorbed_share {min}",
+                k.absorbed_share
+            ));
+        }
+    }
+    if let Some(max) = b.max_grid_import_mwh {
+        if k.mining_from_import_mwh > max {
+            broken.push(format!(
+                "mining from grid import {:.3} MWh > max_grid_import_mwh {max}",
+                k.mining_from_import_mwh
+            ));
+        }
+    }
+    if let Some(max) = b.max_starts_per_device_day {
+        for l in &k.loads {
+            if l.max_starts_in_a_day as f64 > max {
+                broken.push(format!(
+                    "{}: {} starts in one day > max_starts_per_device_day {max}",
+                    l.name, l.max_starts_in_a_day
+                ));
+            }
+        }
+    }
+    if let (Some(min), Some(o)) = (b.min_ratio_to_optimum, &k.optimum) {
+        if o.ratio < min {
+            broken.push(format!(
+                "ratio to optimum {:.3} < min_ratio_to_optimum {min}",
+                o.ratio
+            ));
+        }
+    }
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(SimError::Bounds {
+            scenario: sc.name.clone(),
+            broken,
+        })
+    }
+}
+
+/// Duration of a replay.
+pub fn span(replay: &Replay) -> Duration {
+    replay.step * replay.len as u32
+}
+
+/// The clairvoyant optimum on the same data and limits as `sc`, compared with `online`.
+pub fn optimum(sc: &Scenario, replay: &Replay, online_profit: f64) -> kpi::OptimumKpis {
+    let t0 = std::time::Instant::now();
+    let n = replay.len;
+    let mut phys = Physics::default();
+    let (
+        mut free,
+        mut export,
+        mut export_cost,
+        mut import,
+        mut import_cost,
+        mut hashprice,
+        mut day,
+    ) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let allow_import = sc.policy.mode == crate::policy::Mode::Economic;
+    for i in 0..n {
+        let pv = replay.pv.as_ref().map_or(0.0, |v| v[i]);
+        let wind = replay.wind.as_ref().map_or(0.0, |v| v[i]);
+        phys.update(
+            pv,
+            wind,
+            replay.site_load[i],
+            replay.price[i],
+            replay.hashprice[i],
+            replay.pv.is_some(),
+            replay.wind.is_some(),
+        );
+        let t = Tiers::new(
+            Watts(phys.pv + phys.wind - phys.load),
+            &sc.grid,
+            &sc.tariff,
+            PricePerMwh(phys.price),
+            allow_import,
+        );
+        free.push(t.free.0);
+        export.push(t.export.0);
+        export_cost.push(t.export_cost.0);
+        import.push(t.import.0);
+        import_cost.push(t.import_cost.0);
+        hashprice.push(phys.hashprice);
+        day.push(replay.time(i).day());
+    }
+    let policy = policy_for(sc);
+    let steps = |d: Duration| d.as_secs().div_ceil(replay.step.as_secs()) as u32;
+    let classes: Vec<optimum::UnitClass> = sc
+        .loads
+        .iter()
+        .zip(&policy.wear)
+        .map(|(l, w)| optimum::UnitClass {
+            name: l.name.clone(),
+            count: l.count,
+            rated_w: l.rated_power.0,
+            min_power_w: l.min_unit_power().0,
+            value_per_hashprice: Hashprice(1.0).value_per_mwh(l.hashrate, l.rated_power).0,
+            min_on_steps: steps(w.min_on),
+            min_off_steps: steps(w.min_off),
+            max_starts_per_day: w.max_starts_per_day,
+            continuous: !l.is_switched(),
+        })
+        .collect();
+    let input = optimum::OptimumInput {
+        step_h: replay.step.as_secs_f64() / 3600.0,
+        day: &day,
+        hashprice: &hashprice,
+        tiers: optimum::Tiers {
+            free_w: &free,
+            export_w: &export,
+            export_cost: &export_cost,
+            import_w: &import,
+            import_cost: &import_cost,
+        },
+        classes: &classes,
+        max_iterations: 30,
+        tolerance: 1e-3,
+    };
+    // The best schedule that keeps every wear limit, with units drawing at least their
+    // lowest power whenever on.
+    let feasible = optimum::solve(&input);
+    // The bound: simulated units draw less than that while they wake and ramp, so the
+    // bound lets an "on" unit draw anything down to zero. That makes it the optimum
+    // without wear limits, a little looser, but one no realised schedule can beat.
+    let relaxed: Vec<optimum::UnitClass> = classes
+        .iter()
+        .map(|c| optimum::UnitClass {
+            min_power_w: 0.0,
+            ..c.clone()
+        })
+        .collect();
+    let bound = optimum::solve(&optimum::OptimumInput {
+        classes: &relaxed,
+        ..input
+    });
+    let upper = bound.upper_bound_eur;
+    kpi::OptimumKpis {
+        upper_bound_eur: upper,
+        feasible_eur: feasible.feasible_eur,
+        ratio: if upper > 0.0 {
+            online_profit / upper
+        } else {
+            f64::NAN
+        },
+        iterations: feasible.iterations + bound.iterations,
+        solve_seconds: t0.elapsed().as_secs_f64(),
+    }
+}

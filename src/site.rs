@@ -1,0 +1,124 @@
+//! The site model: what the site physically is (grid connection, mining loads) and what
+//! energy costs there. Typed and validated; built from config, read by the policy, the
+//! simulator and the live controller alike. No I/O here.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::units::{HashRate, Hashprice, PricePerMwh, Watts};
+
+/// The grid connection.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct GridConnection {
+    /// Most the site may feed in; generation above it (after site load and mining) is
+    /// curtailed.
+    pub export_limit: Watts,
+    /// Most the site may draw.
+    pub import_limit: Watts,
+}
+
+/// What exported energy earns.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum ExportValue {
+    /// The day-ahead price (negative prices make export cost money).
+    DayAhead,
+    /// A fixed feed-in tariff.
+    Fixed(PricePerMwh),
+}
+
+/// Prices at the site.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Tariff {
+    /// Added to the day-ahead price for every MWh imported: network fees, levies, taxes.
+    pub import_adder: PricePerMwh,
+    pub export: ExportValue,
+}
+
+impl Tariff {
+    /// What one MWh drawn from the grid costs when the day-ahead price is `day_ahead`.
+    pub fn import_price(&self, day_ahead: PricePerMwh) -> PricePerMwh {
+        day_ahead + self.import_adder
+    }
+    /// What one MWh fed in earns when the day-ahead price is `day_ahead`.
+    pub fn export_value(&self, day_ahead: PricePerMwh) -> PricePerMwh {
+        match self.export {
+            ExportValue::DayAhead => day_ahead,
+            ExportValue::Fixed(p) => p,
+        }
+    }
+}
+
+/// Which power levels a load's firmware accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum PowerLevels {
+    /// Off or full power, nothing between.
+    OnOff,
+    /// Off, or any power from `min` up to rated.
+    Range { min: Watts },
+    /// Anything from zero to rated (the embedded CPU pool).
+    Continuous,
+}
+
+/// Limits that protect hardware from wear, per unit.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct WearLimits {
+    pub min_on: Duration,
+    pub min_off: Duration,
+    /// Starts allowed per unit per UTC calendar day; `None` is unlimited.
+    pub max_starts_per_day: Option<u32>,
+}
+
+/// One group of identical mining units, controlled unit by unit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadSpec {
+    pub name: String,
+    pub kind: LoadKind,
+    /// Units in the group (1 for the CPU pool).
+    pub count: u32,
+    /// Power of one unit at full output.
+    pub rated_power: Watts,
+    /// Hash rate of one unit at full output; it scales linearly with power.
+    pub hashrate: HashRate,
+    pub levels: PowerLevels,
+    /// Time from wake to full power (linear).
+    pub ramp: Duration,
+    /// Time from the start command until the unit draws power and hashes.
+    pub wake: Duration,
+    /// The hardware's own limits; the policy may be stricter (see `PolicyParams`).
+    pub wear: WearLimits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadKind {
+    Asic,
+    Cpu,
+}
+
+impl LoadSpec {
+    /// Full power of the whole group.
+    pub fn max_power(&self) -> Watts {
+        self.rated_power * self.count as f64
+    }
+    /// Hash rate one unit makes at `power`.
+    pub fn hashrate_at(&self, power: Watts) -> HashRate {
+        HashRate(self.hashrate.0 * (power / self.rated_power).clamp(0.0, 1.0))
+    }
+    /// Break-even energy price for this load at `hashprice` (EUR/MWh).
+    pub fn value_per_mwh(&self, hashprice: Hashprice) -> PricePerMwh {
+        hashprice.value_per_mwh(self.hashrate, self.rated_power)
+    }
+    /// Smallest power a running unit can be set to.
+    pub fn min_unit_power(&self) -> Watts {
+        match self.levels {
+            PowerLevels::OnOff => self.rated_power,
+            PowerLevels::Range { min } => min,
+            PowerLevels::Continuous => Watts::ZERO,
+        }
+    }
+    /// Whether units are switched on and off (and so count starts and dwell times).
+    pub fn is_switched(&self) -> bool {
+        !matches!(self.levels, PowerLevels::Continuous)
+    }
+}

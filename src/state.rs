@@ -1,0 +1,387 @@
+//! `SiteState`: the latest value of every quantity, with when it was measured, plus the
+//! wear ledger of every load and the grid operator's active command. Pure data, no I/O:
+//! sources feed it `Observation`s, the controller records each `Decision` in it, and the
+//! policy reads it. It never judges staleness; the policy decides what an old value means.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::clock::Timestamp;
+use crate::policy::{Decision, LoadTarget, OperatorAction, PolicyMemory};
+use crate::site::{LoadSpec, WearLimits};
+use crate::units::{Hashprice, Hertz, PricePerMwh, Watts};
+
+/// The quantities a site measures or is told. One table for signals, state, telemetry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantity {
+    /// PV output, W, >= 0.
+    PvPower,
+    /// Wind output, W, >= 0.
+    WindPower,
+    /// Site consumption other than mining, W, >= 0.
+    SiteLoad,
+    /// Grid frequency, Hz.
+    GridFrequency,
+    /// Day-ahead price now, EUR/MWh.
+    Price,
+    /// Hashprice, EUR per PH/s per day.
+    Hashprice,
+}
+
+impl Quantity {
+    pub const ALL: [Quantity; 6] = [
+        Quantity::PvPower,
+        Quantity::WindPower,
+        Quantity::SiteLoad,
+        Quantity::GridFrequency,
+        Quantity::Price,
+        Quantity::Hashprice,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quantity::PvPower => "pv_power",
+            Quantity::WindPower => "wind_power",
+            Quantity::SiteLoad => "site_load",
+            Quantity::GridFrequency => "grid_frequency",
+            Quantity::Price => "price",
+            Quantity::Hashprice => "hashprice",
+        }
+    }
+}
+
+/// Something a source saw or was told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    Power {
+        quantity: Quantity,
+        value: Watts,
+        at: Timestamp,
+    },
+    Frequency {
+        value: Hertz,
+        at: Timestamp,
+    },
+    Price {
+        value: PricePerMwh,
+        at: Timestamp,
+    },
+    Hashprice {
+        value: Hashprice,
+        at: Timestamp,
+    },
+    Operator {
+        action: OperatorAction,
+        until: Option<Timestamp>,
+        at: Timestamp,
+    },
+}
+
+/// A value and when it was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Reading<T> {
+    pub value: T,
+    pub at: Timestamp,
+}
+
+impl<T: Copy> Reading<T> {
+    pub fn age(&self, now: Timestamp) -> Duration {
+        now.since(self.at)
+    }
+    /// The value if it is no older than `max_age`.
+    pub fn fresh(&self, now: Timestamp, max_age: Duration) -> Option<T> {
+        (self.age(now) <= max_age).then_some(self.value)
+    }
+}
+
+/// The grid operator's command in force.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ActiveCommand {
+    /// `CurtailBy` is turned into `CurtailTo` against the mining power when it arrives.
+    pub action: OperatorAction,
+    pub until: Option<Timestamp>,
+    pub received: Timestamp,
+}
+
+impl ActiveCommand {
+    pub fn in_force(&self, now: Timestamp) -> bool {
+        self.until.is_none_or(|u| now < u)
+    }
+}
+
+/// One unit's switching history, what wear limits are checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct UnitLedger {
+    pub on: bool,
+    /// When it last switched (on or off). Units start "off since forever".
+    pub since: Timestamp,
+    /// UTC day that `starts_today` counts.
+    pub day: i64,
+    pub starts_today: u32,
+}
+
+impl UnitLedger {
+    fn new() -> Self {
+        UnitLedger {
+            on: false,
+            since: Timestamp(i64::MIN / 2),
+            day: i64::MIN,
+            starts_today: 0,
+        }
+    }
+    pub fn starts_on(&self, day: i64) -> u32 {
+        if self.day == day {
+            self.starts_today
+        } else {
+            0
+        }
+    }
+    /// May be switched off now without breaking `min_on`.
+    pub fn may_stop(&self, now: Timestamp, wear: &WearLimits) -> bool {
+        self.on && now.since(self.since) >= wear.min_on
+    }
+    /// May be switched on now without breaking `min_off` or the daily start limit.
+    pub fn may_start(&self, now: Timestamp, wear: &WearLimits) -> bool {
+        !self.on
+            && now.since(self.since) >= wear.min_off
+            && wear
+                .max_starts_per_day
+                .is_none_or(|m| self.starts_on(now.day()) < m)
+    }
+}
+
+/// A load's units and what they were last told.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadLedger {
+    pub units: Vec<UnitLedger>,
+    pub target: LoadTarget,
+    /// Starts over the whole run, for KPIs.
+    pub total_starts: u64,
+    /// Stops that cut a unit's `min_on` short because a higher rule demanded it.
+    pub forced_stops: u64,
+    /// Most starts any one unit made in one UTC day.
+    pub max_starts_in_a_day: u32,
+    /// Bumped whenever a unit switches, so followers can tell nothing changed.
+    pub version: u64,
+    /// `counts` for a stretch of time in which they cannot change. Only a cache: a
+    /// large group then costs nothing per step while no unit nears a wear threshold.
+    #[serde(skip)]
+    cache: std::cell::Cell<Option<CountsCache>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CountsCache {
+    version: u64,
+    day: i64,
+    from: Timestamp,
+    until: Timestamp,
+    counts: (u32, u32, u32),
+}
+
+/// Which units the counts in a `LoadTarget` mean. Stopping takes the units that have run
+/// longest, starting those that have rested longest: the same order the policy assumed
+/// when it counted what may start or stop.
+impl LoadLedger {
+    pub fn new(spec: &LoadSpec) -> Self {
+        LoadLedger {
+            units: vec![UnitLedger::new(); spec.count as usize],
+            target: LoadTarget::OFF,
+            total_starts: 0,
+            forced_stops: 0,
+            max_starts_in_a_day: 0,
+            version: 0,
+            cache: std::cell::Cell::new(None),
+        }
+    }
+
+    pub fn on_count(&self) -> u32 {
+        self.units.iter().filter(|u| u.on).count() as u32
+    }
+
+    /// Marks the units as changed by hand (tests and fixtures that set units directly).
+    pub fn touch(&mut self) {
+        self.version += 1;
+    }
+
+    /// (on, may stop, may start) counts. `wear` must be the same on every call.
+    pub fn counts(&self, now: Timestamp, wear: &WearLimits) -> (u32, u32, u32) {
+        let day = now.day();
+        if let Some(c) = self.cache.get() {
+            if c.version == self.version && c.day == day && c.from <= now && now < c.until {
+                return c.counts;
+            }
+        }
+        let (mut on, mut stop, mut start) = (0, 0, 0);
+        // The counts hold until the next unit crosses its min_on or min_off.
+        let mut until = Timestamp(i64::MAX);
+        for u in &self.units {
+            let threshold = if u.on {
+                on += 1;
+                stop += u.may_stop(now, wear) as u32;
+                u.since + wear.min_on
+            } else {
+                start += u.may_start(now, wear) as u32;
+                u.since + wear.min_off
+            };
+            if threshold > now {
+                until = until.min(threshold);
+            }
+        }
+        let counts = (on, stop, start);
+        self.cache.set(Some(CountsCache {
+            version: self.version,
+            day,
+            from: now,
+            until,
+            counts,
+        }));
+        counts
+    }
+
+    /// Switches units so that `target.units_on` are on. Units that may stop go first;
+    /// a unit that may not start is never started (the policy never asks for one).
+    pub fn apply(&mut self, target: LoadTarget, now: Timestamp, wear: &WearLimits) {
+        let on = self.target.units_on;
+        let day = now.day();
+        if target.units_on < on {
+            let mut n = on - target.units_on;
+            // Longest-running first among those that may stop, then any (forced).
+            for pass in 0..2 {
+                while n > 0 {
+                    let pick = self
+                        .units
+                        .iter_mut()
+                        .filter(|u| u.on && (pass == 1 || u.may_stop(now, wear)))
+                        .min_by_key(|u| u.since);
+                    let Some(u) = pick else { break };
+                    if pass == 1 {
+                        self.forced_stops += 1;
+                    }
+                    u.on = false;
+                    u.since = now;
+                    self.version += 1;
+                    n -= 1;
+                }
+            }
+        } else if target.units_on > on {
+            let mut n = target.units_on - on;
+            while n > 0 {
+                let pick = self
+                    .units
+                    .iter_mut()
+                    .filter(|u| u.may_start(now, wear))
+                    .min_by_key(|u| u.since);
+                let Some(u) = pick else { break };
+                if u.day != day {
+                    u.day = day;
+                    u.starts_today = 0;
+                }
+                u.starts_today += 1;
+                self.max_starts_in_a_day = self.max_starts_in_a_day.max(u.starts_today);
+                u.on = true;
+                u.since = now;
+                self.version += 1;
+                self.total_starts += 1;
+                n -= 1;
+            }
+        }
+        let units_on = if target.units_on == on {
+            on
+        } else {
+            self.on_count()
+        };
+        self.target = LoadTarget {
+            units_on,
+            power: target.power,
+        };
+    }
+}
+
+/// Everything the policy knows about the site at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SiteState {
+    pub pv: Option<Reading<Watts>>,
+    pub wind: Option<Reading<Watts>>,
+    pub site_load: Option<Reading<Watts>>,
+    pub frequency: Option<Reading<Hertz>>,
+    pub price: Option<Reading<PricePerMwh>>,
+    pub hashprice: Option<Reading<Hashprice>>,
+    pub command: Option<ActiveCommand>,
+    pub loads: Vec<LoadLedger>,
+    /// What the policy asked to remember from its last decision.
+    pub memory: PolicyMemory,
+}
+
+impl SiteState {
+    pub fn new(loads: &[LoadSpec]) -> Self {
+        SiteState {
+            pv: None,
+            wind: None,
+            site_load: None,
+            frequency: None,
+            price: None,
+            hashprice: None,
+            command: None,
+            loads: loads.iter().map(LoadLedger::new).collect(),
+            memory: PolicyMemory::default(),
+        }
+    }
+
+    /// Mining power last commanded, all loads together.
+    pub fn mining_target(&self) -> Watts {
+        self.loads.iter().map(|l| l.target.power).sum()
+    }
+
+    pub fn observe(&mut self, obs: Observation) {
+        match obs {
+            Observation::Power {
+                quantity,
+                value,
+                at,
+            } => {
+                let slot = match quantity {
+                    Quantity::PvPower => &mut self.pv,
+                    Quantity::WindPower => &mut self.wind,
+                    Quantity::SiteLoad => &mut self.site_load,
+                    // Power readings never carry these quantities; ignore rather than panic.
+                    _ => return,
+                };
+                *slot = Some(Reading { value, at });
+            }
+            Observation::Frequency { value, at } => self.frequency = Some(Reading { value, at }),
+            Observation::Price { value, at } => self.price = Some(Reading { value, at }),
+            Observation::Hashprice { value, at } => self.hashprice = Some(Reading { value, at }),
+            Observation::Operator { action, until, at } => {
+                self.command = match action {
+                    OperatorAction::Release => None,
+                    OperatorAction::CurtailBy(by) => Some(ActiveCommand {
+                        action: OperatorAction::CurtailTo(
+                            (self.mining_target() - by).max(Watts::ZERO),
+                        ),
+                        until,
+                        received: at,
+                    }),
+                    a => Some(ActiveCommand {
+                        action: a,
+                        until,
+                        received: at,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Books a decision: switches units in the ledgers and keeps the policy's memory.
+    pub fn record(&mut self, decision: &Decision, wear: &[WearLimits]) {
+        for ((ledger, target), wear) in self.loads.iter_mut().zip(&decision.loads).zip(wear) {
+            ledger.apply(*target, decision.at, wear);
+        }
+        self.memory = decision.memory;
+        if let Some(c) = self.command {
+            if !c.in_force(decision.at) {
+                self.command = None;
+            }
+        }
+    }
+}
