@@ -425,3 +425,6 @@ pub(crate) enum Goal {
     /// Reach this total (a setpoint, a frequency response, a safe level), economics aside.
     Fill(Watts),
 }
+
+#[cfg(test)]
+mod tests;

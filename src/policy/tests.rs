@@ -1,0 +1,161 @@
+//! Table-driven tests of the rules that depend on time and memory (the stateless cases
+//! live in `policies/*.toml`, run by the integration tests).
+
+use std::time::Duration;
+
+use super::*;
+use crate::site::{ExportValue, LoadKind, PowerLevels};
+use crate::state::{Observation, Reading};
+use crate::units::HashRate;
+
+fn policy(frequency: bool) -> Policy {
+    let params = PolicyParams {
+        mode: Mode::Economic,
+        margin: PricePerMwh(5.0),
+        hysteresis: PricePerMwh(0.0),
+        min_on: Duration::ZERO,
+        min_off: Duration::ZERO,
+        max_starts_per_day: None,
+        max_signal_age: Duration::from_secs(300),
+        safe_limit: Watts(0.0),
+        frequency: frequency.then_some(FrequencyResponse {
+            nominal: Hertz(50.0),
+            shed_below: Hertz(49.8),
+            absorb_above: Hertz(50.2),
+            hold: Duration::from_secs(300),
+        }),
+    };
+    let load = LoadSpec {
+        name: "s21".into(),
+        kind: LoadKind::Asic,
+        count: 10,
+        rated_power: Watts(3500.0),
+        hashrate: HashRate::from_ths(200.0),
+        levels: PowerLevels::OnOff,
+        ramp: Duration::ZERO,
+        wake: Duration::ZERO,
+        wear: WearLimits::default(),
+    };
+    Policy::new(
+        params,
+        vec![load],
+        GridConnection {
+            export_limit: Watts(1e6),
+            import_limit: Watts(5e5),
+        },
+        Tariff {
+            import_adder: PricePerMwh(100.0),
+            export: ExportValue::DayAhead,
+        },
+        true,
+        false,
+    )
+}
+
+/// A state with 1.1 MW of PV (100 kW curtailed) read at `read`.
+fn state(p: &Policy, read: Timestamp) -> SiteState {
+    let mut s = SiteState::new(&p.loads);
+    s.pv = Some(Reading {
+        value: Watts(1.1e6),
+        at: read,
+    });
+    s.site_load = Some(Reading {
+        value: Watts(0.0),
+        at: read,
+    });
+    s.price = Some(Reading {
+        value: PricePerMwh(200.0),
+        at: read,
+    });
+    s.hashprice = Some(Reading {
+        value: Hashprice(50.0),
+        at: read,
+    });
+    s
+}
+
+const T0: Timestamp = Timestamp(1_527_854_400_000); // 2018-06-01T12:00:00Z
+
+#[test]
+fn staleness_starts_just_past_max_signal_age() {
+    let p = policy(false);
+    for (age_s, reason) in [
+        (0, Reason::Surplus),
+        (300, Reason::Surplus),
+        (301, Reason::Stale(Quantity::PvPower)),
+    ] {
+        let s = state(&p, T0);
+        let d = p.decide(&s, T0 + Duration::from_secs(age_s));
+        assert_eq!(d.reason, reason, "age {age_s} s");
+    }
+    let mut s = state(&p, T0);
+    s.hashprice = None;
+    assert_eq!(
+        p.decide(&s, T0).reason,
+        Reason::Stale(Quantity::Hashprice),
+        "never seen is stale"
+    );
+}
+
+#[test]
+fn frequency_events_hold_until_back_in_band_for_the_hold_time() {
+    let p = policy(true);
+    let mut s = state(&p, T0);
+    // (seconds after T0, frequency read then, expected reason)
+    let rows = [
+        (0, 50.0, Reason::Surplus),
+        (10, 49.7, Reason::UnderFrequency),
+        (20, 49.9, Reason::UnderFrequency),
+        (309, 50.0, Reason::UnderFrequency),
+        (310, 50.0, Reason::Surplus),
+        (400, 50.3, Reason::OverFrequency),
+        (500, 50.1, Reason::OverFrequency),
+        (701, 50.0, Reason::Surplus),
+    ];
+    for (t, f, want) in rows {
+        let now = T0 + Duration::from_secs(t);
+        for r in [&mut s.pv, &mut s.site_load] {
+            r.as_mut().unwrap().at = now;
+        }
+        s.price.as_mut().unwrap().at = now;
+        s.hashprice.as_mut().unwrap().at = now;
+        s.frequency = Some(Reading {
+            value: Hertz(f),
+            at: now,
+        });
+        let d = p.decide(&s, now);
+        assert_eq!(d.reason, want, "t = {t} s, f = {f} Hz");
+        match want {
+            Reason::UnderFrequency => assert_eq!(d.total(), Watts(0.0)),
+            Reason::OverFrequency => assert_eq!(d.total(), Watts(35_000.0)),
+            _ => {}
+        }
+        s.memory = d.memory;
+    }
+}
+
+#[test]
+fn operator_commands_expire_and_curtail_by_counts_from_arrival() {
+    let p = policy(false);
+    let mut s = state(&p, T0);
+    // Mining 35 kW when a "curtail by 10 kW" arrives: the cap is 25 kW, 7 whole units.
+    s.loads[0].target = LoadTarget {
+        units_on: 10,
+        power: Watts(35_000.0),
+    };
+    s.observe(Observation::Operator {
+        action: OperatorAction::CurtailBy(Watts(10_000.0)),
+        until: Some(T0 + Duration::from_secs(60)),
+        at: T0,
+    });
+    let rows = [
+        (0, Reason::OperatorCurtail, 24_500.0),
+        (59, Reason::OperatorCurtail, 24_500.0),
+        (60, Reason::Surplus, 35_000.0),
+    ];
+    for (t, reason, total) in rows {
+        let now = T0 + Duration::from_secs(t);
+        let d = p.decide(&s, now);
+        assert_eq!((d.reason, d.total()), (reason, Watts(total)), "t = {t} s");
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests, one binary (see `Cargo.toml` `[[test]]`).
+
+mod bad_input;
+mod policy_cases;
+mod properties;
+mod simulate;
+mod support;

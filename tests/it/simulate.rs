@@ -1,0 +1,335 @@
+//! The simulation runner on the shipped scenarios and real data, end to end.
+
+use std::path::Path;
+
+use gridminer::config::{load_scenario, Override};
+use gridminer::policy::ALL_REASONS;
+use gridminer::signal::replay::Replay;
+use gridminer::sim::{self, SimOptions};
+use polars::prelude::*;
+
+use super::support::{gridminer, root, text};
+
+fn set(s: &str) -> Override {
+    Override::parse(s).unwrap()
+}
+
+#[test]
+fn shipped_files_all_check_out() {
+    let mut args = vec!["config".to_string(), "check".to_string()];
+    for dir in ["simulations", "policies"] {
+        for e in std::fs::read_dir(root().join(dir)).unwrap() {
+            args.push(e.unwrap().path().display().to_string());
+        }
+    }
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = gridminer(&a, &root());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).matches(": ok").count() >= 6, "{}", text(&o));
+}
+
+#[test]
+fn a_year_of_the_hybrid_site_balances_and_is_deterministic() {
+    let sc = load_scenario(&root().join("simulations/de-2018-hybrid.toml"), &[]).unwrap();
+    let replay = Replay::load(&sc).unwrap();
+    assert_eq!(replay.step.as_secs(), 60);
+    assert!(replay.len > 525_000, "{}", replay.len);
+    let k = sim::run(&sc, &replay, SimOptions::default()).unwrap().kpis;
+    let again = sim::run(&sc, &replay, SimOptions::default()).unwrap().kpis;
+    assert_eq!(k.profit_eur, again.profit_eur);
+
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * (1.0 + a.abs().max(b.abs()));
+    assert!(close(
+        k.mining_mwh,
+        k.mining_from_curtailment_mwh + k.mining_from_export_mwh + k.mining_from_import_mwh
+    ));
+    assert!(close(
+        k.mining_mwh,
+        k.loads.iter().map(|l| l.energy_mwh).sum()
+    ));
+    assert!(close(k.profit_eur, k.revenue_eur - k.energy_cost_eur));
+    assert!(close(
+        k.generation_mwh + k.import_mwh,
+        k.site_load_mwh + k.mining_mwh + k.export_mwh + k.curtailed_mwh
+    ));
+    // Mining takes curtailed energy first: it can only reduce curtailment.
+    assert!(k.curtailed_mwh <= k.curtailed_without_mining_mwh + 1e-9);
+    assert!(close(
+        k.curtailed_without_mining_mwh - k.curtailed_mwh,
+        k.mining_from_curtailment_mwh
+    ));
+    assert!(
+        k.curtailed_without_mining_mwh > 10.0,
+        "the 6 MW export limit curtails: {}",
+        k.curtailed_without_mining_mwh
+    );
+    assert!((0.0..=1.0).contains(&k.absorbed_share));
+    assert!(k.absorbed_share > 0.9, "{}", k.absorbed_share);
+    assert!(k.profit_eur > 0.0);
+    assert_eq!(k.months.len(), 12);
+    assert!(close(
+        k.months.iter().map(|m| m.profit_eur).sum(),
+        k.profit_eur
+    ));
+    // No start limit is ever exceeded: s19 allows 8 per day by hardware, 12 by policy.
+    assert!(k.loads[1].max_starts_in_a_day <= 8);
+    // Hours are hourly, generation quarter-hourly: every step has a value.
+    assert!(
+        k.data.steps_without_value.iter().all(|(_, n)| *n == 0),
+        "{:?}",
+        k.data.steps_without_value
+    );
+}
+
+#[test]
+fn the_online_policy_never_beats_the_clairvoyant_bound_on_real_data() {
+    let sc = load_scenario(
+        &root().join("simulations/de-2018-wind.toml"),
+        &[
+            set("start=\"2018-01-01T00:00:00Z\""),
+            set("end=\"2018-01-15T00:00:00Z\""),
+        ],
+    )
+    .unwrap();
+    let replay = Replay::load(&sc).unwrap();
+    let k = sim::run(&sc, &replay, SimOptions::default()).unwrap().kpis;
+    let o = sim::optimum(&sc, &replay, k.profit_eur);
+    assert!(
+        k.profit_eur <= o.upper_bound_eur + 1e-6,
+        "{} > {}",
+        k.profit_eur,
+        o.upper_bound_eur
+    );
+    assert!(o.feasible_eur <= o.upper_bound_eur + 1e-6);
+    assert!(o.ratio > 0.5 && o.ratio <= 1.0, "{}", o.ratio);
+}
+
+#[test]
+fn measured_pv_gaps_drive_loads_to_the_safe_state_and_are_reported() {
+    let sc = load_scenario(
+        &root().join("simulations/pvdaq-system50.toml"),
+        &[set("end=\"2011-07-01T00:00:00Z\"")],
+    )
+    .unwrap();
+    let replay = Replay::load(&sc).unwrap();
+    let series = &replay.report.series[0];
+    assert!(series.empty_cells > 100, "{series:?}");
+    assert_eq!(series.resolution_s, 900);
+    let run = sim::run(
+        &sc,
+        &replay,
+        SimOptions {
+            record: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let stale = run
+        .kpis
+        .reasons
+        .iter()
+        .find(|(r, _)| r == "stale:pv_power")
+        .map(|(_, n)| *n)
+        .unwrap_or(0);
+    assert!(stale > 0, "{:?}", run.kpis.reasons);
+    // Wherever the decision is the safe state, the loads are told 0 W.
+    let ts = run.timeseries.unwrap();
+    let target = ts.column("target_w").unwrap();
+    let safe = ALL_REASONS
+        .iter()
+        .position(|r| r.as_str() == "stale:pv_power")
+        .unwrap() as u8;
+    let mut checked = 0;
+    for (i, &r) in ts.reason.iter().enumerate() {
+        if r == safe {
+            assert_eq!(target[i], 0.0, "step {i}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, stale);
+    // Surplus-only never imports; what is left is float rounding of unit power sums.
+    assert!(
+        run.kpis.mining_from_import_mwh < 1e-12,
+        "{}",
+        run.kpis.mining_from_import_mwh
+    );
+}
+
+#[test]
+fn operator_commands_in_a_scenario_cap_mining_while_in_force() {
+    let sc = load_scenario(
+        &root().join("simulations/de-2018-hybrid.toml"),
+        &[
+            set("start=\"2018-06-01T00:00:00Z\""),
+            set("end=\"2018-06-03T00:00:00Z\""),
+            set("operator=[{at=\"2018-06-01T10:00:00Z\", act=\"curtail\", limit=\"100 kW\", until=\"2018-06-01T12:00:00Z\"}, {at=\"2018-06-02T10:00:00Z\", act=\"setpoint\", setpoint=\"500 kW\"}, {at=\"2018-06-02T11:00:00Z\", act=\"release\"}]"),
+        ],
+    )
+    .unwrap();
+    let replay = Replay::load(&sc).unwrap();
+    let run = sim::run(
+        &sc,
+        &replay,
+        SimOptions {
+            record: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let ts = run.timeseries.unwrap();
+    let (target, mining) = (
+        ts.column("target_w").unwrap(),
+        ts.column("mining_w").unwrap(),
+    );
+    let at = |s: &str| gridminer::clock::Timestamp::parse(s).unwrap().0;
+    let reason = |name: &str| ALL_REASONS.iter().position(|r| r.as_str() == name).unwrap() as u8;
+    for i in 0..ts.len() {
+        let t = ts.time[i];
+        if t >= at("2018-06-01T10:00:00Z") && t < at("2018-06-01T12:00:00Z") {
+            assert!(
+                target[i] <= 100_000.0 + 1e-3 && mining[i] <= 100_000.0 + 1e-3,
+                "step {i}"
+            );
+            assert_eq!(ts.reason[i], reason("operator_curtail"), "step {i}");
+        }
+        if t >= at("2018-06-02T10:00:00Z") && t < at("2018-06-02T11:00:00Z") {
+            assert_eq!(ts.reason[i], reason("operator_setpoint"), "step {i}");
+            assert!(target[i] <= 500_000.0 + 1e-3);
+        }
+        if t >= at("2018-06-02T11:00:00Z") {
+            assert!(ts.reason[i] != reason("operator_setpoint"));
+        }
+    }
+}
+
+#[test]
+fn simulate_writes_every_output_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = gridminer(
+        &[
+            "simulate",
+            "simulations/de-2018-hybrid.toml",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+            "--set",
+            "start=\"2018-05-01T00:00:00Z\"",
+            "--set",
+            "end=\"2018-05-15T00:00:00Z\"",
+        ],
+        &root(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let k: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("--json prints JSON on stdout");
+    let f = |key: &str| k[key].as_f64().unwrap_or_else(|| panic!("{key} in {k}"));
+    assert!((f("profit_eur") - (f("revenue_eur") - f("energy_cost_eur"))).abs() < 1e-6);
+    assert!(k["optimum"]["upper_bound_eur"].as_f64().unwrap() >= f("profit_eur") - 1e-6);
+    for name in [
+        "report.md",
+        "summary.json",
+        "timeseries.parquet",
+        "week.svg",
+        "monthly.svg",
+    ] {
+        assert!(out.join(name).is_file(), "{name} missing");
+    }
+    let df = ParquetReader::new(std::fs::File::open(out.join("timeseries.parquet")).unwrap())
+        .finish()
+        .unwrap();
+    assert_eq!(df.height() as u64, k["steps"].as_u64().unwrap());
+    for c in [
+        "time_ms",
+        "reason",
+        "pv_w",
+        "wind_w",
+        "price_eur_mwh",
+        "target_w",
+        "mining_w",
+        "export_w",
+        "curtailed_w",
+        "s21_w",
+        "s19_units_on",
+        "cpu_target_w",
+    ] {
+        assert!(df.column(c).is_ok(), "column {c}");
+    }
+    let reasons = df.column("reason").unwrap().str().unwrap().clone();
+    for r in reasons.iter() {
+        assert!(ALL_REASONS.iter().any(|x| Some(x.as_str()) == r), "{r:?}");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Months")
+            && report.contains("clairvoyant optimum")
+            && report.contains("week.svg")
+    );
+    for svg in ["week.svg", "monthly.svg"] {
+        let s = std::fs::read_to_string(out.join(svg)).unwrap();
+        assert!(
+            s.starts_with("<svg") && s.trim_end().ends_with("</svg>"),
+            "{svg}"
+        );
+        assert!(s.contains("<path"), "{svg} draws lines");
+    }
+}
+
+#[test]
+fn sweep_ranks_every_combination_and_writes_csv_and_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = dir.path().join("short.toml");
+    let text_of = std::fs::read_to_string(root().join("simulations/de-2018-hybrid.toml")).unwrap();
+    let data = root().join("data");
+    let policies = root().join("policies");
+    let short = text_of
+        .replace("../data", data.to_str().unwrap())
+        .replace("../policies", policies.to_str().unwrap())
+        .replace(
+            "start = \"2018-01-01T00:00:00Z\"",
+            "start = \"2018-03-01T00:00:00Z\"",
+        )
+        .replace(
+            "end = \"2018-12-31T23:00:00Z\"",
+            "end = \"2018-03-08T00:00:00Z\"",
+        );
+    std::fs::write(&sc, short).unwrap();
+    let out = dir.path().join("sweep");
+    let o = gridminer(
+        &[
+            "sweep",
+            sc.to_str().unwrap(),
+            "--vary",
+            "policy.margin_eur_mwh=0,10,40",
+            "--vary",
+            "policy.min_on=5m,30m",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        Path::new(dir.path()),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("best: policy.margin_eur_mwh="), "{t}");
+    let df = CsvReadOptions::default()
+        .try_into_reader_with_file_path(Some(out.join("sweep.csv")))
+        .unwrap()
+        .finish()
+        .unwrap();
+    assert_eq!(df.height(), 6);
+    let profit: Vec<f64> = df
+        .column("profit_eur")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert!(
+        profit.windows(2).all(|w| w[0] >= w[1]),
+        "sorted by profit: {profit:?}"
+    );
+    let pq = ParquetReader::new(std::fs::File::open(out.join("sweep.parquet")).unwrap())
+        .finish()
+        .unwrap();
+    assert_eq!(pq.height(), 6);
+}

@@ -1,0 +1,142 @@
+//! Shared test helpers: paths, the built binary, small scenarios built in code.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use gridminer::clock::Timestamp;
+use gridminer::config::raw::Interpolate;
+use gridminer::config::{Bounds, ColumnRef, HashpriceSource, PowerSource, PriceSource, Scenario};
+use gridminer::policy::{Mode, PolicyParams};
+use gridminer::signal::replay::{DataReport, Replay};
+use gridminer::site::{
+    ExportValue, GridConnection, LoadKind, LoadSpec, PowerLevels, Tariff, WearLimits,
+};
+use gridminer::units::{HashRate, PricePerMwh, Watts};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the gridminer binary built for these tests.
+pub fn gridminer(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gridminer"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the gridminer binary runs")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn asic(
+    name: &str,
+    count: u32,
+    rated: f64,
+    ths: f64,
+    levels: PowerLevels,
+    wear: WearLimits,
+) -> LoadSpec {
+    LoadSpec {
+        name: name.into(),
+        kind: LoadKind::Asic,
+        count,
+        rated_power: Watts(rated),
+        hashrate: HashRate::from_ths(ths),
+        levels,
+        ramp: Duration::from_secs(60),
+        wake: Duration::from_secs(60),
+        wear,
+    }
+}
+
+pub fn cpu(rated: f64, mhs: f64) -> LoadSpec {
+    LoadSpec {
+        name: "cpu".into(),
+        kind: LoadKind::Cpu,
+        count: 1,
+        rated_power: Watts(rated),
+        hashrate: HashRate::from_mhs(mhs),
+        levels: PowerLevels::Continuous,
+        ramp: Duration::ZERO,
+        wake: Duration::ZERO,
+        wear: WearLimits::default(),
+    }
+}
+
+pub fn policy(mode: Mode, margin: f64, hysteresis: f64) -> PolicyParams {
+    PolicyParams {
+        mode,
+        margin: PricePerMwh(margin),
+        hysteresis: PricePerMwh(hysteresis),
+        min_on: Duration::ZERO,
+        min_off: Duration::ZERO,
+        max_starts_per_day: None,
+        max_signal_age: Duration::from_secs(600),
+        safe_limit: Watts::ZERO,
+        frequency: None,
+    }
+}
+
+/// A scenario over in-memory series: `Replay` is built directly from `pv`, `load`,
+/// `price` (one value per step) and a constant hashprice.
+pub fn scenario_in_memory(
+    policy: PolicyParams,
+    loads: Vec<LoadSpec>,
+    grid: GridConnection,
+    step: Duration,
+    pv: Vec<f64>,
+    load: Vec<f64>,
+    price: Vec<f64>,
+    hashprice: f64,
+) -> (Scenario, Replay) {
+    let col = |c: &str| ColumnRef {
+        series: "mem".into(),
+        column: c.into(),
+        scale: 1.0,
+    };
+    let sc = Scenario {
+        name: "in-memory".into(),
+        description: String::new(),
+        file: PathBuf::from("in-memory.toml"),
+        step,
+        start: None,
+        end: None,
+        interpolate: Interpolate::Hold,
+        series: Vec::new(),
+        pv: Some(col("pv")),
+        wind: None,
+        base_load: PowerSource::Series(col("load")),
+        grid,
+        price: PriceSource::Series(col("price")),
+        tariff: Tariff {
+            import_adder: PricePerMwh(80.0),
+            export: ExportValue::DayAhead,
+        },
+        hashprice: HashpriceSource::Constant(gridminer::units::Hashprice(hashprice)),
+        loads,
+        policy,
+        operator: Vec::new(),
+        bounds: Bounds::default(),
+    };
+    let n = pv.len();
+    let replay = Replay {
+        start: Timestamp::parse("2018-06-01T00:00:00Z").unwrap(),
+        step,
+        len: n,
+        pv: Some(pv),
+        wind: None,
+        site_load: load,
+        price,
+        hashprice: vec![hashprice; n],
+        report: DataReport::default(),
+    };
+    (sc, replay)
+}
