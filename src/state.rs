@@ -239,52 +239,60 @@ impl LoadLedger {
         counts
     }
 
-    /// Switches units so that `target.units_on` are on. Units that may stop go first;
-    /// a unit that may not start is never started (the policy never asks for one).
+    /// Switches units so that `target.units_on` are on. Units that may stop go first
+    /// (longest-running first), then, only if a higher rule demands more, units still
+    /// inside `min_on` (counted as forced stops). Only units that may start are started
+    /// (longest-resting first); the policy never asks for more.
     pub fn apply(&mut self, target: LoadTarget, now: Timestamp, wear: &WearLimits) {
         let on = self.target.units_on;
         let day = now.day();
         if target.units_on < on {
-            let mut n = on - target.units_on;
-            // Longest-running first among those that may stop, then any (forced).
-            for pass in 0..2 {
-                while n > 0 {
-                    let pick = self
-                        .units
-                        .iter_mut()
-                        .filter(|u| u.on && (pass == 1 || u.may_stop(now, wear)))
-                        .min_by_key(|u| u.since);
-                    let Some(u) = pick else { break };
-                    if pass == 1 {
-                        self.forced_stops += 1;
-                    }
-                    u.on = false;
-                    u.since = now;
-                    self.version += 1;
-                    n -= 1;
-                }
+            let n = (on - target.units_on) as usize;
+            // (may not stop, since, index): voluntary stops sort first, oldest first.
+            let mut picks: Vec<(bool, Timestamp, usize)> = self
+                .units
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| u.on)
+                .map(|(i, u)| (!u.may_stop(now, wear), u.since, i))
+                .collect();
+            let n = n.min(picks.len());
+            if n < picks.len() {
+                picks.select_nth_unstable(n);
             }
+            for &(forced, _, i) in &picks[..n] {
+                self.forced_stops += forced as u64;
+                let u = &mut self.units[i];
+                u.on = false;
+                u.since = now;
+            }
+            self.version += 1;
         } else if target.units_on > on {
-            let mut n = target.units_on - on;
-            while n > 0 {
-                let pick = self
-                    .units
-                    .iter_mut()
-                    .filter(|u| u.may_start(now, wear))
-                    .min_by_key(|u| u.since);
-                let Some(u) = pick else { break };
+            let n = (target.units_on - on) as usize;
+            let mut picks: Vec<(Timestamp, usize)> = self
+                .units
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| u.may_start(now, wear))
+                .map(|(i, u)| (u.since, i))
+                .collect();
+            let n = n.min(picks.len());
+            if n < picks.len() {
+                picks.select_nth_unstable(n);
+            }
+            for &(_, i) in &picks[..n] {
+                let u = &mut self.units[i];
                 if u.day != day {
                     u.day = day;
                     u.starts_today = 0;
                 }
                 u.starts_today += 1;
-                self.max_starts_in_a_day = self.max_starts_in_a_day.max(u.starts_today);
                 u.on = true;
                 u.since = now;
-                self.version += 1;
+                self.max_starts_in_a_day = self.max_starts_in_a_day.max(u.starts_today);
                 self.total_starts += 1;
-                n -= 1;
             }
+            self.version += 1;
         }
         let units_on = if target.units_on == on {
             on

@@ -3,23 +3,26 @@
 //! ramps linearly to its target over `ramp` (from zero to rated); a lower target or a
 //! stop takes effect at once (sleep and power-limit commands cut power within a step).
 //! Hash rate follows power linearly. Each step's power is the exact average over the step.
+//!
+//! Units started together stay identical (they get the same commands from then on), so
+//! the group is kept as cohorts in start order rather than unit by unit, and stops take
+//! the oldest cohorts first, as the wear ledger does: a group of 10,000 miners costs a
+//! handful of cohorts per step.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::policy::LoadTarget;
 use crate::site::LoadSpec;
-use crate::state::LoadLedger;
 use crate::units::Watts;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Unit {
-    on: bool,
+struct Cohort {
+    units: u32,
     /// Seconds of wake still to go.
     waking: f64,
-    /// Power drawn now, W.
+    /// Power of each unit now, W.
     power: f64,
-    /// Power asked for, W.
-    target: f64,
 }
 
 /// What a group did over one step.
@@ -35,16 +38,12 @@ pub struct StepOutput {
 #[derive(Debug, Clone)]
 pub struct SimulatedLoad {
     spec: LoadSpec,
-    units: Vec<Unit>,
+    /// Oldest first.
+    cohorts: VecDeque<Cohort>,
+    /// Power asked of each running unit, W.
+    target: f64,
     /// W per second while ramping.
     ramp_rate: f64,
-    /// The ledger version and per-unit power last applied: a step that changes neither
-    /// needs no pass over the units.
-    applied: Option<(u64, f64)>,
-    /// Sum of unit powers while settled.
-    power_sum: f64,
-    /// Every running unit is awake and at its target: a step is just power × time.
-    settled: bool,
 }
 
 impl SimulatedLoad {
@@ -56,92 +55,84 @@ impl SimulatedLoad {
         };
         SimulatedLoad {
             spec: spec.clone(),
-            units: vec![
-                Unit {
-                    on: false,
-                    waking: 0.0,
-                    power: 0.0,
-                    target: 0.0
-                };
-                spec.count as usize
-            ],
+            cohorts: VecDeque::new(),
+            target: 0.0,
             ramp_rate,
-            applied: None,
-            settled: true,
-            power_sum: 0.0,
         }
     }
 
-    /// Takes the ledger's view of which units are on and the target's power, spread
-    /// evenly over the running units.
-    pub fn apply(&mut self, target: LoadTarget, ledger: &LoadLedger) {
-        let per_unit = if target.units_on > 0 {
+    fn running(&self) -> u32 {
+        self.cohorts.iter().map(|c| c.units).sum()
+    }
+
+    /// Follows `target` as the wear ledger booked it: `units_on` running, sharing
+    /// `power` evenly. New units start asleep; stopped units are the oldest.
+    pub fn apply(&mut self, target: LoadTarget) {
+        let running = self.running();
+        if target.units_on < running {
+            let mut n = running - target.units_on;
+            while n > 0 {
+                let front = self.cohorts.front_mut().expect("units to stop are running");
+                let k = front.units.min(n);
+                front.units -= k;
+                n -= k;
+                if front.units == 0 {
+                    self.cohorts.pop_front();
+                }
+            }
+        } else if target.units_on > running {
+            self.cohorts.push_back(Cohort {
+                units: target.units_on - running,
+                waking: self.spec.wake.as_secs_f64(),
+                power: 0.0,
+            });
+        }
+        self.target = if target.units_on > 0 {
             (target.power.0 / target.units_on as f64).min(self.spec.rated_power.0)
         } else {
             0.0
         };
-        if self.applied == Some((ledger.version, per_unit)) {
-            return;
-        }
-        self.applied = Some((ledger.version, per_unit));
-        self.settled = false;
-        let wake = self.spec.wake.as_secs_f64();
-        for (u, l) in self.units.iter_mut().zip(&ledger.units) {
-            if l.on && !u.on {
-                u.on = true;
-                u.waking = wake;
-                u.power = 0.0;
-            } else if !l.on {
-                u.on = false;
-                u.waking = 0.0;
-                u.power = 0.0;
-            }
-            u.target = if u.on { per_unit } else { 0.0 };
-        }
     }
 
     /// Advances `dt`, returning the average power and the hashes made.
     pub fn advance(&mut self, dt: Duration) -> StepOutput {
         let dt = dt.as_secs_f64();
-        if self.settled {
-            let p = self.power_now().0;
-            return StepOutput {
-                power: Watts(p),
-                hashes: self.spec.hashrate.0 * p * dt / self.spec.rated_power.0,
-            };
-        }
         let mut energy_ws = 0.0;
-        let mut settled = true;
-        for u in &mut self.units {
-            if !u.on {
-                continue;
-            }
-            let wait = u.waking.min(dt);
-            u.waking -= wait;
+        for c in &mut self.cohorts {
+            let wait = c.waking.min(dt);
+            c.waking -= wait;
             let r = dt - wait;
             if r <= 0.0 {
-                settled = false;
                 continue;
             }
-            if u.target <= u.power {
-                u.power = u.target;
-                energy_ws += u.power * r;
+            let per_unit = if self.target <= c.power {
+                c.power = self.target;
+                c.power * r
             } else {
-                let t_up = (u.target - u.power) / self.ramp_rate;
+                let t_up = (self.target - c.power) / self.ramp_rate;
                 if t_up >= r {
-                    let p1 = u.power + self.ramp_rate * r;
-                    energy_ws += (u.power + p1) / 2.0 * r;
-                    u.power = p1;
+                    let p1 = c.power + self.ramp_rate * r;
+                    let e = (c.power + p1) / 2.0 * r;
+                    c.power = p1;
+                    e
                 } else {
-                    energy_ws += (u.power + u.target) / 2.0 * t_up + u.target * (r - t_up);
-                    u.power = u.target;
+                    let e = (c.power + self.target) / 2.0 * t_up + self.target * (r - t_up);
+                    c.power = self.target;
+                    e
                 }
-            }
-            settled &= u.waking <= 0.0 && u.power == u.target;
+            };
+            energy_ws += per_unit * c.units as f64;
         }
-        if settled {
-            self.settled = true;
-            self.power_sum = self.units.iter().map(|u| u.power).sum();
+        // Cohorts that caught up with each other are one cohort from now on.
+        let mut i = 1;
+        while i < self.cohorts.len() {
+            let (a, b) = (self.cohorts[i - 1], self.cohorts[i]);
+            if a.waking <= 0.0 && b.waking <= 0.0 && a.power == b.power {
+                self.cohorts[i - 1].units += b.units;
+                self.cohorts.remove(i);
+            } else {
+                i += 1;
+            }
         }
         StepOutput {
             power: Watts(energy_ws / dt),
@@ -151,18 +142,13 @@ impl SimulatedLoad {
 
     /// Power drawn at this instant.
     pub fn power_now(&self) -> Watts {
-        if self.settled {
-            Watts(self.power_sum)
-        } else {
-            Watts(self.units.iter().map(|u| u.power).sum())
-        }
+        Watts(self.cohorts.iter().map(|c| c.power * c.units as f64).sum())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Timestamp;
     use crate::site::{LoadKind, PowerLevels, WearLimits};
     use crate::units::HashRate;
 
@@ -170,7 +156,7 @@ mod tests {
         LoadSpec {
             name: "s19".into(),
             kind: LoadKind::Asic,
-            count: 2,
+            count: 3,
             rated_power: Watts(3000.0),
             hashrate: HashRate::from_ths(100.0),
             levels: PowerLevels::OnOff,
@@ -182,25 +168,56 @@ mod tests {
 
     #[test]
     fn wake_then_ramp_then_flat_then_instant_stop() {
-        let s = spec(30, 60);
-        let mut load = SimulatedLoad::new(&s);
-        let mut ledger = LoadLedger::new(&s);
-        let t = LoadTarget {
+        let mut load = SimulatedLoad::new(&spec(30, 60));
+        load.apply(LoadTarget {
             units_on: 1,
             power: Watts(3000.0),
-        };
-        ledger.apply(t, Timestamp(0), &s.wear);
-        load.apply(t, &ledger);
+        });
         // First minute: 30 s asleep, then 30 s ramping 0 -> 1500 W: 22.5 kWs / 60 s.
         let o = load.advance(Duration::from_secs(60));
-        assert!((o.power.0 - 375.0).abs() < 1e-9, "{:?}", o);
+        assert!((o.power.0 - 375.0).abs() < 1e-9, "{o:?}");
         assert!((o.hashes - 100e12 * 22_500.0 / 3000.0).abs() < 1.0);
         // Second minute: 30 s more ramp (1500 -> 3000), then flat.
         let o = load.advance(Duration::from_secs(60));
         assert!((o.power.0 - (2250.0 * 30.0 + 3000.0 * 30.0) / 60.0).abs() < 1e-9);
         assert_eq!(load.power_now(), Watts(3000.0));
-        ledger.apply(LoadTarget::OFF, Timestamp(120_000), &s.wear);
-        load.apply(LoadTarget::OFF, &ledger);
+        load.apply(LoadTarget::OFF);
         assert_eq!(load.advance(Duration::from_secs(60)).power, Watts(0.0));
+    }
+
+    #[test]
+    fn cohorts_start_apart_merge_when_level_and_stop_oldest_first() {
+        let mut load = SimulatedLoad::new(&spec(0, 120));
+        load.apply(LoadTarget {
+            units_on: 1,
+            power: Watts(3000.0),
+        });
+        load.advance(Duration::from_secs(60)); // first unit at 1500 W
+        load.apply(LoadTarget {
+            units_on: 2,
+            power: Watts(6000.0),
+        });
+        let o = load.advance(Duration::from_secs(60));
+        // Unit 1 ramps 1500 -> 3000 (avg 2250), unit 2 ramps 0 -> 1500 (avg 750).
+        assert!((o.power.0 - 3000.0).abs() < 1e-9, "{o:?}");
+        assert_eq!(load.cohorts.len(), 2);
+        load.advance(Duration::from_secs(120));
+        assert_eq!(
+            load.cohorts.len(),
+            1,
+            "both at 3000 W now: {:?}",
+            load.cohorts
+        );
+        // A lower target acts at once on every running unit.
+        load.apply(LoadTarget {
+            units_on: 2,
+            power: Watts(4000.0),
+        });
+        assert_eq!(load.advance(Duration::from_secs(60)).power, Watts(4000.0));
+        load.apply(LoadTarget {
+            units_on: 1,
+            power: Watts(2000.0),
+        });
+        assert_eq!(load.advance(Duration::from_secs(60)).power, Watts(2000.0));
     }
 }

@@ -156,7 +156,8 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
         let mut hashes = 0.0;
         let mut per_load = [0.0f64; 16];
         for (k, (sim, ledger)) in loads.iter_mut().zip(&ctl.state.loads).enumerate() {
-            sim.apply(decision.loads[k], ledger);
+            // The ledger's booking: the units actually switched, with the target power.
+            sim.apply(ledger.target);
             let o = sim.advance(step);
             mining += o.power.0;
             hashes += o.hashes;
