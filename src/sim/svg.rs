@@ -118,7 +118,8 @@ fn legend(out: &mut String, items: &[(&str, &str)]) {
 }
 
 /// Power flows over the 7 days starting at `from`: generation, site load, mining,
-/// export and curtailment (MW, left), day-ahead price (EUR/MWh, right).
+/// export, curtailment with and without mining (MW, left), day-ahead price (EUR/MWh,
+/// right).
 pub fn week(ts: &Timeseries, from: Timestamp, title: &str) -> String {
     let end = from.0 + 7 * Timestamp::MS_PER_DAY;
     let idx: Vec<usize> = (0..ts.len())
@@ -145,6 +146,11 @@ pub fn week(ts: &Timeseries, from: Timestamp, title: &str) -> String {
         ("mining", "#d62728", pick("mining_w")),
         ("export", "#2ca02c", pick("export_w")),
         ("curtailment", "#9467bd", pick("curtailed_w")),
+        (
+            "curtailment without mining",
+            "#c5b0d5",
+            pick("curtailed_without_mining_w"),
+        ),
     ];
     let price = pick("price_eur_mwh");
 

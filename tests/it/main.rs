@@ -3,5 +3,6 @@
 mod bad_input;
 mod policy_cases;
 mod properties;
+mod replay;
 mod simulate;
 mod support;
