@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 pub use validate::{
-    validate_loads, validate_policy, validate_scenario, Bounds, ColumnRef, HashpriceSource,
-    OperatorEvent, PowerSource, PriceSource, Scenario, SeriesSpec,
+    export_value, validate_loads, validate_policy, validate_scenario, Bounds, ColumnRef,
+    HashpriceSource, OperatorEvent, PowerSource, PriceSource, Scenario, SeriesSpec,
 };
 
 /// One thing wrong with a config file, at a key path such as `loads[1].rated_power`.

@@ -234,20 +234,7 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
             "tariff.import_adder_eur_mwh",
             t.import_adder_eur_mwh,
         );
-        let export = match t.export {
-            RawExport::Named(n) if n == "day-ahead" => ExportValue::DayAhead,
-            RawExport::Named(n) => {
-                p.push(
-                    "tariff.export",
-                    format!("{n:?}: expected \"day-ahead\" or {{ fixed_eur_mwh = ... }}"),
-                );
-                ExportValue::DayAhead
-            }
-            RawExport::Fixed { fixed_eur_mwh } => {
-                finite(&mut p, "tariff.export.fixed_eur_mwh", fixed_eur_mwh);
-                ExportValue::Fixed(PricePerMwh(fixed_eur_mwh))
-            }
-        };
+        let export = export_value(&mut p, "tariff.export", t.export);
         let price = match t.price {
             RawPrice::Constant(v) => {
                 finite(&mut p, "tariff.price", v);
@@ -279,7 +266,7 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
     });
 
     let policy = policy.and_then(|raw| validate_policy(&mut p, "policy", raw));
-    let loads = validate_loads(&mut p, loads, policy.as_ref());
+    let loads = validate_loads(&mut p, loads);
 
     let operator = operator
         .into_iter()
@@ -400,11 +387,7 @@ pub fn validate_policy(p: &mut Problems, at: &str, raw: RawPolicy) -> Option<Pol
 }
 
 /// Checks the loads. Their wear limits become the stricter of hardware and policy.
-pub fn validate_loads(
-    p: &mut Problems,
-    loads: Vec<RawLoad>,
-    _policy: Option<&PolicyParams>,
-) -> Vec<LoadSpec> {
+pub fn validate_loads(p: &mut Problems, loads: Vec<RawLoad>) -> Vec<LoadSpec> {
     let mut names = HashSet::new();
     let mut cpu_pools = 0;
     let loads: Vec<LoadSpec> = loads
@@ -485,6 +468,24 @@ pub fn validate_loads(
         p.push("loads", "at most one cpu pool");
     }
     loads
+}
+
+/// Checks what export earns: `"day-ahead"` or `{ fixed_eur_mwh = ... }`.
+pub fn export_value(p: &mut Problems, at: &str, raw: RawExport) -> ExportValue {
+    match raw {
+        RawExport::Named(n) if n == "day-ahead" => ExportValue::DayAhead,
+        RawExport::Named(n) => {
+            p.push(
+                at,
+                format!("{n:?}: expected \"day-ahead\" or {{ fixed_eur_mwh = ... }}"),
+            );
+            ExportValue::DayAhead
+        }
+        RawExport::Fixed { fixed_eur_mwh } => {
+            finite(p, &format!("{at}.fixed_eur_mwh"), fixed_eur_mwh);
+            ExportValue::Fixed(PricePerMwh(fixed_eur_mwh))
+        }
+    }
 }
 
 fn operator_action(

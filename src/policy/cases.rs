@@ -13,8 +13,10 @@ use serde::Deserialize;
 use super::{Decision, OperatorAction, Policy, Reason};
 use crate::clock::Timestamp;
 use crate::config::raw::{RawExport, RawLoad, RawPolicy};
-use crate::config::{read_table, validate_loads, validate_policy, ConfigError, Problems};
-use crate::site::{ExportValue, GridConnection, Tariff};
+use crate::config::{
+    export_value, read_table, validate_loads, validate_policy, ConfigError, Problems,
+};
+use crate::site::{GridConnection, Tariff};
 use crate::state::{Observation, Quantity, Reading, SiteState};
 use crate::units::{de_watts, Hashprice, Hertz, PricePerMwh, Watts};
 
@@ -135,18 +137,8 @@ pub fn load(path: &Path) -> Result<PolicyFile, ConfigError> {
             .enumerate()
             .filter_map(|(i, v)| p.take(&format!("fixture.loads[{i}]"), v))
             .collect();
-        let loads = validate_loads(&mut p, loads, None);
-        let export = match f.export {
-            RawExport::Named(n) if n == "day-ahead" => ExportValue::DayAhead,
-            RawExport::Named(n) => {
-                p.push(
-                    "fixture.export",
-                    format!("{n:?}: expected \"day-ahead\" or {{ fixed_eur_mwh = ... }}"),
-                );
-                ExportValue::DayAhead
-            }
-            RawExport::Fixed { fixed_eur_mwh } => ExportValue::Fixed(PricePerMwh(fixed_eur_mwh)),
-        };
+        let loads = validate_loads(&mut p, loads);
+        let export = export_value(&mut p, "fixture.export", f.export);
         Some(Policy::new(
             params?,
             loads,
