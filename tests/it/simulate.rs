@@ -333,3 +333,20 @@ fn sweep_ranks_every_combination_and_writes_csv_and_parquet() {
         .unwrap();
     assert_eq!(pq.height(), 6);
 }
+
+#[test]
+fn every_shipped_scenario_keeps_its_bounds() {
+    for name in [
+        "de-2018-hybrid",
+        "de-2018-solar",
+        "de-2018-wind",
+        "pvdaq-system50",
+    ] {
+        let sc = load_scenario(&root().join(format!("simulations/{name}.toml")), &[]).unwrap();
+        let replay = Replay::load(&sc).unwrap();
+        let k = sim::run(&sc, &replay, SimOptions::default()).unwrap().kpis;
+        // The ratio to the optimum is checked by `simulate` itself (and in CI's
+        // quick-start run); here the bounds on the run's own KPIs.
+        sim::check_bounds(&sc, &k).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
