@@ -22,6 +22,12 @@ pub enum Quantity {
     WindPower,
     /// Site consumption other than mining, W, >= 0.
     SiteLoad,
+    /// Power at the grid connection, W: import positive, export negative. With the
+    /// generation and the mining power it gives the site load where no meter measures
+    /// that directly.
+    GridPower,
+    /// What the mining loads report drawing, all together, W.
+    MiningPower,
     /// Grid frequency, Hz.
     GridFrequency,
     /// Day-ahead price now, EUR/MWh.
@@ -31,10 +37,12 @@ pub enum Quantity {
 }
 
 impl Quantity {
-    pub const ALL: [Quantity; 6] = [
+    pub const ALL: [Quantity; 8] = [
         Quantity::PvPower,
         Quantity::WindPower,
         Quantity::SiteLoad,
+        Quantity::GridPower,
+        Quantity::MiningPower,
         Quantity::GridFrequency,
         Quantity::Price,
         Quantity::Hashprice,
@@ -44,6 +52,8 @@ impl Quantity {
             Quantity::PvPower => "pv_power",
             Quantity::WindPower => "wind_power",
             Quantity::SiteLoad => "site_load",
+            Quantity::GridPower => "grid_power",
+            Quantity::MiningPower => "mining_power",
             Quantity::GridFrequency => "grid_frequency",
             Quantity::Price => "price",
             Quantity::Hashprice => "hashprice",
@@ -312,6 +322,8 @@ pub struct SiteState {
     pub pv: Option<Reading<Watts>>,
     pub wind: Option<Reading<Watts>>,
     pub site_load: Option<Reading<Watts>>,
+    pub grid: Option<Reading<Watts>>,
+    pub mining: Option<Reading<Watts>>,
     pub frequency: Option<Reading<Hertz>>,
     pub price: Option<Reading<PricePerMwh>>,
     pub hashprice: Option<Reading<Hashprice>>,
@@ -327,6 +339,8 @@ impl SiteState {
             pv: None,
             wind: None,
             site_load: None,
+            grid: None,
+            mining: None,
             frequency: None,
             price: None,
             hashprice: None,
@@ -352,6 +366,8 @@ impl SiteState {
                     Quantity::PvPower => &mut self.pv,
                     Quantity::WindPower => &mut self.wind,
                     Quantity::SiteLoad => &mut self.site_load,
+                    Quantity::GridPower => &mut self.grid,
+                    Quantity::MiningPower => &mut self.mining,
                     // Power readings never carry these quantities; ignore rather than panic.
                     _ => return,
                 };

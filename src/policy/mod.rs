@@ -129,6 +129,8 @@ impl Reason {
             Reason::Stale(Quantity::PvPower) => "stale:pv_power",
             Reason::Stale(Quantity::WindPower) => "stale:wind_power",
             Reason::Stale(Quantity::SiteLoad) => "stale:site_load",
+            Reason::Stale(Quantity::GridPower) => "stale:grid_power",
+            Reason::Stale(Quantity::MiningPower) => "stale:mining_power",
             Reason::Stale(Quantity::GridFrequency) => "stale:grid_frequency",
             Reason::Stale(Quantity::Price) => "stale:price",
             Reason::Stale(Quantity::Hashprice) => "stale:hashprice",
@@ -149,10 +151,12 @@ impl Reason {
 }
 
 /// Every reason, for tables and parsing.
-pub const ALL_REASONS: [Reason; 14] = [
+pub const ALL_REASONS: [Reason; 16] = [
     Reason::Stale(Quantity::PvPower),
     Reason::Stale(Quantity::WindPower),
     Reason::Stale(Quantity::SiteLoad),
+    Reason::Stale(Quantity::GridPower),
+    Reason::Stale(Quantity::MiningPower),
     Reason::Stale(Quantity::GridFrequency),
     Reason::Stale(Quantity::Price),
     Reason::Stale(Quantity::Hashprice),
@@ -376,7 +380,20 @@ impl Policy {
         } else {
             Watts::ZERO
         };
-        let load = get(s.site_load, Quantity::SiteLoad)?;
+        let load = match s.site_load {
+            Some(r) => r.fresh(now, age).ok_or(Quantity::SiteLoad)?,
+            // No site-load meter: what the grid meter sees, plus generation, minus what
+            // mining draws (as the loads report it, or as commanded when they do not).
+            None if s.grid.is_some() => {
+                let grid = get(s.grid, Quantity::GridPower)?;
+                let mining = s
+                    .mining
+                    .and_then(|r| r.fresh(now, age))
+                    .unwrap_or_else(|| s.mining_target());
+                (pv + wind + grid - mining).max(Watts::ZERO)
+            }
+            None => return Err(Quantity::SiteLoad),
+        };
         let price = s
             .price
             .and_then(|r| r.fresh(now, age))

@@ -159,3 +159,42 @@ fn operator_commands_expire_and_curtail_by_counts_from_arrival() {
         assert_eq!((d.reason, d.total()), (reason, Watts(total)), "t = {t} s");
     }
 }
+
+#[test]
+fn site_load_is_derived_from_the_grid_meter_where_none_measures_it() {
+    let p = policy(false);
+    // (grid W, mining reported W, grid reading age s, expected reason, expected total W)
+    let rows = [
+        // Exporting 1.065 MW while mining 35 kW of 1.1 MW PV: no other load, 100 kW curtailed.
+        (-1.065e6, Some(35_000.0), 0, Reason::Surplus, 35_000.0),
+        // Importing 50 kW at 200 EUR/MWh + adder: nothing pays.
+        (1.065e6, Some(35_000.0), 0, Reason::Idle, 0.0),
+        // Mining power not reported: the commanded target (0 W here) stands in.
+        (-1.1e6, None, 0, Reason::Surplus, 35_000.0),
+        (
+            -1.065e6,
+            Some(35_000.0),
+            301,
+            Reason::Stale(Quantity::GridPower),
+            0.0,
+        ),
+    ];
+    for (grid, mining, age, reason, total) in rows {
+        let mut s = state(&p, T0);
+        s.site_load = None;
+        s.grid = Some(Reading {
+            value: Watts(grid),
+            at: T0 - Duration::from_secs(age),
+        });
+        s.mining = mining.map(|m| Reading {
+            value: Watts(m),
+            at: T0,
+        });
+        let d = p.decide(&s, T0);
+        assert_eq!(
+            (d.reason, d.total()),
+            (reason, Watts(total)),
+            "grid {grid} W, mining {mining:?}"
+        );
+    }
+}
