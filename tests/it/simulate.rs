@@ -217,6 +217,9 @@ fn simulate_writes_every_output_and_json() {
             "start=\"2018-05-01T00:00:00Z\"",
             "--set",
             "end=\"2018-05-15T00:00:00Z\"",
+            // The year's bounds do not hold for two weeks.
+            "--set",
+            "bounds={}",
         ],
         &root(),
     );
@@ -273,6 +276,34 @@ fn simulate_writes_every_output_and_json() {
         );
         assert!(s.contains("<path"), "{svg} draws lines");
     }
+}
+
+#[test]
+fn simulate_fails_when_a_bound_breaks_but_keeps_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = gridminer(
+        &[
+            "simulate",
+            "simulations/de-2018-hybrid.toml",
+            "--no-optimum",
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            "end=\"2018-01-08T00:00:00Z\"",
+        ],
+        &root(),
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("broke its bounds") && text(&o).contains("min_profit_eur 600000"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        out.join("report.md").exists(),
+        "the report of a run that broke its bounds is kept for reading"
+    );
 }
 
 #[test]
