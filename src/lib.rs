@@ -19,6 +19,8 @@
 //! - [`policy`]: DECIDE: the pure rule stack and the allocator.
 //! - [`actuator`]: OUT: loads that take power targets (simulated dynamics here).
 //! - [`controller`]: the one step both live and simulated runs call.
+//! - [`mqtt`]: the MQTT transport: embedded broker, connection, topics, status.
+//! - [`runtime`]: the edge daemon: tasks, shutdown in order.
 //! - [`sim`]: the simulation runner, KPIs, the clairvoyant optimum, reports, sweeps.
 //! - [`bench`]: the `bench` subcommands' measurements.
 
@@ -28,7 +30,9 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod mqtt;
 pub mod policy;
+pub mod runtime;
 pub mod signal;
 pub mod sim;
 pub mod site;

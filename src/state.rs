@@ -328,6 +328,8 @@ pub struct SiteState {
     pub price: Option<Reading<PricePerMwh>>,
     pub hashprice: Option<Reading<Hashprice>>,
     pub command: Option<ActiveCommand>,
+    /// The latest day-ahead schedule; a price reading, when fresh, takes precedence.
+    pub price_schedule: Vec<(Timestamp, PricePerMwh)>,
     pub loads: Vec<LoadLedger>,
     /// What the policy asked to remember from its last decision.
     pub memory: PolicyMemory,
@@ -345,9 +347,22 @@ impl SiteState {
             price: None,
             hashprice: None,
             command: None,
+            price_schedule: Vec::new(),
             loads: loads.iter().map(LoadLedger::new).collect(),
             memory: PolicyMemory::default(),
         }
+    }
+
+    /// The scheduled price for `now`, if the schedule covers it.
+    pub fn scheduled_price(&self, now: Timestamp) -> Option<PricePerMwh> {
+        let sch = &self.price_schedule;
+        let i = sch.partition_point(|(t, _)| *t <= now).checked_sub(1)?;
+        let end = match sch.get(i + 1) {
+            Some((next, _)) => *next,
+            None if i > 0 => Timestamp(sch[i].0 .0 + (sch[i].0 .0 - sch[i - 1].0 .0)),
+            None => Timestamp(sch[i].0 .0 + 3_600_000),
+        };
+        (now < end).then_some(sch[i].1)
     }
 
     /// Mining power last commanded, all loads together.
@@ -376,6 +391,7 @@ impl SiteState {
             Observation::Frequency { value, at } => self.frequency = Some(Reading { value, at }),
             Observation::Price { value, at } => self.price = Some(Reading { value, at }),
             Observation::Hashprice { value, at } => self.hashprice = Some(Reading { value, at }),
+            Observation::PriceSchedule { entries, .. } => self.price_schedule = entries,
             Observation::Operator { action, until, at } => {
                 self.command = match action {
                     OperatorAction::Release => None,

@@ -1,6 +1,7 @@
 //! The command line: clap definitions and the glue that runs each command. The only
 //! place besides `main.rs` where `anyhow` appears.
 
+pub mod run;
 pub mod sim;
 
 use std::path::PathBuf;
@@ -20,6 +21,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the edge controller: signals in, decisions to the loads, status and telemetry out.
+    Run {
+        /// Site config (see deploy/examples/).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Replay history through a policy and report what mining would have earned.
     Simulate {
         /// Scenario file (simulations/*.toml).
@@ -67,7 +74,7 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Check scenario or policy files; list every problem with its key path.
+    /// Check scenario, policy or site files; list every problem with its key path.
     Check {
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -91,6 +98,7 @@ pub enum BenchCommand {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
+        Command::Run { config } => run::run(&config),
         Command::Simulate {
             scenario,
             out,

@@ -163,7 +163,10 @@ pub fn bench(scenario: &Path, variants: usize, json: bool) -> anyhow::Result<Exi
 /// Checks one file, telling its kind by its top-level keys.
 fn check_file(path: &Path) -> Result<&'static str, config::ConfigError> {
     let table = config::read_table(path)?;
-    if table.contains_key("fixture") || table.contains_key("case") {
+    if table.contains_key("site_id") {
+        super::run::load(path)?;
+        Ok("site")
+    } else if table.contains_key("fixture") || table.contains_key("case") {
         let f = crate::policy::cases::load(path)?;
         let failing: Vec<config::Problem> = f
             .run()

@@ -6,6 +6,7 @@
 //! meaning and builds the typed values. Every problem found on the way is gathered with
 //! its key path, so `config check` prints them all at once. Nothing here reads data series.
 
+pub mod live;
 pub mod raw;
 mod validate;
 

@@ -397,6 +397,7 @@ impl Policy {
         let price = s
             .price
             .and_then(|r| r.fresh(now, age))
+            .or_else(|| s.scheduled_price(now))
             .ok_or(Quantity::Price)?;
         let hashprice = s
             .hashprice

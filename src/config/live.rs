@@ -1,0 +1,349 @@
+//! The edge controller's config (`gridminer run --config site.toml`): the site, its
+//! policy, the MQTT broker and topic table, and the loads. Components with a config of
+//! their own (operators, Modbus devices, telemetry) take their sections from the table
+//! before the rest is checked here, so unknown keys are still caught everywhere.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::raw::{RawExport, RawLoad, RawPolicy};
+use super::{export_value, read_table, relative_to, validate_loads, validate_policy, ConfigError, Problems};
+use crate::policy::{Policy, PolicyParams};
+use crate::signal::mqtt::{self as mqtt_signals, MqttSignal, RawMqttSignal};
+use crate::site::{GridConnection, LoadSpec, Tariff};
+use crate::units::{de_duration, de_watts, HashRate, Hashprice, PricePerMwh, Watts};
+
+/// Where the broker is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Broker {
+    /// rumqttd inside the process, listening here.
+    Embedded { listen: SocketAddr },
+    External,
+}
+
+/// A validated live config.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    pub file: PathBuf,
+    pub site: String,
+    pub tick: Duration,
+    pub policy: PolicyParams,
+    pub grid: GridConnection,
+    pub tariff: Tariff,
+    pub has_pv: bool,
+    pub has_wind: bool,
+    /// Used when no MQTT signal carries the hashprice.
+    pub hashprice: Option<Hashprice>,
+    pub broker: Broker,
+    pub mqtt: crate::mqtt::MqttSettings,
+    pub ha_discovery: bool,
+    pub signals: Vec<MqttSignal>,
+    pub loads: Vec<LoadSpec>,
+    /// How each load is driven, by index into `loads`.
+    pub drivers: Vec<LoadDriver>,
+}
+
+/// How a load is driven live.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadDriver {
+    /// The embedded SHA-256d pool.
+    Hasher {
+        threads: usize,
+        watts_per_core: Watts,
+        hashrate_per_core: HashRate,
+        /// `stratum+tcp://host:port`, user, password; without it the pool hashes a local
+        /// job (real work, no shares).
+        pool: Option<(String, String, String)>,
+    },
+    /// Equipment controlled by something else: its setpoint is published on `topic`.
+    Mqtt { topic: String },
+}
+
+impl LiveConfig {
+    pub fn policy(&self) -> Policy {
+        Policy::new(self.policy.clone(), self.loads.clone(), self.grid, self.tariff, self.has_pv, self.has_wind)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    #[serde(default)]
+    pv: bool,
+    #[serde(default)]
+    wind: bool,
+    #[serde(deserialize_with = "de_watts")]
+    export_limit: Watts,
+    #[serde(deserialize_with = "de_watts")]
+    import_limit: Watts,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTariff {
+    import_adder_eur_mwh: f64,
+    export: RawExport,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqtt {
+    /// `"embedded"` or `"external"`.
+    broker: String,
+    listen: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    tls_ca: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<String>,
+    client_id: Option<String>,
+    #[serde(default = "yes")]
+    ha_discovery: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+enum RawLiveLoad {
+    /// The embedded SHA-256d pool.
+    Cpu(RawCpuLoad),
+    /// Anything else, told its setpoint over MQTT; the rest as an ASIC group (checked
+    /// as such, unknown keys included).
+    Mqtt(RawMqttLoad),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCpuLoad {
+    name: String,
+    threads: usize,
+    #[serde(deserialize_with = "de_watts")]
+    watts_per_core: Watts,
+    #[serde(deserialize_with = "crate::units::de_hashrate")]
+    hashrate_per_core: HashRate,
+    pool: Option<RawStratum>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawMqttLoad {
+    topic: String,
+    #[serde(flatten)]
+    group: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStratum {
+    url: String,
+    user: String,
+    #[serde(default = "x")]
+    password: String,
+}
+
+fn x() -> String {
+    "x".into()
+}
+
+/// Reads and checks a live config. `extra` takes the sections other components own
+/// (e.g. `[[operators]]`) out of the table first, reporting into the same problems.
+pub fn load_live(
+    path: &Path,
+    extra: &mut dyn FnMut(&mut toml::Table, &mut Problems),
+) -> Result<LiveConfig, ConfigError> {
+    let mut table = read_table(path)?;
+    if let Some(toml::Value::String(f)) = table.get("policy") {
+        let pf = relative_to(path, f);
+        let mut pt = read_table(&pf)?;
+        match pt.remove("policy") {
+            Some(v) => {
+                table.insert("policy".into(), v);
+            }
+            None => {
+                return Err(ConfigError::Invalid {
+                    path: pf,
+                    problems: vec![super::Problem { path: "policy".into(), message: "missing: a policy file needs a [policy] table".into() }],
+                })
+            }
+        }
+    }
+    let mut p = Problems::default();
+    extra(&mut table, &mut p);
+    let site: Option<String> = p.section(&mut table, "site_id");
+    let tick = match table.remove("tick") {
+        Some(v) => p.take::<Tick>("tick", v).map(|t| t.0),
+        None => Some(Duration::from_secs(1)),
+    };
+    let raw_site: Option<RawSite> = p.section(&mut table, "site");
+    let tariff: Option<RawTariff> = p.section(&mut table, "tariff");
+    let raw_policy: Option<RawPolicy> = p.section(&mut table, "policy");
+    let hashprice: Option<f64> = table.remove("hashprice").and_then(|v| p.take("hashprice", v));
+    let raw_mqtt: Option<RawMqtt> = p.section(&mut table, "mqtt");
+    let raw_signals: Vec<RawMqttSignal> = p.array(&mut table, "signals", false);
+    let raw_loads: Vec<toml::Value> = match table.remove("loads") {
+        Some(toml::Value::Array(a)) => a,
+        Some(_) => {
+            p.push("loads", "expected an array of tables ([[loads]])");
+            Vec::new()
+        }
+        None => {
+            p.push("loads", "missing");
+            Vec::new()
+        }
+    };
+    for k in table.keys() {
+        p.push(k.clone(), "unknown key");
+    }
+
+    if let Some(s) = &site {
+        if s.is_empty() || s.contains(['/', '+', '#']) {
+            p.push("site_id", format!("{s:?}: must be non-empty, without / + #"));
+        }
+    }
+    if let Some(t) = tick {
+        if t < Duration::from_millis(10) || t > Duration::from_secs(60) {
+            p.push("tick", format!("{t:?} is outside 10ms..=60s"));
+        }
+    }
+    let policy = raw_policy.and_then(|r| validate_policy(&mut p, "policy", r));
+    let tariff = tariff.map(|t| Tariff {
+        import_adder: PricePerMwh(t.import_adder_eur_mwh),
+        export: export_value(&mut p, "tariff.export", t.export),
+    });
+    let signals = mqtt_signals::validate(&mut p, "signals", raw_signals);
+    let has_hashprice_signal = signals.iter().any(|s| s.carries == mqtt_signals::Carries::Hashprice);
+    if hashprice.is_none() && !has_hashprice_signal {
+        p.push("hashprice", "missing: give a constant or a signal with quantity = \"hashprice\"");
+    }
+
+    let mut loads = Vec::new();
+    let mut drivers = Vec::new();
+    for (i, v) in raw_loads.into_iter().enumerate() {
+        let at = format!("loads[{i}]");
+        let Some(l) = p.take::<RawLiveLoad>(&at, v) else { continue };
+        match l {
+            RawLiveLoad::Cpu(RawCpuLoad { name, threads, watts_per_core, hashrate_per_core, pool }) => {
+                if threads == 0 {
+                    p.push(format!("{at}.threads"), "must be at least 1");
+                }
+                let mut t = toml::Table::new();
+                t.insert("kind".into(), "cpu".into());
+                t.insert("name".into(), name.into());
+                t.insert("rated_power".into(), (watts_per_core.0 * threads as f64).into());
+                t.insert("hashrate".into(), (hashrate_per_core.0 * threads as f64).into());
+                if let Some(raw) = p.take::<RawLoad>(&at, toml::Value::Table(t)) {
+                    loads.extend(validate_loads(&mut p, vec![raw]));
+                }
+                let pool = pool.map(|s| {
+                    if !s.url.starts_with("stratum+tcp://") {
+                        p.push(format!("{at}.pool.url"), format!("{:?}: expected stratum+tcp://host:port", s.url));
+                    }
+                    (s.url, s.user, s.password)
+                });
+                drivers.push(LoadDriver::Hasher { threads, watts_per_core, hashrate_per_core, pool });
+            }
+            RawLiveLoad::Mqtt(RawMqttLoad { topic, mut group }) => {
+                group.insert("kind".into(), "asic".into());
+                if let Some(raw) = p.take::<RawLoad>(&at, toml::Value::Table(group)) {
+                    loads.extend(validate_loads(&mut p, vec![raw]));
+                }
+                drivers.push(LoadDriver::Mqtt { topic });
+            }
+        }
+    }
+    if loads.is_empty() {
+        p.push("loads", "needs at least one load");
+    }
+
+    let mut mqtt_parts = None;
+    if let Some(m) = raw_mqtt {
+        let password = match (m.password, m.password_file) {
+            (Some(pw), None) => Some(pw),
+            (None, Some(f)) => match std::fs::read_to_string(relative_to(path, &f)) {
+                Ok(s) => Some(s.trim_end().to_string()),
+                Err(e) => {
+                    p.push("mqtt.password_file", format!("{f}: {e}"));
+                    None
+                }
+            },
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                p.push("mqtt.password", "give password or password_file, not both");
+                None
+            }
+        };
+        let site_name = site.clone().unwrap_or_default();
+        let client_id = m.client_id.unwrap_or_else(|| format!("gridminer-{site_name}"));
+        match m.broker.as_str() {
+            "embedded" => {
+                let listen = m.listen.unwrap_or_else(|| "127.0.0.1:1883".into());
+                match listen.parse::<SocketAddr>() {
+                    Ok(addr) => {
+                        if m.host.is_some() || m.tls_ca.is_some() {
+                            p.push("mqtt", "host and tls_ca are for broker = \"external\"");
+                        }
+                        mqtt_parts = Some((
+                            Broker::Embedded { listen: addr },
+                            crate::mqtt::MqttSettings {
+                                host: addr.ip().to_string(),
+                                port: addr.port(),
+                                client_id,
+                                username: m.username,
+                                password,
+                                tls_ca: None,
+                                keep_alive: Duration::from_secs(15),
+                            },
+                            m.ha_discovery,
+                        ));
+                    }
+                    Err(e) => p.push("mqtt.listen", format!("{listen:?}: {e}")),
+                }
+            }
+            "external" => match m.host {
+                Some(host) => {
+                    let tls_ca = m.tls_ca.map(|f| relative_to(path, &f));
+                    let port = m.port.unwrap_or(if tls_ca.is_some() { 8883 } else { 1883 });
+                    mqtt_parts = Some((
+                        Broker::External,
+                        crate::mqtt::MqttSettings { host, port, client_id, username: m.username, password, tls_ca, keep_alive: Duration::from_secs(15) },
+                        m.ha_discovery,
+                    ));
+                }
+                None => p.push("mqtt.host", "missing: broker = \"external\" needs a host"),
+            },
+            other => p.push("mqtt.broker", format!("{other:?}: expected \"embedded\" or \"external\"")),
+        }
+    }
+
+    let config = (|| {
+        let s = raw_site?;
+        let (broker, mqtt, ha_discovery) = mqtt_parts?;
+        Some(LiveConfig {
+            file: path.to_path_buf(),
+            site: site?,
+            tick: tick?,
+            policy: policy?,
+            grid: GridConnection { export_limit: s.export_limit, import_limit: s.import_limit },
+            tariff: tariff?,
+            has_pv: s.pv,
+            has_wind: s.wind,
+            hashprice: hashprice.map(Hashprice),
+            broker,
+            mqtt,
+            ha_discovery,
+            signals,
+            loads,
+            drivers,
+        })
+    })();
+    p.into_result(path, config)
+}
+
+#[derive(Deserialize)]
+struct Tick(#[serde(deserialize_with = "de_duration")] Duration);

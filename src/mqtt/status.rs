@@ -1,0 +1,124 @@
+//! Status on MQTT: the retained `gridminer/{site}/state` JSON after every step, and Home
+//! Assistant discovery so the site appears in Home Assistant by itself.
+
+use serde_json::{json, Value};
+
+use super::Topics;
+use crate::clock::Timestamp;
+use crate::policy::Decision;
+use crate::site::LoadSpec;
+use crate::state::{Quantity, SiteState};
+use crate::units::Watts;
+
+/// The state document: every signal with value and age, the decision and its reason,
+/// each load's target and actual power, the operator command in force.
+pub fn state_json(state: &SiteState, decision: &Decision, loads: &[LoadSpec], actual: &[Watts], now: Timestamp) -> Value {
+    let reading = |v: Option<(f64, Timestamp)>| match v {
+        Some((value, at)) => json!({ "value": value, "age_s": now.since(at).as_secs_f64() }),
+        None => Value::Null,
+    };
+    let mut signals = serde_json::Map::new();
+    for q in Quantity::ALL {
+        let r = match q {
+            Quantity::PvPower => state.pv.map(|r| (r.value.0, r.at)),
+            Quantity::WindPower => state.wind.map(|r| (r.value.0, r.at)),
+            Quantity::SiteLoad => state.site_load.map(|r| (r.value.0, r.at)),
+            Quantity::GridPower => state.grid.map(|r| (r.value.0, r.at)),
+            Quantity::MiningPower => state.mining.map(|r| (r.value.0, r.at)),
+            Quantity::GridFrequency => state.frequency.map(|r| (r.value.0, r.at)),
+            Quantity::Price => state.price.map(|r| (r.value.0, r.at)),
+            Quantity::Hashprice => state.hashprice.map(|r| (r.value.0, r.at)),
+        };
+        signals.insert(q.as_str().to_string(), reading(r));
+    }
+    let loads: Vec<Value> = loads
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            json!({
+                "name": l.name,
+                "target_w": decision.loads.get(i).map_or(0.0, |t| t.power.0),
+                "units_on": decision.loads.get(i).map_or(0, |t| t.units_on),
+                "actual_w": actual.get(i).map_or(0.0, |w| w.0),
+            })
+        })
+        .collect();
+    let command = state.command.filter(|c| c.in_force(now)).map(|c| {
+        json!({ "action": c.action, "until": c.until.map(|u| u.to_rfc3339()), "received": c.received.to_rfc3339() })
+    });
+    json!({
+        "at": now.to_rfc3339(),
+        "signals": signals,
+        "decision": {
+            "reason": decision.reason.as_str(),
+            "target_w": decision.total().0,
+            "limit_w": decision.limit.map(|l| l.0),
+        },
+        "loads": loads,
+        "operator_command": command,
+    })
+}
+
+/// Home Assistant MQTT discovery: (topic, retained config payload) per entity.
+pub fn ha_discovery(topics: &Topics, loads: &[LoadSpec]) -> Vec<(String, String)> {
+    let site = topics.site();
+    let device = json!({
+        "identifiers": [format!("gridminer_{site}")],
+        "name": format!("gridminer {site}"),
+        "manufacturer": "gridminer",
+        "model": "flexible mining load controller",
+    });
+    let mut out = Vec::new();
+    let mut sensor = |object: String, name: String, template: String, unit: Option<&str>, class: Option<&str>| {
+        let mut cfg = json!({
+            "name": name,
+            "unique_id": format!("gridminer_{site}_{object}"),
+            "state_topic": topics.state(),
+            "value_template": template,
+            "availability_topic": topics.availability(),
+            "device": device,
+        });
+        if let Some(u) = unit {
+            cfg["unit_of_measurement"] = json!(u);
+            cfg["state_class"] = json!("measurement");
+        }
+        if let Some(c) = class {
+            cfg["device_class"] = json!(c);
+        }
+        out.push((topics.ha_config("sensor", &object), cfg.to_string()));
+    };
+    for q in [Quantity::PvPower, Quantity::WindPower, Quantity::SiteLoad, Quantity::GridPower] {
+        let n = q.as_str();
+        sensor(n.into(), n.replace('_', " "), format!("{{{{ value_json.signals.{n}.value }}}}"), Some("W"), Some("power"));
+    }
+    sensor("mining_target".into(), "mining target".into(), "{{ value_json.decision.target_w }}".into(), Some("W"), Some("power"));
+    sensor("reason".into(), "decision reason".into(), "{{ value_json.decision.reason }}".into(), None, None);
+    for (i, l) in loads.iter().enumerate() {
+        sensor(
+            format!("load_{}_actual", l.name),
+            format!("{} power", l.name),
+            format!("{{{{ value_json.loads[{i}].actual_w }}}}"),
+            Some("W"),
+            Some("power"),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_names_every_entity_once() {
+        let t = Topics::new("s1");
+        let d = ha_discovery(&t, &[]);
+        let mut topics: Vec<&str> = d.iter().map(|(t, _)| t.as_str()).collect();
+        topics.dedup();
+        assert_eq!(topics.len(), d.len());
+        assert!(topics.contains(&"homeassistant/sensor/gridminer_s1/pv_power/config"));
+        let cfg: Value = serde_json::from_str(&d[0].1).unwrap();
+        assert_eq!(cfg["state_topic"], "gridminer/s1/state");
+        assert_eq!(cfg["availability_topic"], "gridminer/s1/availability");
+    }
+}

@@ -1,0 +1,372 @@
+//! The edge daemon (`gridminer run`): builds every task from a `LiveConfig`, spawns them
+//! on a `TaskTracker`, and shuts down in order on SIGINT/SIGTERM: the controller drives
+//! the loads to the safe state, the loads apply it, the final status goes out, then the
+//! MQTT connection says `offline` and disconnects.
+//!
+//! Tasks: MQTT connection (transport), the controller loop (observations and operator
+//! commands in, decisions out on a `watch`), one task per load following the latest
+//! decision, and the status publisher. Hashing runs on the pool's own OS threads.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, QoS};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::actuator::hasher::{HasherConfig, HasherPool, Kernel};
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::config::live::{Broker, LiveConfig, LoadDriver};
+use crate::controller::Controller;
+use crate::mqtt::{broker::EmbeddedBroker, status, Inbound, MqttConnection, MqttError, Topics};
+use crate::policy::{Decision, LoadTarget};
+use crate::signal::mqtt::{Carries, MqttSignals, SignalStats};
+use crate::signal::operator::{Ack, OperatorCommands, OperatorConfig};
+use crate::state::{Observation, SiteState};
+use crate::units::{Hashprice, Watts};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Mqtt(#[from] MqttError),
+    #[error("shutdown took longer than {0:?}")]
+    ShutdownTimeout(Duration),
+}
+
+/// What the controller publishes after every step.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub at: Timestamp,
+    pub decision: Decision,
+    pub state: SiteState,
+    /// Power each load reports drawing.
+    pub actual: Vec<Watts>,
+}
+
+/// Shared counters of the daemon, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub signals: SignalStats,
+    pub steps: AtomicU64,
+}
+
+/// Handles a test or `main` holds on a running daemon.
+pub struct Running {
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    pub counters: Arc<Counters>,
+    pub operator: Option<Arc<crate::signal::operator::Counters>>,
+    shutdown: CancellationToken,
+    transport: CancellationToken,
+    tracker: TaskTracker,
+    transport_tracker: TaskTracker,
+}
+
+impl Running {
+    /// Stops in order and waits, at most `deadline`.
+    pub async fn stop(self, deadline: Duration) -> Result<(), RuntimeError> {
+        self.shutdown.cancel();
+        self.tracker.close();
+        let t = tokio::time::timeout(deadline, self.tracker.wait()).await;
+        // Only now the connection goes: the final state and the loads' safe state are out.
+        self.transport.cancel();
+        self.transport_tracker.close();
+        let u = tokio::time::timeout(deadline, self.transport_tracker.wait()).await;
+        t.and(u).map_err(|_| RuntimeError::ShutdownTimeout(deadline))
+    }
+}
+
+/// Starts the daemon. `operators` comes from the same config file.
+pub async fn start(config: LiveConfig, operators: OperatorConfig) -> Result<Running, RuntimeError> {
+    if let Broker::Embedded { listen } = config.broker {
+        let addr = listen;
+        tokio::task::spawn_blocking(move || EmbeddedBroker::start(addr))
+            .await
+            .map_err(|e| MqttError::Broker(e.to_string()))??;
+        tracing::info!(%addr, "Embedded MQTT broker listening");
+    }
+    let topics = Topics::new(&config.site);
+    let signals = MqttSignals::new(config.signals.clone());
+    let mut subscriptions = signals.topics();
+    subscriptions.push(topics.cmd());
+    let (inbound_tx, inbound_rx) = mpsc::channel::<Inbound>(4096);
+    let (connection, client) = MqttConnection::new(&config.mqtt, topics.clone(), subscriptions, inbound_tx)?;
+
+    let shutdown = CancellationToken::new();
+    let transport = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let transport_tracker = TaskTracker::new();
+    {
+        let t = transport.clone();
+        transport_tracker.spawn(async move {
+            if let Err(error) = connection.run(t).await {
+                tracing::error!(%error, "MQTT connection task failed");
+            }
+        });
+    }
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let policy = config.policy();
+    let mut controller = Controller::new(policy);
+    let actual: Vec<Arc<AtomicU64>> = config.loads.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let first = Arc::new(Snapshot {
+        at: clock.now(),
+        decision: controller.policy.decide(&controller.state, clock.now()),
+        state: controller.state.clone(),
+        actual: vec![Watts::ZERO; config.loads.len()],
+    });
+    let (snap_tx, snap_rx) = watch::channel(first);
+    let counters = Arc::new(Counters::default());
+    let commands = OperatorCommands::new(config.site.clone(), operators, clock.now());
+    let operator_counters = commands.counters();
+
+    // The loads.
+    for (i, driver) in config.drivers.iter().enumerate() {
+        let rx = snap_rx.clone();
+        let power = actual[i].clone();
+        match driver.clone() {
+            LoadDriver::Hasher { threads, watts_per_core, hashrate_per_core, pool: _ } => {
+                let kernel = Kernel::best();
+                tracing::info!(kernel = kernel.name(), threads, "Embedded hashing pool ready");
+                let (pool, _shares) = HasherPool::start(HasherConfig { threads, watts_per_core, hashrate_per_core, kernel });
+                // No pool configured: hash a local job, real work that never yields a share.
+                pool.set_job(Arc::new(local_job()));
+                tracker.spawn(follow(rx, i, power, move |t: LoadTarget| {
+                    pool.set_power_target(t.power);
+                    pool.status().power
+                }));
+            }
+            LoadDriver::Mqtt { topic } => {
+                let client = client.clone();
+                tracker.spawn(follow(rx, i, power, move |t: LoadTarget| {
+                    let body = serde_json::json!({ "power_w": t.power.0, "units_on": t.units_on }).to_string();
+                    // Retained, so equipment that reconnects learns its setpoint at once.
+                    if let Err(error) = client.try_publish(topic.clone(), QoS::AtLeastOnce, true, body) {
+                        tracing::warn!(%error, topic, "Could not queue a load setpoint");
+                    }
+                    // What it draws is not measured here: the setpoint stands in.
+                    t.power
+                }));
+            }
+        }
+    }
+
+    // Status and Home Assistant discovery.
+    {
+        let client = client.clone();
+        let mut rx = snap_rx.clone();
+        let loads = config.loads.clone();
+        let topics = topics.clone();
+        let ha = config.ha_discovery;
+        tracker.spawn(async move {
+            if ha {
+                for (topic, body) in status::ha_discovery(&topics, &loads) {
+                    let _ = client.publish(topic, QoS::AtLeastOnce, true, body).await;
+                }
+            }
+            loop {
+                let snap = rx.borrow_and_update().clone();
+                let body = status::state_json(&snap.state, &snap.decision, &loads, &snap.actual, snap.at).to_string();
+                let _ = client.try_publish(topics.state(), QoS::AtMostOnce, true, body);
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    // The controller.
+    {
+        let shutdown = shutdown.clone();
+        let counters = counters.clone();
+        let client = client.clone();
+        let tick = config.tick;
+        let max_ages = signals.max_ages();
+        let hashprice = config.hashprice;
+        let live = LiveLoop { controller, hashprice, signals, commands, topics, client, clock, actual, snapshots: snap_tx, counters, max_ages };
+        tracker.spawn(async move { live.run(tick, inbound_rx, shutdown).await });
+    }
+    Ok(Running {
+        snapshots: snap_rx,
+        counters,
+        operator: Some(operator_counters),
+        shutdown,
+        transport,
+        tracker,
+        transport_tracker,
+    })
+}
+
+/// Follows the latest decision for load `i`: the newest target wins, stale ones never
+/// queue. Ends after applying the last decision when the controller is gone.
+/// `apply` owns the load's driver: dropping it at the end releases it (the hashing
+/// pool joins its threads).
+async fn follow<F>(mut rx: watch::Receiver<Arc<Snapshot>>, i: usize, power: Arc<AtomicU64>, mut apply: F)
+where
+    F: FnMut(LoadTarget) -> Watts + Send + 'static,
+{
+    let mut last = None;
+    loop {
+        let target = rx.borrow_and_update().decision.loads.get(i).copied().unwrap_or(LoadTarget::OFF);
+        if last != Some(target) {
+            let w = apply(target);
+            power.store(w.0.to_bits(), Ordering::Relaxed);
+            last = Some(target);
+        }
+        if rx.changed().await.is_err() {
+            break;
+        }
+    }
+    // The controller's final decision was the safe state; make sure it holds.
+    apply(LoadTarget::OFF);
+    power.store(0f64.to_bits(), Ordering::Relaxed);
+}
+
+struct LiveLoop {
+    controller: Controller,
+    /// A configured constant: observed afresh every step, so it never ages.
+    hashprice: Option<Hashprice>,
+    signals: MqttSignals,
+    commands: OperatorCommands,
+    topics: Topics,
+    client: AsyncClient,
+    clock: Arc<dyn Clock>,
+    actual: Vec<Arc<AtomicU64>>,
+    snapshots: watch::Sender<Arc<Snapshot>>,
+    counters: Arc<Counters>,
+    max_ages: Vec<(Carries, Duration)>,
+}
+
+impl LiveLoop {
+    /// A tick, plus an immediate step when an operator command or a frequency reading
+    /// arrives. The step is the simulator's.
+    async fn run(mut self, tick: Duration, mut inbound: mpsc::Receiver<Inbound>, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = interval.tick() => self.step(),
+                msg = inbound.recv() => {
+                    let Some(msg) = msg else { break };
+                    if msg.topic == self.topics.cmd() {
+                        self.command(&msg);
+                    } else {
+                        match self.signals.parse(&msg) {
+                            Ok(obs) => {
+                                self.counters.signals.accepted.fetch_add(1, Ordering::Relaxed);
+                                let urgent = matches!(obs, Observation::Frequency { .. });
+                                self.controller.observe(obs);
+                                if urgent {
+                                    self.step();
+                                }
+                            }
+                            Err(r) => {
+                                self.counters.signals.reject(r.reason);
+                                tracing::debug!(topic = r.topic, reason = r.reason.as_str(), detail = r.detail, "Rejected an MQTT message");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Safe state: every load off, published as the final decision.
+        let now = self.clock.now();
+        let mut d = self.controller.policy.decide(&self.controller.state, now);
+        d.loads.iter_mut().for_each(|t| *t = LoadTarget::OFF);
+        self.controller.state.record(&d, &self.controller.policy.wear);
+        self.publish(d, now);
+        tracing::info!("Loads set to the safe state");
+    }
+
+    fn command(&mut self, msg: &Inbound) {
+        let now = self.clock.now();
+        let received = self.commands.receive(&msg.payload, now);
+        if let Some(obs) = received.observation {
+            self.controller.observe(obs);
+        }
+        // Accepted or not, decide now: an accepted curtail acts in this very step.
+        let d = self.step();
+        let ack = Ack::new(&received.outcome, d.limit, now);
+        if let Err(r) = &received.outcome {
+            tracing::warn!(reason = r.reason.as_str(), jti = ?r.jti, "Refused an operator command");
+        }
+        let _ = self.client.try_publish(self.topics.cmd_ack(), QoS::AtLeastOnce, false, ack.to_json());
+    }
+
+    fn step(&mut self) -> Decision {
+        let now = self.clock.now();
+        if let Some(obs) = self.commands.tick(now) {
+            self.controller.observe(obs);
+        }
+        self.expire(now);
+        if let Some(h) = self.hashprice {
+            self.controller.observe(Observation::Hashprice { value: h, at: now });
+        }
+        let actual: Vec<Watts> = self.actual.iter().map(|a| Watts(f64::from_bits(a.load(Ordering::Relaxed)))).collect();
+        self.controller.observe(Observation::Power {
+            quantity: crate::state::Quantity::MiningPower,
+            value: actual.iter().copied().sum(),
+            at: now,
+        });
+        let d = self.controller.step(now);
+        self.counters.steps.fetch_add(1, Ordering::Relaxed);
+        self.publish(d.clone(), now);
+        d
+    }
+
+    fn publish(&self, decision: Decision, now: Timestamp) {
+        let actual = self.actual.iter().map(|a| Watts(f64::from_bits(a.load(Ordering::Relaxed)))).collect();
+        self.snapshots.send_replace(Arc::new(Snapshot { at: now, decision, state: self.controller.state.clone(), actual }));
+    }
+
+    /// Per-signal maximum ages: an older reading is dropped, so the policy sees it stale.
+    fn expire(&mut self, now: Timestamp) {
+        let s = &mut self.controller.state;
+        for &(carries, max) in &self.max_ages {
+            let too_old = |at: Timestamp| now.since(at) > max;
+            match carries {
+                Carries::Power(q) => {
+                    let slot = match q {
+                        crate::state::Quantity::PvPower => &mut s.pv,
+                        crate::state::Quantity::WindPower => &mut s.wind,
+                        crate::state::Quantity::SiteLoad => &mut s.site_load,
+                        crate::state::Quantity::GridPower => &mut s.grid,
+                        _ => continue,
+                    };
+                    if slot.is_some_and(|r| too_old(r.at)) {
+                        *slot = None;
+                    }
+                }
+                Carries::Frequency => {
+                    if s.frequency.is_some_and(|r| too_old(r.at)) {
+                        s.frequency = None;
+                    }
+                }
+                Carries::Price => {
+                    if s.price.is_some_and(|r| too_old(r.at)) {
+                        s.price = None;
+                    }
+                }
+                Carries::Hashprice => {
+                    if s.hashprice.is_some_and(|r| too_old(r.at)) {
+                        s.hashprice = None;
+                    }
+                }
+                Carries::PriceSchedule => {}
+            }
+        }
+    }
+}
+
+/// The genesis block's header at an unreachable difficulty: real SHA-256d work for a
+/// pool with no Stratum connection, which never produces a share to submit.
+fn local_job() -> crate::actuator::hasher::FixedHeader {
+    use crate::actuator::hasher::{BlockHeader, FixedHeader, Target};
+    const GENESIS: &str = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d1dac2b7c";
+    FixedHeader {
+        header: BlockHeader::from_hex(GENESIS).expect("a valid header"),
+        target: Target::from_difficulty(1e15).expect("a valid difficulty"),
+    }
+}

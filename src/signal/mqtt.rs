@@ -1,0 +1,344 @@
+//! IN: MQTT messages to observations, by a table from the config that maps each topic to
+//! a quantity, its unit and how to read the payload (a plain number, or a JSON field).
+//!
+//! Pure: `MqttSignals::parse` turns one message into an `Observation` or a `Reject` with
+//! its reason. Malformed payloads are rejected and counted, never a crash. The transport
+//! lives in `crate::mqtt`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::clock::Timestamp;
+use crate::config::Problems;
+use crate::mqtt::Inbound;
+use crate::state::{Observation, Quantity};
+use crate::units::{de_opt_duration, parse_watts, Hashprice, Hertz, PricePerMwh, Watts};
+
+/// What a topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carries {
+    Power(Quantity),
+    Frequency,
+    Price,
+    Hashprice,
+    PriceSchedule,
+}
+
+/// One row of the topic table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttSignal {
+    pub topic: String,
+    pub carries: Carries,
+    /// Factor to the model unit (W, EUR/MWh, Hz, EUR per PH/s per day).
+    pub scale: f64,
+    /// Read this field of a JSON object; `None` reads the payload as a plain number.
+    pub json_field: Option<String>,
+    /// Older than this, the reading is dropped from the state (stale).
+    pub max_age: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqttSignal {
+    pub topic: String,
+    pub quantity: String,
+    #[serde(default)]
+    pub unit: Option<String>,
+    #[serde(default)]
+    pub json_field: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub max_age: Option<Duration>,
+}
+
+/// Checks the topic table; every problem with its key path under `at`.
+pub fn validate(p: &mut Problems, at: &str, raw: Vec<RawMqttSignal>) -> Vec<MqttSignal> {
+    let mut seen = HashMap::new();
+    raw.into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let at = format!("{at}[{i}]");
+            if let Some(j) = seen.insert(r.topic.clone(), i) {
+                p.push(format!("{at}.topic"), format!("{:?} is mapped twice (also [{j}])", r.topic));
+            }
+            if r.topic.contains(['+', '#']) {
+                p.push(format!("{at}.topic"), "one topic per signal: no wildcards");
+            }
+            let carries = match r.quantity.as_str() {
+                "grid_frequency" => Carries::Frequency,
+                "price" => Carries::Price,
+                "hashprice" => Carries::Hashprice,
+                "price_schedule" => Carries::PriceSchedule,
+                q => match Quantity::ALL.iter().find(|x| x.as_str() == q) {
+                    Some(&x) => Carries::Power(x),
+                    None => {
+                        p.push(format!("{at}.quantity"), format!("{q:?}: expected pv_power, wind_power, site_load, grid_power, mining_power, grid_frequency, price, hashprice or price_schedule"));
+                        return None;
+                    }
+                },
+            };
+            let unit = r.unit.as_deref();
+            let scale = match (carries, unit) {
+                (Carries::Power(_), u) => match parse_watts(&format!("1 {}", u.unwrap_or("W"))) {
+                    Ok(w) => w.0,
+                    Err(e) => {
+                        p.push(format!("{at}.unit"), e.0);
+                        return None;
+                    }
+                },
+                (Carries::Price | Carries::PriceSchedule, None | Some("EUR/MWh")) => 1.0,
+                (Carries::Price | Carries::PriceSchedule, Some("EUR/kWh")) => 1000.0,
+                (Carries::Frequency, None | Some("Hz")) => 1.0,
+                (Carries::Hashprice, None | Some("EUR/PH/day")) => 1.0,
+                (Carries::Hashprice, Some("EUR/TH/day")) => 1000.0,
+                (_, Some(u)) => {
+                    p.push(format!("{at}.unit"), format!("{u:?} does not fit {}", r.quantity));
+                    return None;
+                }
+            };
+            Some(MqttSignal { topic: r.topic, carries, scale, json_field: r.json_field, max_age: r.max_age })
+        })
+        .collect()
+}
+
+/// Why a message was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    UnknownTopic,
+    NotUtf8,
+    NotANumber,
+    MissingField,
+    NotFinite,
+    BadSchedule,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 6] = [
+        RejectReason::UnknownTopic,
+        RejectReason::NotUtf8,
+        RejectReason::NotANumber,
+        RejectReason::MissingField,
+        RejectReason::NotFinite,
+        RejectReason::BadSchedule,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::UnknownTopic => "unknown_topic",
+            RejectReason::NotUtf8 => "not_utf8",
+            RejectReason::NotANumber => "not_a_number",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::NotFinite => "not_finite",
+            RejectReason::BadSchedule => "bad_schedule",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub topic: String,
+    pub reason: RejectReason,
+    pub detail: String,
+}
+
+/// Counts of accepted and rejected messages.
+#[derive(Debug, Default)]
+pub struct SignalStats {
+    pub accepted: AtomicU64,
+    rejected: [AtomicU64; RejectReason::ALL.len()],
+}
+
+impl SignalStats {
+    pub fn reject(&self, r: RejectReason) {
+        self.rejected[r as usize].fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn rejected(&self, r: RejectReason) -> u64 {
+        self.rejected[r as usize].load(Ordering::Relaxed)
+    }
+    pub fn rejected_total(&self) -> u64 {
+        RejectReason::ALL.iter().map(|&r| self.rejected(r)).sum()
+    }
+}
+
+/// The topic table, ready to parse.
+#[derive(Debug, Clone, Default)]
+pub struct MqttSignals {
+    by_topic: HashMap<String, MqttSignal>,
+}
+
+impl MqttSignals {
+    pub fn new(signals: Vec<MqttSignal>) -> Self {
+        MqttSignals { by_topic: signals.into_iter().map(|s| (s.topic.clone(), s)).collect() }
+    }
+
+    pub fn topics(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.by_topic.keys().cloned().collect();
+        t.sort();
+        t
+    }
+
+    /// Per-signal maximum ages, by quantity.
+    pub fn max_ages(&self) -> Vec<(Carries, Duration)> {
+        self.by_topic.values().filter_map(|s| s.max_age.map(|a| (s.carries, a))).collect()
+    }
+
+    pub fn parse(&self, msg: &Inbound) -> Result<Observation, Reject> {
+        let reject = |reason, detail: String| Reject { topic: msg.topic.clone(), reason, detail };
+        let sig = self
+            .by_topic
+            .get(&msg.topic)
+            .ok_or_else(|| reject(RejectReason::UnknownTopic, String::new()))?;
+        let text = std::str::from_utf8(&msg.payload).map_err(|e| reject(RejectReason::NotUtf8, e.to_string()))?;
+        let at = msg.at;
+        if sig.carries == Carries::PriceSchedule {
+            return parse_schedule(text, sig.scale, at).map_err(|d| reject(RejectReason::BadSchedule, d));
+        }
+        let value = match &sig.json_field {
+            None => text.trim().parse::<f64>().map_err(|_| reject(RejectReason::NotANumber, clip(text)))?,
+            Some(field) => {
+                let v: serde_json::Value =
+                    serde_json::from_str(text).map_err(|e| reject(RejectReason::NotANumber, e.to_string()))?;
+                let f = v.get(field).ok_or_else(|| reject(RejectReason::MissingField, field.clone()))?;
+                match f {
+                    serde_json::Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+                    serde_json::Value::String(s) => {
+                        s.trim().parse().map_err(|_| reject(RejectReason::NotANumber, clip(s)))?
+                    }
+                    other => return Err(reject(RejectReason::NotANumber, clip(&other.to_string()))),
+                }
+            }
+        };
+        if !value.is_finite() {
+            return Err(reject(RejectReason::NotFinite, value.to_string()));
+        }
+        let v = value * sig.scale;
+        Ok(match sig.carries {
+            Carries::Power(quantity) => Observation::Power { quantity, value: Watts(v), at },
+            Carries::Frequency => Observation::Frequency { value: Hertz(v), at },
+            Carries::Price => Observation::Price { value: PricePerMwh(v), at },
+            Carries::Hashprice => Observation::Hashprice { value: Hashprice(v), at },
+            Carries::PriceSchedule => unreachable!("handled above"),
+        })
+    }
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    start: serde_json::Value,
+    price: f64,
+}
+
+/// `[{"start": "2018-06-01T00:00:00Z" | epoch seconds, "price": 42.1}, ...]`, in order.
+fn parse_schedule(text: &str, scale: f64, at: Timestamp) -> Result<Observation, String> {
+    let entries: Vec<Entry> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let mut out: Vec<(Timestamp, PricePerMwh)> = Vec::with_capacity(entries.len());
+    for (i, e) in entries.into_iter().enumerate() {
+        let t = match &e.start {
+            serde_json::Value::String(s) => Timestamp::parse(s).map_err(|m| format!("[{i}].start: {m}"))?,
+            serde_json::Value::Number(n) => Timestamp::from_secs(n.as_i64().ok_or(format!("[{i}].start: not whole seconds"))?),
+            _ => return Err(format!("[{i}].start: expected RFC 3339 text or epoch seconds")),
+        };
+        if !e.price.is_finite() {
+            return Err(format!("[{i}].price is not finite"));
+        }
+        if out.last().is_some_and(|(p, _)| *p >= t) {
+            return Err(format!("[{i}].start {t} is not after the entry before"));
+        }
+        out.push((t, PricePerMwh(e.price * scale)));
+    }
+    if out.is_empty() {
+        return Err("empty schedule".into());
+    }
+    Ok(Observation::PriceSchedule { entries: out, at })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> MqttSignals {
+        let mut p = Problems::default();
+        let raw: Vec<RawMqttSignal> = toml::from_str::<HashMap<String, Vec<RawMqttSignal>>>(
+            r#"s = [
+              { topic = "pv", quantity = "pv_power", unit = "kW" },
+              { topic = "meter", quantity = "grid_power", json_field = "w" },
+              { topic = "hz", quantity = "grid_frequency" },
+              { topic = "price", quantity = "price", unit = "EUR/kWh" },
+              { topic = "schedule", quantity = "price_schedule" },
+            ]"#,
+        )
+        .unwrap()
+        .remove("s")
+        .unwrap();
+        let t = validate(&mut p, "signals", raw);
+        assert!(p.0.is_empty(), "{:?}", p.0);
+        MqttSignals::new(t)
+    }
+
+    fn msg(topic: &str, payload: &[u8]) -> Inbound {
+        Inbound { topic: topic.into(), payload: bytes::Bytes::copy_from_slice(payload), at: Timestamp(1000) }
+    }
+
+    #[test]
+    fn payloads_become_observations_in_model_units() {
+        let t = table();
+        let at = Timestamp(1000);
+        let rows: [(&str, &[u8], Observation); 6] = [
+            ("pv", b"12.5", Observation::Power { quantity: Quantity::PvPower, value: Watts(12_500.0), at }),
+            ("pv", b" 3 \n", Observation::Power { quantity: Quantity::PvPower, value: Watts(3_000.0), at }),
+            ("meter", br#"{"w": -420.5, "v": 230}"#, Observation::Power { quantity: Quantity::GridPower, value: Watts(-420.5), at }),
+            ("meter", br#"{"w": "17"}"#, Observation::Power { quantity: Quantity::GridPower, value: Watts(17.0), at }),
+            ("hz", b"49.98", Observation::Frequency { value: Hertz(49.98), at }),
+            ("price", b"0.042", Observation::Price { value: PricePerMwh(42.0), at }),
+        ];
+        for (topic, payload, want) in rows {
+            assert_eq!(t.parse(&msg(topic, payload)), Ok(want), "{topic} {:?}", String::from_utf8_lossy(payload));
+        }
+        let s = t.parse(&msg("schedule", br#"[{"start":"2018-06-01T00:00:00Z","price":0.05},{"start":1527814800,"price":-0.01}]"#));
+        let Ok(Observation::PriceSchedule { entries, .. }) = s else { panic!("{s:?}") };
+        assert_eq!(entries, vec![(Timestamp(1_527_811_200_000), PricePerMwh(50.0)), (Timestamp(1_527_814_800_000), PricePerMwh(-10.0))]);
+    }
+
+    #[test]
+    fn malformed_payloads_are_rejected_with_a_reason() {
+        let t = table();
+        let rows: [(&str, &[u8], RejectReason); 10] = [
+            ("nope", b"1", RejectReason::UnknownTopic),
+            ("pv", b"\xff\xfe", RejectReason::NotUtf8),
+            ("pv", b"twelve", RejectReason::NotANumber),
+            ("pv", b"", RejectReason::NotANumber),
+            ("pv", b"NaN", RejectReason::NotFinite),
+            ("pv", b"inf", RejectReason::NotFinite),
+            ("meter", br#"{"v": 230}"#, RejectReason::MissingField),
+            ("meter", br#"{"w": [1]}"#, RejectReason::NotANumber),
+            ("schedule", br#"[{"start":"2018-06-01T01:00:00Z","price":1},{"start":"2018-06-01T00:00:00Z","price":2}]"#, RejectReason::BadSchedule),
+            ("schedule", b"[]", RejectReason::BadSchedule),
+        ];
+        for (topic, payload, reason) in rows {
+            assert_eq!(t.parse(&msg(topic, payload)).map_err(|r| r.reason), Err(reason), "{topic} {:?}", String::from_utf8_lossy(payload));
+        }
+    }
+
+    #[test]
+    fn config_problems_have_key_paths() {
+        let mut p = Problems::default();
+        let raw: Vec<RawMqttSignal> = toml::from_str::<HashMap<String, Vec<RawMqttSignal>>>(
+            r#"s = [
+              { topic = "a", quantity = "pv_power", unit = "horsepower" },
+              { topic = "a", quantity = "sunshine" },
+              { topic = "b/#", quantity = "price", unit = "USD" },
+            ]"#,
+        )
+        .unwrap()
+        .remove("s")
+        .unwrap();
+        validate(&mut p, "signals", raw);
+        let paths: Vec<&str> = p.0.iter().map(|x| x.path.as_str()).collect();
+        assert_eq!(paths, ["signals[0].unit", "signals[1].topic", "signals[1].quantity", "signals[2].topic", "signals[2].unit"]);
+    }
+}
