@@ -258,10 +258,7 @@ mod tests {
         ] {
             assert_eq!(parse_watts(s).unwrap(), Watts(w), "{s}");
         }
-        assert!(parse_watts("10 mw")
-            .unwrap_err()
-            .0
-            .contains("unknown power unit"));
+        assert!(parse_watts("10 mw").unwrap_err().0.contains("unknown power unit"));
         assert!(parse_watts("MW").unwrap_err().0.contains("does not start"));
     }
 
