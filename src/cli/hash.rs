@@ -160,6 +160,9 @@ fn run_bench(threads: usize, seconds: f64, pauses: usize, json: bool) -> anyhow:
         "duty cycle        target {:.3}, achieved {:.3} (error {:.2} %)",
         r.duty_target, r.duty_achieved, r.duty_error_pct
     );
+    for (name, mhs) in &r.kernels_best_burst_mhs {
+        println!("one thread, best   {name} {mhs:.2} MH/s");
+    }
     match r.rapl_watts_per_core {
         Some(w) => println!("RAPL              {w:.1} W per busy core"),
         None => println!("RAPL              not available on this machine"),
