@@ -20,7 +20,7 @@ use crate::units::{HashRate, Watts};
 
 /// Size the batches so one takes about this long: the control word is read between
 /// batches, so this bounds the pause latency (plus scheduling).
-const BATCH_TARGET: Duration = Duration::from_micros(400);
+const BATCH_TARGET: Duration = Duration::from_micros(250);
 const BATCH_MIN: u32 = 256;
 const BATCH_MAX: u32 = 1 << 20;
 /// Longest a partial-duty thread banks unused hashing time: bounds its bursts.

@@ -23,6 +23,9 @@ pub mod method {
 const MAX_JOB_ID: usize = 128;
 const MAX_BRANCHES: usize = 32;
 const MAX_COINBASE_PART: usize = 16 * 1024;
+/// Lowest share difficulty accepted: one share per ~430,000 hashes. Below it a pool
+/// would have every few hashes sent back as a share, flooding both ends.
+pub const MIN_DIFFICULTY: f64 = 1e-4;
 
 /// A `mining.notify`, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,8 +190,12 @@ pub fn parse(line: &str) -> Result<Incoming, StratumError> {
             let d = params
                 .first()
                 .and_then(Value::as_f64)
-                .filter(|d| d.is_finite() && *d > 0.0)
-                .ok_or_else(|| bad("set_difficulty needs one positive number"))?;
+                .filter(|d| d.is_finite() && *d >= MIN_DIFFICULTY)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "set_difficulty needs one finite number >= {MIN_DIFFICULTY}"
+                    ))
+                })?;
             Ok(Incoming::SetDifficulty(d))
         }
         method::SET_VERSION_MASK => {
@@ -288,6 +295,7 @@ mod tests {
             r#"{"method":"mining.notify","params":["a","4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000","","",[],"00000002","1c2ac4af","504e86b9","yes"]}"#,
             &long_id,
             r#"{"method":"mining.set_difficulty","params":[-1]}"#,
+            r#"{"method":"mining.set_difficulty","params":[1e-9]}"#,
             r#"{"method":"mining.set_difficulty","params":["1"]}"#,
             r#"{"method":"mining.set_difficulty","params":[]}"#,
             r#"{"method":"mining.set_version_mask","params":[12]}"#,

@@ -82,6 +82,9 @@ pub struct StratumConfig {
     pub version_rolling: bool,
     /// How long the pool may take to accept a connection or answer the handshake.
     pub answer_timeout: Duration,
+    /// A pool silent for this long is taken as a dead connection (half-open TCP); pools
+    /// send a job at least every minute or two.
+    pub idle_timeout: Duration,
     /// First and longest wait between reconnection attempts (doubling in between).
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -96,6 +99,7 @@ impl StratumConfig {
             user_agent: format!("gridminer/{}", env!("CARGO_PKG_VERSION")),
             version_rolling: true,
             answer_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
         })

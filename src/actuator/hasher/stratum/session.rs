@@ -114,12 +114,14 @@ pub(super) async fn run(
     write.write_all(hello.as_bytes()).await?;
 
     let handshake_deadline = Instant::now() + config.answer_timeout;
+    let mut last_heard = Instant::now();
     loop {
         let ready = s.subscription.is_some() && s.authorized;
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Ok(()),
             line = lines.next_line() => {
+                last_heard = Instant::now();
                 match line? {
                     Line::Text(text) => s.handle_line(&text)?,
                     Line::TooLong => s.malformed("line too long", ""),
@@ -133,6 +135,9 @@ pub(super) async fn run(
             }
             _ = sleep_until(handshake_deadline), if !ready => {
                 return Err(StratumError::Timeout("subscribe/authorize"));
+            }
+            _ = sleep_until(last_heard + config.idle_timeout) => {
+                return Err(StratumError::Timeout("silence (no message for idle_timeout)"));
             }
         }
     }
