@@ -161,7 +161,7 @@ fn run_bench(threads: usize, seconds: f64, pauses: usize, json: bool) -> anyhow:
         r.duty_target, r.duty_achieved, r.duty_error_pct
     );
     for (name, mhs) in &r.kernels_best_burst_mhs {
-        println!("one thread, best   {name} {mhs:.2} MH/s");
+        println!("one thread, best   {name} {mhs:.2} MH/s (per on-CPU second)");
     }
     match r.rapl_watts_per_core {
         Some(w) => println!("RAPL              {w:.1} W per busy core"),

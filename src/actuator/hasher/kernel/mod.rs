@@ -14,15 +14,10 @@ use super::job::ScanJob;
 pub mod portable;
 #[cfg(target_arch = "x86_64")]
 pub mod shani;
-#[cfg(target_arch = "x86_64")]
-pub mod shani_avx2;
 
 /// A SHA-256d nonce-scanning implementation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
-    /// SHA-NI rounds with the message schedule of 8 nonces computed in AVX2.
-    #[cfg(target_arch = "x86_64")]
-    ShaNiAvx2,
     /// Hand-written x86_64 SHA-NI kernel interleaving several nonces.
     #[cfg(target_arch = "x86_64")]
     ShaNi,
@@ -39,16 +34,9 @@ impl Kernel {
     /// Every kernel this CPU runs, fastest first (as measured by `hash bench`).
     pub fn available() -> Vec<Kernel> {
         let mut v = Vec::new();
-        // Order from `hash bench` (best alternating bursts) on the Ice Lake Xeon this
-        // project runs on: the plain SHA-NI kernel beat the AVX2-schedule one there.
         #[cfg(target_arch = "x86_64")]
-        {
-            if shani::supported() {
-                v.push(Kernel::ShaNi);
-            }
-            if shani_avx2::supported() {
-                v.push(Kernel::ShaNiAvx2);
-            }
+        if shani::supported() {
+            v.push(Kernel::ShaNi);
         }
         v.push(Kernel::Portable);
         v
@@ -62,7 +50,6 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Kernel::ShaNiAvx2 => "sha-ni-avx2-schedule",
             Kernel::ShaNi => "sha-ni",
             Kernel::Portable => "sha2-compress256",
         }
@@ -79,9 +66,7 @@ impl Kernel {
             // SAFETY: `ShaNi` is only ever constructed by `best()`/`available()` after
             // `shani::supported()` confirmed the CPU features at run time.
             Kernel::ShaNi => unsafe { shani::scan(job, start, count, on_candidate) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above, with `shani_avx2::supported()`.
-            Kernel::ShaNiAvx2 => unsafe { shani_avx2::scan(job, start, count, on_candidate) },
+
             Kernel::Portable => portable::scan(job, start, count, on_candidate),
         }
     }
