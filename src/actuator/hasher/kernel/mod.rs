@@ -11,6 +11,8 @@ use std::fmt;
 
 use super::job::ScanJob;
 
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
 pub mod portable;
 #[cfg(target_arch = "x86_64")]
 pub mod shani;
@@ -18,6 +20,9 @@ pub mod shani;
 /// A SHA-256d nonce-scanning implementation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
+    /// Hand-written x86_64 AVX-512 kernel: 16 nonces per zmm register, no SHA unit.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
     /// Hand-written x86_64 SHA-NI kernel interleaving several nonces.
     #[cfg(target_arch = "x86_64")]
     ShaNi,
@@ -35,6 +40,10 @@ impl Kernel {
     pub fn available() -> Vec<Kernel> {
         let mut v = Vec::new();
         #[cfg(target_arch = "x86_64")]
+        if avx512::supported() {
+            v.push(Kernel::Avx512);
+        }
+        #[cfg(target_arch = "x86_64")]
         if shani::supported() {
             v.push(Kernel::ShaNi);
         }
@@ -50,6 +59,8 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => "avx512",
+            #[cfg(target_arch = "x86_64")]
             Kernel::ShaNi => "sha-ni",
             Kernel::Portable => "sha2-compress256",
         }
@@ -62,6 +73,10 @@ impl Kernel {
     pub fn scan<F: FnMut(u32)>(self, job: &ScanJob, start: u32, count: u32, on_candidate: F) {
         debug_assert!(start as u64 + count as u64 <= 1 << 32);
         match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Avx512` is only ever constructed by `best()`/`available()` after
+            // `avx512::supported()` confirmed AVX-512F at run time.
+            Kernel::Avx512 => unsafe { avx512::scan(job, start, count, on_candidate) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `ShaNi` is only ever constructed by `best()`/`available()` after
             // `shani::supported()` confirmed the CPU features at run time.
