@@ -8,7 +8,7 @@
 //!
 //! ```text
 //!  stratum/ (Tokio task)           pool.rs (OS threads)                kernel/
-//!  notify ──> StratumJob ──set_job──> workers ──scan(range)──> ShaNi | Portable
+//!  notify ──> StratumJob ──set_job──> workers ──scan(range)──> Avx512 | ShaNi | Portable
 //!  submit <── check target <──Share── candidates re-hashed with sha2 (job.rs)
 //!  controller ──set_power_target──> control word ──> threads + duty (throttle.rs)
 //! ```
@@ -16,8 +16,9 @@
 //! Layout:
 //! - [`job`]: 80-byte header, midstate, nBits and pool-difficulty targets, the reference
 //!   double SHA-256.
-//! - [`kernel`]: the hot loop. [`Kernel::best`] picks SHA-NI when the CPU reports it at run
-//!   time, else sha2's `compress256` with the same midstate scheme.
+//! - [`kernel`]: the hot loop. [`Kernel::best`] races the kernels the CPU reports at run
+//!   time (AVX-512 16 lanes, SHA-NI, sha2's `compress256` with the same midstate scheme)
+//!   for a few milliseconds and keeps the fastest.
 //! - [`pool`]: [`HasherPool`], its worker threads and the atomic control word.
 //! - [`throttle`]: the pure power model, shared with the simulator:
 //!   [`plan_for_power`]`(target, threads, watts_per_core)` gives a [`ThrottlePlan`]

@@ -2,14 +2,16 @@
 //! double SHA-256 passes the target's top word.
 //!
 //! Role: the hot loop and nothing else. The kernel is chosen once, at run time, from what
-//! the CPU reports (never from build flags: `-C target-cpu=native` is not to be used), and
-//! is named in every report. A kernel must not allocate, lock, log or look at the clock;
+//! the CPU reports and a short calibration race between those it runs (never from build
+//! flags: `-C target-cpu=native` is not to be used), and is named in every report. A kernel must not allocate, lock, log or look at the clock;
 //! it only calls `on_candidate`, which is rare. Candidates are re-hashed by the caller with
 //! the sha2 crate, so a kernel bug shows up as a missing share, never as a bad one sent.
 
 use std::fmt;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-use super::job::ScanJob;
+use super::job::{BlockHeader, ScanJob, Target};
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
@@ -31,12 +33,45 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest kernel this CPU runs, detected now.
+    /// The fastest kernel this CPU runs: the first call races them (about 20 ms, see
+    /// [`Kernel::calibrate`]); the answer holds for the rest of the process.
     pub fn best() -> Kernel {
-        Kernel::available()[0]
+        static BEST: OnceLock<Kernel> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            let (k, times) = Kernel::calibrate(&Kernel::available());
+            tracing::debug!(kernel = k.name(), ?times, "Kernel calibration");
+            k
+        })
     }
 
-    /// Every kernel this CPU runs, fastest first (as measured by `hash bench`).
+    /// Which of `kernels` hashes fastest here, by the best of a few alternating bursts of
+    /// nonces each (other load can only slow a burst down); returns it with each one's best
+    /// burst time. Ties go to the earlier kernel. Which kernel wins depends on the CPU
+    /// (AVX-512 on 256-bit units, or a fast SHA unit, can turn the order round), so it is
+    /// measured rather than assumed.
+    pub fn calibrate(kernels: &[Kernel]) -> (Kernel, Vec<(&'static str, Duration)>) {
+        const ROUNDS: u32 = 3;
+        const NONCES: u32 = 1 << 14;
+        let job = BlockHeader([0; 80]).prepare(Target([0; 8]));
+        let mut best = vec![Duration::MAX; kernels.len()];
+        if kernels.len() > 1 {
+            for r in 0..ROUNDS {
+                for (i, k) in kernels.iter().enumerate() {
+                    let t0 = Instant::now();
+                    k.scan(&job, r * NONCES, NONCES, |n| {
+                        std::hint::black_box(n);
+                    });
+                    best[i] = best[i].min(t0.elapsed());
+                }
+            }
+        }
+        let fastest = (0..kernels.len()).min_by_key(|&i| best[i]).unwrap_or(0);
+        let times = kernels.iter().map(|k| k.name()).zip(best).collect();
+        (kernels[fastest], times)
+    }
+
+    /// Every kernel this CPU runs, in the order measured by `hash bench` on an Ice Lake
+    /// server (AVX-512, SHA-NI, sha2): the default when calibration cannot tell.
     pub fn available() -> Vec<Kernel> {
         let mut v = Vec::new();
         #[cfg(target_arch = "x86_64")]
@@ -158,6 +193,17 @@ mod tests {
                 prop_assert_eq!(&kernel_finds(k, &header, target, start, count), &want, "{}", k);
             }
         }
+    }
+
+    #[test]
+    fn calibration_picks_an_available_kernel_and_times_each() {
+        let all = Kernel::available();
+        let (k, times) = Kernel::calibrate(&all);
+        assert!(all.contains(&k));
+        let names: Vec<_> = times.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, all.iter().map(|k| k.name()).collect::<Vec<_>>());
+        assert_eq!(Kernel::calibrate(&[Kernel::Portable]).0, Kernel::Portable);
+        assert!(all.contains(&Kernel::best()));
     }
 
     #[test]
