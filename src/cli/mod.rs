@@ -1,6 +1,7 @@
 //! The command line: clap definitions and the glue that runs each command. The only
 //! place besides `main.rs` where `anyhow` appears.
 
+pub mod hash;
 pub mod run;
 pub mod sim;
 
@@ -65,6 +66,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The embedded SHA-256d hasher: benchmark, scan a header, or mine for a pool.
+    Hash {
+        #[command(subcommand)]
+        command: hash::HashCommand,
+    },
     /// Benchmarks that print figures and ratios against a baseline.
     Bench {
         #[command(subcommand)]
@@ -116,6 +122,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Config {
             command: ConfigCommand::Check { files },
         } => sim::check(&files),
+        Command::Hash { command } => hash::run(command).map(|()| std::process::ExitCode::SUCCESS),
         Command::Bench {
             command:
                 BenchCommand::Sim {

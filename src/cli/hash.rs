@@ -1,0 +1,303 @@
+//! `gridminer hash ...`: benchmark the kernels, scan a header's nonce range, or mine for
+//! a Stratum V1 pool.
+//!
+//! Role: CLI glue (argument parsing, printing, the Tokio runtime for `mine`). Must not
+//! contain hashing or protocol logic; it calls `actuator::hasher`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio_util::sync::CancellationToken;
+
+use crate::actuator::hasher::bench::{self, BenchOptions};
+use crate::actuator::hasher::stratum::{StratumClient, StratumConfig};
+use crate::actuator::hasher::{BlockHeader, HasherConfig, HasherPool, Kernel, Target};
+use crate::units::{HashRate, Watts};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum HashCommand {
+    /// Measure MH/s of the fastest kernel and of the portable baseline, scaling across
+    /// threads, pause latency and duty-cycle accuracy.
+    Bench {
+        /// Worker threads (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Seconds per measured phase.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Pauses to time for the latency percentiles.
+        #[arg(long, default_value_t = 200)]
+        pauses: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Scan nonces FROM..=TO of an 80-byte header and print every nonce whose double
+    /// SHA-256 meets the header's own target (nBits).
+    Scan {
+        /// The header, 160 hex digits as serialised on the wire.
+        #[arg(long)]
+        header: String,
+        #[arg(long)]
+        from: u32,
+        /// Last nonce scanned (inclusive).
+        #[arg(long)]
+        to: u32,
+        /// Kernel by name (default: the fastest this CPU runs).
+        #[arg(long)]
+        kernel: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mine for a Stratum V1 pool, printing hashrate and shares.
+    Mine {
+        /// stratum+tcp://HOST:PORT
+        #[arg(long)]
+        pool: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value = "x")]
+        password: String,
+        /// Worker threads (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Power target in W above idle (default: every thread at full speed).
+        #[arg(long)]
+        power_w: Option<f64>,
+        /// Modelled power of one busy core, W.
+        #[arg(long, default_value_t = 10.0)]
+        watts_per_core: f64,
+        /// Seconds between status lines.
+        #[arg(long, default_value_t = 10.0)]
+        report_every: f64,
+        /// Do not ask the pool for version rolling.
+        #[arg(long)]
+        no_version_rolling: bool,
+    },
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+pub fn run(cmd: HashCommand) -> anyhow::Result<()> {
+    match cmd {
+        HashCommand::Bench {
+            threads,
+            seconds,
+            pauses,
+            json,
+        } => run_bench(
+            threads.unwrap_or_else(default_threads),
+            seconds,
+            pauses,
+            json,
+        ),
+        HashCommand::Scan {
+            header,
+            from,
+            to,
+            kernel,
+            json,
+        } => run_scan(&header, from, to, kernel.as_deref(), json),
+        HashCommand::Mine {
+            pool,
+            user,
+            password,
+            threads,
+            power_w,
+            watts_per_core,
+            report_every,
+            no_version_rolling,
+        } => {
+            let mut config = StratumConfig::new(&pool, &user, &password)?;
+            config.version_rolling = !no_version_rolling;
+            run_mine(
+                config,
+                threads.unwrap_or_else(default_threads),
+                power_w.map(Watts),
+                Watts(watts_per_core),
+                Duration::from_secs_f64(report_every),
+            )
+        }
+    }
+}
+
+fn run_bench(threads: usize, seconds: f64, pauses: usize, json: bool) -> anyhow::Result<()> {
+    if !(seconds > 0.0) {
+        bail!("--seconds must be positive");
+    }
+    let r = bench::run(&BenchOptions {
+        threads,
+        phase: Duration::from_secs_f64(seconds),
+        pauses,
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!("kernel            {} ({} threads)", r.kernel, r.threads);
+    println!(
+        "hashrate          {:.2} MH/s per core, {:.2} MH/s total ({:.2} MH/s on one thread alone, scaling {:.1} %)",
+        r.mhs_per_core,
+        r.mhs_total,
+        r.mhs_single_thread,
+        r.scaling * 100.0
+    );
+    println!(
+        "baseline          {} {:.2} MH/s per core: ratio {:.2}",
+        r.baseline_kernel, r.baseline_mhs_per_core, r.ratio
+    );
+    println!(
+        "naive             Sha256::digest twice {:.2} MH/s per core: ratio {:.2}",
+        r.naive_mhs_per_core, r.naive_ratio
+    );
+    println!(
+        "pause latency     p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        r.pause_p50_ms, r.pause_p99_ms, r.pause_max_ms
+    );
+    println!(
+        "duty cycle        target {:.3}, achieved {:.3} (error {:.2} %)",
+        r.duty_target, r.duty_achieved, r.duty_error_pct
+    );
+    for (name, mhs) in &r.kernels_best_burst_mhs {
+        println!("one thread, best   {name} {mhs:.2} MH/s (per on-CPU second)");
+    }
+    match r.rapl_watts_per_core {
+        Some(w) => println!("RAPL              {w:.1} W per busy core"),
+        None => println!("RAPL              not available on this machine"),
+    }
+    Ok(())
+}
+
+fn run_scan(
+    header: &str,
+    from: u32,
+    to: u32,
+    kernel: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let header = BlockHeader::from_hex(header).context("--header")?;
+    if to < from {
+        bail!("--to ({to}) is below --from ({from})");
+    }
+    let target = Target::from_compact(header.bits()).context("the header's bits")?;
+    let kernel = match kernel {
+        Some(name) => Kernel::by_name(name).with_context(|| {
+            let names: Vec<_> = Kernel::available().iter().map(|k| k.name()).collect();
+            format!("kernel {name:?} is not available here (available: {names:?})")
+        })?,
+        None => Kernel::best(),
+    };
+    let job = header.prepare(target);
+    let started = std::time::Instant::now();
+    // Split the range across cores; each part is small enough to be done in one call.
+    let total = to as u64 - from as u64 + 1;
+    let parts = (default_threads() as u64).min(total).max(1);
+    let mut found: Vec<u32> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..parts)
+            .map(|i| {
+                let lo = from as u64 + total * i / parts;
+                let hi = from as u64 + total * (i + 1) / parts;
+                let job = &job;
+                s.spawn(move || {
+                    let mut hits = Vec::new();
+                    kernel.scan(job, lo as u32, (hi - lo) as u32, |n| {
+                        if target.is_met_by(&header.with_nonce(n).block_hash()) {
+                            hits.push(n);
+                        }
+                    });
+                    hits
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("scan thread"))
+            .collect()
+    });
+    found.sort_unstable();
+    let secs = started.elapsed().as_secs_f64();
+    let results: Vec<_> = found
+        .iter()
+        .map(|&n| (n, header.with_nonce(n).block_hash().display_hex()))
+        .collect();
+    if json {
+        let v = serde_json::json!({
+            "kernel": kernel.name(),
+            "from": from,
+            "to": to,
+            "target": target.to_hex(),
+            "seconds": secs,
+            "found": results.iter().map(|(n, h)| serde_json::json!({"nonce": n, "hash": h})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for (n, h) in &results {
+            println!("{n} {h}");
+        }
+        eprintln!(
+            "scanned {total} nonces with {} in {secs:.3} s; {} found",
+            kernel.name(),
+            results.len()
+        );
+    }
+    Ok(())
+}
+
+fn run_mine(
+    config: StratumConfig,
+    threads: usize,
+    power: Option<Watts>,
+    watts_per_core: Watts,
+    report_every: Duration,
+) -> anyhow::Result<()> {
+    let kernel = Kernel::best();
+    tracing::info!(kernel = kernel.name(), threads, "Starting hasher");
+    let (pool, shares) = HasherPool::start(HasherConfig {
+        threads,
+        watts_per_core,
+        hashrate_per_core: HashRate::ZERO,
+        kernel,
+    });
+    let pool = Arc::new(pool);
+    pool.set_power_target(power.unwrap_or(watts_per_core * threads as f64));
+    let client = StratumClient::new(config);
+    let stats = client.stats();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result: anyhow::Result<()> = rt.block_on(async {
+        let shutdown = CancellationToken::new();
+        let mut task = tokio::spawn(client.run(pool.clone(), shares, shutdown.clone()));
+        let mut tick = tokio::time::interval(report_every);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                r = &mut task => return Ok(r??),
+                _ = tokio::signal::ctrl_c() => {
+                    shutdown.cancel();
+                    return Ok(task.await??);
+                }
+                _ = tick.tick() => {
+                    let st = pool.status();
+                    let c = stats.snapshot();
+                    println!(
+                        "{:.2} MH/s ({} threads, duty {:.2}, {:.1} W model) accepted {} rejected {} stale-dropped {} malformed {}",
+                        st.hashrate.0 / 1e6, st.active_threads, st.duty.get(), st.power.0,
+                        c.accepted, c.rejected, c.stale_dropped, c.malformed
+                    );
+                }
+            }
+        }
+    });
+    if let Ok(pool) = Arc::try_unwrap(pool) {
+        pool.shutdown();
+    }
+    let c = stats.snapshot();
+    println!(
+        "accepted {} rejected {} submitted {}",
+        c.accepted, c.rejected, c.submitted
+    );
+    result
+}

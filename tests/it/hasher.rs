@@ -1,0 +1,179 @@
+//! The hasher against real Bitcoin block headers, through the public API and the CLI.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gridminer::actuator::hasher::{
+    BlockHeader, FixedHeader, HasherConfig, HasherPool, Kernel, Target, ThrottlePlan,
+};
+use gridminer::units::{HashRate, Watts};
+
+struct Block {
+    height: u32,
+    header: BlockHeader,
+    hash: String,
+    nonce: u32,
+    bits: u32,
+}
+
+fn blocks() -> Vec<Block> {
+    let csv = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/bitcoin-block-headers.csv"),
+    )
+    .expect("data/bitcoin-block-headers.csv");
+    csv.lines()
+        .skip(1)
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            Block {
+                height: c[0].parse().unwrap(),
+                header: BlockHeader::from_hex(c[1]).unwrap(),
+                hash: c[2].to_owned(),
+                nonce: c[3].parse().unwrap(),
+                bits: u32::from_str_radix(c[4], 16).unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// Polls `cond` until it holds or `within` passes (a deadline, not a sleep).
+fn wait_for(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::yield_now();
+    }
+    cond()
+}
+
+/// The pool, with every kernel, finds the real nonce of each block in the csv and
+/// reports it as a share with the real block hash.
+#[test]
+fn pool_finds_the_real_blocks() {
+    for b in blocks() {
+        assert_eq!(b.header.bits(), b.bits);
+        for kernel in Kernel::available() {
+            let (pool, mut shares) = HasherPool::start(HasherConfig {
+                threads: 2,
+                watts_per_core: Watts(10.0),
+                hashrate_per_core: HashRate::ZERO,
+                kernel,
+            });
+            let source = Arc::new(StartAt {
+                inner: FixedHeader {
+                    header: b.header,
+                    target: Target::from_compact(b.bits).unwrap(),
+                },
+                start: b.nonce - 3_000_000,
+            });
+            pool.set_job(source);
+            pool.set_power_target(Watts(20.0));
+            let share = shares
+                .blocking_recv()
+                .expect("the pool stopped without a share");
+            pool.shutdown();
+            assert_eq!(
+                share.header.nonce(),
+                b.nonce,
+                "block {} with {kernel}",
+                b.height
+            );
+            assert_eq!(share.hash.display_hex(), b.hash);
+        }
+    }
+}
+
+/// Roll 0 is the real header, scanned from a few million nonces below the real one;
+/// other rolls have their version changed, so the one share found must be the block.
+struct StartAt {
+    inner: FixedHeader,
+    start: u32,
+}
+
+impl gridminer::actuator::hasher::HeaderSource for StartAt {
+    fn header(&self, roll: u64) -> BlockHeader {
+        let mut h = self.inner.header;
+        if roll != 0 {
+            h.set_version(h.version() ^ (roll as u32).rotate_left(13));
+        }
+        h
+    }
+    fn target(&self) -> Target {
+        self.inner.target
+    }
+    fn start_nonce(&self, roll: u64) -> u32 {
+        if roll == 0 {
+            self.start
+        } else {
+            0
+        }
+    }
+}
+
+/// 0 W stops every worker (the pause is awaited, not slept for), hashing stays stopped,
+/// and resuming continues: the hash counter moves on from where it was.
+#[test]
+fn zero_watts_pauses_and_resume_continues() {
+    let b = &blocks()[0];
+    let (pool, _shares) = HasherPool::start(HasherConfig {
+        threads: 2,
+        watts_per_core: Watts(10.0),
+        hashrate_per_core: HashRate::from_mhs(1.0),
+        kernel: Kernel::best(),
+    });
+    pool.set_job(Arc::new(FixedHeader {
+        header: b.header,
+        target: Target::from_compact(b.bits).unwrap(),
+    }));
+    pool.set_power_target(Watts(15.0));
+    let st = pool.status();
+    assert_eq!(st.active_threads, 2);
+    assert!((st.duty.get() - 0.5).abs() < 1e-6);
+    // The duty travels as a 32-bit fraction in the control word.
+    assert!((st.power.0 - 15.0).abs() < 1e-6, "{}", st.power);
+    assert!((st.expected_hashrate.0 - 1.5e6).abs() < 1.0);
+    assert!(wait_for(Duration::from_secs(10), || pool.hashes() > 1_000_000));
+
+    pool.set_power_target(Watts::ZERO);
+    assert!(pool.wait_paused(Duration::from_secs(10)).is_some());
+    let stopped_at = pool.hashes();
+    assert_eq!(pool.status().active_threads, 0);
+    assert_eq!(pool.status().power, Watts::ZERO);
+    // No worker is hashing, so the counter cannot have moved.
+    assert_eq!(pool.hashing_threads(), 0);
+    assert_eq!(pool.hashes(), stopped_at);
+
+    pool.set_plan(ThrottlePlan {
+        full_threads: 1,
+        partial: gridminer::actuator::hasher::Duty::IDLE,
+    });
+    assert!(wait_for(Duration::from_secs(10), || pool.hashes() > stopped_at));
+    pool.shutdown();
+}
+
+/// `gridminer hash scan` over the range of the genesis header.
+#[test]
+fn cli_scan_finds_the_genesis_nonce() {
+    let b = &blocks()[0];
+    for kernel in Kernel::available() {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gridminer"))
+            .args(["hash", "scan", "--header", &b.header.to_hex()])
+            .args(["--from", "2083236000", "--to", "2083237000", "--json"])
+            .args(["--kernel", kernel.name()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            v["found"],
+            serde_json::json!([{"nonce": 2083236893u32, "hash": "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"}])
+        );
+        assert_eq!(v["kernel"], kernel.name());
+    }
+}

@@ -1,0 +1,38 @@
+//! Finding external peers (node, python3): present, or skipped with a message, or, when
+//! `GRIDMINER_REQUIRE_PEERS=1` (CI), a failure.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Whether CI demands every peer.
+pub fn required() -> bool {
+    std::env::var("GRIDMINER_REQUIRE_PEERS").is_ok_and(|v| v == "1")
+}
+
+/// `Some(())` if `what` is usable; otherwise prints why the test is skipped and returns
+/// `None`, or panics when peers are required.
+pub fn need(ok: bool, what: &str, how: &str) -> Option<()> {
+    if ok {
+        return Some(());
+    }
+    let msg = format!("{what} is missing ({how})");
+    if required() {
+        panic!("GRIDMINER_REQUIRE_PEERS=1 and {msg}");
+    }
+    // Written to the real stderr: the test harness captures `eprintln!` of passing tests,
+    // and a skip must be seen.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {msg}");
+    None
+}
+
+pub fn runs(program: &str, arg: &str) -> bool {
+    Command::new(program)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
