@@ -14,7 +14,8 @@
 //! - [`clock`]: `Timestamp`, and the `Clock` that says "now" (system or simulated).
 //! - [`config`]: TOML files to validated, typed values; every problem with its key path.
 //! - [`site`]: the site model: grid connection, tariff, mining loads and their limits.
-//! - [`signal`]: IN: everything that produces an `Observation` (history replay here).
+//! - [`signal`]: IN: everything that produces an `Observation` (history replay, signed
+//!   grid-operator commands).
 //! - [`state`]: `SiteState`, the latest value of every quantity with its age, and wear ledgers.
 //! - [`policy`]: DECIDE: the pure rule stack and the allocator.
 //! - [`actuator`]: OUT: loads that take power targets (simulated dynamics here).

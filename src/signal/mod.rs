@@ -1,7 +1,9 @@
 //! IN: everything that produces an `Observation` for the controller.
 //!
-//! `replay` turns historical files into observations for the simulator. Sources only
-//! report what they saw, with when they saw it; they never decide what stale data means.
+//! `replay` turns historical files into observations for the simulator; `operator`
+//! verifies signed grid-operator commands. Sources only report what they saw, with when
+//! they saw it; they never decide what stale data means.
 
 pub mod mqtt;
+pub mod operator;
 pub mod replay;

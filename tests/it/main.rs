@@ -2,6 +2,8 @@
 
 mod bad_input;
 mod hasher;
+mod live;
+mod operator;
 mod peers;
 mod policy_cases;
 mod properties;
