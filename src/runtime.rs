@@ -73,7 +73,8 @@ impl Running {
         self.transport.cancel();
         self.transport_tracker.close();
         let u = tokio::time::timeout(deadline, self.transport_tracker.wait()).await;
-        t.and(u).map_err(|_| RuntimeError::ShutdownTimeout(deadline))
+        t.and(u)
+            .map_err(|_| RuntimeError::ShutdownTimeout(deadline))
     }
 }
 
@@ -91,7 +92,8 @@ pub async fn start(config: LiveConfig, operators: OperatorConfig) -> Result<Runn
     let mut subscriptions = signals.topics();
     subscriptions.push(topics.cmd());
     let (inbound_tx, inbound_rx) = mpsc::channel::<Inbound>(4096);
-    let (connection, client) = MqttConnection::new(&config.mqtt, topics.clone(), subscriptions, inbound_tx)?;
+    let (connection, client) =
+        MqttConnection::new(&config.mqtt, topics.clone(), subscriptions, inbound_tx)?;
 
     let shutdown = CancellationToken::new();
     let transport = CancellationToken::new();
@@ -108,8 +110,12 @@ pub async fn start(config: LiveConfig, operators: OperatorConfig) -> Result<Runn
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let policy = config.policy();
-    let mut controller = Controller::new(policy);
-    let actual: Vec<Arc<AtomicU64>> = config.loads.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let controller = Controller::new(policy);
+    let actual: Vec<Arc<AtomicU64>> = config
+        .loads
+        .iter()
+        .map(|_| Arc::new(AtomicU64::new(0)))
+        .collect();
     let first = Arc::new(Snapshot {
         at: clock.now(),
         decision: controller.policy.decide(&controller.state, clock.now()),
@@ -126,10 +132,24 @@ pub async fn start(config: LiveConfig, operators: OperatorConfig) -> Result<Runn
         let rx = snap_rx.clone();
         let power = actual[i].clone();
         match driver.clone() {
-            LoadDriver::Hasher { threads, watts_per_core, hashrate_per_core, pool: _ } => {
+            LoadDriver::Hasher {
+                threads,
+                watts_per_core,
+                hashrate_per_core,
+                pool: _,
+            } => {
                 let kernel = Kernel::best();
-                tracing::info!(kernel = kernel.name(), threads, "Embedded hashing pool ready");
-                let (pool, _shares) = HasherPool::start(HasherConfig { threads, watts_per_core, hashrate_per_core, kernel });
+                tracing::info!(
+                    kernel = kernel.name(),
+                    threads,
+                    "Embedded hashing pool ready"
+                );
+                let (pool, _shares) = HasherPool::start(HasherConfig {
+                    threads,
+                    watts_per_core,
+                    hashrate_per_core,
+                    kernel,
+                });
                 // No pool configured: hash a local job, real work that never yields a share.
                 pool.set_job(Arc::new(local_job()));
                 tracker.spawn(follow(rx, i, power, move |t: LoadTarget| {
@@ -140,9 +160,12 @@ pub async fn start(config: LiveConfig, operators: OperatorConfig) -> Result<Runn
             LoadDriver::Mqtt { topic } => {
                 let client = client.clone();
                 tracker.spawn(follow(rx, i, power, move |t: LoadTarget| {
-                    let body = serde_json::json!({ "power_w": t.power.0, "units_on": t.units_on }).to_string();
+                    let body = serde_json::json!({ "power_w": t.power.0, "units_on": t.units_on })
+                        .to_string();
                     // Retained, so equipment that reconnects learns its setpoint at once.
-                    if let Err(error) = client.try_publish(topic.clone(), QoS::AtLeastOnce, true, body) {
+                    if let Err(error) =
+                        client.try_publish(topic.clone(), QoS::AtLeastOnce, true, body)
+                    {
                         tracing::warn!(%error, topic, "Could not queue a load setpoint");
                     }
                     // What it draws is not measured here: the setpoint stands in.
@@ -167,7 +190,9 @@ pub async fn start(config: LiveConfig, operators: OperatorConfig) -> Result<Runn
             }
             loop {
                 let snap = rx.borrow_and_update().clone();
-                let body = status::state_json(&snap.state, &snap.decision, &loads, &snap.actual, snap.at).to_string();
+                let body =
+                    status::state_json(&snap.state, &snap.decision, &loads, &snap.actual, snap.at)
+                        .to_string();
                 let _ = client.try_publish(topics.state(), QoS::AtMostOnce, true, body);
                 if rx.changed().await.is_err() {
                     break;
@@ -184,7 +209,19 @@ pub async fn start(config: LiveConfig, operators: OperatorConfig) -> Result<Runn
         let tick = config.tick;
         let max_ages = signals.max_ages();
         let hashprice = config.hashprice;
-        let live = LiveLoop { controller, hashprice, signals, commands, topics, client, clock, actual, snapshots: snap_tx, counters, max_ages };
+        let live = LiveLoop {
+            controller,
+            hashprice,
+            signals,
+            commands,
+            topics,
+            client,
+            clock,
+            actual,
+            snapshots: snap_tx,
+            counters,
+            max_ages,
+        };
         tracker.spawn(async move { live.run(tick, inbound_rx, shutdown).await });
     }
     Ok(Running {
@@ -202,13 +239,23 @@ pub async fn start(config: LiveConfig, operators: OperatorConfig) -> Result<Runn
 /// queue. Ends after applying the last decision when the controller is gone.
 /// `apply` owns the load's driver: dropping it at the end releases it (the hashing
 /// pool joins its threads).
-async fn follow<F>(mut rx: watch::Receiver<Arc<Snapshot>>, i: usize, power: Arc<AtomicU64>, mut apply: F)
-where
+async fn follow<F>(
+    mut rx: watch::Receiver<Arc<Snapshot>>,
+    i: usize,
+    power: Arc<AtomicU64>,
+    mut apply: F,
+) where
     F: FnMut(LoadTarget) -> Watts + Send + 'static,
 {
     let mut last = None;
     loop {
-        let target = rx.borrow_and_update().decision.loads.get(i).copied().unwrap_or(LoadTarget::OFF);
+        let target = rx
+            .borrow_and_update()
+            .decision
+            .loads
+            .get(i)
+            .copied()
+            .unwrap_or(LoadTarget::OFF);
         if last != Some(target) {
             let w = apply(target);
             power.store(w.0.to_bits(), Ordering::Relaxed);
@@ -241,13 +288,18 @@ struct LiveLoop {
 impl LiveLoop {
     /// A tick, plus an immediate step when an operator command or a frequency reading
     /// arrives. The step is the simulator's.
-    async fn run(mut self, tick: Duration, mut inbound: mpsc::Receiver<Inbound>, shutdown: CancellationToken) {
+    async fn run(
+        mut self,
+        tick: Duration,
+        mut inbound: mpsc::Receiver<Inbound>,
+        shutdown: CancellationToken,
+    ) {
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = interval.tick() => self.step(),
+                _ = interval.tick() => { self.step(); }
                 msg = inbound.recv() => {
                     let Some(msg) = msg else { break };
                     if msg.topic == self.topics.cmd() {
@@ -275,7 +327,9 @@ impl LiveLoop {
         let now = self.clock.now();
         let mut d = self.controller.policy.decide(&self.controller.state, now);
         d.loads.iter_mut().for_each(|t| *t = LoadTarget::OFF);
-        self.controller.state.record(&d, &self.controller.policy.wear);
+        self.controller
+            .state
+            .record(&d, &self.controller.policy.wear);
         self.publish(d, now);
         tracing::info!("Loads set to the safe state");
     }
@@ -292,7 +346,12 @@ impl LiveLoop {
         if let Err(r) = &received.outcome {
             tracing::warn!(reason = r.reason.as_str(), jti = ?r.jti, "Refused an operator command");
         }
-        let _ = self.client.try_publish(self.topics.cmd_ack(), QoS::AtLeastOnce, false, ack.to_json());
+        let _ = self.client.try_publish(
+            self.topics.cmd_ack(),
+            QoS::AtLeastOnce,
+            false,
+            ack.to_json(),
+        );
     }
 
     fn step(&mut self) -> Decision {
@@ -302,9 +361,14 @@ impl LiveLoop {
         }
         self.expire(now);
         if let Some(h) = self.hashprice {
-            self.controller.observe(Observation::Hashprice { value: h, at: now });
+            self.controller
+                .observe(Observation::Hashprice { value: h, at: now });
         }
-        let actual: Vec<Watts> = self.actual.iter().map(|a| Watts(f64::from_bits(a.load(Ordering::Relaxed)))).collect();
+        let actual: Vec<Watts> = self
+            .actual
+            .iter()
+            .map(|a| Watts(f64::from_bits(a.load(Ordering::Relaxed))))
+            .collect();
         self.controller.observe(Observation::Power {
             quantity: crate::state::Quantity::MiningPower,
             value: actual.iter().copied().sum(),
@@ -317,8 +381,17 @@ impl LiveLoop {
     }
 
     fn publish(&self, decision: Decision, now: Timestamp) {
-        let actual = self.actual.iter().map(|a| Watts(f64::from_bits(a.load(Ordering::Relaxed)))).collect();
-        self.snapshots.send_replace(Arc::new(Snapshot { at: now, decision, state: self.controller.state.clone(), actual }));
+        let actual = self
+            .actual
+            .iter()
+            .map(|a| Watts(f64::from_bits(a.load(Ordering::Relaxed))))
+            .collect();
+        self.snapshots.send_replace(Arc::new(Snapshot {
+            at: now,
+            decision,
+            state: self.controller.state.clone(),
+            actual,
+        }));
     }
 
     /// Per-signal maximum ages: an older reading is dropped, so the policy sees it stale.

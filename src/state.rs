@@ -3,6 +3,7 @@
 //! sources feed it `Observation`s, the controller records each `Decision` in it, and the
 //! policy reads it. It never judges staleness; the policy decides what an old value means.
 
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -84,6 +85,12 @@ pub enum Observation {
     Operator {
         action: OperatorAction,
         until: Option<Timestamp>,
+        at: Timestamp,
+    },
+    /// A day-ahead price schedule: `(start, price)` in time order; each price holds until
+    /// the next start (the last for as long as the interval before it).
+    PriceSchedule {
+        entries: Vec<(Timestamp, PricePerMwh)>,
         at: Timestamp,
     },
 }
@@ -177,16 +184,88 @@ pub struct LoadLedger {
     /// `counts` for a stretch of time in which they cannot change. Only a cache: a
     /// large group then costs nothing per step while no unit nears a wear threshold.
     #[serde(skip)]
-    cache: std::cell::Cell<Option<CountsCache>>,
+    cache: CountsCache,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A seqlock over the cached counts, so a `SiteState` stays `Sync` (snapshots of it
+/// cross threads) while `counts(&self)` can still remember its answer. A reader that
+/// sees a write in progress, or loses a race to write, just recomputes.
+#[derive(Debug, Default)]
 struct CountsCache {
-    version: u64,
-    day: i64,
-    from: Timestamp,
-    until: Timestamp,
-    counts: (u32, u32, u32),
+    seq: AtomicU64,
+    version: AtomicU64,
+    day: AtomicI64,
+    from: AtomicI64,
+    until: AtomicI64,
+    /// (on, may stop, may start), 21 bits each.
+    counts: AtomicU64,
+}
+
+impl Clone for CountsCache {
+    /// A copy starts cold: cheaper than copying, and always right.
+    fn clone(&self) -> Self {
+        CountsCache::default()
+    }
+}
+
+impl PartialEq for CountsCache {
+    /// A cache never makes two ledgers different.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl CountsCache {
+    fn get(&self, version: u64, day: i64, now: Timestamp) -> Option<(u32, u32, u32)> {
+        let s1 = self.seq.load(Ordering::Acquire);
+        if s1 == 0 || s1 % 2 == 1 {
+            return None;
+        }
+        let hit = self.version.load(Ordering::Relaxed) == version
+            && self.day.load(Ordering::Relaxed) == day
+            && self.from.load(Ordering::Relaxed) <= now.0
+            && now.0 < self.until.load(Ordering::Relaxed);
+        let c = self.counts.load(Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Acquire);
+        if !hit || self.seq.load(Ordering::Relaxed) != s1 {
+            return None;
+        }
+        let m = (1u64 << 21) - 1;
+        Some((
+            (c & m) as u32,
+            ((c >> 21) & m) as u32,
+            ((c >> 42) & m) as u32,
+        ))
+    }
+
+    fn set(
+        &self,
+        version: u64,
+        day: i64,
+        from: Timestamp,
+        until: Timestamp,
+        counts: (u32, u32, u32),
+    ) {
+        let s = self.seq.load(Ordering::Relaxed);
+        if s % 2 == 1
+            || self
+                .seq
+                .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.version.store(version, Ordering::Relaxed);
+        self.day.store(day, Ordering::Relaxed);
+        self.from.store(from.0, Ordering::Relaxed);
+        self.until.store(until.0, Ordering::Relaxed);
+        let (a, b, c) = counts;
+        self.counts.store(
+            a as u64 | (b as u64) << 21 | (c as u64) << 42,
+            Ordering::Relaxed,
+        );
+        self.seq.store(s + 2, Ordering::Release);
+    }
 }
 
 /// Which units the counts in a `LoadTarget` mean. Stopping takes the units that have run
@@ -201,7 +280,7 @@ impl LoadLedger {
             forced_stops: 0,
             max_starts_in_a_day: 0,
             version: 0,
-            cache: std::cell::Cell::new(None),
+            cache: CountsCache::default(),
         }
     }
 
@@ -217,10 +296,8 @@ impl LoadLedger {
     /// (on, may stop, may start) counts. `wear` must be the same on every call.
     pub fn counts(&self, now: Timestamp, wear: &WearLimits) -> (u32, u32, u32) {
         let day = now.day();
-        if let Some(c) = self.cache.get() {
-            if c.version == self.version && c.day == day && c.from <= now && now < c.until {
-                return c.counts;
-            }
+        if let Some(c) = self.cache.get(self.version, day, now) {
+            return c;
         }
         let (mut on, mut stop, mut start) = (0, 0, 0);
         // The counts hold until the next unit crosses its min_on or min_off.
@@ -239,13 +316,7 @@ impl LoadLedger {
             }
         }
         let counts = (on, stop, start);
-        self.cache.set(Some(CountsCache {
-            version: self.version,
-            day,
-            from: now,
-            until,
-            counts,
-        }));
+        self.cache.set(self.version, day, now, until, counts);
         counts
     }
 

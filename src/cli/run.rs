@@ -17,7 +17,10 @@ pub fn load(path: &Path) -> Result<(LiveConfig, OperatorConfig), ConfigError> {
     let config = load_live(path, &mut |t: &mut toml::Table, p: &mut Problems| {
         operators = take_operator_config(t, path, p);
     })?;
-    Ok((config, operators.expect("no problems means the operator sections were taken")))
+    Ok((
+        config,
+        operators.expect("no problems means the operator sections were taken"),
+    ))
 }
 
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
@@ -39,7 +42,8 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

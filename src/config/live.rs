@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::raw::{RawExport, RawLoad, RawPolicy};
-use super::{export_value, read_table, relative_to, validate_loads, validate_policy, ConfigError, Problems};
+use super::{
+    export_value, read_table, relative_to, validate_loads, validate_policy, ConfigError, Problems,
+};
 use crate::policy::{Policy, PolicyParams};
 use crate::signal::mqtt::{self as mqtt_signals, MqttSignal, RawMqttSignal};
 use crate::site::{GridConnection, LoadSpec, Tariff};
@@ -20,7 +22,9 @@ use crate::units::{de_duration, de_watts, HashRate, Hashprice, PricePerMwh, Watt
 #[derive(Debug, Clone, PartialEq)]
 pub enum Broker {
     /// rumqttd inside the process, listening here.
-    Embedded { listen: SocketAddr },
+    Embedded {
+        listen: SocketAddr,
+    },
     External,
 }
 
@@ -64,7 +68,14 @@ pub enum LoadDriver {
 
 impl LiveConfig {
     pub fn policy(&self) -> Policy {
-        Policy::new(self.policy.clone(), self.loads.clone(), self.grid, self.tariff, self.has_pv, self.has_wind)
+        Policy::new(
+            self.policy.clone(),
+            self.loads.clone(),
+            self.grid,
+            self.tariff,
+            self.has_pv,
+            self.has_wind,
+        )
     }
 }
 
@@ -168,7 +179,10 @@ pub fn load_live(
             None => {
                 return Err(ConfigError::Invalid {
                     path: pf,
-                    problems: vec![super::Problem { path: "policy".into(), message: "missing: a policy file needs a [policy] table".into() }],
+                    problems: vec![super::Problem {
+                        path: "policy".into(),
+                        message: "missing: a policy file needs a [policy] table".into(),
+                    }],
                 })
             }
         }
@@ -183,7 +197,9 @@ pub fn load_live(
     let raw_site: Option<RawSite> = p.section(&mut table, "site");
     let tariff: Option<RawTariff> = p.section(&mut table, "tariff");
     let raw_policy: Option<RawPolicy> = p.section(&mut table, "policy");
-    let hashprice: Option<f64> = table.remove("hashprice").and_then(|v| p.take("hashprice", v));
+    let hashprice: Option<f64> = table
+        .remove("hashprice")
+        .and_then(|v| p.take("hashprice", v));
     let raw_mqtt: Option<RawMqtt> = p.section(&mut table, "mqtt");
     let raw_signals: Vec<RawMqttSignal> = p.array(&mut table, "signals", false);
     let raw_loads: Vec<toml::Value> = match table.remove("loads") {
@@ -203,7 +219,10 @@ pub fn load_live(
 
     if let Some(s) = &site {
         if s.is_empty() || s.contains(['/', '+', '#']) {
-            p.push("site_id", format!("{s:?}: must be non-empty, without / + #"));
+            p.push(
+                "site_id",
+                format!("{s:?}: must be non-empty, without / + #"),
+            );
         }
     }
     if let Some(t) = tick {
@@ -217,36 +236,63 @@ pub fn load_live(
         export: export_value(&mut p, "tariff.export", t.export),
     });
     let signals = mqtt_signals::validate(&mut p, "signals", raw_signals);
-    let has_hashprice_signal = signals.iter().any(|s| s.carries == mqtt_signals::Carries::Hashprice);
+    let has_hashprice_signal = signals
+        .iter()
+        .any(|s| s.carries == mqtt_signals::Carries::Hashprice);
     if hashprice.is_none() && !has_hashprice_signal {
-        p.push("hashprice", "missing: give a constant or a signal with quantity = \"hashprice\"");
+        p.push(
+            "hashprice",
+            "missing: give a constant or a signal with quantity = \"hashprice\"",
+        );
     }
 
     let mut loads = Vec::new();
     let mut drivers = Vec::new();
     for (i, v) in raw_loads.into_iter().enumerate() {
         let at = format!("loads[{i}]");
-        let Some(l) = p.take::<RawLiveLoad>(&at, v) else { continue };
+        let Some(l) = p.take::<RawLiveLoad>(&at, v) else {
+            continue;
+        };
         match l {
-            RawLiveLoad::Cpu(RawCpuLoad { name, threads, watts_per_core, hashrate_per_core, pool }) => {
+            RawLiveLoad::Cpu(RawCpuLoad {
+                name,
+                threads,
+                watts_per_core,
+                hashrate_per_core,
+                pool,
+            }) => {
                 if threads == 0 {
                     p.push(format!("{at}.threads"), "must be at least 1");
                 }
                 let mut t = toml::Table::new();
                 t.insert("kind".into(), "cpu".into());
                 t.insert("name".into(), name.into());
-                t.insert("rated_power".into(), (watts_per_core.0 * threads as f64).into());
-                t.insert("hashrate".into(), (hashrate_per_core.0 * threads as f64).into());
+                t.insert(
+                    "rated_power".into(),
+                    (watts_per_core.0 * threads as f64).into(),
+                );
+                t.insert(
+                    "hashrate".into(),
+                    (hashrate_per_core.0 * threads as f64).into(),
+                );
                 if let Some(raw) = p.take::<RawLoad>(&at, toml::Value::Table(t)) {
                     loads.extend(validate_loads(&mut p, vec![raw]));
                 }
                 let pool = pool.map(|s| {
                     if !s.url.starts_with("stratum+tcp://") {
-                        p.push(format!("{at}.pool.url"), format!("{:?}: expected stratum+tcp://host:port", s.url));
+                        p.push(
+                            format!("{at}.pool.url"),
+                            format!("{:?}: expected stratum+tcp://host:port", s.url),
+                        );
                     }
                     (s.url, s.user, s.password)
                 });
-                drivers.push(LoadDriver::Hasher { threads, watts_per_core, hashrate_per_core, pool });
+                drivers.push(LoadDriver::Hasher {
+                    threads,
+                    watts_per_core,
+                    hashrate_per_core,
+                    pool,
+                });
             }
             RawLiveLoad::Mqtt(RawMqttLoad { topic, mut group }) => {
                 group.insert("kind".into(), "asic".into());
@@ -279,7 +325,9 @@ pub fn load_live(
             }
         };
         let site_name = site.clone().unwrap_or_default();
-        let client_id = m.client_id.unwrap_or_else(|| format!("gridminer-{site_name}"));
+        let client_id = m
+            .client_id
+            .unwrap_or_else(|| format!("gridminer-{site_name}"));
         match m.broker.as_str() {
             "embedded" => {
                 let listen = m.listen.unwrap_or_else(|| "127.0.0.1:1883".into());
@@ -311,13 +359,24 @@ pub fn load_live(
                     let port = m.port.unwrap_or(if tls_ca.is_some() { 8883 } else { 1883 });
                     mqtt_parts = Some((
                         Broker::External,
-                        crate::mqtt::MqttSettings { host, port, client_id, username: m.username, password, tls_ca, keep_alive: Duration::from_secs(15) },
+                        crate::mqtt::MqttSettings {
+                            host,
+                            port,
+                            client_id,
+                            username: m.username,
+                            password,
+                            tls_ca,
+                            keep_alive: Duration::from_secs(15),
+                        },
                         m.ha_discovery,
                     ));
                 }
                 None => p.push("mqtt.host", "missing: broker = \"external\" needs a host"),
             },
-            other => p.push("mqtt.broker", format!("{other:?}: expected \"embedded\" or \"external\"")),
+            other => p.push(
+                "mqtt.broker",
+                format!("{other:?}: expected \"embedded\" or \"external\""),
+            ),
         }
     }
 
@@ -329,7 +388,10 @@ pub fn load_live(
             site: site?,
             tick: tick?,
             policy: policy?,
-            grid: GridConnection { export_limit: s.export_limit, import_limit: s.import_limit },
+            grid: GridConnection {
+                export_limit: s.export_limit,
+                import_limit: s.import_limit,
+            },
             tariff: tariff?,
             has_pv: s.pv,
             has_wind: s.wind,

@@ -15,7 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration,
+    Transport,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -95,14 +98,26 @@ impl MqttConnection {
             .set_clean_session(true)
             .set_max_packet_size(256 * 1024, 256 * 1024)
             .set_inflight(100)
-            .set_last_will(LastWill::new(topics.availability(), topics::OFFLINE, QoS::AtLeastOnce, true));
+            .set_last_will(LastWill::new(
+                topics.availability(),
+                topics::OFFLINE,
+                QoS::AtLeastOnce,
+                true,
+            ));
         if let (Some(u), Some(p)) = (&settings.username, &settings.password) {
             opts.set_credentials(u, p);
         }
         if let Some(ca_path) = &settings.tls_ca {
             install_crypto_provider();
-            let ca = std::fs::read(ca_path).map_err(|source| MqttError::File { path: ca_path.clone(), source })?;
-            opts.set_transport(Transport::Tls(TlsConfiguration::Simple { ca, alpn: None, client_auth: None }));
+            let ca = std::fs::read(ca_path).map_err(|source| MqttError::File {
+                path: ca_path.clone(),
+                source,
+            })?;
+            opts.set_transport(Transport::Tls(TlsConfiguration::Simple {
+                ca,
+                alpn: None,
+                client_auth: None,
+            }));
         }
         let (client, eventloop) = AsyncClient::new(opts, 1024);
         Ok((
@@ -138,15 +153,27 @@ impl MqttConnection {
                         down_logged = false;
                     }
                     // Clean sessions: every (re)connect subscribes anew.
-                    let filters = self.subscriptions.iter().map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtMostOnce));
+                    let filters = self
+                        .subscriptions
+                        .iter()
+                        .map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtMostOnce));
                     if !self.subscriptions.is_empty() {
                         let _ = self.client.try_subscribe_many(filters);
                     }
-                    let _ = self.client.try_publish(self.topics.availability(), QoS::AtLeastOnce, true, topics::ONLINE);
+                    let _ = self.client.try_publish(
+                        self.topics.availability(),
+                        QoS::AtLeastOnce,
+                        true,
+                        topics::ONLINE,
+                    );
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     self.stats.received.fetch_add(1, Ordering::Relaxed);
-                    let msg = Inbound { topic: p.topic, payload: p.payload, at: clock.now() };
+                    let msg = Inbound {
+                        topic: p.topic,
+                        payload: p.payload,
+                        at: clock.now(),
+                    };
                     // Backpressure: the controller must keep up; waiting here slows the
                     // broker rather than dropping readings.
                     tokio::select! {
@@ -178,7 +205,12 @@ impl MqttConnection {
     /// Publishes `offline` and disconnects, driving the event loop until the disconnect
     /// is out or a short deadline passes (a dead broker must not hold up shutdown).
     async fn goodbye(&mut self) {
-        let _ = self.client.try_publish(self.topics.availability(), QoS::AtLeastOnce, true, topics::OFFLINE);
+        let _ = self.client.try_publish(
+            self.topics.availability(),
+            QoS::AtLeastOnce,
+            true,
+            topics::OFFLINE,
+        );
         let _ = self.client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             loop {

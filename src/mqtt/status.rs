@@ -12,7 +12,13 @@ use crate::units::Watts;
 
 /// The state document: every signal with value and age, the decision and its reason,
 /// each load's target and actual power, the operator command in force.
-pub fn state_json(state: &SiteState, decision: &Decision, loads: &[LoadSpec], actual: &[Watts], now: Timestamp) -> Value {
+pub fn state_json(
+    state: &SiteState,
+    decision: &Decision,
+    loads: &[LoadSpec],
+    actual: &[Watts],
+    now: Timestamp,
+) -> Value {
     let reading = |v: Option<(f64, Timestamp)>| match v {
         Some((value, at)) => json!({ "value": value, "age_s": now.since(at).as_secs_f64() }),
         None => Value::Null,
@@ -69,7 +75,11 @@ pub fn ha_discovery(topics: &Topics, loads: &[LoadSpec]) -> Vec<(String, String)
         "model": "flexible mining load controller",
     });
     let mut out = Vec::new();
-    let mut sensor = |object: String, name: String, template: String, unit: Option<&str>, class: Option<&str>| {
+    let mut sensor = |object: String,
+                      name: String,
+                      template: String,
+                      unit: Option<&str>,
+                      class: Option<&str>| {
         let mut cfg = json!({
             "name": name,
             "unique_id": format!("gridminer_{site}_{object}"),
@@ -87,12 +97,35 @@ pub fn ha_discovery(topics: &Topics, loads: &[LoadSpec]) -> Vec<(String, String)
         }
         out.push((topics.ha_config("sensor", &object), cfg.to_string()));
     };
-    for q in [Quantity::PvPower, Quantity::WindPower, Quantity::SiteLoad, Quantity::GridPower] {
+    for q in [
+        Quantity::PvPower,
+        Quantity::WindPower,
+        Quantity::SiteLoad,
+        Quantity::GridPower,
+    ] {
         let n = q.as_str();
-        sensor(n.into(), n.replace('_', " "), format!("{{{{ value_json.signals.{n}.value }}}}"), Some("W"), Some("power"));
+        sensor(
+            n.into(),
+            n.replace('_', " "),
+            format!("{{{{ value_json.signals.{n}.value }}}}"),
+            Some("W"),
+            Some("power"),
+        );
     }
-    sensor("mining_target".into(), "mining target".into(), "{{ value_json.decision.target_w }}".into(), Some("W"), Some("power"));
-    sensor("reason".into(), "decision reason".into(), "{{ value_json.decision.reason }}".into(), None, None);
+    sensor(
+        "mining_target".into(),
+        "mining target".into(),
+        "{{ value_json.decision.target_w }}".into(),
+        Some("W"),
+        Some("power"),
+    );
+    sensor(
+        "reason".into(),
+        "decision reason".into(),
+        "{{ value_json.decision.reason }}".into(),
+        None,
+        None,
+    );
     for (i, l) in loads.iter().enumerate() {
         sensor(
             format!("load_{}_actual", l.name),

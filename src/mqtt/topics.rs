@@ -14,7 +14,9 @@ pub const OFFLINE: &str = "offline";
 
 impl Topics {
     pub fn new(site: &str) -> Self {
-        Topics { site: site.to_string() }
+        Topics {
+            site: site.to_string(),
+        }
     }
     pub fn site(&self) -> &str {
         &self.site
@@ -38,7 +40,10 @@ impl Topics {
     }
     /// Home Assistant discovery config of one entity.
     pub fn ha_config(&self, component: &str, object: &str) -> String {
-        format!("{HA_DISCOVERY_PREFIX}/{component}/gridminer_{}/{object}/config", self.site)
+        format!(
+            "{HA_DISCOVERY_PREFIX}/{component}/gridminer_{}/{object}/config",
+            self.site
+        )
     }
 }
 
@@ -53,6 +58,9 @@ mod tests {
         assert_eq!(t.availability(), "gridminer/plant-1/availability");
         assert_eq!(t.cmd(), "gridminer/plant-1/cmd");
         assert_eq!(t.cmd_ack(), "gridminer/plant-1/cmd/ack");
-        assert_eq!(t.ha_config("sensor", "pv_power"), "homeassistant/sensor/gridminer_plant-1/pv_power/config");
+        assert_eq!(
+            t.ha_config("sensor", "pv_power"),
+            "homeassistant/sensor/gridminer_plant-1/pv_power/config"
+        );
     }
 }

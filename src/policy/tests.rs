@@ -203,19 +203,26 @@ fn site_load_is_derived_from_the_grid_meter_where_none_measures_it() {
 fn a_price_schedule_stands_in_for_a_price_reading() {
     let p = policy(false);
     let h = |n: u64| T0 + Duration::from_secs(3600 * n);
-    // (now, schedule, expected reason): 200 EUR/MWh makes the 100 kW free surplus the
-    // only energy worth mining; -10 makes export pay too (35 kW either way here).
+    // (now, expected reason) with 1 MW of PV, all of it exportable: at 200 EUR/MWh
+    // export beats mining; at -10 mining pays.
     let schedule = vec![(h(0), PricePerMwh(200.0)), (h(1), PricePerMwh(-10.0))];
     let rows = [
-        (h(0), Reason::Surplus),
+        (h(0), Reason::Idle),
         (h(1), Reason::Economic),
         (h(2) - Duration::from_secs(1), Reason::Economic),
         (h(2), Reason::Stale(Quantity::Price)),
     ];
     for (now, reason) in rows {
         let mut s = state(&p, now);
+        s.pv = Some(Reading {
+            value: Watts(1.0e6),
+            at: now,
+        });
         s.price = None;
-        s.observe(Observation::PriceSchedule { entries: schedule.clone(), at: T0 });
+        s.observe(Observation::PriceSchedule {
+            entries: schedule.clone(),
+            at: T0,
+        });
         assert_eq!(p.decide(&s, now).reason, reason, "at {now}");
     }
 }

@@ -169,7 +169,9 @@ pub struct MqttSignals {
 
 impl MqttSignals {
     pub fn new(signals: Vec<MqttSignal>) -> Self {
-        MqttSignals { by_topic: signals.into_iter().map(|s| (s.topic.clone(), s)).collect() }
+        MqttSignals {
+            by_topic: signals.into_iter().map(|s| (s.topic.clone(), s)).collect(),
+        }
     }
 
     pub fn topics(&self) -> Vec<String> {
@@ -180,32 +182,49 @@ impl MqttSignals {
 
     /// Per-signal maximum ages, by quantity.
     pub fn max_ages(&self) -> Vec<(Carries, Duration)> {
-        self.by_topic.values().filter_map(|s| s.max_age.map(|a| (s.carries, a))).collect()
+        self.by_topic
+            .values()
+            .filter_map(|s| s.max_age.map(|a| (s.carries, a)))
+            .collect()
     }
 
     pub fn parse(&self, msg: &Inbound) -> Result<Observation, Reject> {
-        let reject = |reason, detail: String| Reject { topic: msg.topic.clone(), reason, detail };
+        let reject = |reason, detail: String| Reject {
+            topic: msg.topic.clone(),
+            reason,
+            detail,
+        };
         let sig = self
             .by_topic
             .get(&msg.topic)
             .ok_or_else(|| reject(RejectReason::UnknownTopic, String::new()))?;
-        let text = std::str::from_utf8(&msg.payload).map_err(|e| reject(RejectReason::NotUtf8, e.to_string()))?;
+        let text = std::str::from_utf8(&msg.payload)
+            .map_err(|e| reject(RejectReason::NotUtf8, e.to_string()))?;
         let at = msg.at;
         if sig.carries == Carries::PriceSchedule {
-            return parse_schedule(text, sig.scale, at).map_err(|d| reject(RejectReason::BadSchedule, d));
+            return parse_schedule(text, sig.scale, at)
+                .map_err(|d| reject(RejectReason::BadSchedule, d));
         }
         let value = match &sig.json_field {
-            None => text.trim().parse::<f64>().map_err(|_| reject(RejectReason::NotANumber, clip(text)))?,
+            None => text
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| reject(RejectReason::NotANumber, clip(text)))?,
             Some(field) => {
-                let v: serde_json::Value =
-                    serde_json::from_str(text).map_err(|e| reject(RejectReason::NotANumber, e.to_string()))?;
-                let f = v.get(field).ok_or_else(|| reject(RejectReason::MissingField, field.clone()))?;
+                let v: serde_json::Value = serde_json::from_str(text)
+                    .map_err(|e| reject(RejectReason::NotANumber, e.to_string()))?;
+                let f = v
+                    .get(field)
+                    .ok_or_else(|| reject(RejectReason::MissingField, field.clone()))?;
                 match f {
                     serde_json::Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
-                    serde_json::Value::String(s) => {
-                        s.trim().parse().map_err(|_| reject(RejectReason::NotANumber, clip(s)))?
+                    serde_json::Value::String(s) => s
+                        .trim()
+                        .parse()
+                        .map_err(|_| reject(RejectReason::NotANumber, clip(s)))?,
+                    other => {
+                        return Err(reject(RejectReason::NotANumber, clip(&other.to_string())))
                     }
-                    other => return Err(reject(RejectReason::NotANumber, clip(&other.to_string()))),
                 }
             }
         };
@@ -214,10 +233,23 @@ impl MqttSignals {
         }
         let v = value * sig.scale;
         Ok(match sig.carries {
-            Carries::Power(quantity) => Observation::Power { quantity, value: Watts(v), at },
-            Carries::Frequency => Observation::Frequency { value: Hertz(v), at },
-            Carries::Price => Observation::Price { value: PricePerMwh(v), at },
-            Carries::Hashprice => Observation::Hashprice { value: Hashprice(v), at },
+            Carries::Power(quantity) => Observation::Power {
+                quantity,
+                value: Watts(v),
+                at,
+            },
+            Carries::Frequency => Observation::Frequency {
+                value: Hertz(v),
+                at,
+            },
+            Carries::Price => Observation::Price {
+                value: PricePerMwh(v),
+                at,
+            },
+            Carries::Hashprice => Observation::Hashprice {
+                value: Hashprice(v),
+                at,
+            },
             Carries::PriceSchedule => unreachable!("handled above"),
         })
     }
@@ -239,9 +271,18 @@ fn parse_schedule(text: &str, scale: f64, at: Timestamp) -> Result<Observation, 
     let mut out: Vec<(Timestamp, PricePerMwh)> = Vec::with_capacity(entries.len());
     for (i, e) in entries.into_iter().enumerate() {
         let t = match &e.start {
-            serde_json::Value::String(s) => Timestamp::parse(s).map_err(|m| format!("[{i}].start: {m}"))?,
-            serde_json::Value::Number(n) => Timestamp::from_secs(n.as_i64().ok_or(format!("[{i}].start: not whole seconds"))?),
-            _ => return Err(format!("[{i}].start: expected RFC 3339 text or epoch seconds")),
+            serde_json::Value::String(s) => {
+                Timestamp::parse(s).map_err(|m| format!("[{i}].start: {m}"))?
+            }
+            serde_json::Value::Number(n) => Timestamp::from_secs(
+                n.as_i64()
+                    .ok_or(format!("[{i}].start: not whole seconds"))?,
+            ),
+            _ => {
+                return Err(format!(
+                    "[{i}].start: expected RFC 3339 text or epoch seconds"
+                ))
+            }
         };
         if !e.price.is_finite() {
             return Err(format!("[{i}].price is not finite"));
@@ -281,7 +322,11 @@ mod tests {
     }
 
     fn msg(topic: &str, payload: &[u8]) -> Inbound {
-        Inbound { topic: topic.into(), payload: bytes::Bytes::copy_from_slice(payload), at: Timestamp(1000) }
+        Inbound {
+            topic: topic.into(),
+            payload: bytes::Bytes::copy_from_slice(payload),
+            at: Timestamp(1000),
+        }
     }
 
     #[test]
@@ -289,19 +334,81 @@ mod tests {
         let t = table();
         let at = Timestamp(1000);
         let rows: [(&str, &[u8], Observation); 6] = [
-            ("pv", b"12.5", Observation::Power { quantity: Quantity::PvPower, value: Watts(12_500.0), at }),
-            ("pv", b" 3 \n", Observation::Power { quantity: Quantity::PvPower, value: Watts(3_000.0), at }),
-            ("meter", br#"{"w": -420.5, "v": 230}"#, Observation::Power { quantity: Quantity::GridPower, value: Watts(-420.5), at }),
-            ("meter", br#"{"w": "17"}"#, Observation::Power { quantity: Quantity::GridPower, value: Watts(17.0), at }),
-            ("hz", b"49.98", Observation::Frequency { value: Hertz(49.98), at }),
-            ("price", b"0.042", Observation::Price { value: PricePerMwh(42.0), at }),
+            (
+                "pv",
+                b"12.5",
+                Observation::Power {
+                    quantity: Quantity::PvPower,
+                    value: Watts(12_500.0),
+                    at,
+                },
+            ),
+            (
+                "pv",
+                b" 3 \n",
+                Observation::Power {
+                    quantity: Quantity::PvPower,
+                    value: Watts(3_000.0),
+                    at,
+                },
+            ),
+            (
+                "meter",
+                br#"{"w": -420.5, "v": 230}"#,
+                Observation::Power {
+                    quantity: Quantity::GridPower,
+                    value: Watts(-420.5),
+                    at,
+                },
+            ),
+            (
+                "meter",
+                br#"{"w": "17"}"#,
+                Observation::Power {
+                    quantity: Quantity::GridPower,
+                    value: Watts(17.0),
+                    at,
+                },
+            ),
+            (
+                "hz",
+                b"49.98",
+                Observation::Frequency {
+                    value: Hertz(49.98),
+                    at,
+                },
+            ),
+            (
+                "price",
+                b"0.042",
+                Observation::Price {
+                    value: PricePerMwh(42.0),
+                    at,
+                },
+            ),
         ];
         for (topic, payload, want) in rows {
-            assert_eq!(t.parse(&msg(topic, payload)), Ok(want), "{topic} {:?}", String::from_utf8_lossy(payload));
+            assert_eq!(
+                t.parse(&msg(topic, payload)),
+                Ok(want),
+                "{topic} {:?}",
+                String::from_utf8_lossy(payload)
+            );
         }
-        let s = t.parse(&msg("schedule", br#"[{"start":"2018-06-01T00:00:00Z","price":0.05},{"start":1527814800,"price":-0.01}]"#));
-        let Ok(Observation::PriceSchedule { entries, .. }) = s else { panic!("{s:?}") };
-        assert_eq!(entries, vec![(Timestamp(1_527_811_200_000), PricePerMwh(50.0)), (Timestamp(1_527_814_800_000), PricePerMwh(-10.0))]);
+        let s = t.parse(&msg(
+            "schedule",
+            br#"[{"start":"2018-06-01T00:00:00Z","price":50},{"start":1527814800,"price":-10}]"#,
+        ));
+        let Ok(Observation::PriceSchedule { entries, .. }) = s else {
+            panic!("{s:?}")
+        };
+        assert_eq!(
+            entries,
+            vec![
+                (Timestamp(1_527_811_200_000), PricePerMwh(50.0)),
+                (Timestamp(1_527_814_800_000), PricePerMwh(-10.0))
+            ]
+        );
     }
 
     #[test]
@@ -320,7 +427,12 @@ mod tests {
             ("schedule", b"[]", RejectReason::BadSchedule),
         ];
         for (topic, payload, reason) in rows {
-            assert_eq!(t.parse(&msg(topic, payload)).map_err(|r| r.reason), Err(reason), "{topic} {:?}", String::from_utf8_lossy(payload));
+            assert_eq!(
+                t.parse(&msg(topic, payload)).map_err(|r| r.reason),
+                Err(reason),
+                "{topic} {:?}",
+                String::from_utf8_lossy(payload)
+            );
         }
     }
 
@@ -339,6 +451,15 @@ mod tests {
         .unwrap();
         validate(&mut p, "signals", raw);
         let paths: Vec<&str> = p.0.iter().map(|x| x.path.as_str()).collect();
-        assert_eq!(paths, ["signals[0].unit", "signals[1].topic", "signals[1].quantity", "signals[2].topic", "signals[2].unit"]);
+        assert_eq!(
+            paths,
+            [
+                "signals[0].unit",
+                "signals[1].topic",
+                "signals[1].quantity",
+                "signals[2].topic",
+                "signals[2].unit"
+            ]
+        );
     }
 }

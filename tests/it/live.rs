@@ -20,7 +20,11 @@ const SECRET: &str = "aggregator-shared-secret-0123456789abcdef";
 fn free_port() -> u16 {
     // The broker binds on its own thread with no way to hand back the port it chose, so
     // the test asks the OS for a free one and passes it on.
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn hs256(claims: &Value) -> String {
@@ -33,10 +37,17 @@ fn hs256(claims: &Value) -> String {
 }
 
 fn now_s() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
-async fn wait_for(rx: &mut tokio::sync::watch::Receiver<Arc<Snapshot>>, what: &str, ok: impl Fn(&Snapshot) -> bool) -> Arc<Snapshot> {
+async fn wait_for(
+    rx: &mut tokio::sync::watch::Receiver<Arc<Snapshot>>,
+    what: &str,
+    ok: impl Fn(&Snapshot) -> bool,
+) -> Arc<Snapshot> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let s = rx.borrow_and_update().clone();
@@ -45,7 +56,11 @@ async fn wait_for(rx: &mut tokio::sync::watch::Receiver<Arc<Snapshot>>, what: &s
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if tokio::time::timeout(left, rx.changed()).await.is_err() {
-            panic!("timed out waiting for {what}; last: {} {:?}", s.decision.reason.as_str(), s.decision.loads);
+            panic!(
+                "timed out waiting for {what}; last: {} {:?}",
+                s.decision.reason.as_str(),
+                s.decision.loads
+            );
         }
     }
 }
@@ -54,9 +69,13 @@ async fn next_message(rx: &mut mpsc::Receiver<(String, Vec<u8>)>, topic: &str) -
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let (t, body) = tokio::time::timeout(left, rx.recv()).await.expect("message in time").expect("client alive");
+        let (t, body) = tokio::time::timeout(left, rx.recv())
+            .await
+            .expect("message in time")
+            .expect("client alive");
         if t == topic {
-            return serde_json::from_slice(&body).unwrap_or(Value::String(String::from_utf8_lossy(&body).into()));
+            return serde_json::from_slice(&body)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&body).into()));
         }
     }
 }
@@ -125,8 +144,13 @@ secret = "{SECRET}"
     )
     .unwrap();
     let mut operators = None;
-    let config = load_live(&cfg, &mut |t, p| operators = take_operator_config(t, &cfg, p)).expect("config");
-    let running = runtime::start(config, operators.expect("operators")).await.expect("daemon starts");
+    let config = load_live(&cfg, &mut |t, p| {
+        operators = take_operator_config(t, &cfg, p)
+    })
+    .expect("config");
+    let running = runtime::start(config, operators.expect("operators"))
+        .await
+        .expect("daemon starts");
     let mut snaps = running.snapshots.clone();
 
     // A client of our own on the same broker.
@@ -141,18 +165,39 @@ secret = "{SECRET}"
             }
         }
     });
-    client.subscribe("gridminer/t1/#", QoS::AtLeastOnce).await.unwrap();
-    assert_eq!(next_message(&mut rx, "gridminer/t1/availability").await, Value::String("online".into()));
+    client
+        .subscribe("gridminer/t1/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_message(&mut rx, "gridminer/t1/availability").await,
+        Value::String("online".into())
+    );
 
     // Surplus above the 1 kW export limit: the pool mines at full power (10 W).
     let feed = |client: AsyncClient| async move {
-        client.publish("t1/pv", QoS::AtLeastOnce, false, "3").await.unwrap();
-        client.publish("t1/load", QoS::AtLeastOnce, false, r#"{"w": 500}"#).await.unwrap();
-        client.publish("t1/price", QoS::AtLeastOnce, false, "30").await.unwrap();
+        client
+            .publish("t1/pv", QoS::AtLeastOnce, false, "3")
+            .await
+            .unwrap();
+        client
+            .publish("t1/load", QoS::AtLeastOnce, false, r#"{"w": 500}"#)
+            .await
+            .unwrap();
+        client
+            .publish("t1/price", QoS::AtLeastOnce, false, "30")
+            .await
+            .unwrap();
     };
     feed(client.clone()).await;
-    client.publish("t1/pv", QoS::AtLeastOnce, false, "not a number").await.unwrap();
-    let s = wait_for(&mut snaps, "mining on surplus", |s| s.decision.loads[0].power.0 > 9.9).await;
+    client
+        .publish("t1/pv", QoS::AtLeastOnce, false, "not a number")
+        .await
+        .unwrap();
+    let s = wait_for(&mut snaps, "mining on surplus", |s| {
+        s.decision.loads[0].power.0 > 9.9
+    })
+    .await;
     assert_eq!(s.decision.reason.as_str(), "surplus");
     let state = loop {
         let v = next_message(&mut rx, "gridminer/t1/state").await;
@@ -164,39 +209,81 @@ secret = "{SECRET}"
     assert!(state["loads"][0]["target_w"].as_f64().unwrap() > 9.9);
     let deadline = Instant::now() + Duration::from_secs(10);
     while running.counters.signals.rejected_total() == 0 {
-        assert!(Instant::now() < deadline, "the malformed payload is counted");
+        assert!(
+            Instant::now() < deadline,
+            "the malformed payload is counted"
+        );
         tokio::task::yield_now().await;
     }
 
     // A signed curtailment to 0 W: accepted, acknowledged, in force at once.
     feed(client.clone()).await;
-    wait_for(&mut snaps, "fresh readings", |s| s.decision.reason.as_str() == "surplus").await;
+    wait_for(&mut snaps, "fresh readings", |s| {
+        s.decision.reason.as_str() == "surplus"
+    })
+    .await;
     let t = now_s();
-    let token = hs256(&json!({"iss": "aggregator", "aud": "t1", "iat": t, "exp": t + 30, "jti": "c-1", "act": "curtail", "limit_w": 0}));
-    client.publish("gridminer/t1/cmd", QoS::AtLeastOnce, false, token.clone()).await.unwrap();
+    let token = hs256(
+        &json!({"iss": "aggregator", "aud": "t1", "iat": t, "exp": t + 30, "jti": "c-1", "act": "curtail", "limit_w": 0}),
+    );
+    client
+        .publish("gridminer/t1/cmd", QoS::AtLeastOnce, false, token.clone())
+        .await
+        .unwrap();
     let ack = next_message(&mut rx, "gridminer/t1/cmd/ack").await;
-    assert_eq!((ack["jti"].as_str(), ack["accepted"].as_bool()), (Some("c-1"), Some(true)), "{ack}");
+    assert_eq!(
+        (ack["jti"].as_str(), ack["accepted"].as_bool()),
+        (Some("c-1"), Some(true)),
+        "{ack}"
+    );
     assert_eq!(ack["effective_limit_w"], 0.0);
-    let s = wait_for(&mut snaps, "the curtailment", |s| s.decision.reason.as_str() == "operator_curtail").await;
+    let s = wait_for(&mut snaps, "the curtailment", |s| {
+        s.decision.reason.as_str() == "operator_curtail"
+    })
+    .await;
     assert_eq!(s.decision.loads[0].power.0, 0.0);
 
     // The same token again is a replay; garbage is malformed. Both refused, counted.
-    client.publish("gridminer/t1/cmd", QoS::AtLeastOnce, false, token).await.unwrap();
+    client
+        .publish("gridminer/t1/cmd", QoS::AtLeastOnce, false, token)
+        .await
+        .unwrap();
     let ack = next_message(&mut rx, "gridminer/t1/cmd/ack").await;
-    assert_eq!((ack["accepted"].as_bool(), ack["reason"].as_str()), (Some(false), Some("replayed")), "{ack}");
-    client.publish("gridminer/t1/cmd", QoS::AtLeastOnce, false, "garbage").await.unwrap();
+    assert_eq!(
+        (ack["accepted"].as_bool(), ack["reason"].as_str()),
+        (Some(false), Some("replayed")),
+        "{ack}"
+    );
+    client
+        .publish("gridminer/t1/cmd", QoS::AtLeastOnce, false, "garbage")
+        .await
+        .unwrap();
     let ack = next_message(&mut rx, "gridminer/t1/cmd/ack").await;
     assert_eq!(ack["accepted"].as_bool(), Some(false), "{ack}");
 
     // Release, then let the readings age past their 2 s: the safe state.
-    let token = hs256(&json!({"iss": "aggregator", "aud": "t1", "iat": t, "exp": t + 30, "jti": "r-1", "act": "release"}));
-    client.publish("gridminer/t1/cmd", QoS::AtLeastOnce, false, token).await.unwrap();
+    let token = hs256(
+        &json!({"iss": "aggregator", "aud": "t1", "iat": t, "exp": t + 30, "jti": "r-1", "act": "release"}),
+    );
+    client
+        .publish("gridminer/t1/cmd", QoS::AtLeastOnce, false, token)
+        .await
+        .unwrap();
     feed(client.clone()).await;
-    wait_for(&mut snaps, "mining after release", |s| s.decision.reason.as_str() == "surplus").await;
-    let s = wait_for(&mut snaps, "the safe state", |s| s.decision.reason.as_str().starts_with("stale:")).await;
+    wait_for(&mut snaps, "mining after release", |s| {
+        s.decision.reason.as_str() == "surplus"
+    })
+    .await;
+    let s = wait_for(&mut snaps, "the safe state", |s| {
+        s.decision.reason.as_str().starts_with("stale:")
+    })
+    .await;
     assert_eq!(s.decision.total().0, 0.0);
 
-    running.stop(Duration::from_secs(10)).await.expect("clean shutdown");
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .expect("clean shutdown");
     let mut saw_offline = false;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !saw_offline && Instant::now() < deadline {
