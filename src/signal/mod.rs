@@ -3,4 +3,5 @@
 //! `replay` turns historical files into observations for the simulator. Sources only
 //! report what they saw, with when they saw it; they never decide what stale data means.
 
+pub mod modbus;
 pub mod replay;

@@ -1,6 +1,7 @@
 //! Integration tests, one binary (see `Cargo.toml` `[[test]]`).
 
 mod bad_input;
+mod modbus;
 mod policy_cases;
 mod properties;
 mod replay;
