@@ -22,6 +22,7 @@ use crate::config::live::{Broker, LiveConfig, LoadDriver};
 use crate::controller::Controller;
 use crate::mqtt::{broker::EmbeddedBroker, status, Inbound, MqttConnection, MqttError, Topics};
 use crate::policy::{Decision, LoadTarget};
+use crate::signal::modbus::{ModbusDevice, ModbusSource};
 use crate::signal::mqtt::{Carries, MqttSignals, SignalStats};
 use crate::signal::operator::{Ack, OperatorCommands, OperatorConfig};
 use crate::state::{Observation, SiteState};
@@ -78,8 +79,20 @@ impl Running {
     }
 }
 
-/// Starts the daemon. `operators` comes from the same config file.
-pub async fn start(config: LiveConfig, operators: OperatorConfig) -> Result<Running, RuntimeError> {
+/// Everything a site config describes.
+pub struct Site {
+    pub config: LiveConfig,
+    pub operators: OperatorConfig,
+    pub modbus: Vec<ModbusDevice>,
+}
+
+/// Starts the daemon.
+pub async fn start(site: Site) -> Result<Running, RuntimeError> {
+    let Site {
+        config,
+        operators,
+        modbus,
+    } = site;
     if let Broker::Embedded { listen } = config.broker {
         let addr = listen;
         tokio::task::spawn_blocking(move || EmbeddedBroker::start(addr))
@@ -201,6 +214,20 @@ pub async fn start(config: LiveConfig, operators: OperatorConfig) -> Result<Runn
         });
     }
 
+    // Modbus devices: each polls on its own task and reconnects inside.
+    let (obs_tx, obs_rx) = mpsc::channel::<Observation>(1024);
+    for device in modbus {
+        let name = device.name.clone();
+        let source = ModbusSource::new(device);
+        let (tx, shutdown) = (obs_tx.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            if let Err(error) = source.run(tx, shutdown).await {
+                tracing::error!(%error, device = name, "Modbus device cannot serve its role; its signals will go stale");
+            }
+        });
+    }
+    drop(obs_tx);
+
     // The controller.
     {
         let shutdown = shutdown.clone();
@@ -222,7 +249,7 @@ pub async fn start(config: LiveConfig, operators: OperatorConfig) -> Result<Runn
             counters,
             max_ages,
         };
-        tracker.spawn(async move { live.run(tick, inbound_rx, shutdown).await });
+        tracker.spawn(async move { live.run(tick, inbound_rx, obs_rx, shutdown).await });
     }
     Ok(Running {
         snapshots: snap_rx,
@@ -292,6 +319,7 @@ impl LiveLoop {
         mut self,
         tick: Duration,
         mut inbound: mpsc::Receiver<Inbound>,
+        mut observations: mpsc::Receiver<Observation>,
         shutdown: CancellationToken,
     ) {
         let mut interval = tokio::time::interval(tick);
@@ -300,6 +328,13 @@ impl LiveLoop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = interval.tick() => { self.step(); }
+                Some(obs) = observations.recv() => {
+                    let urgent = matches!(obs, Observation::Frequency { .. });
+                    self.controller.observe(obs);
+                    if urgent {
+                        self.step();
+                    }
+                }
                 msg = inbound.recv() => {
                     let Some(msg) = msg else { break };
                     if msg.topic == self.topics.cmd() {

@@ -7,31 +7,35 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::live::{load_live, LiveConfig};
+use crate::config::live::load_live;
 use crate::config::{ConfigError, Problems};
-use crate::signal::operator::{take_operator_config, OperatorConfig};
+use crate::signal::modbus::validate_devices;
+use crate::signal::operator::take_operator_config;
 
-/// Reads a live config with its operator sections.
-pub fn load(path: &Path) -> Result<(LiveConfig, OperatorConfig), ConfigError> {
+/// Reads a live config with the sections its components own.
+pub fn load(path: &Path) -> Result<crate::runtime::Site, ConfigError> {
     let mut operators = None;
+    let mut modbus = Vec::new();
     let config = load_live(path, &mut |t: &mut toml::Table, p: &mut Problems| {
         operators = take_operator_config(t, path, p);
+        modbus = validate_devices(t, p);
     })?;
-    Ok((
+    Ok(crate::runtime::Site {
         config,
-        operators.expect("no problems means the operator sections were taken"),
-    ))
+        operators: operators.expect("no problems means the operator sections were taken"),
+        modbus,
+    })
 }
 
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let (config, operators) = load(path)?;
+    let site = load(path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let running = crate::runtime::start(config, operators).await?;
+        let running = crate::runtime::start(site).await?;
         tracing::info!(config = %path.display(), "gridminer running");
         wait_for_signal().await;
         tracing::info!("Shutting down");

@@ -4,6 +4,7 @@
 //! verifies signed grid-operator commands. Sources only report what they saw, with when
 //! they saw it; they never decide what stale data means.
 
+pub mod modbus;
 pub mod mqtt;
 pub mod operator;
 pub mod replay;

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use gridminer::config::live::load_live;
 use gridminer::runtime::{self, Snapshot};
-use gridminer::signal::operator::take_operator_config;
 use hmac::{Hmac, KeyInit, Mac};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
@@ -143,14 +141,8 @@ secret = "{SECRET}"
         ),
     )
     .unwrap();
-    let mut operators = None;
-    let config = load_live(&cfg, &mut |t, p| {
-        operators = take_operator_config(t, &cfg, p)
-    })
-    .expect("config");
-    let running = runtime::start(config, operators.expect("operators"))
-        .await
-        .expect("daemon starts");
+    let site = gridminer::cli::run::load(&cfg).expect("config");
+    let running = runtime::start(site).await.expect("daemon starts");
     let mut snaps = running.snapshots.clone();
 
     // A client of our own on the same broker.

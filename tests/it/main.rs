@@ -3,6 +3,7 @@
 mod bad_input;
 mod hasher;
 mod live;
+mod modbus;
 mod operator;
 mod peers;
 mod policy_cases;
