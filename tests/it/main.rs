@@ -6,3 +6,4 @@ mod properties;
 mod replay;
 mod simulate;
 mod support;
+mod telemetry;
