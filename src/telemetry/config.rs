@@ -331,7 +331,7 @@ mod tests {
             );
         }
         for (extra, want) in [
-            ("colour = \"red\"", "influx: unknown field `colour`"),
+            ("colour = \"red\"", "influx.colour: unknown field `colour`"),
             (
                 "buffer_max_bytes = \"12 parsecs\"",
                 "influx.buffer_max_bytes: unknown size unit",

@@ -165,9 +165,10 @@ impl Point {
 
 fn escape(out: &mut String, s: &str, special: &[char]) {
     for c in s.chars() {
+        // A newline would end the line and has no escape: it becomes a space (escaped
+        // where a space is special).
+        let c = if c == '\n' || c == '\r' { ' ' } else { c };
         match c {
-            // A newline would end the line; there is no escape for it.
-            '\n' | '\r' => out.push(' '),
             '\\' => out.push_str("\\\\"),
             c if special.contains(&c) => {
                 out.push('\\');
