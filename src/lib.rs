@@ -38,4 +38,5 @@ pub mod signal;
 pub mod sim;
 pub mod site;
 pub mod state;
+pub mod telemetry;
 pub mod units;

@@ -12,3 +12,4 @@ mod replay;
 mod simulate;
 mod stratum;
 mod support;
+mod telemetry;

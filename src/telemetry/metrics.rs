@@ -1,0 +1,587 @@
+//! Prometheus metrics: a cheap, cloneable `Metrics` handle the daemon counts into, and
+//! `MetricsServer`, a minimal HTTP endpoint answering `GET /metrics` in the text
+//! exposition format (version 0.0.4).
+//!
+//! Counting is an atomic add (or, for counters labelled by a name only known at run
+//! time, a short uncontended lock), so the control loop can count every message. The text
+//! is built only when scraped; an idle endpoint costs an idle socket. Must not: block the
+//! caller, or hold a lock while writing to a socket.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use super::error::TelemetryError;
+use crate::policy::{Decision, ALL_REASONS};
+use crate::state::{Quantity, SiteState};
+use crate::units::Watts;
+
+/// Metric names and their labels: the one table.
+pub mod name {
+    /// Counter, label `source`: observations received from each source.
+    pub const OBSERVATIONS: &str = "gridminer_observations_total";
+    /// Counter, label `reason`: messages rejected (unparseable, out of range, ...).
+    pub const REJECTED: &str = "gridminer_rejected_messages_total";
+    /// Counter, label `reason`: decisions by the reason that shaped them.
+    pub const DECISIONS: &str = "gridminer_decisions_total";
+    /// Gauge, label `quantity`: the latest power reading, W (import positive).
+    pub const POWER: &str = "gridminer_power_watts";
+    /// Gauge: the latest grid frequency, Hz.
+    pub const FREQUENCY: &str = "gridminer_grid_frequency_hertz";
+    /// Gauge: the latest energy price, EUR/MWh.
+    pub const PRICE: &str = "gridminer_price_eur_per_mwh";
+    /// Gauge: the latest hashprice, EUR per PH/s per day.
+    pub const HASHPRICE: &str = "gridminer_hashprice_eur_per_phs_day";
+    /// Gauge: mining power the last decision asked of all loads together, W.
+    pub const MINING_TARGET: &str = "gridminer_mining_target_watts";
+    /// Gauge: mining power all loads report drawing together, W.
+    pub const MINING_ACTUAL: &str = "gridminer_mining_actual_watts";
+    /// Gauge, label `load`: power the load was told, W.
+    pub const LOAD_TARGET: &str = "gridminer_load_target_watts";
+    /// Gauge, label `load`: power the load reports drawing, W.
+    pub const LOAD_ACTUAL: &str = "gridminer_load_actual_watts";
+    /// Gauge, label `load`: units told to run.
+    pub const LOAD_UNITS_ON: &str = "gridminer_load_units_on";
+    /// Counter: telemetry points the server accepted.
+    pub const POINTS_WRITTEN: &str = "gridminer_telemetry_points_written_total";
+    /// Counter: telemetry points put in the on-disk buffer.
+    pub const POINTS_BUFFERED: &str = "gridminer_telemetry_points_buffered_total";
+    /// Counter, label `cause`: telemetry points lost (see `DropCause`).
+    pub const POINTS_DROPPED: &str = "gridminer_telemetry_points_dropped_total";
+    /// Gauge: points waiting in the on-disk buffer.
+    pub const BUFFER_POINTS: &str = "gridminer_telemetry_buffer_points";
+    /// Gauge: bytes of the on-disk buffer.
+    pub const BUFFER_BYTES: &str = "gridminer_telemetry_buffer_bytes";
+}
+
+/// Why telemetry points were lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropCause {
+    /// The on-disk buffer reached `buffer_max_bytes`; its oldest points went.
+    BufferFull,
+    /// The writer's channel was full (or closed): the controller did not wait.
+    ChannelFull,
+    /// The server refused a batch for good (malformed, too large).
+    Refused,
+    /// The on-disk buffer could not be written.
+    BufferError,
+}
+
+impl DropCause {
+    pub const ALL: [DropCause; 4] = [
+        DropCause::BufferFull,
+        DropCause::ChannelFull,
+        DropCause::Refused,
+        DropCause::BufferError,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropCause::BufferFull => "buffer_full",
+            DropCause::ChannelFull => "channel_full",
+            DropCause::Refused => "refused",
+            DropCause::BufferError => "buffer_error",
+        }
+    }
+}
+
+/// Counters and gauges of the running daemon. Clone freely: clones share the values.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics(Arc<Inner>);
+
+#[derive(Debug, Default)]
+struct Inner {
+    observations: Mutex<Vec<(String, u64)>>,
+    rejected: Mutex<Vec<(String, u64)>>,
+    decisions: [AtomicU64; ALL_REASONS.len()],
+    /// f64 bits; `Gauge::UNSET` until first set.
+    quantities: [Gauge; Quantity::ALL.len()],
+    mining_target: Gauge,
+    mining_actual: Gauge,
+    loads: Mutex<Vec<LoadGauges>>,
+    points_written: AtomicU64,
+    points_buffered: AtomicU64,
+    points_dropped: [AtomicU64; DropCause::ALL.len()],
+    buffer_points: AtomicU64,
+    buffer_bytes: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Gauge(AtomicU64);
+
+impl Default for Gauge {
+    fn default() -> Self {
+        Gauge(AtomicU64::new(Gauge::UNSET))
+    }
+}
+
+impl Gauge {
+    /// A NaN payload no arithmetic produces: "never set", left out of the exposition.
+    const UNSET: u64 = 0x7ff8_dead_beef_0001;
+    fn set(&self, v: Option<f64>) {
+        self.0.store(v.map_or(Self::UNSET, f64::to_bits), Relaxed)
+    }
+    fn get(&self) -> Option<f64> {
+        let b = self.0.load(Relaxed);
+        (b != Self::UNSET).then(|| f64::from_bits(b))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct LoadGauges {
+    name: String,
+    target: f64,
+    actual: Option<f64>,
+    units_on: u32,
+}
+
+fn bump(family: &Mutex<Vec<(String, u64)>>, label: &str) {
+    let mut f = family
+        .lock()
+        .expect("metrics lock is never poisoned: no panics inside");
+    match f.iter_mut().find(|(l, _)| l == label) {
+        Some((_, n)) => *n += 1,
+        None => f.push((label.to_string(), 1)),
+    }
+}
+
+fn read(family: &Mutex<Vec<(String, u64)>>, label: &str) -> u64 {
+    let f = family
+        .lock()
+        .expect("metrics lock is never poisoned: no panics inside");
+    f.iter().find(|(l, _)| l == label).map_or(0, |(_, n)| *n)
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts one observation from `source` (the source's configured name).
+    pub fn observation(&self, source: &str) {
+        bump(&self.0.observations, source)
+    }
+
+    /// Counts one rejected message, by why it was rejected.
+    pub fn reject(&self, reason: &str) {
+        bump(&self.0.rejected, reason)
+    }
+
+    /// Counts a decision by its reason and sets the mining target gauge.
+    pub fn decision(&self, d: &Decision) {
+        let i = ALL_REASONS
+            .iter()
+            .position(|r| *r == d.reason)
+            .expect("ALL_REASONS lists every reason");
+        self.0.decisions[i].fetch_add(1, Relaxed);
+        self.0.mining_target.set(Some(d.total().0));
+    }
+
+    /// Sets the gauge of every quantity the state holds (those it lacks keep their value).
+    pub fn state(&self, s: &SiteState) {
+        let values = [
+            s.pv.map(|r| r.value.0),
+            s.wind.map(|r| r.value.0),
+            s.site_load.map(|r| r.value.0),
+            s.grid.map(|r| r.value.0),
+            s.mining.map(|r| r.value.0),
+            s.frequency.map(|r| r.value.0),
+            s.price.map(|r| r.value.0),
+            s.hashprice.map(|r| r.value.0),
+        ];
+        for (g, v) in self.0.quantities.iter().zip(values) {
+            if v.is_some() {
+                g.set(v);
+            }
+        }
+    }
+
+    /// Sets each load's target (from `d`) and actual power (as reported; `None` unknown),
+    /// and the mining total over the loads that report. In config order, as `d.loads`.
+    pub fn loads(&self, names: &[String], d: &Decision, actual: &[Option<Watts>]) {
+        let mut loads = self.0.loads.lock().expect("metrics lock is never poisoned");
+        loads.clear();
+        let mut total = None::<f64>;
+        for (i, (name, t)) in names.iter().zip(&d.loads).enumerate() {
+            let a = actual.get(i).copied().flatten().map(|w| w.0);
+            if let Some(a) = a {
+                total = Some(total.unwrap_or(0.0) + a);
+            }
+            loads.push(LoadGauges {
+                name: name.clone(),
+                target: t.power.0,
+                actual: a,
+                units_on: t.units_on,
+            });
+        }
+        self.0.mining_actual.set(total);
+    }
+
+    pub fn observations(&self, source: &str) -> u64 {
+        read(&self.0.observations, source)
+    }
+    pub fn rejected(&self, reason: &str) -> u64 {
+        read(&self.0.rejected, reason)
+    }
+    pub fn points_written(&self) -> u64 {
+        self.0.points_written.load(Relaxed)
+    }
+    pub fn points_buffered(&self) -> u64 {
+        self.0.points_buffered.load(Relaxed)
+    }
+    pub fn points_dropped(&self, cause: DropCause) -> u64 {
+        self.0.points_dropped[cause as usize].load(Relaxed)
+    }
+    /// Points waiting in the on-disk buffer.
+    pub fn buffer_points(&self) -> u64 {
+        self.0.buffer_points.load(Relaxed)
+    }
+
+    pub(crate) fn count_written(&self, n: u64) {
+        self.0.points_written.fetch_add(n, Relaxed);
+    }
+    pub(crate) fn count_buffered(&self, n: u64) {
+        self.0.points_buffered.fetch_add(n, Relaxed);
+    }
+    pub(crate) fn count_dropped(&self, cause: DropCause, n: u64) {
+        self.0.points_dropped[cause as usize].fetch_add(n, Relaxed);
+    }
+    pub(crate) fn buffer_level(&self, points: u64, bytes: u64) {
+        self.0.buffer_points.store(points, Relaxed);
+        self.0.buffer_bytes.store(bytes, Relaxed);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let m = &self.0;
+        let mut out = String::with_capacity(4096);
+        let lock = |f: &Mutex<Vec<(String, u64)>>| {
+            f.lock().expect("metrics lock is never poisoned").clone()
+        };
+
+        header(
+            &mut out,
+            name::OBSERVATIONS,
+            "counter",
+            "Observations received, by source.",
+        );
+        for (l, n) in lock(&m.observations) {
+            sample(&mut out, name::OBSERVATIONS, &[("source", &l)], n as f64);
+        }
+        header(
+            &mut out,
+            name::REJECTED,
+            "counter",
+            "Messages rejected, by reason.",
+        );
+        for (l, n) in lock(&m.rejected) {
+            sample(&mut out, name::REJECTED, &[("reason", &l)], n as f64);
+        }
+        header(
+            &mut out,
+            name::DECISIONS,
+            "counter",
+            "Policy decisions, by reason.",
+        );
+        for (r, n) in ALL_REASONS.iter().zip(&m.decisions) {
+            let n = n.load(Relaxed);
+            sample(
+                &mut out,
+                name::DECISIONS,
+                &[("reason", r.as_str())],
+                n as f64,
+            );
+        }
+
+        header(
+            &mut out,
+            name::POWER,
+            "gauge",
+            "Latest power reading, W (grid: import positive).",
+        );
+        for (q, g) in Quantity::ALL.iter().zip(&m.quantities) {
+            let Some(v) = g.get() else { continue };
+            match q {
+                Quantity::GridFrequency | Quantity::Price | Quantity::Hashprice => {}
+                _ => sample(&mut out, name::POWER, &[("quantity", q.as_str())], v),
+            }
+        }
+        for (q, metric, help) in [
+            (
+                Quantity::GridFrequency,
+                name::FREQUENCY,
+                "Latest grid frequency, Hz.",
+            ),
+            (
+                Quantity::Price,
+                name::PRICE,
+                "Latest energy price, EUR/MWh.",
+            ),
+            (
+                Quantity::Hashprice,
+                name::HASHPRICE,
+                "Latest hashprice, EUR per PH/s per day.",
+            ),
+        ] {
+            let i = Quantity::ALL.iter().position(|x| *x == q).expect("in ALL");
+            if let Some(v) = m.quantities[i].get() {
+                header(&mut out, metric, "gauge", help);
+                sample(&mut out, metric, &[], v);
+            }
+        }
+        for (g, metric, help) in [
+            (
+                &m.mining_target,
+                name::MINING_TARGET,
+                "Mining power last asked of all loads, W.",
+            ),
+            (
+                &m.mining_actual,
+                name::MINING_ACTUAL,
+                "Mining power the loads report, W.",
+            ),
+        ] {
+            if let Some(v) = g.get() {
+                header(&mut out, metric, "gauge", help);
+                sample(&mut out, metric, &[], v);
+            }
+        }
+        let loads = m
+            .loads
+            .lock()
+            .expect("metrics lock is never poisoned")
+            .clone();
+        header(
+            &mut out,
+            name::LOAD_TARGET,
+            "gauge",
+            "Power each load was told, W.",
+        );
+        for l in &loads {
+            sample(&mut out, name::LOAD_TARGET, &[("load", &l.name)], l.target);
+        }
+        header(
+            &mut out,
+            name::LOAD_ACTUAL,
+            "gauge",
+            "Power each load reports drawing, W.",
+        );
+        for l in &loads {
+            if let Some(a) = l.actual {
+                sample(&mut out, name::LOAD_ACTUAL, &[("load", &l.name)], a);
+            }
+        }
+        header(
+            &mut out,
+            name::LOAD_UNITS_ON,
+            "gauge",
+            "Units each load was told to run.",
+        );
+        for l in &loads {
+            sample(
+                &mut out,
+                name::LOAD_UNITS_ON,
+                &[("load", &l.name)],
+                l.units_on as f64,
+            );
+        }
+
+        for (metric, v, help) in [
+            (
+                name::POINTS_WRITTEN,
+                &m.points_written,
+                "Telemetry points the server accepted.",
+            ),
+            (
+                name::POINTS_BUFFERED,
+                &m.points_buffered,
+                "Telemetry points put in the on-disk buffer.",
+            ),
+        ] {
+            header(&mut out, metric, "counter", help);
+            sample(&mut out, metric, &[], v.load(Relaxed) as f64);
+        }
+        header(
+            &mut out,
+            name::POINTS_DROPPED,
+            "counter",
+            "Telemetry points lost, by cause.",
+        );
+        for c in DropCause::ALL {
+            let n = m.points_dropped[c as usize].load(Relaxed);
+            sample(
+                &mut out,
+                name::POINTS_DROPPED,
+                &[("cause", c.as_str())],
+                n as f64,
+            );
+        }
+        for (metric, v, help) in [
+            (
+                name::BUFFER_POINTS,
+                &m.buffer_points,
+                "Points waiting in the on-disk buffer.",
+            ),
+            (
+                name::BUFFER_BYTES,
+                &m.buffer_bytes,
+                "Bytes of the on-disk buffer.",
+            ),
+        ] {
+            header(&mut out, metric, "gauge", help);
+            sample(&mut out, metric, &[], v.load(Relaxed) as f64);
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, metric: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
+}
+
+fn sample(out: &mut String, metric: &str, labels: &[(&str, &str)], v: f64) {
+    out.push_str(metric);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (k, val)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{k}=\"");
+            for c in val.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        out.push('}');
+    }
+    let _ = if v.is_nan() {
+        writeln!(out, " NaN")
+    } else if v.is_infinite() {
+        writeln!(out, " {}Inf", if v > 0.0 { "+" } else { "-" })
+    } else {
+        writeln!(out, " {v}")
+    };
+}
+
+/// Serves `GET /metrics` on a TCP listener.
+#[derive(Debug)]
+pub struct MetricsServer {
+    listener: TcpListener,
+    metrics: Metrics,
+}
+
+/// How long one scrape may take; a client that stalls longer is dropped. Connections are
+/// served one at a time, so this bounds how long one bad client delays the next.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl MetricsServer {
+    pub async fn bind(addr: SocketAddr, metrics: Metrics) -> Result<Self, TelemetryError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(TelemetryError::Metrics)?;
+        Ok(Self::from_listener(listener, metrics))
+    }
+
+    /// Serves on a listener already bound (tests bind `127.0.0.1:0`).
+    pub fn from_listener(listener: TcpListener, metrics: Metrics) -> Self {
+        MetricsServer { listener, metrics }
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr, TelemetryError> {
+        self.listener.local_addr().map_err(TelemetryError::Metrics)
+    }
+
+    /// Answers scrapes until `shutdown`. A failed connection is logged, never fatal.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), TelemetryError> {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(error) => {
+                        // Out of file descriptors and the like: keep serving.
+                        tracing::warn!(%error, "Metrics endpoint could not accept");
+                        continue;
+                    }
+                },
+            };
+            let served = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                r = tokio::time::timeout(SCRAPE_TIMEOUT, serve(stream, &self.metrics)) => r,
+            };
+            match served {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::debug!(%error, %peer, "Metrics scrape failed"),
+                Err(_) => tracing::debug!(%peer, "Metrics scrape timed out"),
+            }
+        }
+    }
+}
+
+async fn serve(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+        if head.len() > 16 * 1024 {
+            return respond(
+                &mut stream,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                "",
+            )
+            .await;
+        }
+    }
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, target) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    match (method, path) {
+        (b"GET", b"/metrics") => {
+            let body = metrics.render();
+            respond(
+                &mut stream,
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                &body,
+            )
+            .await
+        }
+        (b"GET", _) => respond(&mut stream, "404 Not Found", "text/plain", "try /metrics\n").await,
+        _ => respond(&mut stream, "405 Method Not Allowed", "text/plain", "").await,
+    }
+}
+
+async fn respond(
+    stream: &mut TcpStream,
+    status: &str,
+    ctype: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}

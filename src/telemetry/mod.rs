@@ -1,0 +1,32 @@
+//! Telemetry: what the controller saw and did, written to InfluxDB and served to
+//! Prometheus. OUT only: nothing here feeds back into a decision.
+//!
+//! ```text
+//!  controller --Point--> TelemetrySender --try_send--> InfluxWriter::run --/api/v2/write--> InfluxDB
+//!      |                  (drops, counted, when full)       |  unreachable
+//!      |                                                    v
+//!      |                                          Buffer (segment files on disk, bounded)
+//!      +--count/set--> Metrics <--GET /metrics-- MetricsServer::run
+//! ```
+//!
+//! - [`points`]: the one table of measurement, tag and field names, and the functions
+//!   that turn `SiteState`, `Decision`, load power and operator commands into points.
+//! - [`influx`]: the writer task and the sender the controller holds.
+//! - [`buffer`]: the bounded on-disk buffer that keeps points while the server is away.
+//! - [`metrics`]: the `Metrics` handle and the Prometheus endpoint.
+//! - [`config`]: `[influx]` and `[metrics]`.
+//!
+//! Must not: block the control loop, or lose a point without counting it.
+
+pub mod buffer;
+pub mod config;
+mod error;
+pub mod influx;
+pub mod metrics;
+pub mod points;
+
+pub use config::{InfluxConfig, MetricsConfig, TelemetryConfig};
+pub use error::TelemetryError;
+pub use influx::{writer, InfluxWriter, TelemetrySender};
+pub use metrics::{DropCause, Metrics, MetricsServer};
+pub use points::Point;

@@ -1,0 +1,397 @@
+//! The one table of InfluxDB measurement, tag and field names, and the functions that
+//! turn what the controller knows into line-protocol points.
+//!
+//! Every name written to InfluxDB is a const here, so dashboards and queries have one
+//! place to look. Values are numbers only (floats in the unit the field name ends with,
+//! integers with `i`): categorical facts are tags, because VictoriaMetrics, like other
+//! servers of the write API, keeps numeric fields only. Timestamps are milliseconds since
+//! the epoch (the controller's `Timestamp`), written with `precision=ms`.
+//!
+//! Nothing here does I/O.
+
+use std::fmt::Write as _;
+
+use crate::clock::Timestamp;
+use crate::policy::{Decision, OperatorAction};
+use crate::state::{Quantity, SiteState};
+use crate::units::Watts;
+
+/// Measurement names.
+pub mod measurement {
+    /// One measured or told quantity (`quantity` tag), as `SiteState` holds it.
+    pub const SIGNAL: &str = "signal";
+    /// One policy decision.
+    pub const DECISION: &str = "decision";
+    /// One load's target and actual power.
+    pub const LOAD: &str = "load";
+    /// A grid operator's command and what became of it.
+    pub const OPERATOR_COMMAND: &str = "operator_command";
+}
+
+/// Tag keys.
+pub mod tag {
+    /// `Quantity::as_str` on `signal`.
+    pub const QUANTITY: &str = "quantity";
+    /// `Reason::as_str` on `decision`.
+    pub const REASON: &str = "reason";
+    /// The load's configured name on `load`.
+    pub const LOAD: &str = "load";
+    /// `curtail_to`, `curtail_by`, `setpoint` or `release` on `operator_command`.
+    pub const ACTION: &str = "action";
+    /// `accepted` or `rejected` on `operator_command`.
+    pub const OUTCOME: &str = "outcome";
+}
+
+/// Field keys. The suffix gives the unit: `_w` watts, `_ms` milliseconds; plain names are
+/// counts or the quantity's own unit (see `Quantity`).
+pub mod field {
+    /// `signal`: the reading, in its quantity's unit (W, Hz, EUR/MWh, EUR/(PH/s·day)).
+    pub const VALUE: &str = "value";
+    /// `signal`: how old the reading was when written, ms.
+    pub const AGE_MS: &str = "age_ms";
+    /// `decision`: mining power over all loads, W.
+    pub const TOTAL_W: &str = "total_w";
+    /// `decision`: the cap a higher rule put on mining, W (absent when none).
+    pub const LIMIT_W: &str = "limit_w";
+    /// `decision`: units kept running only because of `min_on`.
+    pub const HELD_ON: &str = "held_on";
+    /// `decision`: units economics wanted that could not start.
+    pub const BLOCKED_STARTS: &str = "blocked_starts";
+    /// `load`: power the load was told, W.
+    pub const TARGET_W: &str = "target_w";
+    /// `load`: power the load reports drawing, W (absent when unknown).
+    pub const ACTUAL_W: &str = "actual_w";
+    /// `load`: units told to run.
+    pub const UNITS_ON: &str = "units_on";
+    /// `operator_command`: the power the command names, W (absent for `release`).
+    pub const POWER_W: &str = "power_w";
+    /// `operator_command`: when the command ends, ms since the epoch (absent: open-ended).
+    pub const UNTIL_MS: &str = "until_ms";
+    /// `operator_command`: 1 when accepted, 0 when rejected.
+    pub const ACCEPTED: &str = "accepted";
+}
+
+/// Tag values of `operator_command`'s `outcome`.
+pub mod outcome {
+    pub const ACCEPTED: &str = "accepted";
+    pub const REJECTED: &str = "rejected";
+}
+
+/// A field value: float or integer. Strings are never written (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldValue {
+    Float(f64),
+    Int(i64),
+}
+
+/// One line-protocol point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub measurement: &'static str,
+    pub tags: Vec<(&'static str, String)>,
+    pub fields: Vec<(&'static str, FieldValue)>,
+    /// Milliseconds since the epoch.
+    pub at: Timestamp,
+}
+
+impl Point {
+    pub fn new(measurement: &'static str, at: Timestamp) -> Self {
+        Point {
+            measurement,
+            tags: Vec::new(),
+            fields: Vec::new(),
+            at,
+        }
+    }
+
+    pub fn tag(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.tags.push((key, value.into()));
+        self
+    }
+
+    /// Adds a float field; a non-finite value is left out (line protocol cannot carry it).
+    pub fn float(mut self, key: &'static str, value: f64) -> Self {
+        if value.is_finite() {
+            self.fields.push((key, FieldValue::Float(value)));
+        }
+        self
+    }
+
+    pub fn int(mut self, key: &'static str, value: i64) -> Self {
+        self.fields.push((key, FieldValue::Int(value)));
+        self
+    }
+
+    /// Appends the point as one line (with its newline) to `out`, timestamp in ms. A point
+    /// without fields is not valid line protocol and writes nothing; returns whether a
+    /// line was written.
+    pub fn write_line(&self, out: &mut String) -> bool {
+        if self.fields.is_empty() {
+            return false;
+        }
+        escape(out, self.measurement, &[',', ' ']);
+        for (k, v) in &self.tags {
+            if v.is_empty() {
+                continue; // empty tag values are invalid line protocol
+            }
+            out.push(',');
+            escape(out, k, &[',', '=', ' ']);
+            out.push('=');
+            escape(out, v, &[',', '=', ' ']);
+        }
+        for (i, (k, v)) in self.fields.iter().enumerate() {
+            out.push(if i == 0 { ' ' } else { ',' });
+            escape(out, k, &[',', '=', ' ']);
+            out.push('=');
+            // `{:?}` keeps a float a float ("1.0", not "1"), which the server needs to
+            // keep a field's type stable.
+            let _ = match v {
+                FieldValue::Float(f) => write!(out, "{f:?}"),
+                FieldValue::Int(n) => write!(out, "{n}i"),
+            };
+        }
+        let _ = writeln!(out, " {}", self.at.0);
+        true
+    }
+
+    /// The point as a line, without the newline (tests and logs).
+    pub fn to_line(&self) -> String {
+        let mut s = String::new();
+        self.write_line(&mut s);
+        s.truncate(s.trim_end().len());
+        s
+    }
+}
+
+fn escape(out: &mut String, s: &str, special: &[char]) {
+    for c in s.chars() {
+        // A newline would end the line and has no escape: it becomes a space (escaped
+        // where a space is special).
+        let c = if c == '\n' || c == '\r' { ' ' } else { c };
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if special.contains(&c) => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// One `signal` point per quantity the state holds, stamped with when it was measured.
+pub fn signal_points(state: &SiteState, now: Timestamp) -> Vec<Point> {
+    let readings: [(Quantity, Option<(f64, Timestamp)>); 8] = [
+        (Quantity::PvPower, state.pv.map(|r| (r.value.0, r.at))),
+        (Quantity::WindPower, state.wind.map(|r| (r.value.0, r.at))),
+        (
+            Quantity::SiteLoad,
+            state.site_load.map(|r| (r.value.0, r.at)),
+        ),
+        (Quantity::GridPower, state.grid.map(|r| (r.value.0, r.at))),
+        (
+            Quantity::MiningPower,
+            state.mining.map(|r| (r.value.0, r.at)),
+        ),
+        (
+            Quantity::GridFrequency,
+            state.frequency.map(|r| (r.value.0, r.at)),
+        ),
+        (Quantity::Price, state.price.map(|r| (r.value.0, r.at))),
+        (
+            Quantity::Hashprice,
+            state.hashprice.map(|r| (r.value.0, r.at)),
+        ),
+    ];
+    readings
+        .into_iter()
+        .filter_map(|(q, r)| {
+            let (value, at) = r?;
+            Some(
+                Point::new(measurement::SIGNAL, at)
+                    .tag(tag::QUANTITY, q.as_str())
+                    .float(field::VALUE, value)
+                    .int(field::AGE_MS, now.since(at).as_millis() as i64),
+            )
+        })
+        .collect()
+}
+
+/// The `decision` point.
+pub fn decision_point(d: &Decision) -> Point {
+    let mut p = Point::new(measurement::DECISION, d.at)
+        .tag(tag::REASON, d.reason.as_str())
+        .float(field::TOTAL_W, d.total().0)
+        .int(field::HELD_ON, d.held_on as i64)
+        .int(field::BLOCKED_STARTS, d.blocked_starts as i64);
+    if let Some(l) = d.limit {
+        p = p.float(field::LIMIT_W, l.0);
+    }
+    p
+}
+
+/// One `load` point per load: target from the decision, actual as the load reports it.
+/// `names` and `actual` are in config order, like `Decision::loads`; a missing actual
+/// (`None`, or a shorter slice) leaves the field out.
+pub fn load_points(names: &[String], d: &Decision, actual: &[Option<Watts>]) -> Vec<Point> {
+    names
+        .iter()
+        .zip(&d.loads)
+        .enumerate()
+        .map(|(i, (name, target))| {
+            let mut p = Point::new(measurement::LOAD, d.at)
+                .tag(tag::LOAD, name.as_str())
+                .float(field::TARGET_W, target.power.0)
+                .int(field::UNITS_ON, target.units_on as i64);
+            if let Some(Some(a)) = actual.get(i) {
+                p = p.float(field::ACTUAL_W, a.0);
+            }
+            p
+        })
+        .collect()
+}
+
+/// The `action` tag value of an operator command.
+pub fn action_name(action: &OperatorAction) -> &'static str {
+    match action {
+        OperatorAction::CurtailTo(_) => "curtail_to",
+        OperatorAction::CurtailBy(_) => "curtail_by",
+        OperatorAction::Setpoint(_) => "setpoint",
+        OperatorAction::Release => "release",
+    }
+}
+
+/// The `operator_command` point: the command as received, and whether it was accepted.
+pub fn operator_command_point(
+    action: &OperatorAction,
+    until: Option<Timestamp>,
+    accepted: bool,
+    at: Timestamp,
+) -> Point {
+    let mut p = Point::new(measurement::OPERATOR_COMMAND, at)
+        .tag(tag::ACTION, action_name(action))
+        .tag(
+            tag::OUTCOME,
+            if accepted {
+                outcome::ACCEPTED
+            } else {
+                outcome::REJECTED
+            },
+        );
+    match action {
+        OperatorAction::CurtailTo(w)
+        | OperatorAction::CurtailBy(w)
+        | OperatorAction::Setpoint(w) => p = p.float(field::POWER_W, w.0),
+        OperatorAction::Release => {}
+    }
+    if let Some(u) = until {
+        p = p.int(field::UNTIL_MS, u.0);
+    }
+    p.int(field::ACCEPTED, accepted as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{LoadTarget, PolicyMemory, Reason};
+    use crate::state::Reading;
+    use crate::units::Hertz;
+
+    fn decision() -> Decision {
+        Decision {
+            at: Timestamp(1_700_000_000_000),
+            loads: vec![
+                LoadTarget {
+                    units_on: 3,
+                    power: Watts(9750.0),
+                },
+                LoadTarget::OFF,
+            ],
+            reason: Reason::Stale(Quantity::Price),
+            limit: Some(Watts(0.0)),
+            held_on: 1,
+            blocked_starts: 2,
+            memory: PolicyMemory::default(),
+        }
+    }
+
+    #[test]
+    fn decision_line() {
+        assert_eq!(
+            decision_point(&decision()).to_line(),
+            "decision,reason=stale:price total_w=9750.0,held_on=1i,blocked_starts=2i,limit_w=0.0 1700000000000"
+        );
+    }
+
+    #[test]
+    fn load_lines_with_and_without_actual() {
+        let names = vec!["s19 rack".to_string(), "cpu".to_string()];
+        let p = load_points(&names, &decision(), &[Some(Watts(9700.5))]);
+        assert_eq!(
+            p[0].to_line(),
+            "load,load=s19\\ rack target_w=9750.0,units_on=3i,actual_w=9700.5 1700000000000"
+        );
+        assert_eq!(
+            p[1].to_line(),
+            "load,load=cpu target_w=0.0,units_on=0i 1700000000000"
+        );
+    }
+
+    #[test]
+    fn signals_carry_measurement_time_and_age() {
+        let mut s = SiteState::new(&[]);
+        s.pv = Some(Reading {
+            value: Watts(1234.5),
+            at: Timestamp(1000),
+        });
+        s.frequency = Some(Reading {
+            value: Hertz(49.95),
+            at: Timestamp(2000),
+        });
+        let lines: Vec<String> = signal_points(&s, Timestamp(2500))
+            .iter()
+            .map(Point::to_line)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "signal,quantity=pv_power value=1234.5,age_ms=1500i 1000",
+                "signal,quantity=grid_frequency value=49.95,age_ms=500i 2000"
+            ]
+        );
+    }
+
+    #[test]
+    fn operator_command_lines() {
+        let p = operator_command_point(
+            &OperatorAction::CurtailTo(Watts(5e5)),
+            Some(Timestamp(9000)),
+            true,
+            Timestamp(1000),
+        );
+        assert_eq!(
+            p.to_line(),
+            "operator_command,action=curtail_to,outcome=accepted power_w=500000.0,until_ms=9000i,accepted=1i 1000"
+        );
+        let p = operator_command_point(&OperatorAction::Release, None, false, Timestamp(5));
+        assert_eq!(
+            p.to_line(),
+            "operator_command,action=release,outcome=rejected accepted=0i 5"
+        );
+    }
+
+    #[test]
+    fn escaping_and_non_finite() {
+        let p = Point::new("m e,x", Timestamp(1))
+            .tag("k=y", "a,b c\nd")
+            .tag("empty", "")
+            .float("nan", f64::NAN)
+            .float("f", 1.0);
+        assert_eq!(p.to_line(), "m\\ e\\,x,k\\=y=a\\,b\\ c\\ d f=1.0 1");
+        let mut s = String::new();
+        assert!(!Point::new("m", Timestamp(1))
+            .float("x", f64::INFINITY)
+            .write_line(&mut s));
+        assert!(s.is_empty());
+    }
+}
