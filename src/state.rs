@@ -300,21 +300,28 @@ impl LoadLedger {
             return c;
         }
         let (mut on, mut stop, mut start) = (0, 0, 0);
-        // The counts hold until the next unit crosses its min_on or min_off.
-        let mut until = Timestamp(i64::MAX);
+        // The counts hold until the next unit crosses its min_on or min_off. Plain
+        // milliseconds here: this loop is the simulator's hottest after the allocator.
+        let (min_on, min_off) = (
+            wear.min_on.as_millis() as i64,
+            wear.min_off.as_millis() as i64,
+        );
+        let max_starts = wear.max_starts_per_day.unwrap_or(u32::MAX);
+        let mut until = i64::MAX;
         for u in &self.units {
             let threshold = if u.on {
                 on += 1;
-                stop += u.may_stop(now, wear) as u32;
-                u.since + wear.min_on
+                stop += (now.0 - u.since.0 >= min_on) as u32;
+                u.since.0 + min_on
             } else {
-                start += u.may_start(now, wear) as u32;
-                u.since + wear.min_off
+                start += (now.0 - u.since.0 >= min_off && u.starts_on(day) < max_starts) as u32;
+                u.since.0 + min_off
             };
-            if threshold > now {
+            if threshold > now.0 {
                 until = until.min(threshold);
             }
         }
+        let until = Timestamp(until);
         let counts = (on, stop, start);
         self.cache.set(self.version, day, now, until, counts);
         counts

@@ -169,24 +169,7 @@ pub fn load_live(
     extra: &mut dyn FnMut(&mut toml::Table, &mut Problems),
 ) -> Result<LiveConfig, ConfigError> {
     let mut table = read_table(path)?;
-    if let Some(toml::Value::String(f)) = table.get("policy") {
-        let pf = relative_to(path, f);
-        let mut pt = read_table(&pf)?;
-        match pt.remove("policy") {
-            Some(v) => {
-                table.insert("policy".into(), v);
-            }
-            None => {
-                return Err(ConfigError::Invalid {
-                    path: pf,
-                    problems: vec![super::Problem {
-                        path: "policy".into(),
-                        message: "missing: a policy file needs a [policy] table".into(),
-                    }],
-                })
-            }
-        }
-    }
+    super::inline_policy(path, &mut table)?;
     let mut p = Problems::default();
     extra(&mut table, &mut p);
     let site: Option<String> = p.section(&mut table, "site_id");

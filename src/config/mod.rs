@@ -236,12 +236,9 @@ pub fn parse_value(v: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(v.to_string()))
 }
 
-/// Reads a scenario file, inlines its policy file and applies `overrides`.
-pub fn load_scenario_table(
-    path: &Path,
-    overrides: &[Override],
-) -> Result<toml::Table, ConfigError> {
-    let mut table = read_table(path)?;
+/// Where `policy = "file"` names a policy file, puts that file's `[policy]` table in
+/// its place (the path is relative to `path`, the file that names it).
+pub fn inline_policy(path: &Path, table: &mut toml::Table) -> Result<(), ConfigError> {
     if let Some(toml::Value::String(policy_file)) = table.get("policy") {
         let policy_path = relative_to(path, policy_file);
         let mut policy_table = read_table(&policy_path)?;
@@ -260,6 +257,16 @@ pub fn load_scenario_table(
             }
         }
     }
+    Ok(())
+}
+
+/// Reads a scenario file, inlines its policy file and applies `overrides`.
+pub fn load_scenario_table(
+    path: &Path,
+    overrides: &[Override],
+) -> Result<toml::Table, ConfigError> {
+    let mut table = read_table(path)?;
+    inline_policy(path, &mut table)?;
     let mut problems = Vec::new();
     for o in overrides {
         if let Err(p) = o.apply(&mut table) {

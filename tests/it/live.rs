@@ -285,3 +285,186 @@ secret = "{SECRET}"
     }
     assert!(saw_offline, "availability goes offline on shutdown");
 }
+
+/// mosquitto on a free port, as a child process the test owns.
+struct Mosquitto {
+    child: std::process::Child,
+    port: u16,
+    conf: std::path::PathBuf,
+}
+
+impl Mosquitto {
+    fn find() -> Option<std::path::PathBuf> {
+        let p = std::path::PathBuf::from("/usr/sbin/mosquitto");
+        if p.exists() {
+            return Some(p);
+        }
+        let msg = "live tests: mosquitto not installed (run .ci/setup-mqtt.sh)";
+        if std::env::var("GRIDMINER_REQUIRE_PEERS").as_deref() == Ok("1") {
+            panic!("{msg}; GRIDMINER_REQUIRE_PEERS=1 makes that a failure");
+        }
+        eprintln!("SKIPPED: {msg}");
+        None
+    }
+
+    fn start(bin: &std::path::Path, dir: &std::path::Path, port: u16) -> Mosquitto {
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .unwrap();
+        let child = std::process::Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mosquitto starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto listens on {port}");
+            std::thread::yield_now();
+        }
+        Mosquitto { child, port, conf }
+    }
+
+    fn restart(&mut self, bin: &std::path::Path) {
+        self.stop();
+        let dir = self.conf.parent().unwrap().to_path_buf();
+        *self = Mosquitto::start(bin, &dir, self.port);
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_broker_restarted_mid_run_is_reconnected_and_resubscribed() {
+    let Some(bin) = Mosquitto::find() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut broker = Mosquitto::start(&bin, dir.path(), port);
+    let cfg = dir.path().join("site.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+site_id = "ext"
+tick = "100ms"
+hashprice = 50.0
+policy = {{ mode = "economic", max_signal_age = "1h" }}
+[site]
+pv = true
+export_limit = "1 kW"
+import_limit = "10 kW"
+[tariff]
+import_adder_eur_mwh = 100.0
+export = "day-ahead"
+[mqtt]
+broker = "external"
+host = "127.0.0.1"
+port = {port}
+[[signals]]
+topic = "ext/pv"
+quantity = "pv_power"
+[[signals]]
+topic = "ext/load"
+quantity = "site_load"
+[[signals]]
+topic = "ext/price"
+quantity = "price"
+[[loads]]
+kind = "mqtt"
+topic = "ext/miners/setpoint"
+name = "miners"
+count = 2
+rated_power = "500 W"
+hashrate = "20 TH/s"
+"#
+        ),
+    )
+    .unwrap();
+    let site = gridminer::cli::run::load(&cfg).expect("config");
+    let running = runtime::start(site).await.expect("daemon starts");
+    let mut snaps = running.snapshots.clone();
+
+    // A fresh test client for each broker life.
+    let publish = |pv: &'static str| async move {
+        let mut opts = MqttOptions::new(format!("feeder-{pv}"), "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(5));
+        let (client, mut eventloop) = AsyncClient::new(opts, 100);
+        let feeder = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+        client
+            .publish("ext/pv", QoS::AtLeastOnce, false, pv)
+            .await
+            .unwrap();
+        client
+            .publish("ext/load", QoS::AtLeastOnce, false, "0")
+            .await
+            .unwrap();
+        client
+            .publish("ext/price", QoS::AtLeastOnce, false, "30")
+            .await
+            .unwrap();
+        (client, feeder)
+    };
+    // The daemon may not have subscribed yet when the first values go out: keep feeding
+    // until it mines.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (client, feeder) = publish("2000").await;
+        let got = tokio::time::timeout(Duration::from_millis(500), async {
+            wait_for(&mut snaps, "mining before the restart", |s| {
+                s.decision.total().0 >= 999.0
+            })
+            .await
+        })
+        .await;
+        let _ = client.disconnect().await;
+        feeder.abort();
+        if got.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never mined on the first broker"
+        );
+    }
+
+    broker.restart(&bin);
+    // New readings after the restart reach the daemon only if it reconnected and
+    // subscribed again (clean sessions: the new broker knows nothing of it).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (client, feeder) = publish("1500").await;
+        let got = tokio::time::timeout(Duration::from_millis(500), async {
+            wait_for(&mut snaps, "readings after the restart", |s| {
+                s.state.pv.is_some_and(|r| r.value.0 == 1500.0)
+            })
+            .await
+        })
+        .await;
+        let _ = client.disconnect().await;
+        feeder.abort();
+        if got.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no readings after the broker restart"
+        );
+    }
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .expect("clean shutdown");
+}

@@ -17,7 +17,7 @@ fn set(s: &str) -> Override {
 #[test]
 fn shipped_files_all_check_out() {
     let mut args = vec!["config".to_string(), "check".to_string()];
-    for dir in ["simulations", "policies"] {
+    for dir in ["simulations", "policies", "deploy/examples"] {
         for e in std::fs::read_dir(root().join(dir)).unwrap() {
             args.push(e.unwrap().path().display().to_string());
         }
