@@ -26,6 +26,8 @@ use crate::signal::modbus::{ModbusDevice, ModbusSource};
 use crate::signal::mqtt::{Carries, MqttSignals, SignalStats};
 use crate::signal::operator::{Ack, OperatorCommands, OperatorConfig};
 use crate::state::{Observation, SiteState};
+use crate::telemetry::config::TelemetryConfig;
+use crate::telemetry::{metrics::Metrics, metrics::MetricsServer, points, TelemetrySender};
 use crate::units::{Hashprice, Watts};
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,9 @@ pub struct Counters {
 
 /// Handles a test or `main` holds on a running daemon.
 pub struct Running {
+    pub metrics: Metrics,
+    /// Where the Prometheus endpoint listens, if configured.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     pub counters: Arc<Counters>,
     pub operator: Option<Arc<crate::signal::operator::Counters>>,
@@ -84,6 +89,7 @@ pub struct Site {
     pub config: LiveConfig,
     pub operators: OperatorConfig,
     pub modbus: Vec<ModbusDevice>,
+    pub telemetry: TelemetryConfig,
 }
 
 /// Starts the daemon.
@@ -92,6 +98,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         config,
         operators,
         modbus,
+        telemetry,
     } = site;
     if let Broker::Embedded { listen } = config.broker {
         let addr = listen;
@@ -214,6 +221,40 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         });
     }
 
+    // Telemetry: InfluxDB (flushed after the loads are safe, with the transport) and the
+    // Prometheus endpoint.
+    let metrics = Metrics::new();
+    let mut influx: Option<TelemetrySender> = None;
+    if let Some(cfg) = telemetry.influx {
+        match crate::telemetry::writer(cfg, metrics.clone()) {
+            Ok((sender, writer)) => {
+                influx = Some(sender);
+                let t = transport.clone();
+                transport_tracker.spawn(async move {
+                    if let Err(error) = writer.run(t).await {
+                        tracing::error!(%error, "InfluxDB writer failed");
+                    }
+                });
+            }
+            Err(error) => tracing::error!(%error, "InfluxDB writer not started"),
+        }
+    }
+    let mut metrics_addr = None;
+    if let Some(m) = telemetry.metrics {
+        match MetricsServer::bind(m.listen, metrics.clone()).await {
+            Ok(server) => {
+                metrics_addr = server.local_addr().ok();
+                let t = shutdown.clone();
+                tracker.spawn(async move {
+                    if let Err(error) = server.run(t).await {
+                        tracing::error!(%error, "Metrics endpoint failed");
+                    }
+                });
+            }
+            Err(error) => tracing::error!(%error, "Metrics endpoint not started"),
+        }
+    }
+
     // Modbus devices: each polls on its own task and reconnects inside.
     let (obs_tx, obs_rx) = mpsc::channel::<Observation>(1024);
     for device in modbus {
@@ -236,9 +277,13 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         let tick = config.tick;
         let max_ages = signals.max_ages();
         let hashprice = config.hashprice;
+        let names = config.loads.iter().map(|l| l.name.clone()).collect();
         let live = LiveLoop {
             controller,
             hashprice,
+            metrics: metrics.clone(),
+            influx,
+            names,
             signals,
             commands,
             topics,
@@ -252,6 +297,8 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         tracker.spawn(async move { live.run(tick, inbound_rx, obs_rx, shutdown).await });
     }
     Ok(Running {
+        metrics,
+        metrics_addr,
         snapshots: snap_rx,
         counters,
         operator: Some(operator_counters),
@@ -301,6 +348,9 @@ struct LiveLoop {
     controller: Controller,
     /// A configured constant: observed afresh every step, so it never ages.
     hashprice: Option<Hashprice>,
+    metrics: Metrics,
+    influx: Option<TelemetrySender>,
+    names: Vec<String>,
     signals: MqttSignals,
     commands: OperatorCommands,
     topics: Topics,
@@ -329,6 +379,7 @@ impl LiveLoop {
                 _ = shutdown.cancelled() => break,
                 _ = interval.tick() => { self.step(); }
                 Some(obs) = observations.recv() => {
+                    self.metrics.observation("modbus");
                     let urgent = matches!(obs, Observation::Frequency { .. });
                     self.controller.observe(obs);
                     if urgent {
@@ -343,6 +394,7 @@ impl LiveLoop {
                         match self.signals.parse(&msg) {
                             Ok(obs) => {
                                 self.counters.signals.accepted.fetch_add(1, Ordering::Relaxed);
+                                self.metrics.observation("mqtt");
                                 let urgent = matches!(obs, Observation::Frequency { .. });
                                 self.controller.observe(obs);
                                 if urgent {
@@ -351,6 +403,7 @@ impl LiveLoop {
                             }
                             Err(r) => {
                                 self.counters.signals.reject(r.reason);
+                                self.metrics.reject(r.reason.as_str());
                                 tracing::debug!(topic = r.topic, reason = r.reason.as_str(), detail = r.detail, "Rejected an MQTT message");
                             }
                         }
@@ -378,7 +431,15 @@ impl LiveLoop {
         // Accepted or not, decide now: an accepted curtail acts in this very step.
         let d = self.step();
         let ack = Ack::new(&received.outcome, d.limit, now);
+        if let Some(sender) = &self.influx {
+            if let Ok(cmd) = &received.outcome {
+                if let crate::signal::operator::Order::Act(action) = &cmd.order {
+                    sender.send(points::operator_command_point(action, cmd.until, true, now));
+                }
+            }
+        }
         if let Err(r) = &received.outcome {
+            self.metrics.reject(r.reason.as_str());
             tracing::warn!(reason = r.reason.as_str(), jti = ?r.jti, "Refused an operator command");
         }
         let _ = self.client.try_publish(
@@ -411,6 +472,15 @@ impl LiveLoop {
         });
         let d = self.controller.step(now);
         self.counters.steps.fetch_add(1, Ordering::Relaxed);
+        let actual_opt: Vec<Option<Watts>> = actual.iter().map(|w| Some(*w)).collect();
+        self.metrics.decision(&d);
+        self.metrics.state(&self.controller.state);
+        self.metrics.loads(&self.names, &d, &actual_opt);
+        if let Some(sender) = &self.influx {
+            sender.send_all(points::signal_points(&self.controller.state, now));
+            sender.send(points::decision_point(&d));
+            sender.send_all(points::load_points(&self.names, &d, &actual_opt));
+        }
         self.publish(d.clone(), now);
         d
     }

@@ -16,14 +16,17 @@ use crate::signal::operator::take_operator_config;
 pub fn load(path: &Path) -> Result<crate::runtime::Site, ConfigError> {
     let mut operators = None;
     let mut modbus = Vec::new();
+    let mut telemetry = None;
     let config = load_live(path, &mut |t: &mut toml::Table, p: &mut Problems| {
         operators = take_operator_config(t, path, p);
         modbus = validate_devices(t, p);
+        telemetry = Some(crate::telemetry::config::validate(p, t, path));
     })?;
     Ok(crate::runtime::Site {
         config,
         operators: operators.expect("no problems means the operator sections were taken"),
         modbus,
+        telemetry: telemetry.expect("taken above"),
     })
 }
 

@@ -133,6 +133,9 @@ threads = 1
 watts_per_core = "10 W"
 hashrate_per_core = "30 MH/s"
 
+[metrics]
+listen = "127.0.0.1:0"
+
 [[operators]]
 id = "aggregator"
 alg = "HS256"
