@@ -418,7 +418,7 @@ impl LiveLoop {
         self.controller
             .state
             .record(&d, &self.controller.policy.wear);
-        self.publish(d, now);
+        self.publish(d, now, self.actual_power());
         tracing::info!("Loads set to the safe state");
     }
 
@@ -460,11 +460,7 @@ impl LiveLoop {
             self.controller
                 .observe(Observation::Hashprice { value: h, at: now });
         }
-        let actual: Vec<Watts> = self
-            .actual
-            .iter()
-            .map(|a| Watts(f64::from_bits(a.load(Ordering::Relaxed))))
-            .collect();
+        let actual = self.actual_power();
         self.controller.observe(Observation::Power {
             quantity: crate::state::Quantity::MiningPower,
             value: actual.iter().copied().sum(),
@@ -481,16 +477,20 @@ impl LiveLoop {
             sender.send(points::decision_point(&d));
             sender.send_all(points::load_points(&self.names, &d, &actual_opt));
         }
-        self.publish(d.clone(), now);
+        self.publish(d.clone(), now, actual);
         d
     }
 
-    fn publish(&self, decision: Decision, now: Timestamp) {
-        let actual = self
-            .actual
+    /// What each load reports drawing now.
+    fn actual_power(&self) -> Vec<Watts> {
+        self.actual
             .iter()
             .map(|a| Watts(f64::from_bits(a.load(Ordering::Relaxed))))
-            .collect();
+            .collect()
+    }
+
+    /// Publishes a decision with the load powers it was decided on.
+    fn publish(&self, decision: Decision, now: Timestamp, actual: Vec<Watts>) {
         self.snapshots.send_replace(Arc::new(Snapshot {
             at: now,
             decision,

@@ -398,7 +398,7 @@ hashrate = "20 TH/s"
     .unwrap();
     let site = gridminer::cli::run::load(&cfg).expect("config");
     let running = runtime::start(site).await.expect("daemon starts");
-    let mut snaps = running.snapshots.clone();
+    let snaps = running.snapshots.clone();
 
     // A fresh test client for each broker life.
     let publish = |pv: &'static str| async move {
@@ -420,52 +420,47 @@ hashrate = "20 TH/s"
             .unwrap();
         (client, feeder)
     };
-    // The daemon may not have subscribed yet when the first values go out: keep feeding
-    // until it mines.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (client, feeder) = publish("2000").await;
-        let got = tokio::time::timeout(Duration::from_millis(500), async {
-            wait_for(&mut snaps, "mining before the restart", |s| {
-                s.decision.total().0 >= 999.0
-            })
-            .await
-        })
-        .await;
-        let _ = client.disconnect().await;
-        feeder.abort();
-        if got.is_ok() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon never mined on the first broker"
-        );
-    }
+    // Feeds `pv` with a fresh client until the daemon shows `seen`, within `limit`: the
+    // daemon may not (yet, or again) be subscribed when a value goes out.
+    let feed_until =
+        |pv: &'static str, what: &'static str, limit: Duration, seen: fn(&Snapshot) -> bool| {
+            let mut snaps = snaps.clone();
+            async move {
+                let deadline = Instant::now() + limit;
+                loop {
+                    let (client, feeder) = publish(pv).await;
+                    let got = tokio::time::timeout(
+                        Duration::from_millis(500),
+                        wait_for(&mut snaps, what, seen),
+                    )
+                    .await;
+                    let _ = client.disconnect().await;
+                    feeder.abort();
+                    if got.is_ok() {
+                        return;
+                    }
+                    assert!(Instant::now() < deadline, "timed out: {what}");
+                }
+            }
+        };
+    feed_until(
+        "2000",
+        "mining before the restart",
+        Duration::from_secs(20),
+        |s| s.decision.total().0 >= 999.0,
+    )
+    .await;
 
     broker.restart(&bin);
     // New readings after the restart reach the daemon only if it reconnected and
     // subscribed again (clean sessions: the new broker knows nothing of it).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (client, feeder) = publish("1500").await;
-        let got = tokio::time::timeout(Duration::from_millis(500), async {
-            wait_for(&mut snaps, "readings after the restart", |s| {
-                s.state.pv.is_some_and(|r| r.value.0 == 1500.0)
-            })
-            .await
-        })
-        .await;
-        let _ = client.disconnect().await;
-        feeder.abort();
-        if got.is_ok() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no readings after the broker restart"
-        );
-    }
+    feed_until(
+        "1500",
+        "readings after the restart",
+        Duration::from_secs(30),
+        |s| s.state.pv.is_some_and(|r| r.value.0 == 1500.0),
+    )
+    .await;
     running
         .stop(Duration::from_secs(10))
         .await
