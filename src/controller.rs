@@ -5,28 +5,35 @@
 //! it through `observe`, and the caller hands each `Decision` to the actuators.
 
 use crate::clock::Timestamp;
-use crate::policy::{Decision, Policy};
+use crate::policy::{Decision, Memo, Policy};
 use crate::state::{Observation, SiteState};
 
 #[derive(Debug, Clone)]
 pub struct Controller {
     pub policy: Policy,
     pub state: SiteState,
+    /// The policy's cache between steps of this state.
+    memo: Memo,
 }
 
 impl Controller {
     pub fn new(policy: Policy) -> Self {
         let state = SiteState::new(&policy.loads);
-        Controller { policy, state }
+        Controller {
+            policy,
+            state,
+            memo: Memo::default(),
+        }
     }
 
+    #[inline]
     pub fn observe(&mut self, obs: Observation) {
         self.state.observe(obs);
     }
 
     /// Decides for `now` and books the decision (unit switches, policy memory).
     pub fn step(&mut self, now: Timestamp) -> Decision {
-        let decision = self.policy.decide(&self.state, now);
+        let decision = self.policy.decide_with(&self.state, now, &mut self.memo);
         self.state.record(&decision, &self.policy.wear);
         decision
     }

@@ -3,7 +3,8 @@
 //! sources feed it `Observation`s, the controller records each `Decision` in it, and the
 //! policy reads it. It never judges staleness; the policy decides what an old value means.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -108,7 +109,8 @@ impl<T: Copy> Reading<T> {
     }
     /// The value if it is no older than `max_age`.
     pub fn fresh(&self, now: Timestamp, max_age: Duration) -> Option<T> {
-        (self.age(now) <= max_age).then_some(self.value)
+        // In plain milliseconds, as `age` counts them (a reading from the future is fresh).
+        (now.0 - self.at.0 <= max_age.as_millis() as i64).then_some(self.value)
     }
 }
 
@@ -169,6 +171,14 @@ impl UnitLedger {
 }
 
 /// A load's units and what they were last told.
+///
+/// Besides each unit's history the ledger keeps the units in the order the wear limits
+/// care about, so the policy's questions cost a binary search, not a walk over the
+/// group: running units in start order (those past `min_on` are a prefix), resting
+/// units in stop order (those past `min_off` are a prefix), and apart from them the
+/// units that used up today's starts, which rejoin the resting ones the next UTC day.
+/// Switch times are stamped monotonically (a clock stepping back never reorders them;
+/// it can only make a unit wait longer).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LoadLedger {
     pub units: Vec<UnitLedger>,
@@ -179,93 +189,75 @@ pub struct LoadLedger {
     pub forced_stops: u64,
     /// Most starts any one unit made in one UTC day.
     pub max_starts_in_a_day: u32,
-    /// Bumped whenever a unit switches, so followers can tell nothing changed.
+    /// Changes whenever a unit switches, so followers can tell nothing changed. Drawn
+    /// from one process-wide sequence, so two ledgers that differ never share one.
     pub version: u64,
-    /// `counts` for a stretch of time in which they cannot change. Only a cache: a
-    /// large group then costs nothing per step while no unit nears a wear threshold.
     #[serde(skip)]
-    cache: CountsCache,
+    order: UnitOrder,
 }
 
-/// A seqlock over the cached counts, so a `SiteState` stays `Sync` (snapshots of it
-/// cross threads) while `counts(&self)` can still remember its answer. A reader that
-/// sees a write in progress, or loses a race to write, just recomputes.
-#[derive(Debug, Default)]
-struct CountsCache {
-    seq: AtomicU64,
-    version: AtomicU64,
-    day: AtomicI64,
-    from: AtomicI64,
-    until: AtomicI64,
-    /// (on, may stop, may start), 21 bits each.
-    counts: AtomicU64,
+#[derive(Debug, Clone, PartialEq, Default)]
+struct UnitOrder {
+    /// Running units, longest-running first.
+    running: VecDeque<Switched>,
+    /// Resting units that may start again today, longest-resting first.
+    resting: VecDeque<Switched>,
+    /// Resting units out of starts for their day, in stop order.
+    spent: VecDeque<Switched>,
+    /// The latest switch time stamped.
+    last: Timestamp,
 }
 
-impl Clone for CountsCache {
-    /// A copy starts cold: cheaper than copying, and always right.
-    fn clone(&self) -> Self {
-        CountsCache::default()
-    }
+/// What the wear limits allow a load group at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Units running.
+    pub on: u32,
+    /// Running units past their `min_on`.
+    pub may_stop: u32,
+    /// Resting units past their `min_off` with starts left today.
+    pub may_start: u32,
 }
 
-impl PartialEq for CountsCache {
-    /// A cache never makes two ledgers different.
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
+fn next_version() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-impl CountsCache {
-    fn get(&self, version: u64, day: i64, now: Timestamp) -> Option<(u32, u32, u32)> {
-        let s1 = self.seq.load(Ordering::Acquire);
-        if s1 == 0 || s1 % 2 == 1 {
-            return None;
+/// A unit and when it last switched (a copy of its `since`, kept here so that searching
+/// a queue touches nothing else).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Switched {
+    since: i64,
+    unit: u32,
+}
+
+/// How many entries of `q` from the front pass `pred`, which holds for a prefix. Searches
+/// from the back, galloping: usually few units (those switched lately) fail it, so this
+/// costs a comparison or two, however large the group.
+fn passing_prefix(q: &VecDeque<Switched>, pred: impl Fn(&Switched) -> bool) -> usize {
+    let n = q.len();
+    // q[hi..] are known to fail; q[..lo] are known to pass.
+    let (mut lo, mut hi) = (0, n);
+    let mut step = 1;
+    while hi > 0 {
+        let probe = hi.saturating_sub(step);
+        if pred(&q[probe]) {
+            lo = probe + 1;
+            break;
         }
-        let hit = self.version.load(Ordering::Relaxed) == version
-            && self.day.load(Ordering::Relaxed) == day
-            && self.from.load(Ordering::Relaxed) <= now.0
-            && now.0 < self.until.load(Ordering::Relaxed);
-        let c = self.counts.load(Ordering::Relaxed);
-        std::sync::atomic::fence(Ordering::Acquire);
-        if !hit || self.seq.load(Ordering::Relaxed) != s1 {
-            return None;
-        }
-        let m = (1u64 << 21) - 1;
-        Some((
-            (c & m) as u32,
-            ((c >> 21) & m) as u32,
-            ((c >> 42) & m) as u32,
-        ))
+        hi = probe;
+        step *= 2;
     }
-
-    fn set(
-        &self,
-        version: u64,
-        day: i64,
-        from: Timestamp,
-        until: Timestamp,
-        counts: (u32, u32, u32),
-    ) {
-        let s = self.seq.load(Ordering::Relaxed);
-        if s % 2 == 1
-            || self
-                .seq
-                .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(&q[mid]) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
         }
-        self.version.store(version, Ordering::Relaxed);
-        self.day.store(day, Ordering::Relaxed);
-        self.from.store(from.0, Ordering::Relaxed);
-        self.until.store(until.0, Ordering::Relaxed);
-        let (a, b, c) = counts;
-        self.counts.store(
-            a as u64 | (b as u64) << 21 | (c as u64) << 42,
-            Ordering::Relaxed,
-        );
-        self.seq.store(s + 2, Ordering::Release);
     }
+    lo
 }
 
 /// Which units the counts in a `LoadTarget` mean. Stopping takes the units that have run
@@ -273,122 +265,183 @@ impl CountsCache {
 /// when it counted what may start or stop.
 impl LoadLedger {
     pub fn new(spec: &LoadSpec) -> Self {
+        let units = vec![UnitLedger::new(); spec.count as usize];
+        let order = UnitOrder {
+            resting: (0..spec.count)
+                .map(|unit| Switched {
+                    since: units[unit as usize].since.0,
+                    unit,
+                })
+                .collect(),
+            last: units.first().map_or(Timestamp(i64::MIN / 2), |u| u.since),
+            ..UnitOrder::default()
+        };
         LoadLedger {
-            units: vec![UnitLedger::new(); spec.count as usize],
+            units,
             target: LoadTarget::OFF,
             total_starts: 0,
             forced_stops: 0,
             max_starts_in_a_day: 0,
-            version: 0,
-            cache: CountsCache::default(),
+            version: next_version(),
+            order,
         }
     }
 
     pub fn on_count(&self) -> u32 {
-        self.units.iter().filter(|u| u.on).count() as u32
+        self.order.running.len() as u32
     }
 
-    /// Marks the units as changed by hand (tests and fixtures that set units directly).
-    pub fn touch(&mut self) {
-        self.version += 1;
+    /// Re-sorts the units after they were set by hand (tests and fixtures), as of `now`.
+    pub fn rebuild(&mut self, now: Timestamp, wear: &WearLimits) {
+        let max = wear.max_starts_per_day.unwrap_or(u32::MAX);
+        let mut idx: Vec<u32> = (0..self.units.len() as u32).collect();
+        idx.sort_by_key(|&i| self.units[i as usize].since);
+        let mut order = UnitOrder::default();
+        for unit in idx {
+            let u = &self.units[unit as usize];
+            order.last = order.last.max(u.since);
+            let entry = Switched {
+                since: u.since.0,
+                unit,
+            };
+            if u.on {
+                order.running.push_back(entry);
+            } else if u.starts_on(now.day()) >= max {
+                order.spent.push_back(entry);
+            } else {
+                order.resting.push_back(entry);
+            }
+        }
+        self.order = order;
+        self.target.units_on = self.on_count();
+        self.version = next_version();
     }
 
     /// (on, may stop, may start) counts. `wear` must be the same on every call.
-    pub fn counts(&self, now: Timestamp, wear: &WearLimits) -> (u32, u32, u32) {
-        let day = now.day();
-        if let Some(c) = self.cache.get(self.version, day, now) {
-            return c;
-        }
-        let (mut on, mut stop, mut start) = (0, 0, 0);
-        // The counts hold until the next unit crosses its min_on or min_off. Plain
-        // milliseconds here: this loop is the simulator's hottest after the allocator.
+    pub fn counts(&self, now: Timestamp, wear: &WearLimits) -> Counts {
+        self.counts_until(now, wear).0
+    }
+
+    /// The counts, and until when they hold unless a unit switches (`version` changes):
+    /// the next moment a unit crosses its `min_on` or `min_off`, or a new day returns
+    /// spent starts.
+    pub fn counts_until(&self, now: Timestamp, wear: &WearLimits) -> (Counts, Timestamp) {
+        let o = &self.order;
         let (min_on, min_off) = (
             wear.min_on.as_millis() as i64,
             wear.min_off.as_millis() as i64,
         );
-        let max_starts = wear.max_starts_per_day.unwrap_or(u32::MAX);
         let mut until = i64::MAX;
-        for u in &self.units {
-            let threshold = if u.on {
-                on += 1;
-                stop += (now.0 - u.since.0 >= min_on) as u32;
-                u.since.0 + min_on
-            } else {
-                start += (now.0 - u.since.0 >= min_off && u.starts_on(day) < max_starts) as u32;
-                u.since.0 + min_off
-            };
-            if threshold > now.0 {
-                until = until.min(threshold);
-            }
+        let stop = passing_prefix(&o.running, |e| now.0 - e.since >= min_on);
+        if let Some(e) = o.running.get(stop) {
+            until = until.min(e.since + min_on);
         }
-        let until = Timestamp(until);
-        let counts = (on, stop, start);
-        self.cache.set(self.version, day, now, until, counts);
-        counts
+        let resting = passing_prefix(&o.resting, |e| now.0 - e.since >= min_off);
+        if let Some(e) = o.resting.get(resting) {
+            until = until.min(e.since + min_off);
+        }
+        let today = now.day();
+        let spent = passing_prefix(&o.spent, |e| {
+            self.units[e.unit as usize].day < today && now.0 - e.since >= min_off
+        });
+        if let Some(e) = o.spent.get(spent) {
+            // The first still blocked: by its day's starts (then so are those after it,
+            // until the day ends), or else by `min_off`.
+            until = until.min(if self.units[e.unit as usize].day >= today {
+                (today + 1) * Timestamp::MS_PER_DAY
+            } else {
+                e.since + min_off
+            });
+        }
+        let counts = Counts {
+            on: o.running.len() as u32,
+            may_stop: stop as u32,
+            may_start: (resting + spent) as u32,
+        };
+        (counts, Timestamp(until))
     }
 
     /// Switches units so that `target.units_on` are on. Units that may stop go first
     /// (longest-running first), then, only if a higher rule demands more, units still
     /// inside `min_on` (counted as forced stops). Only units that may start are started
     /// (longest-resting first); the policy never asks for more.
+    #[inline]
     pub fn apply(&mut self, target: LoadTarget, now: Timestamp, wear: &WearLimits) {
-        let on = self.target.units_on;
+        // Most steps switch nothing: book the power and leave.
+        let o = &self.order;
+        let unchanged = target.units_on as usize == o.running.len()
+            && o.spent
+                .front()
+                .is_none_or(|e| self.units[e.unit as usize].day >= now.day());
+        if unchanged {
+            self.target = target;
+        } else {
+            self.switch(target, now, wear);
+        }
+    }
+
+    fn switch(&mut self, target: LoadTarget, now: Timestamp, wear: &WearLimits) {
         let day = now.day();
+        let max = wear.max_starts_per_day.unwrap_or(u32::MAX);
+        let o = &mut self.order;
+        // A new day gives the spent units their starts back.
+        let back = passing_prefix(&o.spent, |e| self.units[e.unit as usize].day < day);
+        if back > 0 {
+            o.resting.extend(o.spent.drain(..back));
+            o.resting.make_contiguous().sort_by_key(|e| e.since);
+        }
+        let stamp = now.max(o.last);
+        let on = o.running.len() as u32;
         if target.units_on < on {
-            let n = (on - target.units_on) as usize;
-            // (may not stop, since, index): voluntary stops sort first, oldest first.
-            let mut picks: Vec<(bool, Timestamp, usize)> = self
-                .units
-                .iter()
-                .enumerate()
-                .filter(|(_, u)| u.on)
-                .map(|(i, u)| (!u.may_stop(now, wear), u.since, i))
-                .collect();
-            let n = n.min(picks.len());
-            if n < picks.len() {
-                picks.select_nth_unstable(n);
-            }
-            for &(forced, _, i) in &picks[..n] {
-                self.forced_stops += forced as u64;
-                let u = &mut self.units[i];
+            for _ in 0..on - target.units_on {
+                let unit = o.running.pop_front().expect("fewer than running").unit;
+                let u = &mut self.units[unit as usize];
+                self.forced_stops += (now.since(u.since) < wear.min_on) as u64;
                 u.on = false;
-                u.since = now;
+                u.since = stamp;
+                let entry = Switched {
+                    since: stamp.0,
+                    unit,
+                };
+                if u.starts_on(day) >= max {
+                    o.spent.push_back(entry);
+                } else {
+                    o.resting.push_back(entry);
+                }
             }
-            self.version += 1;
+            o.last = stamp;
+            self.version = next_version();
         } else if target.units_on > on {
-            let n = (target.units_on - on) as usize;
-            let mut picks: Vec<(Timestamp, usize)> = self
-                .units
-                .iter()
-                .enumerate()
-                .filter(|(_, u)| u.may_start(now, wear))
-                .map(|(i, u)| (u.since, i))
-                .collect();
-            let n = n.min(picks.len());
-            if n < picks.len() {
-                picks.select_nth_unstable(n);
-            }
-            for &(_, i) in &picks[..n] {
-                let u = &mut self.units[i];
+            let mut n = target.units_on - on;
+            while n > 0 {
+                let Some(&Switched { unit, .. }) = o.resting.front() else {
+                    break;
+                };
+                let u = &mut self.units[unit as usize];
+                if now.since(u.since) < wear.min_off {
+                    break;
+                }
+                o.resting.pop_front();
                 if u.day != day {
                     u.day = day;
                     u.starts_today = 0;
                 }
                 u.starts_today += 1;
                 u.on = true;
-                u.since = now;
+                u.since = stamp;
+                o.running.push_back(Switched {
+                    since: stamp.0,
+                    unit,
+                });
                 self.max_starts_in_a_day = self.max_starts_in_a_day.max(u.starts_today);
                 self.total_starts += 1;
+                n -= 1;
             }
-            self.version += 1;
+            o.last = stamp;
+            self.version = next_version();
         }
-        let units_on = if target.units_on == on {
-            on
-        } else {
-            self.on_count()
-        };
         self.target = LoadTarget {
-            units_on,
+            units_on: o.running.len() as u32,
             power: target.power,
         };
     }
@@ -448,6 +501,7 @@ impl SiteState {
         self.loads.iter().map(|l| l.target.power).sum()
     }
 
+    #[inline]
     pub fn observe(&mut self, obs: Observation) {
         match obs {
             Observation::Power {

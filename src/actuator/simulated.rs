@@ -40,6 +40,8 @@ pub struct SimulatedLoad {
     spec: LoadSpec,
     /// Oldest first.
     cohorts: VecDeque<Cohort>,
+    /// Units in all cohorts.
+    running: u32,
     /// Power asked of each running unit, W.
     target: f64,
     /// W per second while ramping.
@@ -56,19 +58,17 @@ impl SimulatedLoad {
         SimulatedLoad {
             spec: spec.clone(),
             cohorts: VecDeque::new(),
+            running: 0,
             target: 0.0,
             ramp_rate,
         }
     }
 
-    fn running(&self) -> u32 {
-        self.cohorts.iter().map(|c| c.units).sum()
-    }
-
     /// Follows `target` as the wear ledger booked it: `units_on` running, sharing
     /// `power` evenly. New units start asleep; stopped units are the oldest.
+    #[inline]
     pub fn apply(&mut self, target: LoadTarget) {
-        let running = self.running();
+        let running = self.running;
         if target.units_on < running {
             let mut n = running - target.units_on;
             while n > 0 {
@@ -87,6 +87,7 @@ impl SimulatedLoad {
                 power: 0.0,
             });
         }
+        self.running = target.units_on;
         self.target = if target.units_on > 0 {
             (target.power.0 / target.units_on as f64).min(self.spec.rated_power.0)
         } else {
@@ -95,7 +96,11 @@ impl SimulatedLoad {
     }
 
     /// Advances `dt`, returning the average power and the hashes made.
+    #[inline]
     pub fn advance(&mut self, dt: Duration) -> StepOutput {
+        if self.cohorts.is_empty() {
+            return StepOutput::default();
+        }
         let dt = dt.as_secs_f64();
         let mut energy_ws = 0.0;
         for c in &mut self.cohorts {

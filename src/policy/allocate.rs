@@ -6,7 +6,7 @@ use super::{Goal, Policy, Tiers};
 use crate::clock::Timestamp;
 use crate::policy::LoadTarget;
 use crate::site::PowerLevels;
-use crate::state::SiteState;
+use crate::state::{Counts, SiteState};
 use crate::units::{Hashprice, Watts};
 
 /// Below this many watts, two powers are the same (float noise from the tier sums).
@@ -26,13 +26,98 @@ pub struct Allocation {
     pub blocked_starts: u32,
 }
 
+/// The allocator's memory between steps: each group's wear counts with how long they
+/// hold, and the last inputs with their allocation. Only a cache: the allocation is a
+/// function of (goal, limit, tiers, hashprice, counts), so equal inputs reuse the answer,
+/// and `Policy::decide_with` decides exactly what `Policy::decide` does. Steps where
+/// nothing changed (most of them: data moves every 15 minutes, decisions every minute)
+/// then cost a few comparisons.
+#[derive(Debug, Clone, Default)]
+pub struct Memo {
+    counts: Vec<Option<CountsMemo>>,
+    scratch: Vec<Counts>,
+    last: Option<(AllocInputs, Vec<Counts>, Allocation)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CountsMemo {
+    version: u64,
+    from: Timestamp,
+    until: Timestamp,
+    counts: Counts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct AllocInputs {
+    goal: Goal,
+    limit: Watts,
+    econ: Option<(Tiers, Hashprice)>,
+}
+
 impl Policy {
-    /// Allocates `goal` within `limit`. `econ` carries the tiers and hashprice when the
-    /// inputs are fresh; without them only `Goal::Fill` makes sense.
+    /// Allocates `goal` within `limit`, through `memo`. `econ` carries the tiers and
+    /// hashprice when the inputs are fresh; without them only `Goal::Fill` makes sense.
     pub(crate) fn allocate(
         &self,
         state: &SiteState,
         now: Timestamp,
+        econ: Option<(&Tiers, Hashprice)>,
+        goal: Goal,
+        limit: Watts,
+        memo: &mut Memo,
+    ) -> Allocation {
+        memo.counts.resize(self.loads.len(), None);
+        memo.scratch.clear();
+        for (i, spec) in self.loads.iter().enumerate() {
+            if !spec.is_switched() {
+                memo.scratch.push(Counts::default());
+                continue;
+            }
+            let ledger = &state.loads[i];
+            let slot = &mut memo.counts[i];
+            let counts = match slot {
+                Some(m) if m.version == ledger.version && m.from <= now && now < m.until => {
+                    m.counts
+                }
+                _ => {
+                    let (counts, until) = ledger.counts_until(now, &self.wear[i]);
+                    *slot = Some(CountsMemo {
+                        version: ledger.version,
+                        from: now,
+                        until,
+                        counts,
+                    });
+                    counts
+                }
+            };
+            memo.scratch.push(counts);
+        }
+        let inputs = AllocInputs {
+            goal,
+            limit,
+            econ: econ.map(|(t, h)| (*t, h)),
+        };
+        if let Some((i, c, a)) = &memo.last {
+            if *i == inputs && *c == memo.scratch {
+                return a.clone();
+            }
+        }
+        let a = self.allocate_for(&memo.scratch, econ, goal, limit);
+        match &mut memo.last {
+            Some((i, c, last)) => {
+                *i = inputs;
+                c.clone_from(&memo.scratch);
+                last.clone_from(&a);
+            }
+            None => memo.last = Some((inputs, memo.scratch.clone(), a.clone())),
+        }
+        a
+    }
+
+    /// The allocation itself, given each group's wear counts (zero for continuous loads).
+    fn allocate_for(
+        &self,
+        counts: &[Counts],
         econ: Option<(&Tiers, Hashprice)>,
         goal: Goal,
         limit: Watts,
@@ -53,13 +138,13 @@ impl Policy {
         let mut cum = 0.0;
         for &i in &self.merit {
             let spec = &self.loads[i];
-            let value = econ.map_or(0.0, |(_, h)| spec.value_per_mwh(h).0);
+            let value = econ.map_or(0.0, |(_, h)| self.value_per_hashprice[i] * h.0);
             let rated = spec.rated_power.0;
             // How much of the band starting at `from` this load wants for one unit of
             // `full` watts, by the goal alone.
             let want = |from: f64, full: f64, running: bool| -> f64 {
                 match (goal, econ) {
-                    (Goal::Fill(s), _) => (s.0 - from).clamp(0.0, full),
+                    (Goal::Fill(s), _) => (s.0 - from).min(full).max(0.0),
                     (Goal::Economic, Some((t, _))) => {
                         let bonus = if running { hysteresis } else { 0.0 };
                         let (cost, paid) = t.band(from, from + full);
@@ -67,7 +152,8 @@ impl Policy {
                             full
                         } else {
                             (t.affordable_up_to(from, value + bonus, margin) - from)
-                                .clamp(0.0, full)
+                                .min(full)
+                                .max(0.0)
                         }
                     }
                     (Goal::Economic, None) => 0.0,
@@ -92,8 +178,11 @@ impl Policy {
                 continue;
             }
 
-            let wear = &self.wear[i];
-            let (on, may_stop, may_start) = state.loads[i].counts(now, wear);
+            let Counts {
+                on,
+                may_stop,
+                may_start,
+            } = counts[i];
             let forced = on - may_stop;
             let max_units = on + may_start;
             let min_p = spec.min_unit_power().0;
@@ -118,7 +207,9 @@ impl Policy {
                     (Goal::Economic, Some((t, _))) => t.next_edge(from),
                     (Goal::Economic, None) => from,
                 };
-                let mut stretch = ((edge - from + EPS) / rated).floor().max(1.0) as u32;
+                // Whole units up to the edge (a float-to-int cast floors a positive value
+                // and saturates an infinite one).
+                let mut stretch = (((edge - from + EPS) / rated) as u32).max(1);
                 if running {
                     stretch = stretch.min(on - whole);
                 }
@@ -142,8 +233,8 @@ impl Policy {
             if power > room + EPS {
                 out.limited = true;
                 // Fewer units until the lowest power they can run at fits, then trim.
-                while n > 0 && n as f64 * min_p > room + EPS {
-                    n -= 1;
+                if min_p > 0.0 {
+                    n = n.min(((room + EPS) / min_p).floor() as u32);
                 }
                 power = match spec.levels {
                     PowerLevels::OnOff => n as f64 * rated,

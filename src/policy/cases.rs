@@ -262,10 +262,8 @@ fn case(p: &mut Problems, at_path: &str, pol: &Policy, c: RawCase) -> Option<Cas
             u.starts_today = n;
         }
     }
-    for l in &mut state.loads {
-        let on = l.on_count();
-        l.target.units_on = on;
-        l.touch();
+    for (l, wear) in state.loads.iter_mut().zip(&pol.wear) {
+        l.rebuild(at, wear);
     }
     if let Some(cmd) = c.command {
         let action = match (cmd.act.as_str(), cmd.limit, cmd.setpoint) {

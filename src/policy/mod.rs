@@ -2,6 +2,8 @@
 //!
 //! `Policy::decide(&SiteState, now) -> Decision`. No I/O, no clock of its own, no idea
 //! whether it runs live or in a simulation: the same inputs give the same decision.
+//! `decide_with` takes a [`Memo`] that carries work over between steps; it is only a
+//! cache and never changes the decision.
 //!
 //! The rules form a stack, highest first:
 //! 1. **safety**: a required signal older than `max_signal_age` (or never seen) drives
@@ -9,7 +11,7 @@
 //! 2. **grid operator**: a setpoint is followed; a curtailment caps mining;
 //! 3. **frequency**: under-frequency sheds all mining, over-frequency mines all it can,
 //!    each held until the frequency has been back in band for `hold`;
-//! 4. **economics** (`economics.rs`): every unit, most efficient first, mines when the
+//! 4. **economics** (`allocate.rs`, over the energy `tiers.rs`): every unit, most efficient first, mines when the
 //!    energy it would take is worth less than its hashes;
 //! 5. **wear**: min on/off times and daily start limits.
 //!
@@ -25,7 +27,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use allocate::Allocation;
+pub use allocate::{Allocation, Memo};
 pub use tiers::{Split, Tiers};
 
 use crate::clock::Timestamp;
@@ -217,6 +219,9 @@ pub struct Policy {
     pub wear: Vec<WearLimits>,
     /// Load indices, most hashes per watt first.
     pub merit: Vec<usize>,
+    /// Each load's energy value at a hashprice of 1 EUR per PH/s per day, EUR/MWh: the
+    /// value scales with the hashprice, so a step costs one multiplication per load.
+    pub value_per_hashprice: Vec<f64>,
     pub has_pv: bool,
     pub has_wind: bool,
 }
@@ -254,8 +259,13 @@ impl Policy {
             let eb = loads[b].hashrate.0 / loads[b].rated_power.0;
             eb.total_cmp(&ea)
         });
+        let value_per_hashprice = loads
+            .iter()
+            .map(|l| l.value_per_mwh(Hashprice(1.0)).0)
+            .collect();
         Policy {
             params,
+            value_per_hashprice,
             loads,
             grid,
             tariff,
@@ -279,12 +289,18 @@ impl Policy {
 
     /// Decides every load's target. Pure: depends only on its arguments.
     pub fn decide(&self, state: &SiteState, now: Timestamp) -> Decision {
+        self.decide_with(state, now, &mut Memo::default())
+    }
+
+    /// [`Policy::decide`], reusing work from earlier steps through `memo` (a cache, see
+    /// [`Memo`]): the same decision, cheaper when little changed. One memo per state.
+    pub fn decide_with(&self, state: &SiteState, now: Timestamp, memo: &mut Memo) -> Decision {
         let mut memory = state.memory;
         let inputs = match self.fresh_inputs(state, now) {
             Ok(i) => i,
             Err(q) => {
                 let limit = self.params.safe_limit;
-                let a = self.allocate(state, now, None, Goal::Fill(limit), limit);
+                let a = self.allocate(state, now, None, Goal::Fill(limit), limit, memo);
                 return self.decision(now, a, Reason::Stale(q), Some(limit), memory);
             }
         };
@@ -296,8 +312,8 @@ impl Policy {
         if let Some(cmd) = state.command.filter(|c| c.in_force(now)) {
             match cmd.action {
                 OperatorAction::Setpoint(s) => {
-                    let a =
-                        self.allocate(state, now, Some((&tiers, hashprice)), Goal::Fill(s), limit);
+                    let econ = Some((&tiers, hashprice));
+                    let a = self.allocate(state, now, econ, Goal::Fill(s), limit, memo);
                     return self.decision(now, a, Reason::OperatorSetpoint, None, memory);
                 }
                 OperatorAction::CurtailTo(l) | OperatorAction::CurtailBy(l) => {
@@ -320,7 +336,7 @@ impl Policy {
             Some(FrequencyEvent::Absorb) => Goal::Fill(limit),
             None => Goal::Economic,
         };
-        let a = self.allocate(state, now, Some((&tiers, hashprice)), goal, limit);
+        let a = self.allocate(state, now, Some((&tiers, hashprice)), goal, limit, memo);
         let reason = match (event, cap_reason) {
             (Some(FrequencyEvent::Shed), _) => Reason::UnderFrequency,
             (_, Some(r)) if a.limited => r,

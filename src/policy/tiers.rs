@@ -98,20 +98,18 @@ impl Tiers {
     /// Cost and paid energy of the power band `[from, to)` (W), as
     /// (EUR/MWh × W, paid W): divide by the band width for averages.
     pub fn band(&self, from: f64, to: f64) -> (f64, f64) {
-        let mut lo = 0.0;
-        let (mut cost, mut paid) = (0.0, 0.0);
-        for (i, (hi, c)) in self.edges().into_iter().enumerate() {
-            let a = from.max(lo);
-            let b = to.min(hi);
-            if b > a {
-                cost += (b - a) * c;
-                if i > 0 {
-                    paid += b - a;
-                }
-            }
-            lo = hi;
+        // The allocator's inner loop: the overlap with each tier in closed form (the
+        // free tier costs nothing, so only its edge matters).
+        let a = self.free.0;
+        let b = a + self.export.0;
+        let c = b + self.import.0;
+        let overlap = |lo: f64, hi: f64| (to.min(hi) - from.max(lo)).max(0.0);
+        let (export, import, beyond) = (overlap(a, b), overlap(b, c), (to - from.max(c)).max(0.0));
+        let mut cost = export * self.export_cost.0 + import * self.import_cost.0;
+        if beyond > 0.0 {
+            cost = f64::INFINITY;
         }
-        (cost, paid)
+        (cost, export + import + beyond)
     }
 
     /// The highest power `x >= from` such that every watt in `[from, x)` costs at most

@@ -210,3 +210,37 @@ proptest! {
         prop_assert!(run.kpis.loads.iter().all(|l| l.forced_stops == 0));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The controller decides through a memo carried between steps; it must only ever be
+    /// a cache: at every step of a run with switching, wear limits and day changes, the
+    /// memoised decision equals a fresh `decide` on the same state.
+    #[test]
+    fn the_memo_never_changes_a_decision(s in site()) {
+        use gridminer::controller::Controller;
+        use gridminer::state::{Observation, Quantity};
+        use gridminer::units::{Hashprice, PricePerMwh};
+
+        let (sc, replay) = build(&s, s.hashprice, true);
+        let mut ctl = Controller::new(sim::policy_for(&sc));
+        for i in 0..replay.len {
+            let at = replay.time(i);
+            let power = |quantity, v: f64| Observation::Power { quantity, value: Watts(v), at };
+            if let Some(pv) = &replay.pv {
+                ctl.observe(power(Quantity::PvPower, pv[i]));
+            }
+            ctl.observe(power(Quantity::SiteLoad, replay.site_load[i]));
+            ctl.observe(Observation::Price { value: PricePerMwh(replay.price[i]), at });
+            ctl.observe(Observation::Hashprice { value: Hashprice(replay.hashprice[i]), at });
+            // Every fourth step decides twice at the same moment, as a live loop does when
+            // a command arrives between ticks.
+            for _ in 0..1 + (i % 4 == 0) as usize {
+                let fresh = ctl.policy.decide(&ctl.state, at);
+                let memoised = ctl.step(at);
+                prop_assert_eq!(&memoised, &fresh, "step {} at {}", i, at);
+            }
+        }
+    }
+}
