@@ -1,9 +1,11 @@
 //! Integration tests, one binary (see `Cargo.toml` `[[test]]`).
 
 mod bad_input;
+mod brokers;
 mod hasher;
 mod live;
 mod modbus;
+mod mqtt_tls;
 mod operator;
 mod peers;
 mod policy_cases;
