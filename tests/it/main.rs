@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod brokers;
+mod examples;
 mod hasher;
 mod live;
 mod modbus;
