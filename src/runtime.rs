@@ -20,11 +20,15 @@ use crate::actuator::hasher::{HasherConfig, HasherPool, Kernel};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::config::live::{Broker, LiveConfig, LoadDriver};
 use crate::controller::Controller;
-use crate::mqtt::{broker::EmbeddedBroker, status, Inbound, MqttConnection, MqttError, Topics};
+use crate::mqtt::{
+    broker::EmbeddedBroker, status, Inbound, MqttConnection, MqttError, MqttStats, Topics,
+};
 use crate::policy::{Decision, LoadTarget};
 use crate::signal::modbus::{ModbusDevice, ModbusSource};
 use crate::signal::mqtt::{Carries, MqttSignals, SignalStats};
-use crate::signal::operator::{Ack, OperatorCommands, OperatorConfig};
+use crate::signal::operator::{
+    Ack, OperatorCommands, OperatorConfig, ReplayFile, DEFAULT_CAPACITY as REPLAY_CAPACITY,
+};
 use crate::state::{Observation, SiteState};
 use crate::telemetry::config::TelemetryConfig;
 use crate::telemetry::{metrics::Metrics, metrics::MetricsServer, points, TelemetrySender};
@@ -63,6 +67,8 @@ pub struct Running {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     pub counters: Arc<Counters>,
     pub operator: Option<Arc<crate::signal::operator::Counters>>,
+    /// The MQTT connection's counters: connects, errors, refusals by the broker.
+    pub mqtt: Arc<MqttStats>,
     shutdown: CancellationToken,
     transport: CancellationToken,
     tracker: TaskTracker,
@@ -114,6 +120,9 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
     let (inbound_tx, inbound_rx) = mpsc::channel::<Inbound>(4096);
     let (connection, client) =
         MqttConnection::new(&config.mqtt, topics.clone(), subscriptions, inbound_tx)?;
+    let metrics = Metrics::new();
+    let mqtt_stats = connection.stats.clone();
+    metrics.watch_mqtt(mqtt_stats.clone());
 
     let shutdown = CancellationToken::new();
     let transport = CancellationToken::new();
@@ -144,7 +153,13 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
     });
     let (snap_tx, snap_rx) = watch::channel(first);
     let counters = Arc::new(Counters::default());
-    let commands = OperatorCommands::new(config.site.clone(), operators, clock.now());
+    // No operators, no accepted commands: nothing to remember across restarts.
+    let replay_file = (!operators.operators.is_empty())
+        .then(|| ReplayFile::new(operators.replay_cache_path(&config.site)));
+    let mut commands = OperatorCommands::new(config.site.clone(), operators, clock.now());
+    if let Some(file) = &replay_file {
+        restore_replay(&mut commands, file, &metrics, clock.now());
+    }
     let operator_counters = commands.counters();
 
     // The loads.
@@ -223,7 +238,6 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
 
     // Telemetry: InfluxDB (flushed after the loads are safe, with the transport) and the
     // Prometheus endpoint.
-    let metrics = Metrics::new();
     let mut influx: Option<TelemetrySender> = None;
     if let Some(cfg) = telemetry.influx {
         match crate::telemetry::writer(cfg, metrics.clone()) {
@@ -286,6 +300,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
             names,
             signals,
             commands,
+            replay_file,
             topics,
             client,
             clock,
@@ -302,11 +317,42 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         snapshots: snap_rx,
         counters,
         operator: Some(operator_counters),
+        mqtt: mqtt_stats,
         shutdown,
         transport,
         tracker,
         transport_tracker,
     })
+}
+
+/// Gives the command channel the `jti`s a previous run accepted. When the file cannot be
+/// used, the record is lost, and a captured command from before the restart could be
+/// sent again: rather than refuse to start (the loads would stay where they were, out of
+/// anyone's control) or ignore it, the channel refuses tokens signed before the start
+/// (see `OperatorCommands::replay_record_lost`), which locks a grid operator out for no
+/// more than the clock skew allowance.
+fn restore_replay(
+    commands: &mut OperatorCommands,
+    file: &ReplayFile,
+    metrics: &Metrics,
+    now: Timestamp,
+) {
+    match file.load(now, REPLAY_CAPACITY) {
+        Ok(entries) => {
+            let n = commands.restore_replay(entries, now);
+            tracing::info!(path = %file.path().display(), live = n, "Operator replay cache restored");
+        }
+        Err(error) => {
+            metrics.replay_cache_error();
+            let fence = commands.replay_record_lost(now);
+            tracing::error!(
+                %error,
+                %fence,
+                "Operator replay cache unusable: commands signed before the fence are refused \
+                 (issued_before_restart); the file is replaced at the next accepted command"
+            );
+        }
+    }
 }
 
 /// Follows the latest decision for load `i`: the newest target wins, stale ones never
@@ -353,6 +399,8 @@ struct LiveLoop {
     names: Vec<String>,
     signals: MqttSignals,
     commands: OperatorCommands,
+    /// Where accepted `jti`s are kept across restarts; `None` without operators.
+    replay_file: Option<ReplayFile>,
     topics: Topics,
     client: AsyncClient,
     clock: Arc<dyn Clock>,
@@ -425,6 +473,11 @@ impl LiveLoop {
     fn command(&mut self, msg: &Inbound) {
         let now = self.clock.now();
         let received = self.commands.receive(&msg.payload, now);
+        if received.outcome.is_ok() {
+            // Saved before the command acts: once it has had an effect, a restart must
+            // not let it be replayed.
+            self.save_replay();
+        }
         if let Some(obs) = received.observation {
             self.controller.observe(obs);
         }
@@ -448,6 +501,18 @@ impl LiveLoop {
             false,
             ack.to_json(),
         );
+    }
+
+    fn save_replay(&self) {
+        let Some(file) = &self.replay_file else {
+            return;
+        };
+        if let Err(error) = file.save(&self.commands.replay_entries()) {
+            // The command is still obeyed: refusing a curtailment because a disk is full
+            // would hurt the grid more than a replay window after a restart.
+            self.metrics.replay_cache_error();
+            tracing::error!(%error, "Could not save the operator replay cache; after a restart, commands accepted since could be replayed until they expire");
+        }
     }
 
     fn step(&mut self) -> Decision {

@@ -307,6 +307,10 @@ pub fn load_live(
                 None
             }
         };
+        if password.is_some() && m.username.is_none() {
+            // rumqttc sends credentials only as a pair: a lone password would be dropped.
+            p.push("mqtt.username", "missing: a password needs a username");
+        }
         let site_name = site.clone().unwrap_or_default();
         let client_id = m
             .client_id
@@ -339,6 +343,11 @@ pub fn load_live(
             "external" => match m.host {
                 Some(host) => {
                     let tls_ca = m.tls_ca.map(|f| relative_to(path, &f));
+                    if let Some(ca) = &tls_ca {
+                        if let Err(e) = crate::mqtt::read_ca(ca) {
+                            p.push("mqtt.tls_ca", e.to_string());
+                        }
+                    }
                     let port = m.port.unwrap_or(if tls_ca.is_some() { 8883 } else { 1883 });
                     mqtt_parts = Some((
                         Broker::External,

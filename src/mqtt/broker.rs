@@ -1,10 +1,13 @@
 //! The embedded MQTT broker (rumqttd), so a single box needs nothing else.
 //!
 //! rumqttd runs its router and servers on threads of its own and has no stop: the broker
-//! lives as long as the process. `start` returns once the listener accepts connections.
+//! lives as long as the process. `start` returns once the listener accepts connections;
+//! a daemon stopped and started again in the same process (tests, a reload) finds the
+//! broker it started before on that address and uses it, rather than failing to bind.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
@@ -17,9 +20,26 @@ pub struct EmbeddedBroker {
     pub listen: SocketAddr,
 }
 
+/// Addresses this process runs a broker on.
+static STARTED: Mutex<Vec<SocketAddr>> = Mutex::new(Vec::new());
+
 impl EmbeddedBroker {
-    /// Starts a broker on `listen` (v3.1.1) and waits until it accepts connections.
+    /// Starts a broker on `listen` (v3.1.1), or finds the one this process already runs
+    /// there, and waits until it accepts connections. Blocks: call it off the runtime.
     pub fn start(listen: SocketAddr) -> Result<Self, MqttError> {
+        // Held throughout, so two starts on one address cannot both bind.
+        let mut started = STARTED
+            .lock()
+            .map_err(|_| MqttError::Broker("a broker start panicked".into()))?;
+        if started.contains(&listen) {
+            return Ok(EmbeddedBroker { listen });
+        }
+        let broker = Self::spawn(listen)?;
+        started.push(listen);
+        Ok(broker)
+    }
+
+    fn spawn(listen: SocketAddr) -> Result<Self, MqttError> {
         let server = ServerSettings {
             name: "v4".into(),
             listen,

@@ -10,7 +10,7 @@ pub mod broker;
 pub mod status;
 pub mod topics;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,8 +63,13 @@ pub struct Inbound {
 /// Counters of the connection, for metrics and tests.
 #[derive(Debug, Default)]
 pub struct MqttStats {
+    /// Connections the broker accepted (CONNACK success), reconnects included.
     pub connects: AtomicU64,
+    /// Failed connection attempts and dropped connections, refusals included.
     pub connection_errors: AtomicU64,
+    /// Of those, attempts the broker answered with a refusal (bad username or
+    /// password, not authorised, ...): the transport and TLS worked, the login did not.
+    pub refusals: AtomicU64,
     pub received: AtomicU64,
 }
 
@@ -75,6 +80,8 @@ pub struct MqttConnection {
     subscriptions: Vec<String>,
     inbound: mpsc::Sender<Inbound>,
     topics: Topics,
+    /// `host:port`, for logs.
+    host: String,
     pub stats: Arc<MqttStats>,
 }
 
@@ -82,6 +89,28 @@ pub struct MqttConnection {
 pub fn install_crypto_provider() {
     // Err means one is installed already, which is what we want.
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Reads a CA bundle (PEM) and checks that it holds at least one certificate rustls can
+/// trust, so a wrong file is found by `config check` rather than at every reconnect.
+pub fn read_ca(path: &Path) -> Result<Vec<u8>, MqttError> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let pem = std::fs::read(path).map_err(|source| MqttError::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| MqttError::Tls(format!("{}: {e}", path.display())))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(MqttError::Tls(format!(
+            "{}: no usable PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(pem)
 }
 
 impl MqttConnection {
@@ -109,10 +138,7 @@ impl MqttConnection {
         }
         if let Some(ca_path) = &settings.tls_ca {
             install_crypto_provider();
-            let ca = std::fs::read(ca_path).map_err(|source| MqttError::File {
-                path: ca_path.clone(),
-                source,
-            })?;
+            let ca = read_ca(ca_path)?;
             opts.set_transport(Transport::Tls(TlsConfiguration::Simple {
                 ca,
                 alpn: None,
@@ -127,6 +153,7 @@ impl MqttConnection {
                 subscriptions,
                 inbound,
                 topics,
+                host: format!("{}:{}", settings.host, settings.port),
                 stats: Arc::default(),
             },
             client,
@@ -149,7 +176,7 @@ impl MqttConnection {
                     self.stats.connects.fetch_add(1, Ordering::Relaxed);
                     backoff = Duration::from_millis(100);
                     if down_logged {
-                        tracing::info!(broker = %self.topics.site(), "MQTT connection restored");
+                        tracing::info!(host = %self.host, "MQTT connection restored");
                         down_logged = false;
                     }
                     // Clean sessions: every (re)connect subscribes anew.
@@ -184,12 +211,29 @@ impl MqttConnection {
                 Ok(_) => {}
                 Err(error) => {
                     self.stats.connection_errors.fetch_add(1, Ordering::Relaxed);
-                    if !down_logged {
-                        tracing::warn!(%error, "MQTT connection lost; reconnecting");
-                        down_logged = true;
-                    } else {
-                        tracing::debug!(%error, "MQTT reconnect failed");
+                    let refused = match &error {
+                        rumqttc::ConnectionError::ConnectionRefused(code) => Some(*code),
+                        _ => None,
+                    };
+                    if refused.is_some() {
+                        self.stats.refusals.fetch_add(1, Ordering::Relaxed);
                     }
+                    // Logged once per outage; retried until it works, since a broker's
+                    // password file or ACL can be fixed without restarting us.
+                    match (refused, down_logged) {
+                        (Some(code), false) => tracing::error!(
+                            ?code,
+                            host = %self.host,
+                            "MQTT broker refused the connection (check mqtt.username and the password); retrying"
+                        ),
+                        (None, false) => tracing::warn!(
+                            %error,
+                            host = %self.host,
+                            "MQTT connection failed or lost; reconnecting"
+                        ),
+                        (_, true) => tracing::debug!(%error, "MQTT reconnect failed"),
+                    }
+                    down_logged = true;
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(backoff) => {}

@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::error::TelemetryError;
+use crate::mqtt::MqttStats;
 use crate::policy::{Decision, ALL_REASONS};
 use crate::state::{Quantity, SiteState};
 use crate::units::Watts;
@@ -58,6 +59,14 @@ pub mod name {
     pub const BUFFER_POINTS: &str = "gridminer_telemetry_buffer_points";
     /// Gauge: bytes of the on-disk buffer.
     pub const BUFFER_BYTES: &str = "gridminer_telemetry_buffer_bytes";
+    /// Counter: connections the MQTT broker accepted, reconnects included.
+    pub const MQTT_CONNECTS: &str = "gridminer_mqtt_connects_total";
+    /// Counter: failed MQTT connection attempts and dropped connections.
+    pub const MQTT_CONNECTION_ERRORS: &str = "gridminer_mqtt_connection_errors_total";
+    /// Counter: MQTT connection attempts the broker refused (credentials, authorisation).
+    pub const MQTT_REFUSALS: &str = "gridminer_mqtt_connection_refusals_total";
+    /// Counter: failures to load or write the operator replay cache file.
+    pub const REPLAY_CACHE_ERRORS: &str = "gridminer_operator_replay_cache_errors_total";
 }
 
 /// Why telemetry points were lost.
@@ -109,6 +118,9 @@ struct Inner {
     points_dropped: [AtomicU64; DropCause::ALL.len()],
     buffer_points: AtomicU64,
     buffer_bytes: AtomicU64,
+    /// The MQTT connection's own counters, once the daemon has one.
+    mqtt: OnceLock<Arc<MqttStats>>,
+    replay_cache_errors: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -240,6 +252,19 @@ impl Metrics {
     /// Points waiting in the on-disk buffer.
     pub fn buffer_points(&self) -> u64 {
         self.0.buffer_points.load(Relaxed)
+    }
+
+    /// Exports the MQTT connection's counters (the first connection given wins).
+    pub fn watch_mqtt(&self, stats: Arc<MqttStats>) {
+        let _ = self.0.mqtt.set(stats);
+    }
+
+    /// Counts a failure to load or write the operator replay cache file.
+    pub fn replay_cache_error(&self) {
+        self.0.replay_cache_errors.fetch_add(1, Relaxed);
+    }
+    pub fn replay_cache_errors(&self) -> u64 {
+        self.0.replay_cache_errors.load(Relaxed)
     }
 
     pub(crate) fn count_written(&self, n: u64) {
@@ -434,6 +459,34 @@ impl Metrics {
             ),
         ] {
             header(&mut out, metric, "gauge", help);
+            sample(&mut out, metric, &[], v.load(Relaxed) as f64);
+        }
+        let mut counters = vec![(
+            name::REPLAY_CACHE_ERRORS,
+            &m.replay_cache_errors,
+            "Failures to load or write the operator replay cache file.",
+        )];
+        if let Some(mqtt) = m.mqtt.get() {
+            counters.extend([
+                (
+                    name::MQTT_CONNECTS,
+                    &mqtt.connects,
+                    "Connections the MQTT broker accepted.",
+                ),
+                (
+                    name::MQTT_CONNECTION_ERRORS,
+                    &mqtt.connection_errors,
+                    "Failed MQTT connection attempts and dropped connections.",
+                ),
+                (
+                    name::MQTT_REFUSALS,
+                    &mqtt.refusals,
+                    "MQTT connection attempts the broker refused.",
+                ),
+            ]);
+        }
+        for (metric, v, help) in counters {
+            header(&mut out, metric, "counter", help);
             sample(&mut out, metric, &[], v.load(Relaxed) as f64);
         }
         out

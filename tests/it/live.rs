@@ -2,7 +2,6 @@
 //! pool as the load, signed operator commands acknowledged, stale signals to the safe
 //! state, and `offline` announced on the way out.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,17 +12,10 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-const SECRET: &str = "aggregator-shared-secret-0123456789abcdef";
+use super::brokers::{free_port, Mosquitto};
+use super::support::{external_broker, site_config, site_feeds};
 
-fn free_port() -> u16 {
-    // The broker binds on its own thread with no way to hand back the port it chose, so
-    // the test asks the OS for a free one and passes it on.
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const SECRET: &str = "aggregator-shared-secret-0123456789abcdef";
 
 fn hs256(claims: &Value) -> String {
     let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
@@ -41,7 +33,7 @@ fn now_s() -> i64 {
         .as_secs() as i64
 }
 
-async fn wait_for(
+pub async fn wait_for(
     rx: &mut tokio::sync::watch::Receiver<Arc<Snapshot>>,
     what: &str,
     ok: impl Fn(&Snapshot) -> bool,
@@ -85,26 +77,12 @@ async fn the_daemon_mines_surplus_obeys_signed_commands_and_fails_safe() {
     let cfg = dir.path().join("site.toml");
     std::fs::write(
         &cfg,
-        format!(
-            r#"
-site_id = "t1"
-tick = "100ms"
-hashprice = 50.0
-
-[policy]
-mode = "economic"
-margin_eur_mwh = 0.0
-max_signal_age = "1h"
-
-[site]
-pv = true
-export_limit = "1 kW"
-import_limit = "10 kW"
-
-[tariff]
-import_adder_eur_mwh = 100.0
-export = "day-ahead"
-
+        site_config(
+            "t1",
+            // In the temporary directory, beside the config.
+            r#"operator_replay_cache = "replay.json""#,
+            &format!(
+                r#"
 [mqtt]
 broker = "embedded"
 listen = "127.0.0.1:{port}"
@@ -141,6 +119,7 @@ id = "aggregator"
 alg = "HS256"
 secret = "{SECRET}"
 "#
+            ),
         ),
     )
     .unwrap();
@@ -149,21 +128,7 @@ secret = "{SECRET}"
     let mut snaps = running.snapshots.clone();
 
     // A client of our own on the same broker.
-    let mut opts = MqttOptions::new("test-client", "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(5));
-    let (client, mut eventloop) = AsyncClient::new(opts, 100);
-    let (tx, mut rx) = mpsc::channel(1000);
-    tokio::spawn(async move {
-        while let Ok(ev) = eventloop.poll().await {
-            if let Event::Incoming(Packet::Publish(p)) = ev {
-                let _ = tx.send((p.topic, p.payload.to_vec())).await;
-            }
-        }
-    });
-    client
-        .subscribe("gridminer/t1/#", QoS::AtLeastOnce)
-        .await
-        .unwrap();
+    let (client, mut rx) = site_watcher(port, "t1").await;
     assert_eq!(
         next_message(&mut rx, "gridminer/t1/availability").await,
         Value::String("online".into())
@@ -289,67 +254,6 @@ secret = "{SECRET}"
     assert!(saw_offline, "availability goes offline on shutdown");
 }
 
-/// mosquitto on a free port, as a child process the test owns.
-struct Mosquitto {
-    child: std::process::Child,
-    port: u16,
-    conf: std::path::PathBuf,
-}
-
-impl Mosquitto {
-    fn find() -> Option<std::path::PathBuf> {
-        let p = std::path::PathBuf::from("/usr/sbin/mosquitto");
-        if p.exists() {
-            return Some(p);
-        }
-        let msg = "live tests: mosquitto not installed (run .ci/setup-mqtt.sh)";
-        if std::env::var("GRIDMINER_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("{msg}; GRIDMINER_REQUIRE_PEERS=1 makes that a failure");
-        }
-        eprintln!("SKIPPED: {msg}");
-        None
-    }
-
-    fn start(bin: &std::path::Path, dir: &std::path::Path, port: u16) -> Mosquitto {
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-        )
-        .unwrap();
-        let child = std::process::Command::new(bin)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("mosquitto starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto listens on {port}");
-            std::thread::yield_now();
-        }
-        Mosquitto { child, port, conf }
-    }
-
-    fn restart(&mut self, bin: &std::path::Path) {
-        self.stop();
-        let dir = self.conf.parent().unwrap().to_path_buf();
-        *self = Mosquitto::start(bin, &dir, self.port);
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_external_broker_restarted_mid_run_is_reconnected_and_resubscribed() {
     let Some(bin) = Mosquitto::find() else { return };
@@ -359,40 +263,10 @@ async fn an_external_broker_restarted_mid_run_is_reconnected_and_resubscribed() 
     let cfg = dir.path().join("site.toml");
     std::fs::write(
         &cfg,
-        format!(
-            r#"
-site_id = "ext"
-tick = "100ms"
-hashprice = 50.0
-policy = {{ mode = "economic", max_signal_age = "1h" }}
-[site]
-pv = true
-export_limit = "1 kW"
-import_limit = "10 kW"
-[tariff]
-import_adder_eur_mwh = 100.0
-export = "day-ahead"
-[mqtt]
-broker = "external"
-host = "127.0.0.1"
-port = {port}
-[[signals]]
-topic = "ext/pv"
-quantity = "pv_power"
-[[signals]]
-topic = "ext/load"
-quantity = "site_load"
-[[signals]]
-topic = "ext/price"
-quantity = "price"
-[[loads]]
-kind = "mqtt"
-topic = "ext/miners/setpoint"
-name = "miners"
-count = 2
-rated_power = "500 W"
-hashrate = "20 TH/s"
-"#
+        site_config(
+            "ext",
+            "",
+            &(external_broker(port, "") + &site_feeds("ext", 2)),
         ),
     )
     .unwrap();
@@ -451,7 +325,7 @@ hashrate = "20 TH/s"
     )
     .await;
 
-    broker.restart(&bin);
+    broker.restart();
     // New readings after the restart reach the daemon only if it reconnected and
     // subscribed again (clean sessions: the new broker knows nothing of it).
     feed_until(
@@ -465,4 +339,118 @@ hashrate = "20 TH/s"
         .stop(Duration::from_secs(10))
         .await
         .expect("clean shutdown");
+}
+
+/// A client of our own on the broker at `port`, subscribed to everything of site
+/// `site`; messages arrive on the returned channel.
+async fn site_watcher(port: u16, site: &str) -> (AsyncClient, mpsc::Receiver<(String, Vec<u8>)>) {
+    let mut opts = MqttOptions::new(format!("watcher-{site}"), "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(opts, 100);
+    let (tx, rx) = mpsc::channel(1000);
+    tokio::spawn(async move {
+        while let Ok(ev) = eventloop.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = ev {
+                let _ = tx.send((p.topic, p.payload.to_vec())).await;
+            }
+        }
+    });
+    client
+        .subscribe(format!("gridminer/{site}/#"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    (client, rx)
+}
+
+/// Waits until the site announces `online` (a restarted daemon: after its `offline`).
+async fn until_online(rx: &mut mpsc::Receiver<(String, Vec<u8>)>, site: &str) {
+    let topic = format!("gridminer/{site}/availability");
+    while next_message(rx, &topic).await != Value::String("online".into()) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_accepted_before_a_restart_is_refused_as_a_replay_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("site.toml");
+    let replay = dir.path().join("state/replay.json");
+    std::fs::write(
+        &cfg,
+        site_config(
+            "rs",
+            r#"operator_replay_cache = "state/replay.json""#,
+            &format!(
+                r#"
+[mqtt]
+broker = "embedded"
+listen = "127.0.0.1:{port}"
+[[operators]]
+id = "aggregator"
+alg = "HS256"
+secret = "{SECRET}"
+{}"#,
+                site_feeds("rs", 1)
+            ),
+        ),
+    )
+    .unwrap();
+    let start = || async {
+        let site = gridminer::cli::run::load(&cfg).expect("config");
+        runtime::start(site).await.expect("daemon starts")
+    };
+    let running = start().await;
+    let (client, mut rx) = site_watcher(port, "rs").await;
+    until_online(&mut rx, "rs").await;
+
+    let t = now_s();
+    let token = hs256(
+        &json!({"iss": "aggregator", "aud": "rs", "iat": t, "exp": t + 60, "jti": "once", "act": "curtail", "limit_w": 0}),
+    );
+    let send = |token: String| {
+        let client = client.clone();
+        async move {
+            client
+                .publish("gridminer/rs/cmd", QoS::AtLeastOnce, false, token)
+                .await
+                .unwrap();
+        }
+    };
+    send(token.clone()).await;
+    let ack = next_message(&mut rx, "gridminer/rs/cmd/ack").await;
+    assert_eq!(ack["accepted"], true, "{ack}");
+    // The ack goes out after the save: the record is on disk by now.
+    let saved = std::fs::read_to_string(&replay).expect("the replay cache was saved");
+    assert!(saved.contains("\"once\""), "{saved}");
+    running.stop(Duration::from_secs(10)).await.expect("stops");
+
+    // Same config, new process state: the record comes back from the file.
+    let running = start().await;
+    until_online(&mut rx, "rs").await;
+    send(token.clone()).await;
+    let ack = next_message(&mut rx, "gridminer/rs/cmd/ack").await;
+    assert_eq!(
+        (
+            ack["jti"].as_str(),
+            ack["accepted"].as_bool(),
+            ack["reason"].as_str()
+        ),
+        (Some("once"), Some(false), Some("replayed")),
+        "{ack}"
+    );
+    assert_eq!(running.metrics.replay_cache_errors(), 0);
+    running.stop(Duration::from_secs(10)).await.expect("stops");
+
+    // A damaged record: commands signed before this start are refused, not trusted.
+    std::fs::write(&replay, b"{\"version\":1,\"entr").unwrap();
+    let running = start().await;
+    until_online(&mut rx, "rs").await;
+    assert_eq!(running.metrics.replay_cache_errors(), 1);
+    send(token).await;
+    let ack = next_message(&mut rx, "gridminer/rs/cmd/ack").await;
+    assert_eq!(
+        (ack["accepted"].as_bool(), ack["reason"].as_str()),
+        (Some(false), Some("issued_before_restart")),
+        "{ack}"
+    );
+    running.stop(Duration::from_secs(10)).await.expect("stops");
 }

@@ -1,9 +1,12 @@
 //! Integration tests, one binary (see `Cargo.toml` `[[test]]`).
 
 mod bad_input;
+mod brokers;
+mod examples;
 mod hasher;
 mod live;
 mod modbus;
+mod mqtt_tls;
 mod operator;
 mod peers;
 mod policy_cases;

@@ -1,4 +1,4 @@
-//! Finding external peers (node, python3): present, or skipped with a message, or, when
+//! Finding external peers (node, python3, mosquitto's tools): present, or skipped with a message, or, when
 //! `GRIDMINER_REQUIRE_PEERS=1` (CI), a failure.
 
 use std::path::PathBuf;
@@ -31,6 +31,12 @@ pub fn runs(program: &str, arg: &str) -> bool {
         .arg(arg)
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// Whether `program` is an executable file in a directory of `PATH`.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 pub fn repo() -> PathBuf {

@@ -140,3 +140,56 @@ pub fn scenario_in_memory(
     };
     (sc, replay)
 }
+
+/// The config of a small live test site `site`: a 100 ms tick, a constant hashprice, an
+/// economic policy that tolerates old readings, PV and a 1 kW export limit. `top` adds
+/// top-level keys; `tables` the `[mqtt]` section, signals, loads and the rest.
+pub fn site_config(site: &str, top: &str, tables: &str) -> String {
+    format!(
+        r#"
+site_id = "{site}"
+tick = "100ms"
+hashprice = 50.0
+policy = {{ mode = "economic", max_signal_age = "1h" }}
+{top}
+[site]
+pv = true
+export_limit = "1 kW"
+import_limit = "10 kW"
+[tariff]
+import_adder_eur_mwh = 100.0
+export = "day-ahead"
+{tables}
+"#
+    )
+}
+
+/// `[[signals]]` for `{site}/pv`, `{site}/load` (both W) and `{site}/price`, and one MQTT
+/// load `miners` of `count` 500 W units, its setpoint on `{site}/miners/setpoint`.
+pub fn site_feeds(site: &str, count: u32) -> String {
+    format!(
+        r#"
+[[signals]]
+topic = "{site}/pv"
+quantity = "pv_power"
+[[signals]]
+topic = "{site}/load"
+quantity = "site_load"
+[[signals]]
+topic = "{site}/price"
+quantity = "price"
+[[loads]]
+kind = "mqtt"
+topic = "{site}/miners/setpoint"
+name = "miners"
+count = {count}
+rated_power = "500 W"
+hashrate = "20 TH/s"
+"#
+    )
+}
+
+/// An `[mqtt]` section for an external broker on 127.0.0.1:`port`, with `more` keys.
+pub fn external_broker(port: u16, more: &str) -> String {
+    format!("[mqtt]\nbroker = \"external\"\nhost = \"127.0.0.1\"\nport = {port}\n{more}\n")
+}

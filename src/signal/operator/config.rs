@@ -3,6 +3,8 @@
 //!
 //! ```toml
 //! operator_clock_skew = "5s"            # optional, default 5 s
+//! operator_replay_cache = "/var/lib/gridminer/operator-replay.json"
+//!                                       # optional; default DEFAULT_STATE_DIR/operator-replay-{site}.json
 //! [[operators]]
 //! id = "tso-north"
 //! alg = "EdDSA"
@@ -24,7 +26,7 @@
 //! `secret_file` is read relative to the config file; one trailing newline is dropped.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -35,8 +37,12 @@ use super::verifier::{Operator, DEFAULT_MAX_LIFETIME, DEFAULT_SKEW};
 use crate::config::{relative_to, ConfigError, Problems};
 use crate::units::{de_duration, de_opt_duration, de_watts, Watts};
 
-/// Longest `max_lifetime` allowed: the replay window after a restart is this long.
+/// Longest `max_lifetime` allowed: an accepted token's `jti` is remembered (in memory and
+/// in the replay cache file) for up to this long.
 pub const MAX_LIFETIME_CEILING: Duration = Duration::from_secs(3600);
+
+/// Where the daemon keeps state by default: the systemd unit's `StateDirectory`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/gridminer";
 
 /// Everything the operator command channel needs from config.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +50,20 @@ pub struct OperatorConfig {
     pub operators: Vec<Operator>,
     pub heartbeat: Option<HeartbeatConfig>,
     pub clock_skew: Duration,
+    /// `operator_replay_cache`, resolved against the config file; `None`: the default
+    /// (see `replay_cache_path`).
+    pub replay_cache: Option<PathBuf>,
+}
+
+impl OperatorConfig {
+    /// The replay cache file for site `site_id`: as configured, else
+    /// `DEFAULT_STATE_DIR/operator-replay-{site_id}.json` (one file per site, so two
+    /// daemons on one box never share one).
+    pub fn replay_cache_path(&self, site_id: &str) -> PathBuf {
+        self.replay_cache.clone().unwrap_or_else(|| {
+            Path::new(DEFAULT_STATE_DIR).join(format!("operator-replay-{site_id}.json"))
+        })
+    }
 }
 
 /// One `[[operators]]` entry as written.
@@ -74,9 +94,11 @@ pub struct RawHeartbeat {
     pub operators: Option<Vec<String>>,
 }
 
-/// Takes `operators`, `operator_heartbeat` and `operator_clock_skew` out of `table` (the
-/// rest is left for the caller, whose `deny_unknown_fields` still sees it) and checks
-/// them. `file` is the config file's path, for `secret_file`. Problems go to `problems`;
+/// Takes `operators`, `operator_heartbeat`, `operator_clock_skew` and
+/// `operator_replay_cache` out of `table` (the rest is left for the caller, whose
+/// `deny_unknown_fields` still sees it) and checks them. `file` is the config file's
+/// path, for `secret_file` and the replay cache. The replay cache file need not exist
+/// (a first start creates it). Problems go to `problems`;
 /// the result is `None` when there were any here.
 pub fn take_operator_config(
     table: &mut toml::Table,
@@ -124,6 +146,18 @@ pub fn take_operator_config(
         problems.push("operator_clock_skew", "at most 5m: fix the clocks instead");
     }
 
+    let replay_cache = match table.remove("operator_replay_cache") {
+        Some(toml::Value::String(f)) if !f.trim().is_empty() => Some(relative_to(file, &f)),
+        Some(_) => {
+            problems.push(
+                "operator_replay_cache",
+                "expected a file path (where accepted command ids are kept across restarts)",
+            );
+            None
+        }
+        None => None,
+    };
+
     let heartbeat = table.remove("operator_heartbeat").and_then(|v| {
         let raw: RawHeartbeat = problems.take("operator_heartbeat", v)?;
         heartbeat(raw, &ids, problems)
@@ -133,6 +167,7 @@ pub fn take_operator_config(
         operators,
         heartbeat,
         clock_skew,
+        replay_cache,
     })
 }
 
@@ -318,6 +353,7 @@ mod tests {
         let text = format!(
             r#"
             operator_clock_skew = "2s"
+            operator_replay_cache = "state/replay.json"
             [[operators]]
             id = "tso-north"
             alg = "EdDSA"
@@ -336,6 +372,11 @@ mod tests {
         );
         let c = check(&text).unwrap();
         assert_eq!(c.clock_skew, Duration::from_secs(2));
+        assert!(c.replay_cache_path("x").ends_with("state/replay.json"));
+        assert!(
+            c.replay_cache.as_ref().unwrap().is_absolute(),
+            "relative to the file"
+        );
         assert_eq!(c.operators.len(), 2);
         assert_eq!(c.operators[0].max_lifetime, Duration::from_secs(30));
         assert_eq!(c.operators[1].max_lifetime, DEFAULT_MAX_LIFETIME);
@@ -350,6 +391,10 @@ mod tests {
         );
         // None of it is required.
         let empty = check("").unwrap();
+        assert_eq!(
+            empty.replay_cache_path("site-a"),
+            Path::new("/var/lib/gridminer/operator-replay-site-a.json")
+        );
         assert_eq!(
             (empty.operators.len(), empty.heartbeat, empty.clock_skew),
             (0, None, DEFAULT_SKEW)
@@ -424,6 +469,10 @@ mod tests {
                 vec!["operator_heartbeat"],
             ),
             ("operators = 5".into(), vec!["operators"]),
+            (
+                "operator_replay_cache = 5".into(),
+                vec!["operator_replay_cache"],
+            ),
             ("colour = 5".into(), vec!["colour"]),
         ];
         for (text, paths) in cases {

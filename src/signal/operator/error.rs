@@ -32,6 +32,10 @@ pub enum RefusalReason {
     LifetimeTooLong,
     /// The operator already used this `jti`.
     Replayed,
+    /// Signed before this process started while the record of accepted `jti`s was lost
+    /// (its file unreadable or corrupt): it may be a replay, so it is refused. A command
+    /// signed anew is accepted (see `CommandVerifier::refuse_issued_before`).
+    IssuedBeforeRestart,
     /// Too many live `jti`s to remember: refused rather than risk accepting a replay.
     RateLimited,
     /// `act` is unknown or missing, or its value (`limit_w`, `setpoint_w`) is missing,
@@ -42,7 +46,7 @@ pub enum RefusalReason {
 }
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 14] = [
+    pub const ALL: [RefusalReason; 15] = [
         RefusalReason::TooLarge,
         RefusalReason::Malformed,
         RefusalReason::Unsigned,
@@ -54,6 +58,7 @@ impl RefusalReason {
         RefusalReason::NotYetValid,
         RefusalReason::LifetimeTooLong,
         RefusalReason::Replayed,
+        RefusalReason::IssuedBeforeRestart,
         RefusalReason::RateLimited,
         RefusalReason::BadAction,
         RefusalReason::BadUntil,
@@ -72,6 +77,7 @@ impl RefusalReason {
             RefusalReason::NotYetValid => "not_yet_valid",
             RefusalReason::LifetimeTooLong => "lifetime_too_long",
             RefusalReason::Replayed => "replayed",
+            RefusalReason::IssuedBeforeRestart => "issued_before_restart",
             RefusalReason::RateLimited => "rate_limited",
             RefusalReason::BadAction => "bad_action",
             RefusalReason::BadUntil => "bad_until",

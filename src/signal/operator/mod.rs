@@ -1,7 +1,8 @@
 //! IN: authenticated grid-operator commands. A payload from `gridminer/{site}/cmd` goes
 //! in; an accepted command (as the `Observation` to apply) or a refusal comes out, plus
 //! the ack for `gridminer/{site}/cmd/ack`. Pure: no MQTT, no clock, no I/O besides
-//! reading a `secret_file` at config time. The live task owns the broker.
+//! reading a `secret_file` at config time and [`ReplayFile`], which the live task calls
+//! to keep the replay cache across restarts. The live task owns the broker.
 //!
 //! A command is a compact JWS (a JWT), so any JWT library can produce one:
 //!
@@ -26,9 +27,15 @@
 //! effect in the step it arrives), then publish [`Ack::new`] with the limit the step
 //! decided. Call [`OperatorCommands::tick`] every step for the heartbeat failsafe.
 //!
+//! Restarts: save [`OperatorCommands::replay_entries`] with a [`ReplayFile`] after every
+//! accepted command, before it acts, and give a new process what `ReplayFile::load`
+//! returns ([`OperatorCommands::restore_replay`]). When the file cannot be read, call
+//! [`OperatorCommands::replay_record_lost`]: tokens signed before the start are then
+//! refused (`issued_before_restart`) instead of risking a replay.
+//!
 //! Layout: `jws` (split, decode, verify), `claims` (parse and check), `replay` (jti
-//! cache), `heartbeat` (failsafe state machine), `verifier` (the pipeline), `config`,
-//! `error` (reasons and counters).
+//! cache), `replay_file` (that cache on disk), `heartbeat` (failsafe state machine),
+//! `verifier` (the pipeline), `config`, `error` (reasons and counters).
 
 mod claims;
 pub mod config;
@@ -36,6 +43,7 @@ mod error;
 mod heartbeat;
 mod jws;
 mod replay;
+mod replay_file;
 mod verifier;
 
 use std::sync::Arc;
@@ -43,11 +51,12 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use claims::{Order, MAX_JTI_LEN};
-pub use config::{load_operator_config, take_operator_config, OperatorConfig};
+pub use config::{load_operator_config, take_operator_config, OperatorConfig, DEFAULT_STATE_DIR};
 pub use error::{Counters, Refusal, RefusalReason};
 pub use heartbeat::{HeartbeatConfig, HeartbeatMonitor};
 pub use jws::{parse_ed25519_public_key, Algorithm, HmacSecret, OperatorKey, MAX_TOKEN_BYTES};
-pub use replay::{ReplayCache, DEFAULT_CAPACITY};
+pub use replay::{ReplayCache, ReplayEntry, DEFAULT_CAPACITY};
+pub use replay_file::{ReplayFile, ReplayFileError};
 pub use verifier::{
     AcceptedCommand, CommandVerifier, Operator, DEFAULT_MAX_LIFETIME, DEFAULT_SKEW,
 };
@@ -144,6 +153,25 @@ impl OperatorCommands {
             outcome,
             observation,
         }
+    }
+
+    /// The accepted `jti`s still remembered: what to save after an accepted command.
+    pub fn replay_entries(&self) -> Vec<ReplayEntry> {
+        self.verifier.replay_entries()
+    }
+
+    /// Takes back the `jti`s a previous process accepted; returns how many are live.
+    pub fn restore_replay(&mut self, entries: Vec<ReplayEntry>, now: Timestamp) -> usize {
+        self.verifier.restore_replay(entries, now)
+    }
+
+    /// The record of accepted `jti`s could not be restored at `now` (the start): from
+    /// here on, tokens issued before the returned instant (`now` plus the clock skew) are
+    /// refused as `issued_before_restart`, since any of them might be a replay.
+    pub fn replay_record_lost(&mut self, now: Timestamp) -> Timestamp {
+        let fence = now + self.verifier.skew();
+        self.verifier.refuse_issued_before(fence);
+        fence
     }
 
     /// Call every controller step: the failsafe curtailment when the heartbeats stop.

@@ -4,9 +4,9 @@
 //! full the new command is refused (`rate_limited`) rather than risk forgetting a live
 //! `jti`. Keys are (issuer, jti): one operator's ids never collide with another's.
 //!
-//! In memory only: after a restart a token that is still within its lifetime could be
-//! replayed once. Keep `max_lifetime` short (the default is 60 s) to keep that window
-//! small.
+//! Pure and in memory; `replay_file` keeps a copy on disk so the record survives a
+//! restart: `entries` is what to save after each accepted command, `restore` what a new
+//! process loads back.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
@@ -17,6 +17,16 @@ use crate::clock::Timestamp;
 /// Default number of live `jti`s kept: 4096 commands within one token lifetime is far
 /// beyond what any operator sends.
 pub const DEFAULT_CAPACITY: usize = 4096;
+
+/// One remembered command: its issuer and `jti`, and when it may be forgotten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayEntry {
+    pub issuer: String,
+    pub jti: String,
+    /// The token's `exp` plus the clock skew allowance: past this it is refused as
+    /// expired anyway.
+    pub forget_at: Timestamp,
+}
 
 #[derive(Debug)]
 pub struct ReplayCache {
@@ -61,6 +71,32 @@ impl ReplayCache {
             .push(Reverse((forget_at, key.0.clone(), key.1.clone())));
         self.seen.insert(key);
         Ok(())
+    }
+
+    /// Every entry not yet forgotten, soonest to expire first.
+    pub fn entries(&self) -> Vec<ReplayEntry> {
+        let mut all: Vec<ReplayEntry> = self
+            .expiry
+            .iter()
+            .map(|Reverse((forget_at, issuer, jti))| ReplayEntry {
+                issuer: issuer.clone(),
+                jti: jti.clone(),
+                forget_at: *forget_at,
+            })
+            .collect();
+        all.sort_by(|a, b| (a.forget_at, &a.issuer, &a.jti).cmp(&(b.forget_at, &b.issuer, &b.jti)));
+        all
+    }
+
+    /// Takes back what `entries` gave (a previous process's record), dropping those
+    /// already past at `now`; returns how many were kept. Duplicates count once; entries
+    /// beyond the capacity are dropped (`ReplayFile::load` refuses such a file first).
+    pub fn restore(&mut self, entries: Vec<ReplayEntry>, now: Timestamp) -> usize {
+        entries
+            .into_iter()
+            .filter(|e| e.forget_at > now)
+            .filter(|e| self.insert(&e.issuer, &e.jti, e.forget_at, now).is_ok())
+            .count()
     }
 
     /// Live entries.
@@ -126,6 +162,33 @@ mod tests {
         );
         assert_eq!(c.insert("a", "3", t(200), t(100)), Ok(()));
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn entries_restored_in_a_new_cache_are_still_refused() {
+        let t = Timestamp;
+        let mut old = ReplayCache::new(10);
+        old.insert("a", "1", t(300), t(0)).unwrap();
+        old.insert("b", "1", t(100), t(0)).unwrap();
+        old.insert("a", "2", t(200), t(0)).unwrap();
+        let saved = old.entries();
+        let order: Vec<_> = saved
+            .iter()
+            .map(|e| (e.issuer.as_str(), e.jti.as_str()))
+            .collect();
+        assert_eq!(order, [("b", "1"), ("a", "2"), ("a", "1")], "soonest first");
+
+        let mut new = ReplayCache::new(10);
+        // At 150 the entry forgotten at 100 is of no use any more: not taken back.
+        assert_eq!(new.restore(saved, t(150)), 2);
+        let replayed = Err(RefusalReason::Replayed);
+        for (iss, jti, want) in [
+            ("a", "1", replayed),
+            ("a", "2", replayed),
+            ("b", "1", Ok(())),
+        ] {
+            assert_eq!(new.insert(iss, jti, t(400), t(150)), want, "{iss} {jti}");
+        }
     }
 
     #[test]

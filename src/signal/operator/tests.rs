@@ -253,6 +253,7 @@ fn an_accepted_curtail_is_an_observation_at_once_and_counted() {
         operators: operators(),
         heartbeat: None,
         clock_skew: DEFAULT_SKEW,
+        replay_cache: None,
     };
     let mut ch = OperatorCommands::new("site-a", config, at(NOW));
     let r = ch.receive(ed(json!({"until": NOW + 600})).as_bytes(), at(NOW));
@@ -284,6 +285,7 @@ fn the_channel_holds_the_failsafe_when_heartbeats_stop() {
             operators: Some(vec!["tso".into()]),
         }),
         clock_skew: DEFAULT_SKEW,
+        replay_cache: None,
     };
     let mut ch = OperatorCommands::new("site-a", config, at(NOW));
     assert_eq!(ch.tick(at(NOW + 89)), None);
@@ -315,6 +317,65 @@ fn the_channel_holds_the_failsafe_when_heartbeats_stop() {
         })
     ));
     assert!(!ch.failsafe_engaged());
+}
+
+fn channel() -> OperatorCommands {
+    let config = OperatorConfig {
+        operators: operators(),
+        heartbeat: None,
+        clock_skew: DEFAULT_SKEW,
+        replay_cache: None,
+    };
+    OperatorCommands::new("site-a", config, at(NOW))
+}
+
+fn reason(r: &Received) -> Option<RefusalReason> {
+    r.outcome.as_ref().err().map(|e| e.reason)
+}
+
+#[test]
+fn a_restarted_channel_given_the_saved_record_still_refuses_replays() {
+    let mut before = channel();
+    let token = ed(json!({"jti": "c-9"}));
+    assert!(before.receive(token.as_bytes(), at(NOW)).outcome.is_ok());
+    let saved = before.replay_entries();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].forget_at, at(NOW + 30) + DEFAULT_SKEW);
+
+    let mut after = channel();
+    assert_eq!(after.restore_replay(saved, at(NOW + 10)), 1);
+    let r = after.receive(token.as_bytes(), at(NOW + 10));
+    assert_eq!(reason(&r), Some(RefusalReason::Replayed));
+    assert_eq!(r.observation, None);
+}
+
+#[test]
+fn a_lost_record_refuses_tokens_issued_before_the_restart_only() {
+    let start = NOW + 10;
+    let mut ch = channel();
+    let fence = ch.replay_record_lost(at(start));
+    assert_eq!(fence, at(start) + DEFAULT_SKEW);
+    // Signed before the start (it may have been accepted then), or by a clock up to the
+    // skew ahead of ours: either could be a replay.
+    for iat in [NOW, start, start + 4] {
+        let t = ed(json!({"iat": iat, "exp": iat + 30, "jti": format!("old-{iat}")}));
+        let r = ch.receive(t.as_bytes(), at(start + 5));
+        assert_eq!(
+            reason(&r),
+            Some(RefusalReason::IssuedBeforeRestart),
+            "iat {iat}"
+        );
+    }
+    // Signed after the fence: accepted, and remembered as ever.
+    let fresh = ed(json!({"iat": start + 5, "exp": start + 35, "jti": "new"}));
+    assert!(ch.receive(fresh.as_bytes(), at(start + 5)).outcome.is_ok());
+    let r = ch.receive(fresh.as_bytes(), at(start + 6));
+    assert_eq!(reason(&r), Some(RefusalReason::Replayed));
+    assert_eq!(ch.counters().refused(RefusalReason::IssuedBeforeRestart), 3);
+    // Other faults keep their own reasons.
+    let expired = ed(json!({"iat": NOW - 100, "exp": NOW - 70, "jti": "e"}));
+    let r = ch.receive(expired.as_bytes(), at(start + 6));
+    assert_eq!(reason(&r), Some(RefusalReason::Expired));
 }
 
 fn valid_token() -> String {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::claims::{self, Limits, Order};
 use super::error::{Refusal, RefusalReason};
 use super::jws::{self, OperatorKey};
-use super::replay::ReplayCache;
+use super::replay::{ReplayCache, ReplayEntry};
 use crate::clock::Timestamp;
 use crate::state::Observation;
 
@@ -63,6 +63,8 @@ pub struct CommandVerifier {
     operators: HashMap<String, Operator>,
     skew: Duration,
     replay: ReplayCache,
+    /// Tokens issued before this are refused: set when the replay record was lost.
+    issued_not_before: Option<Timestamp>,
 }
 
 impl CommandVerifier {
@@ -83,6 +85,7 @@ impl CommandVerifier {
             operators: by_id,
             skew,
             replay: ReplayCache::default(),
+            issued_not_before: None,
         }
     }
 
@@ -94,6 +97,30 @@ impl CommandVerifier {
 
     pub fn site_id(&self) -> &str {
         &self.site_id
+    }
+
+    /// The allowance for the operator's clock being off ours.
+    pub fn skew(&self) -> Duration {
+        self.skew
+    }
+
+    /// The accepted `jti`s still remembered, to save.
+    pub fn replay_entries(&self) -> Vec<ReplayEntry> {
+        self.replay.entries()
+    }
+
+    /// Takes back a previous process's accepted `jti`s; returns how many are still live.
+    pub fn restore_replay(&mut self, entries: Vec<ReplayEntry>, now: Timestamp) -> usize {
+        self.replay.restore(entries, now)
+    }
+
+    /// Refuses every token whose `iat` is before `fence` (`issued_before_restart`), for
+    /// when the record of accepted `jti`s was lost. With `fence` = start + skew, no token
+    /// accepted before the start can pass: we never accept an `iat` more than the skew
+    /// ahead of our clock. Tokens signed after the fence pass as usual, so an operator is
+    /// locked out for at most the skew plus its own clock's lag.
+    pub fn refuse_issued_before(&mut self, fence: Timestamp) {
+        self.issued_not_before = Some(fence);
     }
 
     /// Checks one payload received at `now`. Never panics, whatever the bytes.
@@ -122,6 +149,12 @@ impl CommandVerifier {
             skew: self.skew,
         };
         let c = claims::check(&token.payload, &limits, now).map_err(refuse)?;
+        if self
+            .issued_not_before
+            .is_some_and(|fence| c.issued_at < fence)
+        {
+            return Err(refuse(RefusalReason::IssuedBeforeRestart));
+        }
         // A token stays acceptable until exp + skew; its jti must be remembered as long.
         self.replay
             .insert(&c.issuer, &c.jti, c.expires_at + self.skew, now)
