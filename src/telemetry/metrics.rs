@@ -18,6 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::error::TelemetryError;
+use crate::actuator::hasher::stratum::StratumCounts;
+use crate::actuator::hasher::HashingReport;
 use crate::policy::{Decision, ALL_REASONS};
 use crate::state::{Quantity, SiteState};
 use crate::units::Watts;
@@ -58,7 +60,29 @@ pub mod name {
     pub const BUFFER_POINTS: &str = "gridminer_telemetry_buffer_points";
     /// Gauge: bytes of the on-disk buffer.
     pub const BUFFER_BYTES: &str = "gridminer_telemetry_buffer_bytes";
+    /// Counter, label `load`: nonces a hashing load has hashed.
+    pub const HASHER_HASHES: &str = "gridminer_hasher_hashes_total";
+    /// Gauge, label `load`: a hashing load's measured hashrate, H/s.
+    pub const HASHER_HASHRATE: &str = "gridminer_hasher_hashrate_hashes_per_second";
+    /// Gauge, label `load`: 1 while a Stratum session is up (subscribed, authorized).
+    pub const STRATUM_CONNECTED: &str = "gridminer_stratum_connected";
+    /// Counter, label `load`: Stratum connections made.
+    pub const STRATUM_CONNECTIONS: &str = "gridminer_stratum_connections_total";
+    /// Counter, label `load`: jobs received from the pool.
+    pub const STRATUM_JOBS: &str = "gridminer_stratum_jobs_total";
+    /// Counter, label `load`: shares sent to the pool.
+    pub const STRATUM_SUBMITTED: &str = "gridminer_stratum_submitted_total";
+    /// Counter, labels `load`, `outcome` (see [`super::SHARE_OUTCOMES`]): shares by what
+    /// became of them.
+    pub const STRATUM_SHARES: &str = "gridminer_stratum_shares_total";
+    /// Counter, label `load`: messages from the pool rejected as malformed.
+    pub const STRATUM_MALFORMED: &str = "gridminer_stratum_malformed_messages_total";
 }
+
+/// The `outcome` label values of [`name::STRATUM_SHARES`]: the pool accepted or
+/// rejected the share; or it was never sent, its job made stale, or failing the local
+/// check.
+pub const SHARE_OUTCOMES: [&str; 4] = ["accepted", "rejected", "stale_dropped", "invalid_dropped"];
 
 /// Why telemetry points were lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +133,8 @@ struct Inner {
     points_dropped: [AtomicU64; DropCause::ALL.len()],
     buffer_points: AtomicU64,
     buffer_bytes: AtomicU64,
+    /// Hashing loads by name, as last reported.
+    hashing: Mutex<Vec<(String, HashingReport)>>,
 }
 
 #[derive(Debug)]
@@ -220,6 +246,22 @@ impl Metrics {
             });
         }
         self.0.mining_actual.set(total);
+    }
+
+    /// Keeps each hashing load's latest report (`reports` in config order, as `names`;
+    /// `None` for loads that do not hash).
+    pub fn hashing(&self, names: &[String], reports: &[Option<HashingReport>]) {
+        let mut h = self
+            .0
+            .hashing
+            .lock()
+            .expect("metrics lock is never poisoned");
+        h.clear();
+        for (name, r) in names.iter().zip(reports) {
+            if let Some(r) = r {
+                h.push((name.clone(), r.clone()));
+            }
+        }
     }
 
     pub fn observations(&self, source: &str) -> u64 {
@@ -421,6 +463,7 @@ impl Metrics {
                 n as f64,
             );
         }
+        self.render_hashing(&mut out);
         for (metric, v, help) in [
             (
                 name::BUFFER_POINTS,
@@ -437,6 +480,102 @@ impl Metrics {
             sample(&mut out, metric, &[], v.load(Relaxed) as f64);
         }
         out
+    }
+}
+
+impl Metrics {
+    /// The hashing loads' metrics, and their Stratum pools' for those that mine one.
+    fn render_hashing(&self, out: &mut String) {
+        let hashing = self
+            .0
+            .hashing
+            .lock()
+            .expect("metrics lock is never poisoned")
+            .clone();
+        if hashing.is_empty() {
+            return;
+        }
+        header(
+            out,
+            name::HASHER_HASHES,
+            "counter",
+            "Nonces hashed, by load.",
+        );
+        for (l, r) in &hashing {
+            sample(
+                out,
+                name::HASHER_HASHES,
+                &[("load", l)],
+                r.hasher.hashes as f64,
+            );
+        }
+        header(
+            out,
+            name::HASHER_HASHRATE,
+            "gauge",
+            "Measured hashrate, H/s, by load.",
+        );
+        for (l, r) in &hashing {
+            sample(
+                out,
+                name::HASHER_HASHRATE,
+                &[("load", l)],
+                r.hasher.hashrate.0,
+            );
+        }
+        let pools: Vec<_> = hashing
+            .iter()
+            .filter_map(|(l, r)| r.pool.map(|c| (l, c)))
+            .collect();
+        if pools.is_empty() {
+            return;
+        }
+        header(
+            out,
+            name::STRATUM_CONNECTED,
+            "gauge",
+            "1 while a Stratum session is up (subscribed and authorized).",
+        );
+        for (l, c) in &pools {
+            let up = if c.connected { 1.0 } else { 0.0 };
+            sample(out, name::STRATUM_CONNECTED, &[("load", l)], up);
+        }
+        for (metric, help, get) in [
+            (
+                name::STRATUM_CONNECTIONS,
+                "Stratum connections made.",
+                (|c| c.connections) as fn(&StratumCounts) -> u64,
+            ),
+            (name::STRATUM_JOBS, "Jobs received from the pool.", |c| {
+                c.jobs
+            }),
+            (name::STRATUM_SUBMITTED, "Shares sent to the pool.", |c| {
+                c.submitted
+            }),
+            (
+                name::STRATUM_MALFORMED,
+                "Messages from the pool rejected as malformed.",
+                |c| c.malformed,
+            ),
+        ] {
+            header(out, metric, "counter", help);
+            for (l, c) in &pools {
+                sample(out, metric, &[("load", l)], get(c) as f64);
+            }
+        }
+        header(
+            out,
+            name::STRATUM_SHARES,
+            "counter",
+            "Shares by outcome: accepted or rejected by the pool, or not sent (stale job, failed local check).",
+        );
+        for (l, c) in &pools {
+            let counts = [c.accepted, c.rejected, c.stale_dropped, c.invalid_dropped];
+            for (outcome, n) in SHARE_OUTCOMES.iter().zip(counts) {
+                let labels = [("load", l.as_str()), ("outcome", outcome)];
+                sample(out, name::STRATUM_SHARES, &labels, n as f64);
+            }
+        }
     }
 }
 

@@ -15,7 +15,30 @@ use tokio::sync::mpsc;
 
 const SECRET: &str = "aggregator-shared-secret-0123456789abcdef";
 
-fn free_port() -> u16 {
+/// A PV site exporting at most 1 kW, importing at a 100 EUR/MWh adder: 3 kW of PV over
+/// a 500 W site load is surplus for any test load, and no PV makes mining uneconomic.
+pub(crate) const SURPLUS_SITE: &str = r#"
+[site]
+pv = true
+export_limit = "1 kW"
+import_limit = "10 kW"
+[tariff]
+import_adder_eur_mwh = 100.0
+export = "day-ahead"
+"#;
+
+/// The embedded pool with one worker, 10 W at full speed; more keys of the load may
+/// follow it.
+pub(crate) const CPU_LOAD: &str = r#"
+[[loads]]
+kind = "cpu"
+name = "cpu"
+threads = 1
+watts_per_core = "10 W"
+hashrate_per_core = "30 MH/s"
+"#;
+
+pub(crate) fn free_port() -> u16 {
     // The broker binds on its own thread with no way to hand back the port it chose, so
     // the test asks the OS for a free one and passes it on.
     TcpListener::bind("127.0.0.1:0")
@@ -41,12 +64,23 @@ fn now_s() -> i64 {
         .as_secs() as i64
 }
 
-async fn wait_for(
+pub(crate) async fn wait_for(
     rx: &mut tokio::sync::watch::Receiver<Arc<Snapshot>>,
     what: &str,
     ok: impl Fn(&Snapshot) -> bool,
 ) -> Arc<Snapshot> {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_for_within(rx, what, Duration::from_secs(20), ok).await
+}
+
+/// The first snapshot (the current one included) for which `ok` holds; panics after
+/// `limit`.
+pub(crate) async fn wait_for_within(
+    rx: &mut tokio::sync::watch::Receiver<Arc<Snapshot>>,
+    what: &str,
+    limit: Duration,
+    ok: impl Fn(&Snapshot) -> bool,
+) -> Arc<Snapshot> {
+    let deadline = Instant::now() + limit;
     loop {
         let s = rx.borrow_and_update().clone();
         if ok(&s) {
@@ -63,7 +97,28 @@ async fn wait_for(
     }
 }
 
-async fn next_message(rx: &mut mpsc::Receiver<(String, Vec<u8>)>, topic: &str) -> Value {
+/// A test client on the broker at `port`, subscribed to `filter`; what it receives
+/// arrives on the channel as (topic, payload).
+pub(crate) async fn subscriber(
+    port: u16,
+    filter: &str,
+) -> (AsyncClient, mpsc::Receiver<(String, Vec<u8>)>) {
+    let mut opts = MqttOptions::new("test-client", "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(opts, 100);
+    let (tx, rx) = mpsc::channel(1000);
+    tokio::spawn(async move {
+        while let Ok(ev) = eventloop.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = ev {
+                let _ = tx.send((p.topic, p.payload.to_vec())).await;
+            }
+        }
+    });
+    client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+    (client, rx)
+}
+
+pub(crate) async fn next_message(rx: &mut mpsc::Receiver<(String, Vec<u8>)>, topic: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -96,15 +151,7 @@ mode = "economic"
 margin_eur_mwh = 0.0
 max_signal_age = "1h"
 
-[site]
-pv = true
-export_limit = "1 kW"
-import_limit = "10 kW"
-
-[tariff]
-import_adder_eur_mwh = 100.0
-export = "day-ahead"
-
+{SURPLUS_SITE}
 [mqtt]
 broker = "embedded"
 listen = "127.0.0.1:{port}"
@@ -126,13 +173,7 @@ topic = "t1/price"
 quantity = "price"
 max_age = "1h"
 
-[[loads]]
-kind = "cpu"
-name = "cpu"
-threads = 1
-watts_per_core = "10 W"
-hashrate_per_core = "30 MH/s"
-
+{CPU_LOAD}
 [metrics]
 listen = "127.0.0.1:0"
 
@@ -149,21 +190,7 @@ secret = "{SECRET}"
     let mut snaps = running.snapshots.clone();
 
     // A client of our own on the same broker.
-    let mut opts = MqttOptions::new("test-client", "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(5));
-    let (client, mut eventloop) = AsyncClient::new(opts, 100);
-    let (tx, mut rx) = mpsc::channel(1000);
-    tokio::spawn(async move {
-        while let Ok(ev) = eventloop.poll().await {
-            if let Event::Incoming(Packet::Publish(p)) = ev {
-                let _ = tx.send((p.topic, p.payload.to_vec())).await;
-            }
-        }
-    });
-    client
-        .subscribe("gridminer/t1/#", QoS::AtLeastOnce)
-        .await
-        .unwrap();
+    let (client, mut rx) = subscriber(port, "gridminer/t1/#").await;
     assert_eq!(
         next_message(&mut rx, "gridminer/t1/availability").await,
         Value::String("online".into())
@@ -365,13 +392,7 @@ site_id = "ext"
 tick = "100ms"
 hashprice = 50.0
 policy = {{ mode = "economic", max_signal_age = "1h" }}
-[site]
-pv = true
-export_limit = "1 kW"
-import_limit = "10 kW"
-[tariff]
-import_adder_eur_mwh = 100.0
-export = "day-ahead"
+{SURPLUS_SITE}
 [mqtt]
 broker = "external"
 host = "127.0.0.1"

@@ -3,6 +3,7 @@
 mod bad_input;
 mod hasher;
 mod live;
+mod live_stratum;
 mod modbus;
 mod operator;
 mod peers;
