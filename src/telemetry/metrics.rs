@@ -483,6 +483,38 @@ impl Metrics {
     }
 }
 
+/// A metric family labelled `load`: (name, type, help).
+type Family = (&'static str, &'static str, &'static str);
+
+/// Of each hashing load, valued by [`hasher_values`].
+const HASHER_FAMILIES: [Family; 2] = [
+    (name::HASHER_HASHES, "counter", "Nonces hashed, by load."),
+    (name::HASHER_HASHRATE, "gauge", "Measured hashrate, H/s."),
+];
+
+fn hasher_values(r: &HashingReport) -> [f64; 2] {
+    [r.hasher.hashes as f64, r.hasher.hashrate.0]
+}
+
+/// Of each Stratum pool, valued by [`pool_values`].
+const POOL_FAMILIES: [Family; 5] = [
+    (name::STRATUM_CONNECTED, "gauge", "1 while a session is up."),
+    (name::STRATUM_CONNECTIONS, "counter", "Connections made."),
+    (name::STRATUM_JOBS, "counter", "Jobs received."),
+    (name::STRATUM_SUBMITTED, "counter", "Shares submitted."),
+    (name::STRATUM_MALFORMED, "counter", "Malformed messages."),
+];
+
+fn pool_values(c: &StratumCounts) -> [f64; 5] {
+    [
+        if c.connected { 1.0 } else { 0.0 },
+        c.connections as f64,
+        c.jobs as f64,
+        c.submitted as f64,
+        c.malformed as f64,
+    ]
+}
+
 impl Metrics {
     /// The hashing loads' metrics, and their Stratum pools' for those that mine one.
     fn render_hashing(&self, out: &mut String) {
@@ -492,77 +524,17 @@ impl Metrics {
             .lock()
             .expect("metrics lock is never poisoned")
             .clone();
-        if hashing.is_empty() {
-            return;
-        }
-        header(
-            out,
-            name::HASHER_HASHES,
-            "counter",
-            "Nonces hashed, by load.",
-        );
-        for (l, r) in &hashing {
-            sample(
-                out,
-                name::HASHER_HASHES,
-                &[("load", l)],
-                r.hasher.hashes as f64,
-            );
-        }
-        header(
-            out,
-            name::HASHER_HASHRATE,
-            "gauge",
-            "Measured hashrate, H/s, by load.",
-        );
-        for (l, r) in &hashing {
-            sample(
-                out,
-                name::HASHER_HASHRATE,
-                &[("load", l)],
-                r.hasher.hashrate.0,
-            );
-        }
         let pools: Vec<_> = hashing
             .iter()
-            .filter_map(|(l, r)| r.pool.map(|c| (l, c)))
+            .filter_map(|(l, r)| r.pool.map(|c| (l.clone(), c)))
             .collect();
+        if !hashing.is_empty() {
+            per_load(out, &HASHER_FAMILIES, &hashing, hasher_values);
+        }
         if pools.is_empty() {
             return;
         }
-        header(
-            out,
-            name::STRATUM_CONNECTED,
-            "gauge",
-            "1 while a Stratum session is up (subscribed and authorized).",
-        );
-        for (l, c) in &pools {
-            let up = if c.connected { 1.0 } else { 0.0 };
-            sample(out, name::STRATUM_CONNECTED, &[("load", l)], up);
-        }
-        for (metric, help, get) in [
-            (
-                name::STRATUM_CONNECTIONS,
-                "Stratum connections made.",
-                (|c| c.connections) as fn(&StratumCounts) -> u64,
-            ),
-            (name::STRATUM_JOBS, "Jobs received from the pool.", |c| {
-                c.jobs
-            }),
-            (name::STRATUM_SUBMITTED, "Shares sent to the pool.", |c| {
-                c.submitted
-            }),
-            (
-                name::STRATUM_MALFORMED,
-                "Messages from the pool rejected as malformed.",
-                |c| c.malformed,
-            ),
-        ] {
-            header(out, metric, "counter", help);
-            for (l, c) in &pools {
-                sample(out, metric, &[("load", l)], get(c) as f64);
-            }
-        }
+        per_load(out, &POOL_FAMILIES, &pools, pool_values);
         header(
             out,
             name::STRATUM_SHARES,
@@ -575,6 +547,22 @@ impl Metrics {
                 let labels = [("load", l.as_str()), ("outcome", outcome)];
                 sample(out, name::STRATUM_SHARES, &labels, n as f64);
             }
+        }
+    }
+}
+
+/// Metric families labelled `load`: each one's header, then a sample per load, with
+/// the value `values` gives at the family's place.
+fn per_load<T, const N: usize>(
+    out: &mut String,
+    families: &[Family; N],
+    loads: &[(String, T)],
+    values: fn(&T) -> [f64; N],
+) {
+    for (k, (metric, kind, help)) in families.iter().enumerate() {
+        header(out, metric, kind, help);
+        for (l, v) in loads {
+            sample(out, metric, &[("load", l)], values(v)[k]);
         }
     }
 }
