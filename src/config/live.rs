@@ -13,6 +13,7 @@ use super::raw::{RawExport, RawLoad, RawPolicy};
 use super::{
     export_value, read_table, relative_to, validate_loads, validate_policy, ConfigError, Problems,
 };
+use crate::actuator::hasher::stratum::StratumConfig;
 use crate::policy::{Policy, PolicyParams};
 use crate::signal::mqtt::{self as mqtt_signals, MqttSignal, RawMqttSignal};
 use crate::site::{GridConnection, LoadSpec, Tariff};
@@ -58,9 +59,10 @@ pub enum LoadDriver {
         threads: usize,
         watts_per_core: Watts,
         hashrate_per_core: HashRate,
-        /// `stratum+tcp://host:port`, user, password; without it the pool hashes a local
-        /// job (real work, no shares).
-        pool: Option<(String, String, String)>,
+        /// The Stratum pool to mine for. Without one the pool hashes a local job (real
+        /// work, no shares); with one it hashes only the pool's jobs, and nothing while
+        /// it has none.
+        pool: Option<StratumConfig>,
     },
     /// Equipment controlled by something else: its setpoint is published on `topic`.
     Mqtt { topic: String },
@@ -261,14 +263,10 @@ pub fn load_live(
                 if let Some(raw) = p.take::<RawLoad>(&at, toml::Value::Table(t)) {
                     loads.extend(validate_loads(&mut p, vec![raw]));
                 }
-                let pool = pool.map(|s| {
-                    if !s.url.starts_with("stratum+tcp://") {
-                        p.push(
-                            format!("{at}.pool.url"),
-                            format!("{:?}: expected stratum+tcp://host:port", s.url),
-                        );
-                    }
-                    (s.url, s.user, s.password)
+                let pool = pool.and_then(|s| {
+                    StratumConfig::new(&s.url, &s.user, &s.password)
+                        .inspect_err(|e| p.push(format!("{at}.pool.url"), e.to_string()))
+                        .ok()
                 });
                 drivers.push(LoadDriver::Hasher {
                     threads,

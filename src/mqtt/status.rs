@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use super::Topics;
+use crate::actuator::hasher::HashingReport;
 use crate::clock::Timestamp;
 use crate::policy::Decision;
 use crate::site::LoadSpec;
@@ -11,12 +12,14 @@ use crate::state::{Quantity, SiteState};
 use crate::units::Watts;
 
 /// The state document: every signal with value and age, the decision and its reason,
-/// each load's target and actual power, the operator command in force.
+/// each load's target and actual power (and, for a hashing load, its hashing and pool
+/// counters), the operator command in force.
 pub fn state_json(
     state: &SiteState,
     decision: &Decision,
     loads: &[LoadSpec],
     actual: &[Watts],
+    hashing: &[Option<HashingReport>],
     now: Timestamp,
 ) -> Value {
     let reading = |v: Option<(f64, Timestamp)>| match v {
@@ -46,6 +49,7 @@ pub fn state_json(
                 "target_w": decision.loads.get(i).map_or(0.0, |t| t.power.0),
                 "units_on": decision.loads.get(i).map_or(0, |t| t.units_on),
                 "actual_w": actual.get(i).map_or(0.0, |w| w.0),
+                "hashing": hashing.get(i).and_then(Option::as_ref).map(hashing_json),
             })
         })
         .collect();
@@ -62,6 +66,29 @@ pub fn state_json(
         },
         "loads": loads,
         "operator_command": command,
+    })
+}
+
+/// A hashing load: what its workers do, and the Stratum pool's view of its shares
+/// (`pool` is null when it mines no pool).
+fn hashing_json(r: &HashingReport) -> Value {
+    let h = &r.hasher;
+    json!({
+        "hashrate_hs": h.hashrate.0,
+        "hashes": h.hashes,
+        "hashing_threads": h.hashing_threads,
+        "shares_found": h.shares,
+        "pool": r.pool.map(|c| json!({
+            "connected": c.connected,
+            "connections": c.connections,
+            "jobs": c.jobs,
+            "submitted": c.submitted,
+            "accepted": c.accepted,
+            "rejected": c.rejected,
+            "stale_dropped": c.stale_dropped,
+            "invalid_dropped": c.invalid_dropped,
+            "malformed": c.malformed,
+        })),
     })
 }
 

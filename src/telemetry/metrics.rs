@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::TelemetryError;
 use crate::mqtt::MqttStats;
+use crate::actuator::hasher::stratum::StratumCounts;
+use crate::actuator::hasher::HashingReport;
 use crate::policy::{Decision, ALL_REASONS};
 use crate::state::{Quantity, SiteState};
 use crate::units::Watts;
@@ -67,7 +69,29 @@ pub mod name {
     pub const MQTT_REFUSALS: &str = "gridminer_mqtt_connection_refusals_total";
     /// Counter: failures to load or write the operator replay cache file.
     pub const REPLAY_CACHE_ERRORS: &str = "gridminer_operator_replay_cache_errors_total";
+    /// Counter, label `load`: nonces a hashing load has hashed.
+    pub const HASHER_HASHES: &str = "gridminer_hasher_hashes_total";
+    /// Gauge, label `load`: a hashing load's measured hashrate, H/s.
+    pub const HASHER_HASHRATE: &str = "gridminer_hasher_hashrate_hashes_per_second";
+    /// Gauge, label `load`: 1 while a Stratum session is up (subscribed, authorized).
+    pub const STRATUM_CONNECTED: &str = "gridminer_stratum_connected";
+    /// Counter, label `load`: Stratum connections made.
+    pub const STRATUM_CONNECTIONS: &str = "gridminer_stratum_connections_total";
+    /// Counter, label `load`: jobs received from the pool.
+    pub const STRATUM_JOBS: &str = "gridminer_stratum_jobs_total";
+    /// Counter, label `load`: shares sent to the pool.
+    pub const STRATUM_SUBMITTED: &str = "gridminer_stratum_submitted_total";
+    /// Counter, labels `load`, `outcome` (see [`super::SHARE_OUTCOMES`]): shares by what
+    /// became of them.
+    pub const STRATUM_SHARES: &str = "gridminer_stratum_shares_total";
+    /// Counter, label `load`: messages from the pool rejected as malformed.
+    pub const STRATUM_MALFORMED: &str = "gridminer_stratum_malformed_messages_total";
 }
+
+/// The `outcome` label values of [`name::STRATUM_SHARES`]: the pool accepted or
+/// rejected the share; or it was never sent, its job made stale, or failing the local
+/// check.
+pub const SHARE_OUTCOMES: [&str; 4] = ["accepted", "rejected", "stale_dropped", "invalid_dropped"];
 
 /// Why telemetry points were lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +145,8 @@ struct Inner {
     /// The MQTT connection's own counters, once the daemon has one.
     mqtt: OnceLock<Arc<MqttStats>>,
     replay_cache_errors: AtomicU64,
+    /// Hashing loads by name, as last reported.
+    hashing: Mutex<Vec<(String, HashingReport)>>,
 }
 
 #[derive(Debug)]
@@ -232,6 +258,22 @@ impl Metrics {
             });
         }
         self.0.mining_actual.set(total);
+    }
+
+    /// Keeps each hashing load's latest report (`reports` in config order, as `names`;
+    /// `None` for loads that do not hash).
+    pub fn hashing(&self, names: &[String], reports: &[Option<HashingReport>]) {
+        let mut h = self
+            .0
+            .hashing
+            .lock()
+            .expect("metrics lock is never poisoned");
+        h.clear();
+        for (name, r) in names.iter().zip(reports) {
+            if let Some(r) = r {
+                h.push((name.clone(), r.clone()));
+            }
+        }
     }
 
     pub fn observations(&self, source: &str) -> u64 {
@@ -446,6 +488,7 @@ impl Metrics {
                 n as f64,
             );
         }
+        self.render_hashing(&mut out);
         for (metric, v, help) in [
             (
                 name::BUFFER_POINTS,
@@ -490,6 +533,90 @@ impl Metrics {
             sample(&mut out, metric, &[], v.load(Relaxed) as f64);
         }
         out
+    }
+}
+
+/// A metric family labelled `load`: (name, type, help).
+type Family = (&'static str, &'static str, &'static str);
+
+/// Of each hashing load, valued by [`hasher_values`].
+const HASHER_FAMILIES: [Family; 2] = [
+    (name::HASHER_HASHES, "counter", "Nonces hashed, by load."),
+    (name::HASHER_HASHRATE, "gauge", "Measured hashrate, H/s."),
+];
+
+fn hasher_values(r: &HashingReport) -> [f64; 2] {
+    [r.hasher.hashes as f64, r.hasher.hashrate.0]
+}
+
+/// Of each Stratum pool, valued by [`pool_values`].
+const POOL_FAMILIES: [Family; 5] = [
+    (name::STRATUM_CONNECTED, "gauge", "1 while a session is up."),
+    (name::STRATUM_CONNECTIONS, "counter", "Connections made."),
+    (name::STRATUM_JOBS, "counter", "Jobs received."),
+    (name::STRATUM_SUBMITTED, "counter", "Shares submitted."),
+    (name::STRATUM_MALFORMED, "counter", "Malformed messages."),
+];
+
+fn pool_values(c: &StratumCounts) -> [f64; 5] {
+    [
+        if c.connected { 1.0 } else { 0.0 },
+        c.connections as f64,
+        c.jobs as f64,
+        c.submitted as f64,
+        c.malformed as f64,
+    ]
+}
+
+impl Metrics {
+    /// The hashing loads' metrics, and their Stratum pools' for those that mine one.
+    fn render_hashing(&self, out: &mut String) {
+        let hashing = self
+            .0
+            .hashing
+            .lock()
+            .expect("metrics lock is never poisoned")
+            .clone();
+        let pools: Vec<_> = hashing
+            .iter()
+            .filter_map(|(l, r)| r.pool.map(|c| (l.clone(), c)))
+            .collect();
+        if !hashing.is_empty() {
+            per_load(out, &HASHER_FAMILIES, &hashing, hasher_values);
+        }
+        if pools.is_empty() {
+            return;
+        }
+        per_load(out, &POOL_FAMILIES, &pools, pool_values);
+        header(
+            out,
+            name::STRATUM_SHARES,
+            "counter",
+            "Shares by outcome: accepted or rejected by the pool, or not sent (stale job, failed local check).",
+        );
+        for (l, c) in &pools {
+            let counts = [c.accepted, c.rejected, c.stale_dropped, c.invalid_dropped];
+            for (outcome, n) in SHARE_OUTCOMES.iter().zip(counts) {
+                let labels = [("load", l.as_str()), ("outcome", outcome)];
+                sample(out, name::STRATUM_SHARES, &labels, n as f64);
+            }
+        }
+    }
+}
+
+/// Metric families labelled `load`: each one's header, then a sample per load, with
+/// the value `values` gives at the family's place.
+fn per_load<T, const N: usize>(
+    out: &mut String,
+    families: &[Family; N],
+    loads: &[(String, T)],
+    values: fn(&T) -> [f64; N],
+) {
+    for (k, (metric, kind, help)) in families.iter().enumerate() {
+        header(out, metric, kind, help);
+        for (l, v) in loads {
+            sample(out, metric, &[("load", l)], values(v)[k]);
+        }
     }
 }
 

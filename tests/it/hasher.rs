@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gridminer::actuator::hasher::{
-    BlockHeader, FixedHeader, HasherConfig, HasherPool, Kernel, Target, ThrottlePlan,
+    BlockHeader, FixedHeader, HasherConfig, HasherPool, Kernel, Share, Target, ThrottlePlan,
 };
 use gridminer::units::{HashRate, Watts};
 
@@ -112,21 +112,31 @@ impl gridminer::actuator::hasher::HeaderSource for StartAt {
     }
 }
 
-/// 0 W stops every worker (the pause is awaited, not slept for), hashing stays stopped,
-/// and resuming continues: the hash counter moves on from where it was.
-#[test]
-fn zero_watts_pauses_and_resume_continues() {
-    let b = &blocks()[0];
-    let (pool, _shares) = HasherPool::start(HasherConfig {
+/// Two workers of 10 W and 1 MH/s each (the model), idle with no job.
+fn two_threads() -> (HasherPool, tokio::sync::mpsc::UnboundedReceiver<Share>) {
+    HasherPool::start(HasherConfig {
         threads: 2,
         watts_per_core: Watts(10.0),
         hashrate_per_core: HashRate::from_mhs(1.0),
         kernel: Kernel::best(),
-    });
-    pool.set_job(Arc::new(FixedHeader {
+    })
+}
+
+/// The first block of the csv as a job at its own target.
+fn first_block() -> Arc<FixedHeader> {
+    let b = &blocks()[0];
+    Arc::new(FixedHeader {
         header: b.header,
         target: Target::from_compact(b.bits).unwrap(),
-    }));
+    })
+}
+
+/// 0 W stops every worker (the pause is awaited, not slept for), hashing stays stopped,
+/// and resuming continues: the hash counter moves on from where it was.
+#[test]
+fn zero_watts_pauses_and_resume_continues() {
+    let (pool, _shares) = two_threads();
+    pool.set_job(first_block());
     pool.set_power_target(Watts(15.0));
     let st = pool.status();
     assert_eq!(st.active_threads, 2);
@@ -150,6 +160,31 @@ fn zero_watts_pauses_and_resume_continues() {
         partial: gridminer::actuator::hasher::Duty::IDLE,
     });
     assert!(wait_for(Duration::from_secs(10), || pool.hashes() > stopped_at));
+    pool.shutdown();
+}
+
+/// Without a job the workers rest whatever the target, so the pool reports drawing 0 W
+/// (the daemon shows this for a pool load that has no Stratum job yet); with one it
+/// reports its plan's modelled power, and 0 W again once the job is cleared.
+#[test]
+fn power_is_zero_without_a_job() {
+    let (pool, _shares) = two_threads();
+    pool.set_power_target(Watts(20.0));
+    assert!(!pool.has_job());
+    assert_eq!(pool.power(), Watts::ZERO);
+    let st = pool.status();
+    assert_eq!((st.target, st.power), (Watts(20.0), Watts::ZERO));
+    assert_eq!(st.expected_hashrate, HashRate::ZERO);
+    assert_eq!(pool.hashes(), 0);
+
+    pool.set_job(first_block());
+    assert!(pool.has_job());
+    assert!((pool.power().0 - 20.0).abs() < 1e-6, "{}", pool.power());
+    assert!(wait_for(Duration::from_secs(10), || pool.hashes() > 0));
+
+    pool.clear_job();
+    assert_eq!(pool.power(), Watts::ZERO);
+    assert!(pool.wait_paused(Duration::from_secs(10)).is_some());
     pool.shutdown();
 }
 

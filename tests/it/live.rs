@@ -16,6 +16,28 @@ use super::brokers::{free_port, Mosquitto};
 use super::support::{external_broker, site_config, site_feeds};
 
 const SECRET: &str = "aggregator-shared-secret-0123456789abcdef";
+/// A PV site exporting at most 1 kW, importing at a 100 EUR/MWh adder: 3 kW of PV over
+/// a 500 W site load is surplus for any test load, and no PV makes mining uneconomic.
+pub(crate) const SURPLUS_SITE: &str = r#"
+[site]
+pv = true
+export_limit = "1 kW"
+import_limit = "10 kW"
+[tariff]
+import_adder_eur_mwh = 100.0
+export = "day-ahead"
+"#;
+
+/// The embedded pool with one worker, 10 W at full speed; more keys of the load may
+/// follow it.
+pub(crate) const CPU_LOAD: &str = r#"
+[[loads]]
+kind = "cpu"
+name = "cpu"
+threads = 1
+watts_per_core = "10 W"
+hashrate_per_core = "30 MH/s"
+"#;
 
 fn hs256(claims: &Value) -> String {
     let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
@@ -33,12 +55,23 @@ fn now_s() -> i64 {
         .as_secs() as i64
 }
 
-pub async fn wait_for(
+pub(crate) async fn wait_for(
     rx: &mut tokio::sync::watch::Receiver<Arc<Snapshot>>,
     what: &str,
     ok: impl Fn(&Snapshot) -> bool,
 ) -> Arc<Snapshot> {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_for_within(rx, what, Duration::from_secs(20), ok).await
+}
+
+/// The first snapshot (the current one included) for which `ok` holds; panics after
+/// `limit`.
+pub(crate) async fn wait_for_within(
+    rx: &mut tokio::sync::watch::Receiver<Arc<Snapshot>>,
+    what: &str,
+    limit: Duration,
+    ok: impl Fn(&Snapshot) -> bool,
+) -> Arc<Snapshot> {
+    let deadline = Instant::now() + limit;
     loop {
         let s = rx.borrow_and_update().clone();
         if ok(&s) {
@@ -55,7 +88,31 @@ pub async fn wait_for(
     }
 }
 
-async fn next_message(rx: &mut mpsc::Receiver<(String, Vec<u8>)>, topic: &str) -> Value {
+/// A test client on the broker at `port`, subscribed to `filter`; what it receives
+/// arrives on the channel as (topic, payload).
+pub(crate) async fn subscriber(
+    port: u16,
+    filter: &str,
+) -> (AsyncClient, mpsc::Receiver<(String, Vec<u8>)>) {
+    // Ids must differ: a broker drops the older of two connections sharing one.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut opts = MqttOptions::new(format!("test-client-{n}"), "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(opts, 100);
+    let (tx, rx) = mpsc::channel(1000);
+    tokio::spawn(async move {
+        while let Ok(ev) = eventloop.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = ev {
+                let _ = tx.send((p.topic, p.payload.to_vec())).await;
+            }
+        }
+    });
+    client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+    (client, rx)
+}
+
+pub(crate) async fn next_message(rx: &mut mpsc::Receiver<(String, Vec<u8>)>, topic: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -104,13 +161,7 @@ topic = "t1/price"
 quantity = "price"
 max_age = "1h"
 
-[[loads]]
-kind = "cpu"
-name = "cpu"
-threads = 1
-watts_per_core = "10 W"
-hashrate_per_core = "30 MH/s"
-
+{CPU_LOAD}
 [metrics]
 listen = "127.0.0.1:0"
 
@@ -128,7 +179,7 @@ secret = "{SECRET}"
     let mut snaps = running.snapshots.clone();
 
     // A client of our own on the same broker.
-    let (client, mut rx) = site_watcher(port, "t1").await;
+    let (client, mut rx) = subscriber(port, "gridminer/t1/#").await;
     assert_eq!(
         next_message(&mut rx, "gridminer/t1/availability").await,
         Value::String("online".into())
@@ -341,27 +392,6 @@ async fn an_external_broker_restarted_mid_run_is_reconnected_and_resubscribed() 
         .expect("clean shutdown");
 }
 
-/// A client of our own on the broker at `port`, subscribed to everything of site
-/// `site`; messages arrive on the returned channel.
-async fn site_watcher(port: u16, site: &str) -> (AsyncClient, mpsc::Receiver<(String, Vec<u8>)>) {
-    let mut opts = MqttOptions::new(format!("watcher-{site}"), "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(5));
-    let (client, mut eventloop) = AsyncClient::new(opts, 100);
-    let (tx, rx) = mpsc::channel(1000);
-    tokio::spawn(async move {
-        while let Ok(ev) = eventloop.poll().await {
-            if let Event::Incoming(Packet::Publish(p)) = ev {
-                let _ = tx.send((p.topic, p.payload.to_vec())).await;
-            }
-        }
-    });
-    client
-        .subscribe(format!("gridminer/{site}/#"), QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    (client, rx)
-}
-
 /// Waits until the site announces `online` (a restarted daemon: after its `offline`).
 async fn until_online(rx: &mut mpsc::Receiver<(String, Vec<u8>)>, site: &str) {
     let topic = format!("gridminer/{site}/availability");
@@ -399,7 +429,7 @@ secret = "{SECRET}"
         runtime::start(site).await.expect("daemon starts")
     };
     let running = start().await;
-    let (client, mut rx) = site_watcher(port, "rs").await;
+    let (client, mut rx) = subscriber(port, "gridminer/rs/#").await;
     until_online(&mut rx, "rs").await;
 
     let t = now_s();

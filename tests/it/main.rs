@@ -5,6 +5,7 @@ mod brokers;
 mod examples;
 mod hasher;
 mod live;
+mod live_stratum;
 mod modbus;
 mod mqtt_tls;
 mod operator;

@@ -22,10 +22,11 @@ use crate::peers::{need, repo, runs};
 /// Lines server.js's `--hostile` sends that must each count as malformed.
 const HOSTILE_LINES: u64 = 7;
 
-struct Pool {
+pub(crate) struct Pool {
     child: Child,
-    port: u16,
-    out: PathBuf,
+    pub(crate) port: u16,
+    /// The submissions, one JSON line each.
+    pub(crate) out: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -36,7 +37,7 @@ impl Drop for Pool {
     }
 }
 
-fn peers_present() -> Option<()> {
+pub(crate) fn peers_present() -> Option<()> {
     need(
         runs("node", "--version"),
         "node",
@@ -55,7 +56,7 @@ fn peers_present() -> Option<()> {
 }
 
 /// Starts server.js with `args`; returns once it has printed its port.
-fn start_pool(args: &[&str]) -> Pool {
+pub(crate) fn start_pool(args: &[&str]) -> Pool {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("submissions.jsonl");
     let mut child = Command::new("node")
@@ -130,7 +131,7 @@ fn mine_until(
     counts
 }
 
-fn submissions(pool: &Pool) -> Vec<serde_json::Value> {
+pub(crate) fn submissions(pool: &Pool) -> Vec<serde_json::Value> {
     std::fs::read_to_string(&pool.out)
         .unwrap()
         .lines()
@@ -139,7 +140,7 @@ fn submissions(pool: &Pool) -> Vec<serde_json::Value> {
 }
 
 /// Runs the Python checker over everything the pool recorded; returns its summary.
-fn python_verifies(pool: &Pool) -> serde_json::Value {
+pub(crate) fn python_verifies(pool: &Pool) -> serde_json::Value {
     let out = Command::new("python3")
         .arg(repo().join("tests/stratum/check_shares.py"))
         .arg(&pool.out)

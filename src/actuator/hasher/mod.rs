@@ -27,6 +27,8 @@
 //! - [`rapl`]: measured package energy from `/sys/class/powercap`, where the machine has it,
 //!   to calibrate watts per core.
 //! - [`stratum`]: the Stratum V1 client that feeds jobs in and sends shares out.
+//! - [`report`]: [`HashingReport`], what the daemon's status and metrics show of a
+//!   hashing load (hashes, hashrate, the pool's share counters).
 //! - [`bench`]: the benchmark behind `gridminer hash bench`.
 //!
 //! Using it as a load:
@@ -50,10 +52,12 @@ pub mod job;
 pub mod kernel;
 pub mod pool;
 pub mod rapl;
+pub mod report;
 pub mod stratum;
 pub mod throttle;
 
 pub use job::{BlockHeader, FixedHeader, Hash256, HeaderSource, JobError, Target};
 pub use kernel::Kernel;
 pub use pool::{HasherConfig, HasherPool, HasherStatus, JobSeq, Share};
+pub use report::HashingReport;
 pub use throttle::{plan_for_power, Duty, ThrottlePlan};

@@ -64,11 +64,12 @@ pub struct HasherStatus {
     pub kernel: &'static str,
     /// The power target last set (W, positive = consumption).
     pub target: Watts,
-    /// Modelled power of the current plan (W above idle).
+    /// Modelled power of the current plan (W above idle); zero while there is no job,
+    /// as the workers then rest whatever the target.
     pub power: Watts,
     /// Measured over the time since the previous `status()` call.
     pub hashrate: HashRate,
-    /// What the model expects from the current plan.
+    /// What the model expects from the current plan (zero while there is no job).
     pub expected_hashrate: HashRate,
     pub active_threads: usize,
     /// Duty of the partially active thread (idle if none).
@@ -88,6 +89,8 @@ struct Shared {
     /// Bumped on every `set_job`/`clear_job`; workers compare it between batches.
     job_seq: AtomicU64,
     job: Mutex<Option<(JobSeq, Arc<dyn HeaderSource>)>>,
+    /// Whether `job` holds work, readable without the lock.
+    has_job: AtomicBool,
     /// Hands out rolls, so no two workers ever hash the same header.
     next_roll: AtomicU64,
     hashes: AtomicU64,
@@ -135,6 +138,7 @@ impl HasherPool {
             control: AtomicU64::new(encode(ThrottlePlan::STOPPED)),
             job_seq: AtomicU64::new(0),
             job: Mutex::new(None),
+            has_job: AtomicBool::new(false),
             next_roll: AtomicU64::new(0),
             hashes: AtomicU64::new(0),
             shares: AtomicU64::new(0),
@@ -196,6 +200,7 @@ impl HasherPool {
             let mut slot = self.shared.job.lock().expect("job lock");
             let seq = JobSeq(self.shared.job_seq.load(Ordering::Relaxed) + 1);
             *slot = Some((seq, source));
+            self.shared.has_job.store(true, Ordering::Release);
             self.shared.job_seq.store(seq.0, Ordering::Release);
             seq
         };
@@ -208,6 +213,7 @@ impl HasherPool {
         {
             let mut slot = self.shared.job.lock().expect("job lock");
             *slot = None;
+            self.shared.has_job.store(false, Ordering::Release);
             let seq = self.shared.job_seq.load(Ordering::Relaxed) + 1;
             self.shared.job_seq.store(seq, Ordering::Release);
         }
@@ -218,6 +224,22 @@ impl HasherPool {
         let mut g = self.shared.wake_lock.lock().expect("wake lock");
         *g += 1;
         self.shared.wake.notify_all();
+    }
+
+    /// Whether the workers have a job to hash (set and not cleared since).
+    pub fn has_job(&self) -> bool {
+        self.shared.has_job.load(Ordering::Acquire)
+    }
+
+    /// Modelled power now (W above idle): the plan's, or zero while there is no job,
+    /// since the workers then rest whatever the target. Lock-free, so a control loop
+    /// may read it every step.
+    pub fn power(&self) -> Watts {
+        if self.has_job() {
+            self.plan().power(self.config.watts_per_core)
+        } else {
+            Watts::ZERO
+        }
     }
 
     /// Nonces hashed since start.
@@ -260,9 +282,13 @@ impl HasherPool {
         HasherStatus {
             kernel: self.shared.kernel.name(),
             target: *self.target.lock().expect("target lock"),
-            power: plan.power(self.config.watts_per_core),
+            power: self.power(),
             hashrate,
-            expected_hashrate: plan.hashrate(self.config.hashrate_per_core),
+            expected_hashrate: if self.has_job() {
+                plan.hashrate(self.config.hashrate_per_core)
+            } else {
+                HashRate::ZERO
+            },
             active_threads: plan.active_threads(),
             duty: plan.partial,
             hashes,

@@ -14,7 +14,7 @@
 //! connection's state machine), [`error`].
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,7 +72,7 @@ impl fmt::Display for PoolAddr {
 }
 
 /// How to reach and log in to the pool.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StratumConfig {
     pub addr: PoolAddr,
     pub user: String,
@@ -109,6 +109,9 @@ impl StratumConfig {
 /// Counters, shared with whoever reports them.
 #[derive(Debug, Default)]
 pub struct StratumStats {
+    /// A session is up: subscribed and authorized (jobs follow). False while connecting,
+    /// backing off, or after the pool refused us.
+    pub connected: AtomicBool,
     pub connections: AtomicU64,
     pub jobs: AtomicU64,
     pub submitted: AtomicU64,
@@ -125,6 +128,7 @@ pub struct StratumStats {
 /// A copy of [`StratumStats`] at one instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct StratumCounts {
+    pub connected: bool,
     pub connections: u64,
     pub jobs: u64,
     pub submitted: u64,
@@ -139,6 +143,7 @@ impl StratumStats {
     pub fn snapshot(&self) -> StratumCounts {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         StratumCounts {
+            connected: self.connected.load(Ordering::Relaxed),
             connections: g(&self.connections),
             jobs: g(&self.jobs),
             submitted: g(&self.submitted),
@@ -184,6 +189,7 @@ impl StratumClient {
             let result =
                 session::run(&self.config, &pool, &mut shares, &self.stats, &shutdown).await;
             // Whatever ended the session, its jobs are no longer valid work.
+            self.stats.connected.store(false, Ordering::Relaxed);
             pool.clear_job();
             match result {
                 Ok(()) => return Ok(()),

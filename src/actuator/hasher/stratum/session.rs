@@ -231,6 +231,7 @@ impl Session<'_> {
                 if let Some(n) = self.early_notify.take() {
                     self.start_job(n);
                 }
+                self.mark_connected();
             }
             Pending::Authorize => {
                 if error.is_some() || result != Value::Bool(true) {
@@ -238,6 +239,7 @@ impl Session<'_> {
                 }
                 tracing::info!(user = %self.config.user, "Authorized");
                 self.authorized = true;
+                self.mark_connected();
             }
             Pending::Submit { job_id, nonce } => {
                 if error.is_none() && result == Value::Bool(true) {
@@ -251,6 +253,14 @@ impl Session<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Once both subscribed and authorized, the session counts as connected (the
+    /// caller clears it when the session ends).
+    fn mark_connected(&self) {
+        if self.subscription.is_some() && self.authorized {
+            self.stats.connected.store(true, Ordering::Relaxed);
+        }
     }
 
     fn start_job(&mut self, n: message::Notify) {

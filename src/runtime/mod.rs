@@ -5,7 +5,8 @@
 //!
 //! Tasks: MQTT connection (transport), the controller loop (observations and operator
 //! commands in, decisions out on a `watch`), one task per load following the latest
-//! decision, and the status publisher. Hashing runs on the pool's own OS threads.
+//! decision ([`loads`], with the Stratum client of an embedded pool that mines for a
+//! pool), and the status publisher. Hashing runs on the pool's own OS threads.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,9 +17,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::actuator::hasher::{HasherConfig, HasherPool, Kernel};
+use crate::actuator::hasher::HashingReport;
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::config::live::{Broker, LiveConfig, LoadDriver};
+use crate::config::live::{Broker, LiveConfig};
 use crate::controller::Controller;
 use crate::mqtt::{
     broker::EmbeddedBroker, status, Inbound, MqttConnection, MqttError, MqttStats, Topics,
@@ -33,6 +34,9 @@ use crate::state::{Observation, SiteState};
 use crate::telemetry::config::TelemetryConfig;
 use crate::telemetry::{metrics::Metrics, metrics::MetricsServer, points, TelemetrySender};
 use crate::units::{Hashprice, Watts};
+use loads::Meter;
+
+mod loads;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -48,8 +52,11 @@ pub struct Snapshot {
     pub at: Timestamp,
     pub decision: Decision,
     pub state: SiteState,
-    /// Power each load reports drawing.
+    /// Power each load reports drawing, read before the decision.
     pub actual: Vec<Watts>,
+    /// Each hashing load's report (hashes, hashrate, Stratum counters), read after the
+    /// decision was made, before the loads apply it; `None` for other loads.
+    pub hashing: Vec<Option<HashingReport>>,
 }
 
 /// Shared counters of the daemon, for metrics and tests.
@@ -140,16 +147,12 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let policy = config.policy();
     let controller = Controller::new(policy);
-    let actual: Vec<Arc<AtomicU64>> = config
-        .loads
-        .iter()
-        .map(|_| Arc::new(AtomicU64::new(0)))
-        .collect();
     let first = Arc::new(Snapshot {
         at: clock.now(),
         decision: controller.policy.decide(&controller.state, clock.now()),
         state: controller.state.clone(),
         actual: vec![Watts::ZERO; config.loads.len()],
+        hashing: vec![None; config.loads.len()],
     });
     let (snap_tx, snap_rx) = watch::channel(first);
     let counters = Arc::new(Counters::default());
@@ -163,52 +166,19 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
     let operator_counters = commands.counters();
 
     // The loads.
-    for (i, driver) in config.drivers.iter().enumerate() {
-        let rx = snap_rx.clone();
-        let power = actual[i].clone();
-        match driver.clone() {
-            LoadDriver::Hasher {
-                threads,
-                watts_per_core,
-                hashrate_per_core,
-                pool: _,
-            } => {
-                let kernel = Kernel::best();
-                tracing::info!(
-                    kernel = kernel.name(),
-                    threads,
-                    "Embedded hashing pool ready"
-                );
-                let (pool, _shares) = HasherPool::start(HasherConfig {
-                    threads,
-                    watts_per_core,
-                    hashrate_per_core,
-                    kernel,
-                });
-                // No pool configured: hash a local job, real work that never yields a share.
-                pool.set_job(Arc::new(local_job()));
-                tracker.spawn(follow(rx, i, power, move |t: LoadTarget| {
-                    pool.set_power_target(t.power);
-                    pool.status().power
-                }));
-            }
-            LoadDriver::Mqtt { topic } => {
-                let client = client.clone();
-                tracker.spawn(follow(rx, i, power, move |t: LoadTarget| {
-                    let body = serde_json::json!({ "power_w": t.power.0, "units_on": t.units_on })
-                        .to_string();
-                    // Retained, so equipment that reconnects learns its setpoint at once.
-                    if let Err(error) =
-                        client.try_publish(topic.clone(), QoS::AtLeastOnce, true, body)
-                    {
-                        tracing::warn!(%error, topic, "Could not queue a load setpoint");
-                    }
-                    // What it draws is not measured here: the setpoint stands in.
-                    t.power
-                }));
-            }
-        }
-    }
+    let wiring = loads::Wiring {
+        snapshots: &snap_rx,
+        client: &client,
+        tracker: &tracker,
+        shutdown: &shutdown,
+    };
+    let meters: Vec<Meter> = config
+        .drivers
+        .iter()
+        .zip(&config.loads)
+        .enumerate()
+        .map(|(i, (driver, load))| loads::start(driver.clone(), i, &load.name, &wiring))
+        .collect();
 
     // Status and Home Assistant discovery.
     {
@@ -225,9 +195,15 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
             }
             loop {
                 let snap = rx.borrow_and_update().clone();
-                let body =
-                    status::state_json(&snap.state, &snap.decision, &loads, &snap.actual, snap.at)
-                        .to_string();
+                let body = status::state_json(
+                    &snap.state,
+                    &snap.decision,
+                    &loads,
+                    &snap.actual,
+                    &snap.hashing,
+                    snap.at,
+                )
+                .to_string();
                 let _ = client.try_publish(topics.state(), QoS::AtMostOnce, true, body);
                 if rx.changed().await.is_err() {
                     break;
@@ -304,7 +280,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
             topics,
             client,
             clock,
-            actual,
+            meters,
             snapshots: snap_tx,
             counters,
             max_ages,
@@ -355,41 +331,6 @@ fn restore_replay(
     }
 }
 
-/// Follows the latest decision for load `i`: the newest target wins, stale ones never
-/// queue. Ends after applying the last decision when the controller is gone.
-/// `apply` owns the load's driver: dropping it at the end releases it (the hashing
-/// pool joins its threads).
-async fn follow<F>(
-    mut rx: watch::Receiver<Arc<Snapshot>>,
-    i: usize,
-    power: Arc<AtomicU64>,
-    mut apply: F,
-) where
-    F: FnMut(LoadTarget) -> Watts + Send + 'static,
-{
-    let mut last = None;
-    loop {
-        let target = rx
-            .borrow_and_update()
-            .decision
-            .loads
-            .get(i)
-            .copied()
-            .unwrap_or(LoadTarget::OFF);
-        if last != Some(target) {
-            let w = apply(target);
-            power.store(w.0.to_bits(), Ordering::Relaxed);
-            last = Some(target);
-        }
-        if rx.changed().await.is_err() {
-            break;
-        }
-    }
-    // The controller's final decision was the safe state; make sure it holds.
-    apply(LoadTarget::OFF);
-    power.store(0f64.to_bits(), Ordering::Relaxed);
-}
-
 struct LiveLoop {
     controller: Controller,
     /// A configured constant: observed afresh every step, so it never ages.
@@ -404,7 +345,8 @@ struct LiveLoop {
     topics: Topics,
     client: AsyncClient,
     clock: Arc<dyn Clock>,
-    actual: Vec<Arc<AtomicU64>>,
+    /// One per load, in config order.
+    meters: Vec<Meter>,
     snapshots: watch::Sender<Arc<Snapshot>>,
     counters: Arc<Counters>,
     max_ages: Vec<(Carries, Duration)>,
@@ -466,7 +408,8 @@ impl LiveLoop {
         self.controller
             .state
             .record(&d, &self.controller.policy.wear);
-        self.publish(d, now, self.actual_power());
+        let (actual, hashing) = (self.actual_power(), self.hashing_reports());
+        self.publish(d, now, actual, hashing);
         tracing::info!("Loads set to the safe state");
     }
 
@@ -537,30 +480,41 @@ impl LiveLoop {
         self.metrics.decision(&d);
         self.metrics.state(&self.controller.state);
         self.metrics.loads(&self.names, &d, &actual_opt);
+        let hashing = self.hashing_reports();
+        self.metrics.hashing(&self.names, &hashing);
         if let Some(sender) = &self.influx {
             sender.send_all(points::signal_points(&self.controller.state, now));
             sender.send(points::decision_point(&d));
             sender.send_all(points::load_points(&self.names, &d, &actual_opt));
         }
-        self.publish(d.clone(), now, actual);
+        self.publish(d.clone(), now, actual, hashing);
         d
     }
 
     /// What each load reports drawing now.
     fn actual_power(&self) -> Vec<Watts> {
-        self.actual
-            .iter()
-            .map(|a| Watts(f64::from_bits(a.load(Ordering::Relaxed))))
-            .collect()
+        self.meters.iter().map(Meter::power).collect()
+    }
+
+    /// What each hashing load reports now (`None` for the others).
+    fn hashing_reports(&self) -> Vec<Option<HashingReport>> {
+        self.meters.iter().map(Meter::hashing).collect()
     }
 
     /// Publishes a decision with the load powers it was decided on.
-    fn publish(&self, decision: Decision, now: Timestamp, actual: Vec<Watts>) {
+    fn publish(
+        &self,
+        decision: Decision,
+        now: Timestamp,
+        actual: Vec<Watts>,
+        hashing: Vec<Option<HashingReport>>,
+    ) {
         self.snapshots.send_replace(Arc::new(Snapshot {
             at: now,
             decision,
             state: self.controller.state.clone(),
             actual,
+            hashing,
         }));
     }
 
@@ -600,16 +554,5 @@ impl LiveLoop {
                 Carries::PriceSchedule => {}
             }
         }
-    }
-}
-
-/// The genesis block's header at an unreachable difficulty: real SHA-256d work for a
-/// pool with no Stratum connection, which never produces a share to submit.
-fn local_job() -> crate::actuator::hasher::FixedHeader {
-    use crate::actuator::hasher::{BlockHeader, FixedHeader, Target};
-    const GENESIS: &str = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d1dac2b7c";
-    FixedHeader {
-        header: BlockHeader::from_hex(GENESIS).expect("a valid header"),
-        target: Target::from_difficulty(1e15).expect("a valid difficulty"),
     }
 }

@@ -1,0 +1,177 @@
+//! The daemon's loads: one task per load following the latest decision, the embedded
+//! pool's Stratum client where a pool is configured, and the meters the controller
+//! reads every step.
+//!
+//! Role: turn each `LoadDriver` into running drivers. Must not decide how much a load
+//! draws (the controller does), and must never make the control loop wait: a meter is
+//! read from atomics and short, uncontended locks, never across an `.await`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rumqttc::{AsyncClient, QoS};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::Snapshot;
+use crate::actuator::hasher::stratum::{StratumClient, StratumStats};
+use crate::actuator::hasher::{HasherConfig, HasherPool, HashingReport, Kernel};
+use crate::config::live::LoadDriver;
+use crate::policy::LoadTarget;
+use crate::units::Watts;
+
+/// How the controller learns what a load draws.
+pub(super) enum Meter {
+    /// Not measured: the setpoint last applied stands in (W, as f64 bits).
+    Setpoint(Arc<AtomicU64>),
+    /// The embedded pool, read where it runs: with a Stratum pool configured it draws
+    /// nothing while it has no job, whatever its target.
+    Hasher {
+        pool: Arc<HasherPool>,
+        stratum: Option<Arc<StratumStats>>,
+    },
+}
+
+impl Meter {
+    /// Power the load draws now (W, consumption positive).
+    pub(super) fn power(&self) -> Watts {
+        match self {
+            Meter::Setpoint(w) => Watts(f64::from_bits(w.load(Ordering::Relaxed))),
+            Meter::Hasher { pool, .. } => pool.power(),
+        }
+    }
+
+    /// The hashing report of a hashing load; `None` for anything else.
+    pub(super) fn hashing(&self) -> Option<HashingReport> {
+        match self {
+            Meter::Setpoint(_) => None,
+            Meter::Hasher { pool, stratum } => Some(HashingReport::read(pool, stratum.as_deref())),
+        }
+    }
+}
+
+/// What starting a load needs from the daemon.
+pub(super) struct Wiring<'a> {
+    pub snapshots: &'a watch::Receiver<Arc<Snapshot>>,
+    pub client: &'a AsyncClient,
+    pub tracker: &'a TaskTracker,
+    pub shutdown: &'a CancellationToken,
+}
+
+/// Starts load `i` (named `name`) and the tasks that drive it; returns its meter.
+pub(super) fn start(driver: LoadDriver, i: usize, name: &str, w: &Wiring<'_>) -> Meter {
+    let rx = w.snapshots.clone();
+    match driver {
+        LoadDriver::Hasher {
+            threads,
+            watts_per_core,
+            hashrate_per_core,
+            pool: stratum,
+        } => {
+            let kernel = Kernel::best();
+            tracing::info!(
+                load = name,
+                kernel = kernel.name(),
+                threads,
+                "Embedded hashing pool ready"
+            );
+            let (pool, shares) = HasherPool::start(HasherConfig {
+                threads,
+                watts_per_core,
+                hashrate_per_core,
+                kernel,
+            });
+            let pool = Arc::new(pool);
+            let stats = match stratum {
+                None => {
+                    // No pool configured: hash a local job, real work that never yields a
+                    // share (so the share receiver may go).
+                    pool.set_job(Arc::new(local_job()));
+                    None
+                }
+                Some(config) => {
+                    // Only the pool's jobs are hashed: until the first arrives the
+                    // workers rest and the meter reads 0 W, so the controller and the
+                    // state see a load that is not mining.
+                    tracing::info!(load = name, pool = %config.addr, user = config.user, "Mining for a Stratum pool");
+                    let client = StratumClient::new(config);
+                    let stats = client.stats();
+                    let (pool, shutdown, name) =
+                        (pool.clone(), w.shutdown.clone(), name.to_owned());
+                    w.tracker.spawn(async move {
+                        // Transport failures are retried inside; only a refusal ends it.
+                        if let Err(error) = client.run(pool, shares, shutdown).await {
+                            tracing::error!(%error, load = name, "Stratum client stopped; the load hashes nothing until restarted");
+                        }
+                    });
+                    Some(stats)
+                }
+            };
+            let p = pool.clone();
+            w.tracker.spawn(follow(rx, i, move |t: LoadTarget| {
+                p.set_power_target(t.power)
+            }));
+            Meter::Hasher {
+                pool,
+                stratum: stats,
+            }
+        }
+        LoadDriver::Mqtt { topic } => {
+            let client = w.client.clone();
+            let power = Arc::new(AtomicU64::new(0f64.to_bits()));
+            let reported = power.clone();
+            w.tracker.spawn(follow(rx, i, move |t: LoadTarget| {
+                let body =
+                    serde_json::json!({ "power_w": t.power.0, "units_on": t.units_on }).to_string();
+                // Retained, so equipment that reconnects learns its setpoint at once.
+                if let Err(error) = client.try_publish(topic.clone(), QoS::AtLeastOnce, true, body)
+                {
+                    tracing::warn!(%error, topic, "Could not queue a load setpoint");
+                }
+                reported.store(t.power.0.to_bits(), Ordering::Relaxed);
+            }));
+            Meter::Setpoint(power)
+        }
+    }
+}
+
+/// Follows the latest decision for load `i`: the newest target wins, stale ones never
+/// queue. Ends after applying the safe state when the controller is gone. `apply` owns
+/// (a handle on) the load's driver: the hashing pool joins its threads when the last
+/// handle goes.
+async fn follow<F>(mut rx: watch::Receiver<Arc<Snapshot>>, i: usize, mut apply: F)
+where
+    F: FnMut(LoadTarget) + Send + 'static,
+{
+    let mut last = None;
+    loop {
+        let target = rx
+            .borrow_and_update()
+            .decision
+            .loads
+            .get(i)
+            .copied()
+            .unwrap_or(LoadTarget::OFF);
+        if last != Some(target) {
+            apply(target);
+            last = Some(target);
+        }
+        if rx.changed().await.is_err() {
+            break;
+        }
+    }
+    // The controller's final decision was the safe state; make sure it holds.
+    apply(LoadTarget::OFF);
+}
+
+/// The genesis block's header at an unreachable difficulty: real SHA-256d work for a
+/// pool with no Stratum connection, which never produces a share to submit.
+fn local_job() -> crate::actuator::hasher::FixedHeader {
+    use crate::actuator::hasher::{BlockHeader, FixedHeader, Target};
+    const GENESIS: &str = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d1dac2b7c";
+    FixedHeader {
+        header: BlockHeader::from_hex(GENESIS).expect("a valid header"),
+        target: Target::from_difficulty(1e15).expect("a valid difficulty"),
+    }
+}
