@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::Topics;
 use crate::actuator::hasher::HashingReport;
 use crate::clock::Timestamp;
-use crate::policy::Decision;
+use crate::policy::{Decision, OperatorAction};
 use crate::site::LoadSpec;
 use crate::state::{Quantity, SiteState};
 use crate::units::Watts;
@@ -53,8 +53,18 @@ pub fn state_json(
             })
         })
         .collect();
+    // In the operator's own vocabulary (`act`, `limit_w`, `setpoint_w`), as commanded.
     let command = state.command.filter(|c| c.in_force(now)).map(|c| {
-        json!({ "action": c.action, "until": c.until.map(|u| u.to_rfc3339()), "received": c.received.to_rfc3339() })
+        let (act, watts) = match c.action {
+            OperatorAction::CurtailTo(w) | OperatorAction::CurtailBy(w) => ("curtail", Some(("limit_w", w))),
+            OperatorAction::Setpoint(w) => ("setpoint", Some(("setpoint_w", w))),
+            OperatorAction::Release => ("release", None),
+        };
+        let mut v = json!({ "act": act, "until": c.until.map(|u| u.to_rfc3339()), "received": c.received.to_rfc3339() });
+        if let Some((key, w)) = watts {
+            v[key] = json!(w.0);
+        }
+        v
     });
     json!({
         "at": now.to_rfc3339(),
@@ -168,6 +178,42 @@ pub fn ha_discovery(topics: &Topics, loads: &[LoadSpec]) -> Vec<(String, String)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The state of a site under a curtailment: once this panicked in serde (an
+    /// internally tagged enum holding a float), killing the status task.
+    #[test]
+    fn state_shows_the_command_in_force() {
+        use crate::state::ActiveCommand;
+        let at = Timestamp(1_700_000_000_000);
+        let mut state = SiteState::new(&[]);
+        for (action, act, key) in [
+            (OperatorAction::CurtailTo(Watts(1500.0)), "curtail", Some("limit_w")),
+            (OperatorAction::Setpoint(Watts(800.0)), "setpoint", Some("setpoint_w")),
+            (OperatorAction::Release, "release", None),
+        ] {
+            state.command = Some(ActiveCommand {
+                action,
+                until: None,
+                received: at,
+            });
+            let decision = crate::policy::Decision {
+                at,
+                loads: vec![],
+                reason: crate::policy::Reason::OperatorCurtail,
+                limit: Some(Watts(1500.0)),
+                held_on: 0,
+                blocked_starts: 0,
+                memory: Default::default(),
+            };
+            let v = state_json(&state, &decision, &[], &[], &[], at);
+            assert_eq!(v["operator_command"]["act"], act);
+            if let Some(key) = key {
+                assert!(v["operator_command"][key].as_f64().unwrap() > 0.0);
+            }
+            // The whole state serialises too (snapshots, telemetry).
+            serde_json::to_value(&state).unwrap();
+        }
+    }
 
     #[test]
     fn discovery_names_every_entity_once() {

@@ -77,8 +77,10 @@ pub struct PolicyParams {
 }
 
 /// A grid operator's command.
+/// Serialised adjacently tagged (`{"act": "curtail-to", "watts": 1500.0}`): serde cannot
+/// put a bare number inside an internally tagged enum.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(tag = "act", rename_all = "kebab-case")]
+#[serde(tag = "act", content = "watts", rename_all = "kebab-case")]
 pub enum OperatorAction {
     /// Mining at most this much.
     CurtailTo(Watts),
