@@ -1,5 +1,8 @@
-//! Measurements behind `gridminer bench sim`: figures and ratios against a baseline run
-//! in the same process. Timing lives here, never in tests.
+//! Measurements behind `gridminer bench sim` (here) and `gridminer bench live`
+//! ([`live`]): figures and ratios against a baseline run in the same process. Timing
+//! lives here, never in tests.
+
+pub mod live;
 
 use std::hint::black_box;
 use std::path::Path;

@@ -157,8 +157,8 @@ fn run_bench(threads: usize, seconds: f64, pauses: usize, json: bool) -> anyhow:
         r.pause_p50_ms, r.pause_p99_ms, r.pause_max_ms
     );
     println!(
-        "duty cycle        target {:.3}, achieved {:.3} (error {:.2} %)",
-        r.duty_target, r.duty_achieved, r.duty_error_pct
+        "duty cycle        target {:.3}, achieved {:.3} over {} seconds (error {:.2} %, worst second {:.2} %)",
+        r.duty_target, r.duty_achieved, r.duty_seconds, r.duty_error_pct, r.duty_error_worst_second_pct
     );
     for (name, mhs) in &r.kernels_best_burst_mhs {
         println!("one thread, best   {name} {mhs:.2} MH/s (per on-CPU second)");

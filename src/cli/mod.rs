@@ -99,6 +99,24 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The edge daemon on loopback: MQTT ingest, signal-to-load and curtail-to-stop
+    /// latency, idle memory and CPU.
+    Live {
+        /// Messages in the flat-out ingest phase.
+        #[arg(long, default_value_t = 200_000)]
+        messages: usize,
+        /// Seconds of the paced ingest phase (at 50,000 msg/s).
+        #[arg(long, default_value_t = 4.0)]
+        paced_seconds: f64,
+        /// Samples of each latency (100 ms apart).
+        #[arg(long, default_value_t = 100)]
+        samples: usize,
+        /// Seconds of the idle window.
+        #[arg(long, default_value_t = 10.0)]
+        idle_seconds: f64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs a parsed command line.
@@ -131,5 +149,24 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     json,
                 },
         } => sim::bench(&scenario, variants, json),
+        Command::Bench {
+            command:
+                BenchCommand::Live {
+                    messages,
+                    paced_seconds,
+                    samples,
+                    idle_seconds,
+                    json,
+                },
+        } => run::bench(
+            crate::bench::live::LiveOptions {
+                messages,
+                paced_seconds,
+                samples,
+                idle_seconds,
+                ..Default::default()
+            },
+            json,
+        ),
     }
 }

@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use super::Snapshot;
 use crate::actuator::hasher::stratum::{StratumClient, StratumStats};
-use crate::actuator::hasher::{HasherConfig, HasherPool, HashingReport, Kernel};
+use crate::actuator::hasher::{HasherConfig, HasherPool, HashingReport, Kernel, PoolActivity};
 use crate::config::live::LoadDriver;
 use crate::policy::LoadTarget;
 use crate::units::Watts;
@@ -39,6 +39,14 @@ impl Meter {
         match self {
             Meter::Setpoint(w) => Watts(f64::from_bits(w.load(Ordering::Relaxed))),
             Meter::Hasher { pool, .. } => pool.power(),
+        }
+    }
+
+    /// A view of a hashing load's workers; `None` for anything else.
+    pub(super) fn activity(&self) -> Option<PoolActivity> {
+        match self {
+            Meter::Setpoint(_) => None,
+            Meter::Hasher { pool, .. } => Some(pool.activity()),
         }
     }
 

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::actuator::hasher::HashingReport;
+use crate::actuator::hasher::{HashingReport, PoolActivity};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::config::live::{Broker, LiveConfig};
 use crate::controller::Controller;
@@ -76,6 +76,8 @@ pub struct Running {
     pub operator: Option<Arc<crate::signal::operator::Counters>>,
     /// The MQTT connection's counters: connects, errors, refusals by the broker.
     pub mqtt: Arc<MqttStats>,
+    /// The embedded hashing pools' workers, in load order (for watchers and benches).
+    pub hashers: Vec<PoolActivity>,
     shutdown: CancellationToken,
     transport: CancellationToken,
     tracker: TaskTracker,
@@ -179,6 +181,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         .enumerate()
         .map(|(i, (driver, load))| loads::start(driver.clone(), i, &load.name, &wiring))
         .collect();
+    let hashers = meters.iter().filter_map(Meter::activity).collect();
 
     // Status and Home Assistant discovery.
     {
@@ -294,6 +297,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         counters,
         operator: Some(operator_counters),
         mqtt: mqtt_stats,
+        hashers,
         shutdown,
         transport,
         tracker,

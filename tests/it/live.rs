@@ -30,14 +30,7 @@ export = "day-ahead"
 
 /// The embedded pool with one worker, 10 W at full speed; more keys of the load may
 /// follow it.
-pub(crate) const CPU_LOAD: &str = r#"
-[[loads]]
-kind = "cpu"
-name = "cpu"
-threads = 1
-watts_per_core = "10 W"
-hashrate_per_core = "30 MH/s"
-"#;
+pub(crate) const CPU_LOAD: &str = gridminer::bench::live::ONE_WORKER_POOL;
 
 fn hs256(claims: &Value) -> String {
     let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
@@ -483,4 +476,35 @@ secret = "{SECRET}"
         "{ack}"
     );
     running.stop(Duration::from_secs(10)).await.expect("stops");
+}
+
+/// `gridminer bench live`, small: every phase runs to the end against the real embedded
+/// broker, daemon and idle child process. The figures are the benchmark's business and
+/// are not judged here; only that each was measured.
+#[test]
+fn bench_live_measures_every_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = super::support::gridminer(
+        &[
+            "bench", "live", "--messages", "2000", "--paced-seconds", "0.5", "--samples", "4",
+            "--idle-seconds", "0.5", "--json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", super::support::text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["ingest_messages"].as_u64().unwrap() > 0);
+    assert!(v["paced_accepted"].as_u64().unwrap() > 0);
+    for key in [
+        "ingest_msgs_per_s",
+        "baseline_msgs_per_s",
+        "signal_to_load_p99_ms",
+        "baseline_round_trip_p99_ms",
+        "curtail_to_stop_p99_ms",
+        "idle_rss_mb",
+        "idle_cpu_percent",
+    ] {
+        let x = v[key].as_f64().unwrap_or(f64::NAN);
+        assert!(x.is_finite() && x >= 0.0, "{key} = {}", v[key]);
+    }
 }

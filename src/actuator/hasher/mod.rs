@@ -58,6 +58,6 @@ pub mod throttle;
 
 pub use job::{BlockHeader, FixedHeader, Hash256, HeaderSource, JobError, Target};
 pub use kernel::Kernel;
-pub use pool::{HasherConfig, HasherPool, HasherStatus, JobSeq, Share};
+pub use pool::{HasherConfig, HasherPool, HasherStatus, JobSeq, PoolActivity, Share};
 pub use report::HashingReport;
 pub use throttle::{plan_for_power, Duty, ThrottlePlan};

@@ -318,6 +318,42 @@ impl Drop for HasherPool {
     }
 }
 
+/// A read-only view of a pool's workers, for watchers elsewhere (the daemon's owner, the
+/// live benchmark) while the pool itself stays with the load that drives it.
+#[derive(Clone)]
+pub struct PoolActivity {
+    shared: Arc<Shared>,
+}
+
+impl PoolActivity {
+    /// Workers inside a batch right now.
+    pub fn hashing_threads(&self) -> usize {
+        self.shared.hashing.load(Ordering::Acquire)
+    }
+
+    /// Nonces hashed since the pool started.
+    pub fn hashes(&self) -> u64 {
+        self.shared.hashes.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for PoolActivity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolActivity")
+            .field("hashing_threads", &self.hashing_threads())
+            .finish()
+    }
+}
+
+impl HasherPool {
+    /// A view of the workers that outlives borrowing the pool.
+    pub fn activity(&self) -> PoolActivity {
+        PoolActivity {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
 /// Where one worker is in its work; kept across pauses so nothing is lost.
 struct Place {
     seq: JobSeq,
@@ -347,8 +383,8 @@ struct Worker {
 /// core that wakes from a rest runs its first batch slower (frequency and power-state
 /// ramps; measured here up to a third slower after a few milliseconds asleep), and a
 /// time-based bucket loses exactly that (a 37 % duty gave 31 %). The full-speed rate is
-/// the best of the thread's recent batches: noise (preemption, cold starts) only ever
-/// makes a batch slower, never faster. Averaged over a second the achieved rate is the
+/// the upper quartile of the thread's recent batch rates (see `RecentRates`). Averaged
+/// over a second the achieved rate is the
 /// target up to a fraction of one batch; work the thread could not do (descheduled) is
 /// banked up to `DUTY_CREDIT_CAP` of full-speed hashing, not owed forever.
 #[derive(Debug, Clone)]
@@ -358,7 +394,7 @@ struct DutyBucket {
     last: Instant,
     /// In a burst: hashing until the credit is spent.
     bursting: bool,
-    full_rate: RecentBest,
+    full_rate: RecentRates,
 }
 
 impl DutyBucket {
@@ -367,7 +403,7 @@ impl DutyBucket {
             credit: 0.0,
             last: now,
             bursting: false,
-            full_rate: RecentBest::default(),
+            full_rate: RecentRates::default(),
         }
     }
 
@@ -409,24 +445,27 @@ impl DutyBucket {
     }
 }
 
-/// The highest of the last `RecentBest::LEN` rates: a thread's full speed, following
-/// slow changes (thermal limits, another kernel) within that many batches.
+/// A thread's full speed from its last `RecentRates::LEN` batch rates: their upper
+/// quartile. Noise (preemption, a cold first batch after a rest) only makes a batch
+/// slower, so a high quantile is the warm rate; the maximum would be the luckiest batch
+/// and overshoot the sustained rate by a few percent. Follows slow changes (thermal
+/// limits) within that many batches.
 #[derive(Debug, Clone)]
-struct RecentBest {
-    rates: [f64; RecentBest::LEN],
+struct RecentRates {
+    rates: [f64; RecentRates::LEN],
     next: usize,
 }
 
-impl Default for RecentBest {
+impl Default for RecentRates {
     fn default() -> Self {
-        RecentBest {
-            rates: [0.0; RecentBest::LEN],
+        RecentRates {
+            rates: [0.0; RecentRates::LEN],
             next: 0,
         }
     }
 }
 
-impl RecentBest {
+impl RecentRates {
     const LEN: usize = 64;
 
     fn push(&mut self, rate: f64) {
@@ -435,8 +474,14 @@ impl RecentBest {
     }
 
     fn get(&self) -> Option<f64> {
-        let best = self.rates.iter().copied().fold(0.0, f64::max);
-        (best > 0.0).then_some(best)
+        let n = self.next.min(Self::LEN);
+        if n == 0 {
+            return None;
+        }
+        let mut r = self.rates;
+        let r = &mut r[..n];
+        let (_, q, _) = r.select_nth_unstable_by(n * 3 / 4, f64::total_cmp);
+        (*q > 0.0).then_some(*q)
     }
 }
 
@@ -690,16 +735,18 @@ mod tests {
     }
 
     #[test]
-    fn recent_best_forgets_old_rates() {
-        let mut r = RecentBest::default();
+    fn recent_rates_give_the_upper_quartile_of_recent_rates() {
+        let mut r = RecentRates::default();
         assert_eq!(r.get(), None);
         r.push(10.0);
         r.push(30.0);
         r.push(20.0);
-        assert_eq!(r.get(), Some(30.0));
-        for _ in 0..RecentBest::LEN {
-            r.push(25.0);
+        r.push(31.0);
+        // The upper quartile of what was seen, not the luckiest batch.
+        assert_eq!(r.get(), Some(31.0));
+        for i in 0..RecentRates::LEN {
+            r.push(if i % 8 == 0 { 15.0 } else { 25.0 + (i % 3) as f64 * 0.1 });
         }
-        assert_eq!(r.get(), Some(25.0));
+        assert_eq!(r.get(), Some(25.2));
     }
 }
