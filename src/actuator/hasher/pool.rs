@@ -94,6 +94,9 @@ struct Shared {
     /// Hands out rolls, so no two workers ever hash the same header.
     next_roll: AtomicU64,
     hashes: AtomicU64,
+    /// A worker's flat-out rate, nonces per second (f64 bits; 0 until measured): what
+    /// "full speed" means for a thread at partial duty (see `DutyBucket`).
+    flat_out: AtomicU64,
     shares: AtomicU64,
     hashing: AtomicUsize,
     /// Idle and resting workers wait here; every control or job change notifies.
@@ -141,6 +144,7 @@ impl HasherPool {
             has_job: AtomicBool::new(false),
             next_roll: AtomicU64::new(0),
             hashes: AtomicU64::new(0),
+            flat_out: AtomicU64::new(0),
             shares: AtomicU64::new(0),
             hashing: AtomicUsize::new(0),
             wake_lock: Mutex::new(0),
@@ -373,6 +377,40 @@ struct Worker {
     batch: u32,
     hashing: bool,
     bucket: DutyBucket,
+    /// Batches hashed flat out, for `Shared::flat_out`.
+    flat_out: FlatOut,
+}
+
+/// Nonces over time across a worker's last `FlatOut::LEN` batches at full duty, the first
+/// after a rest excluded: a thread's sustained full speed, preemption included as it is
+/// for any thread hashing flat out.
+#[derive(Debug, Clone)]
+struct FlatOut {
+    /// (nonces, seconds) per batch.
+    batches: [(f64, f64); FlatOut::LEN],
+    next: usize,
+}
+
+impl Default for FlatOut {
+    fn default() -> Self {
+        FlatOut {
+            batches: [(0.0, 0.0); FlatOut::LEN],
+            next: 0,
+        }
+    }
+}
+
+impl FlatOut {
+    const LEN: usize = 256;
+
+    fn push(&mut self, nonces: u32, took: Duration) -> Option<f64> {
+        self.batches[self.next % Self::LEN] = (nonces as f64, took.as_secs_f64());
+        self.next += 1;
+        let (n, t) = self.batches[..self.next.min(Self::LEN)]
+            .iter()
+            .fold((0.0, 0.0), |(n, t), (bn, bt)| (n + bn, t + bt));
+        (t > 0.0).then(|| n / t)
+    }
 }
 
 /// Work bookkeeping for a thread at partial duty: a token bucket that earns `duty` times
@@ -382,9 +420,10 @@ struct Worker {
 /// Counting nonces rather than busy time is what makes the *hashrate* follow the duty: a
 /// core that wakes from a rest runs its first batch slower (frequency and power-state
 /// ramps; measured here up to a third slower after a few milliseconds asleep), and a
-/// time-based bucket loses exactly that (a 37 % duty gave 31 %). The full-speed rate is
-/// the upper quartile of the thread's recent batch rates (see `RecentRates`). Averaged
-/// over a second the achieved rate is the
+/// time-based bucket loses exactly that (a 37 % duty gave 31 %). Full speed is what a
+/// worker of the pool measured hashing flat out (`Shared::flat_out`); before any has, the
+/// upper quartile of the thread's own recent batch rates (see `RecentRates`), which
+/// reads a few percent high. Averaged over a second the achieved rate is the
 /// target up to a fraction of one batch; work the thread could not do (descheduled) is
 /// banked up to `DUTY_CREDIT_CAP` of full-speed hashing, not owed forever.
 #[derive(Debug, Clone)]
@@ -415,11 +454,18 @@ impl DutyBucket {
     }
 
     /// Before a batch at `duty` (0 < duty < 1): `None` to hash now, or how long to rest.
+    /// `flat_out` is the pool's measured sustained full speed per thread, when a thread
+    /// has hashed flat out; without it the thread's own recent batches stand in.
     /// Hashing comes in bursts of `DUTY_BURST` at full speed, so that all but a burst's
     /// first batch run warm and keep the full-speed rate measured even at low duty.
     /// Until one batch has been timed there is no rate to pace by: hash, and learn it.
-    fn before_batch(&mut self, now: Instant, duty: Duty) -> Option<Duration> {
-        let rate = self.full_rate.get()?;
+    fn before_batch(
+        &mut self,
+        now: Instant,
+        duty: Duty,
+        flat_out: Option<f64>,
+    ) -> Option<Duration> {
+        let rate = flat_out.or_else(|| self.full_rate.get())?;
         let earned = duty.get() * rate * now.duration_since(self.last).as_secs_f64();
         self.credit = (self.credit + earned).min(rate * DUTY_CREDIT_CAP.as_secs_f64());
         self.last = now;
@@ -495,6 +541,7 @@ impl Worker {
             batch: 4096,
             hashing: false,
             bucket: DutyBucket::new(Instant::now()),
+            flat_out: FlatOut::default(),
         }
     }
 
@@ -511,19 +558,28 @@ impl Worker {
                 self.rest(word, seq, None);
                 continue;
             }
-            if duty != Duty::FULL {
-                if let Some(wait) = self.bucket.before_batch(Instant::now(), duty) {
+            let full = duty == Duty::FULL;
+            if !full {
+                let flat_out = f64::from_bits(self.shared.flat_out.load(Ordering::Relaxed));
+                let reference = (flat_out > 0.0).then_some(flat_out);
+                if let Some(wait) = self.bucket.before_batch(Instant::now(), duty, reference) {
                     self.rest(word, seq, Some(wait));
                     continue;
                 }
             } else {
                 self.bucket.reset(Instant::now());
             }
+            let warm = self.hashing;
             self.set_hashing(true);
             let t0 = Instant::now();
             let nonces = self.hash_batch();
             let took = t0.elapsed();
             self.bucket.after_batch(nonces, took);
+            if full && warm {
+                if let Some(rate) = self.flat_out.push(nonces, took) {
+                    self.shared.flat_out.store(rate.to_bits(), Ordering::Relaxed);
+                }
+            }
             self.tune_batch(took);
         }
     }
@@ -687,7 +743,10 @@ mod tests {
     fn duty_bucket_meets_its_duty_in_hashes() {
         let warm = 30e6;
         let batch = 8192u32;
-        for duty in [0.01, 0.05, 0.1, 0.2, 0.37, 0.5, 0.9, 0.99] {
+        for (duty, flat_out) in [0.01, 0.05, 0.1, 0.2, 0.37, 0.5, 0.9, 0.99]
+            .into_iter()
+            .flat_map(|d| [(d, None), (d, Some(warm))])
+        {
             let t0 = Instant::now();
             let mut now = t0;
             let mut bucket = DutyBucket::new(now);
@@ -695,7 +754,7 @@ mod tests {
             let mut rested = Duration::ZERO;
             let mut i = 0u32;
             while now - t0 < Duration::from_secs(1) {
-                match bucket.before_batch(now, Duty::new(duty)) {
+                match bucket.before_batch(now, Duty::new(duty), flat_out) {
                     None => {
                         let rate = if rested > Duration::from_millis(1) {
                             warm * 2.0 / 3.0
@@ -717,13 +776,19 @@ mod tests {
                 }
             }
             let achieved = hashed as f64 / (warm * (now - t0).as_secs_f64());
-            // Below 0.2 a burst is too short to hold warm batches: the rate is learnt
-            // from cold ones and the error is bounded by their slowness times the duty,
-            // well under a percent of a core.
+            // Below 0.2 a burst is too short to hold warm batches: without a flat-out
+            // figure the rate is learnt from cold ones and the error is bounded by their
+            // slowness times the duty, well under a percent of a core.
             if duty >= 0.2 {
                 assert!(
                     (achieved - duty).abs() / duty < 0.01,
                     "duty {duty}: achieved {achieved}"
+                );
+            } else if flat_out.is_some() {
+                // Short bursts: one banked but unspent is up to 1 % of the second's work.
+                assert!(
+                    (achieved - duty).abs() / duty < 0.02,
+                    "duty {duty} knowing the flat-out rate: achieved {achieved}"
                 );
             } else {
                 assert!(
@@ -732,6 +797,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn flat_out_is_nonces_over_time() {
+        let mut f = FlatOut::default();
+        assert_eq!(f.push(1000, Duration::from_millis(1)), Some(1e6));
+        // A preempted batch counts with the time it lost.
+        let r = f.push(1000, Duration::from_millis(3)).unwrap();
+        assert!((r - 5e5).abs() < 1e-3);
     }
 
     #[test]
