@@ -218,8 +218,14 @@ async fn client(
     port: u16,
     id: &str,
     subscribe: &[&str],
-) -> Result<(AsyncClient, mpsc::UnboundedReceiver<(String, Instant)>, Arc<AtomicU64>), LiveBenchError>
-{
+) -> Result<
+    (
+        AsyncClient,
+        mpsc::UnboundedReceiver<(String, Instant)>,
+        Arc<AtomicU64>,
+    ),
+    LiveBenchError,
+> {
     let mut opts = MqttOptions::new(id, "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_max_packet_size(1 << 20, 1 << 20);
@@ -270,7 +276,11 @@ async fn wait_connected(events: &mut EventLoop, subacks: usize) -> Result<(), Li
 }
 
 /// Polls `done` every millisecond until it holds or `deadline` passes.
-async fn until(what: &str, deadline: Duration, done: impl Fn() -> bool) -> Result<(), LiveBenchError> {
+async fn until(
+    what: &str,
+    deadline: Duration,
+    done: impl Fn() -> bool,
+) -> Result<(), LiveBenchError> {
     let end = Instant::now() + deadline;
     while !done() {
         if Instant::now() > end {
@@ -354,7 +364,11 @@ pub async fn live(opts: &LiveOptions) -> Result<LiveBench, LiveBenchError> {
     Ok(bench)
 }
 
-async fn phases(opts: &LiveOptions, running: &Running, port: u16) -> Result<LiveBench, LiveBenchError> {
+async fn phases(
+    opts: &LiveOptions,
+    running: &Running,
+    port: u16,
+) -> Result<LiveBench, LiveBenchError> {
     let accepted = || running.counters.signals.accepted.load(Ordering::Relaxed);
     let (publisher, _, _) = client(port, "bench-publisher", &[]).await?;
     let (_raw, _raw_bodies, raw_count) = client(port, "bench-baseline", &["bench/raw"]).await?;
@@ -400,7 +414,12 @@ async fn phases(opts: &LiveOptions, running: &Running, port: u16) -> Result<Live
     let lag_ms = |backlog: u64| backlog as f64 / opts.paced_rate * 1e3;
 
     // The site as the latency phases need it: surplus to mine, a price.
-    for (topic, body) in [("pv", "5000"), ("load", "500"), ("price", "40"), ("frequency", "50.0")] {
+    for (topic, body) in [
+        ("pv", "5000"),
+        ("load", "500"),
+        ("price", "40"),
+        ("frequency", "50.0"),
+    ] {
         publisher
             .publish(format!("{SITE}/{topic}"), QoS::AtLeastOnce, false, body)
             .await
@@ -482,7 +501,9 @@ async fn phases(opts: &LiveOptions, running: &Running, port: u16) -> Result<Live
     }
     to_stop.sort();
     let release = command("release", &format!("release-end-{}", std::process::id()));
-    let _ = publisher.publish(&cmd, QoS::AtLeastOnce, false, release).await;
+    let _ = publisher
+        .publish(&cmd, QoS::AtLeastOnce, false, release)
+        .await;
 
     Ok(LiveBench {
         ingest_messages,
@@ -575,7 +596,11 @@ fn cpu_ticks(pid: u32) -> Result<u64, LiveBenchError> {
     // After the command name in parentheses: state is field 3, utime 14 and stime 15.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| f.get(i - 3).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    let field = |i: usize| {
+        f.get(i - 3)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     Ok(field(14) + field(15))
 }
 

@@ -187,8 +187,16 @@ mod tests {
         let at = Timestamp(1_700_000_000_000);
         let mut state = SiteState::new(&[]);
         for (action, act, key) in [
-            (OperatorAction::CurtailTo(Watts(1500.0)), "curtail", Some("limit_w")),
-            (OperatorAction::Setpoint(Watts(800.0)), "setpoint", Some("setpoint_w")),
+            (
+                OperatorAction::CurtailTo(Watts(1500.0)),
+                "curtail",
+                Some("limit_w"),
+            ),
+            (
+                OperatorAction::Setpoint(Watts(800.0)),
+                "setpoint",
+                Some("setpoint_w"),
+            ),
             (OperatorAction::Release, "release", None),
         ] {
             state.command = Some(ActiveCommand {

@@ -18,9 +18,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::error::TelemetryError;
-use crate::mqtt::MqttStats;
 use crate::actuator::hasher::stratum::StratumCounts;
 use crate::actuator::hasher::HashingReport;
+use crate::mqtt::MqttStats;
 use crate::policy::{Decision, ALL_REASONS};
 use crate::state::{Quantity, SiteState};
 use crate::units::Watts;

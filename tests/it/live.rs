@@ -16,17 +16,6 @@ use super::brokers::{free_port, Mosquitto};
 use super::support::{external_broker, site_config, site_feeds};
 
 const SECRET: &str = "aggregator-shared-secret-0123456789abcdef";
-/// A PV site exporting at most 1 kW, importing at a 100 EUR/MWh adder: 3 kW of PV over
-/// a 500 W site load is surplus for any test load, and no PV makes mining uneconomic.
-pub(crate) const SURPLUS_SITE: &str = r#"
-[site]
-pv = true
-export_limit = "1 kW"
-import_limit = "10 kW"
-[tariff]
-import_adder_eur_mwh = 100.0
-export = "day-ahead"
-"#;
 
 /// The embedded pool with one worker, 10 W at full speed; more keys of the load may
 /// follow it.
@@ -486,8 +475,17 @@ fn bench_live_measures_every_phase() {
     let dir = tempfile::tempdir().unwrap();
     let out = super::support::gridminer(
         &[
-            "bench", "live", "--messages", "2000", "--paced-seconds", "0.5", "--samples", "4",
-            "--idle-seconds", "0.5", "--json",
+            "bench",
+            "live",
+            "--messages",
+            "2000",
+            "--paced-seconds",
+            "0.5",
+            "--samples",
+            "4",
+            "--idle-seconds",
+            "0.5",
+            "--json",
         ],
         dir.path(),
     );

@@ -17,8 +17,9 @@ use rumqttc::{AsyncClient, QoS};
 use tokio::sync::watch;
 
 use crate::brokers::free_port;
-use crate::live::{next_message, subscriber, wait_for, wait_for_within, CPU_LOAD, SURPLUS_SITE};
+use crate::live::{next_message, subscriber, wait_for, wait_for_within, CPU_LOAD};
 use crate::stratum::{peers_present, python_verifies, start_pool, submissions};
+use crate::support::SURPLUS_SITE;
 
 /// A site whose only load is a one-thread cpu pool (10 W at full speed) mining for
 /// `pool_url`; signals never go stale during the test.

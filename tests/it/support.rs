@@ -141,9 +141,21 @@ pub fn scenario_in_memory(
     (sc, replay)
 }
 
+/// A PV site exporting at most 1 kW, importing at a 100 EUR/MWh adder: 3 kW of PV over
+/// a 500 W site load is surplus for any test load, and no PV makes mining uneconomic.
+pub const SURPLUS_SITE: &str = r#"
+[site]
+pv = true
+export_limit = "1 kW"
+import_limit = "10 kW"
+[tariff]
+import_adder_eur_mwh = 100.0
+export = "day-ahead"
+"#;
+
 /// The config of a small live test site `site`: a 100 ms tick, a constant hashprice, an
-/// economic policy that tolerates old readings, PV and a 1 kW export limit. `top` adds
-/// top-level keys; `tables` the `[mqtt]` section, signals, loads and the rest.
+/// economic policy that tolerates old readings, and `SURPLUS_SITE`. `top` adds top-level
+/// keys; `tables` the `[mqtt]` section, signals, loads and the rest.
 pub fn site_config(site: &str, top: &str, tables: &str) -> String {
     format!(
         r#"
@@ -152,13 +164,7 @@ tick = "100ms"
 hashprice = 50.0
 policy = {{ mode = "economic", max_signal_age = "1h" }}
 {top}
-[site]
-pv = true
-export_limit = "1 kW"
-import_limit = "10 kW"
-[tariff]
-import_adder_eur_mwh = 100.0
-export = "day-ahead"
+{SURPLUS_SITE}
 {tables}
 "#
     )

@@ -577,7 +577,9 @@ impl Worker {
             self.bucket.after_batch(nonces, took);
             if full && warm {
                 if let Some(rate) = self.flat_out.push(nonces, took) {
-                    self.shared.flat_out.store(rate.to_bits(), Ordering::Relaxed);
+                    self.shared
+                        .flat_out
+                        .store(rate.to_bits(), Ordering::Relaxed);
                 }
             }
             self.tune_batch(took);
@@ -819,7 +821,11 @@ mod tests {
         // The upper quartile of what was seen, not the luckiest batch.
         assert_eq!(r.get(), Some(31.0));
         for i in 0..RecentRates::LEN {
-            r.push(if i % 8 == 0 { 15.0 } else { 25.0 + (i % 3) as f64 * 0.1 });
+            r.push(if i % 8 == 0 {
+                15.0
+            } else {
+                25.0 + (i % 3) as f64 * 0.1
+            });
         }
         assert_eq!(r.get(), Some(25.2));
     }
