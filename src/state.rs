@@ -317,12 +317,8 @@ impl LoadLedger {
         self.version = next_version();
     }
 
-    /// (on, may stop, may start) counts. `wear` must be the same on every call.
-    pub fn counts(&self, now: Timestamp, wear: &WearLimits) -> Counts {
-        self.counts_until(now, wear).0
-    }
-
-    /// The counts, and until when they hold unless a unit switches (`version` changes):
+    /// What the wear limits allow now (`wear` must be the same on every call), and until
+    /// when that holds unless a unit switches (`version` changes):
     /// the next moment a unit crosses its `min_on` or `min_off`, or a new day returns
     /// spent starts.
     pub fn counts_until(&self, now: Timestamp, wear: &WearLimits) -> (Counts, Timestamp) {

@@ -21,18 +21,18 @@
 //!   load (the hashing pool excluded, as the budget says), its resident memory and CPU
 //!   time over a quiet window, read from `/proc`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use hmac::{Hmac, KeyInit, Mac};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use super::percentile_ms;
 use crate::runtime::{self, Running};
+use crate::signal::operator::sign_hs256;
 
 /// What `bench live` is asked to do.
 #[derive(Debug, Clone)]
@@ -111,6 +111,8 @@ pub enum LiveBenchError {
     Mqtt(String),
     #[error("timed out: {0}")]
     Timeout(String),
+    #[error("reading /proc: {0}")]
+    Proc(String),
 }
 
 const SITE: &str = "bench";
@@ -291,14 +293,6 @@ async fn until(
     Ok(())
 }
 
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e3
-}
-
 /// Publishes `n` QoS 0 messages to `topic` as fast as the client takes them.
 async fn flood(client: &AsyncClient, topic: &str, n: usize) -> Result<(), LiveBenchError> {
     for i in 0..n {
@@ -328,16 +322,6 @@ async fn drained(count: &AtomicU64, target: u64) -> (u64, Instant) {
     }
 }
 
-fn hs256(claims: &serde_json::Value) -> String {
-    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-    let head = b64(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let body = b64(claims.to_string().as_bytes());
-    let mut mac =
-        <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).expect("any key length");
-    mac.update(format!("{head}.{body}").as_bytes());
-    format!("{head}.{body}.{}", b64(&mac.finalize().into_bytes()))
-}
-
 fn command(act: &str, jti: &str) -> String {
     let now = chrono::Utc::now().timestamp();
     let mut claims = serde_json::json!({
@@ -346,7 +330,7 @@ fn command(act: &str, jti: &str) -> String {
     if act == "curtail" {
         claims["limit_w"] = 0.into();
     }
-    hs256(&claims)
+    sign_hs256(SECRET.as_bytes(), &claims)
 }
 
 /// Runs every phase; takes about `idle_seconds` plus 15 s.
@@ -580,7 +564,9 @@ fn idle(scratch: &Scratch, seconds: f64) -> Result<(f64, f64), LiveBenchError> {
         std::thread::sleep(Duration::from_secs_f64(seconds));
         let b = cpu_ticks(pid)?;
         let cpu = (b - a) as f64 / CLOCK_TICKS_PER_S / t.elapsed().as_secs_f64() * 100.0;
-        Ok((rss_mb(pid)?, cpu))
+        let rss = super::proc_memory_mb(&pid.to_string(), "VmRSS:")
+            .ok_or_else(|| LiveBenchError::Proc(format!("VmRSS of process {pid}")))?;
+        Ok((rss, cpu))
     })();
     let _ = child.kill();
     let _ = child.wait();
@@ -602,16 +588,4 @@ fn cpu_ticks(pid: u32) -> Result<u64, LiveBenchError> {
             .unwrap_or(0)
     };
     Ok(field(14) + field(15))
-}
-
-fn rss_mb(pid: u32) -> Result<f64, LiveBenchError> {
-    status_kb(&format!("/proc/{pid}/status"), "VmRSS:").map(|kb| kb / 1024.0)
-}
-
-fn status_kb(path: impl AsRef<Path>, key: &str) -> Result<f64, LiveBenchError> {
-    let s = std::fs::read_to_string(path)?;
-    s.lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .ok_or_else(|| LiveBenchError::Timeout(format!("{key} in /proc")))
 }

@@ -5,9 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use gridminer::runtime::{self, Snapshot};
-use hmac::{Hmac, KeyInit, Mac};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -22,12 +20,7 @@ const SECRET: &str = "aggregator-shared-secret-0123456789abcdef";
 pub(crate) const CPU_LOAD: &str = gridminer::bench::live::ONE_WORKER_POOL;
 
 fn hs256(claims: &Value) -> String {
-    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-    let head = b64(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let body = b64(claims.to_string().as_bytes());
-    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(format!("{head}.{body}").as_bytes());
-    format!("{head}.{body}.{}", b64(&mac.finalize().into_bytes()))
+    gridminer::signal::operator::sign_hs256(SECRET.as_bytes(), claims)
 }
 
 fn now_s() -> i64 {

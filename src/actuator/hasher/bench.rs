@@ -178,11 +178,6 @@ fn naive_rate(phase: Duration) -> HashRate {
     HashRate(n as f64 / t0.elapsed().as_secs_f64())
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e3
-}
-
 /// Times `n` pauses of a fully busy pool: from the 0 W set-point to the last worker idle.
 fn pause_latencies(pool: &HasherPool, threads: usize, n: usize) -> Vec<Duration> {
     let mut out = Vec::with_capacity(n);
@@ -259,9 +254,9 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         ratio: per_core / base_per_core,
         naive_mhs_per_core: naive.0 / 1e6,
         naive_ratio: per_core / naive.0,
-        pause_p50_ms: percentile(&pauses, 0.50),
-        pause_p99_ms: percentile(&pauses, 0.99),
-        pause_max_ms: percentile(&pauses, 1.0),
+        pause_p50_ms: crate::bench::percentile_ms(&pauses, 0.50),
+        pause_p99_ms: crate::bench::percentile_ms(&pauses, 0.99),
+        pause_max_ms: crate::bench::percentile_ms(&pauses, 1.0),
         duty_target,
         duty_achieved,
         duty_error_pct: error(duty_achieved),

@@ -19,6 +19,19 @@ use super::error::RefusalReason;
 /// keeps a flood of huge messages from costing more than a length check.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
+/// Signs `claims` as an HS256 compact JWS with `secret`: what an operator's tooling does.
+/// `bench live` and the integration tests sign their commands with it; the verifier is
+/// also checked against an independent library (PyJWT).
+pub fn sign_hs256(secret: &[u8], claims: &serde_json::Value) -> String {
+    let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+    let head = b64(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let body = b64(claims.to_string().as_bytes());
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(format!("{head}.{body}").as_bytes());
+    format!("{head}.{body}.{}", b64(&mac.finalize().into_bytes()))
+}
+
 /// A signature algorithm an operator may be configured with (JOSE names, exact case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {

@@ -54,7 +54,9 @@ pub use claims::{Order, MAX_JTI_LEN};
 pub use config::{load_operator_config, take_operator_config, OperatorConfig, DEFAULT_STATE_DIR};
 pub use error::{Counters, Refusal, RefusalReason};
 pub use heartbeat::{HeartbeatConfig, HeartbeatMonitor};
-pub use jws::{parse_ed25519_public_key, Algorithm, HmacSecret, OperatorKey, MAX_TOKEN_BYTES};
+pub use jws::{
+    parse_ed25519_public_key, sign_hs256, Algorithm, HmacSecret, OperatorKey, MAX_TOKEN_BYTES,
+};
 pub use replay::{ReplayCache, ReplayEntry, DEFAULT_CAPACITY};
 pub use replay_file::{ReplayFile, ReplayFileError};
 pub use verifier::{
