@@ -157,8 +157,17 @@ fn run_bench(threads: usize, seconds: f64, pauses: usize, json: bool) -> anyhow:
         r.pause_p50_ms, r.pause_p99_ms, r.pause_max_ms
     );
     println!(
-        "duty cycle        target {:.3}, achieved {:.3} over {} seconds (error {:.2} %, worst second {:.2} %)",
+        "duty cycle        target {:.3}, achieved {:.3} over {} seconds of 10 x 100 ms (error {:.2} %, worst second {:.2} %)",
         r.duty_target, r.duty_achieved, r.duty_seconds, r.duty_error_pct, r.duty_error_worst_second_pct
+    );
+    let seconds: Vec<String> = r
+        .duty_each_second
+        .iter()
+        .map(|d| format!("{:+.1} % ({:.0} %)", d.error_pct, d.flat_out_spread_pct))
+        .collect();
+    println!(
+        "  each second     error (spread of the flat-out windows under it): {}",
+        seconds.join(", ")
     );
     for (name, mhs) in &r.kernels_best_burst_mhs {
         println!("one thread, best   {name} {mhs:.2} MH/s (per on-CPU second)");

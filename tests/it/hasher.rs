@@ -212,3 +212,48 @@ fn cli_scan_finds_the_genesis_nonce() {
         assert_eq!(v["kernel"], kernel.name());
     }
 }
+
+/// `gridminer hash bench --json`, run short: every figure the issue names is printed and
+/// well-formed, and the duty measurement reports each judged second with the spread of
+/// the flat-out windows under it. Asserts on no speed: that is the benchmark's to report.
+#[test]
+fn cli_bench_prints_every_figure() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gridminer"))
+        .args(["hash", "bench", "--threads", "1", "--seconds", "0.2"])
+        .args(["--pauses", "5", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kernel"], Kernel::best().name());
+    assert_eq!(v["baseline_kernel"], "sha2-compress256");
+    for field in [
+        "mhs_per_core",
+        "mhs_total",
+        "baseline_mhs_per_core",
+        "ratio",
+        "pause_p50_ms",
+        "pause_p99_ms",
+        "duty_achieved",
+    ] {
+        let x = v[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field}: {}", v[field]));
+        assert!(x.is_finite() && x > 0.0, "{field} = {x}");
+    }
+    let seconds = v["duty_each_second"].as_array().unwrap();
+    assert_eq!(seconds.len() as u64, v["duty_seconds"].as_u64().unwrap());
+    assert!(seconds.len() >= 2);
+    let worst = seconds
+        .iter()
+        .map(|s| s["error_pct"].as_f64().unwrap().abs())
+        .fold(0.0, f64::max);
+    assert!((worst - v["duty_error_worst_second_pct"].as_f64().unwrap()).abs() < 1e-9);
+    for s in seconds {
+        assert!(s["flat_out_spread_pct"].as_f64().unwrap() >= 0.0);
+    }
+}

@@ -49,22 +49,36 @@ pub struct BenchReport {
     pub pause_p50_ms: f64,
     pub pause_p99_ms: f64,
     pub pause_max_ms: f64,
-    /// One thread at this duty for `duty_seconds` separate seconds ...
+    /// One thread at this duty for `duty_seconds` judged seconds, each made of ten 100 ms
+    /// windows interleaved with 100 ms windows flat out on the same thread ...
     pub duty_target: f64,
-    /// ... achieved on average this fraction of the full single-thread rate measured
-    /// just before and after each second.
+    /// ... achieved on average this fraction of the flat-out rate of the windows around.
     pub duty_achieved: f64,
     /// `|achieved - target| / target` in percent.
     pub duty_error_pct: f64,
     /// The same for the worst single second.
     pub duty_error_worst_second_pct: f64,
     pub duty_seconds: usize,
+    /// Each judged second: its error (percent, signed) and how far apart its flat-out
+    /// windows were (`(max - min) / mean` in percent), which is how much the core's own
+    /// speed moved under it: a second whose reference moved by 10 % cannot be judged to
+    /// 2 %.
+    pub duty_each_second: Vec<DutySecond>,
     /// Watts per busy core from RAPL, if the machine has it.
     pub rapl_watts_per_core: Option<f64>,
     /// Every kernel on one thread, best of several alternating bursts, in MH per second
     /// the thread was actually on a CPU (Linux schedstat; wall time elsewhere): the
     /// fairest comparison on a machine shared with other work.
     pub kernels_best_burst_mhs: Vec<(&'static str, f64)>,
+}
+
+/// One judged second of the duty measurement.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct DutySecond {
+    /// Hashes at the duty over the flat-out rate around them.
+    pub achieved: f64,
+    pub error_pct: f64,
+    pub flat_out_spread_pct: f64,
 }
 
 /// Nanoseconds this thread has spent on a CPU (`/proc/thread-self/schedstat`), so that
@@ -128,29 +142,69 @@ fn start_pool(kernel: Kernel, threads: usize) -> HasherPool {
 
 /// Hashes per second of `pool` under `plan`, after a short warm-up.
 fn measure(pool: &HasherPool, plan: ThrottlePlan, phase: Duration) -> HashRate {
-    pool.set_plan(plan);
-    std::thread::sleep(Duration::from_millis(100));
-    let (h0, t0) = (pool.hashes(), Instant::now());
-    std::thread::sleep(phase);
-    HashRate((pool.hashes() - h0) as f64 / t0.elapsed().as_secs_f64())
+    let (hashes, secs) = window(pool, plan, Duration::from_millis(100), phase);
+    HashRate(hashes / secs)
 }
 
-/// One thread at `duty` for `seconds` separate seconds, each judged against full-speed
-/// slices just before and after it: the machine's speed drifts by several percent
-/// between phases here (turbo, neighbours on a shared host), and only close neighbours in
-/// time cancel that out. Returns each second's achieved fraction of full speed.
-fn duty_seconds(pool: &HasherPool, duty: Duty, seconds: usize) -> Vec<f64> {
-    let slice = Duration::from_millis(300);
+/// Sets `plan`, waits `settle`, then counts the hashes over `span`: (hashes, seconds).
+fn window(pool: &HasherPool, plan: ThrottlePlan, settle: Duration, span: Duration) -> (f64, f64) {
+    pool.set_plan(plan);
+    std::thread::sleep(settle);
+    let (h0, t0) = (pool.hashes(), Instant::now());
+    std::thread::sleep(span);
+    ((pool.hashes() - h0) as f64, t0.elapsed().as_secs_f64())
+}
+
+/// How long each window of the duty measurement lasts, and how many make a judged second.
+const DUTY_WINDOW: Duration = Duration::from_millis(100);
+const DUTY_WINDOWS: usize = 10;
+
+/// One thread at `duty` for `seconds` judged seconds; returns each one's achieved fraction
+/// of full speed. A judged second is `DUTY_WINDOWS` windows of `DUTY_WINDOW` at the duty,
+/// interleaved with windows of the same length flat out on the same thread, and is judged
+/// against the flat-out windows around it (the first and last count half).
+///
+/// Why interleave: on this host each core's flat-out speed moves by up to a quarter for
+/// seconds at a time, independently of the other cores (a neighbour on its hyperthread
+/// sibling: two threads flat out on the two cores correlate at 0.04 over 300 ms windows).
+/// Full-speed slices just before and after one contiguous second disagree by up to 40 %,
+/// so they cannot judge a 2 % error; windows 100 ms apart can. Each partial window is
+/// measured from 40 ms after the duty is set, so it starts and ends at a random point of
+/// the burst pattern and the work banked at its edges averages out; each flat-out window
+/// from 20 ms after, past the slower first milliseconds after a rest.
+fn duty_seconds(pool: &HasherPool, duty: Duty, seconds: usize) -> Vec<DutySecond> {
     let partial = ThrottlePlan {
         full_threads: 0,
         partial: duty,
     };
+    let flat_out = || window(pool, full(1), Duration::from_millis(20), DUTY_WINDOW);
     (0..seconds)
         .map(|_| {
-            let before = measure(pool, full(1), slice);
-            let rate = measure(pool, partial, Duration::from_secs(1));
-            let after = measure(pool, full(1), slice);
-            rate.0 / ((before.0 + after.0) / 2.0)
+            let mut rates = Vec::with_capacity(DUTY_WINDOWS + 1);
+            let (first, first_secs) = flat_out();
+            rates.push(first / first_secs);
+            let (mut full_hashes, mut full_secs) = (first / 2.0, first_secs / 2.0);
+            let (mut hashes, mut secs) = (0.0, 0.0);
+            for i in 0..DUTY_WINDOWS {
+                let (h, s) = window(pool, partial, Duration::from_millis(40), DUTY_WINDOW);
+                hashes += h;
+                secs += s;
+                let (h, s) = flat_out();
+                rates.push(h / s);
+                let weight = if i + 1 == DUTY_WINDOWS { 0.5 } else { 1.0 };
+                full_hashes += h * weight;
+                full_secs += s * weight;
+            }
+            let reference = full_hashes / full_secs;
+            let achieved = (hashes / secs) / reference;
+            let (lo, hi) = rates
+                .iter()
+                .fold((f64::MAX, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+            DutySecond {
+                achieved,
+                error_pct: (achieved / duty.get() - 1.0) * 100.0,
+                flat_out_spread_pct: (hi - lo) / reference * 100.0,
+            }
         })
         .collect()
 }
@@ -240,8 +294,7 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
 
     let per_core = total.0 / threads as f64;
     let base_per_core = base_total.0 / threads as f64;
-    let duty_achieved = duty.iter().sum::<f64>() / duty.len() as f64;
-    let error = |a: f64| (a - duty_target).abs() / duty_target * 100.0;
+    let duty_achieved = duty.iter().map(|d| d.achieved).sum::<f64>() / duty.len() as f64;
     BenchReport {
         kernel: best.name(),
         threads,
@@ -259,9 +312,10 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         pause_max_ms: crate::bench::percentile_ms(&pauses, 1.0),
         duty_target,
         duty_achieved,
-        duty_error_pct: error(duty_achieved),
-        duty_error_worst_second_pct: duty.iter().map(|&a| error(a)).fold(0.0, f64::max),
+        duty_error_pct: (duty_achieved - duty_target).abs() / duty_target * 100.0,
+        duty_error_worst_second_pct: duty.iter().map(|d| d.error_pct.abs()).fold(0.0, f64::max),
         duty_seconds: duty.len(),
+        duty_each_second: duty,
         rapl_watts_per_core: rapl,
         kernels_best_burst_mhs: race,
     }

@@ -413,6 +413,14 @@ impl FlatOut {
     }
 }
 
+/// The batch a thread at `duty` hashes, given the tuned full-duty `batch`: smaller below a
+/// duty of 0.1, so that even a short burst holds several batches and the work banked
+/// between bursts stays near 1 % of a second's (the bucket counts nonces, so the few
+/// hundred nanoseconds each batch adds cost no accuracy).
+fn batch_at(batch: u32, duty: Duty) -> u32 {
+    ((batch as f64 * (duty.get() * 10.0).min(1.0)) as u32).max(BATCH_MIN)
+}
+
 /// Work bookkeeping for a thread at partial duty: a token bucket that earns `duty` times
 /// the thread's full-speed rate in nonces per second of wall time, and is charged the
 /// nonces each batch actually hashed.
@@ -423,9 +431,12 @@ impl FlatOut {
 /// time-based bucket loses exactly that (a 37 % duty gave 31 %). Full speed is what a
 /// worker of the pool measured hashing flat out (`Shared::flat_out`); before any has, the
 /// upper quartile of the thread's own recent batch rates (see `RecentRates`), which
-/// reads a few percent high. Averaged over a second the achieved rate is the
-/// target up to a fraction of one batch; work the thread could not do (descheduled) is
-/// banked up to `DUTY_CREDIT_CAP` of full-speed hashing, not owed forever.
+/// reads a few percent high. The thread's own warm batches are no substitute once a
+/// flat-out figure exists: a core that keeps resting runs 2-12 % below its flat-out speed
+/// even past the first batch (measured here), so pacing by them undershoots by as much.
+/// Averaged over a second the achieved rate is the target up to one burst; work the
+/// thread could not do (descheduled) is banked up to `DUTY_CREDIT_CAP` of full-speed
+/// hashing, not owed forever.
 #[derive(Debug, Clone)]
 struct DutyBucket {
     /// Nonces owed (positive) or overdrawn (negative).
@@ -453,7 +464,8 @@ impl DutyBucket {
         self.bursting = false;
     }
 
-    /// Before a batch at `duty` (0 < duty < 1): `None` to hash now, or how long to rest.
+    /// Before a batch of `batch` nonces at `duty` (0 < duty < 1): `None` to hash now, or
+    /// how long to rest.
     /// `flat_out` is the pool's measured sustained full speed per thread, when a thread
     /// has hashed flat out; without it the thread's own recent batches stand in.
     /// Hashing comes in bursts of `DUTY_BURST` at full speed, so that all but a burst's
@@ -464,14 +476,19 @@ impl DutyBucket {
         now: Instant,
         duty: Duty,
         flat_out: Option<f64>,
+        batch: u32,
     ) -> Option<Duration> {
         let rate = flat_out.or_else(|| self.full_rate.get())?;
+        let cap = rate * DUTY_CREDIT_CAP.as_secs_f64();
         let earned = duty.get() * rate * now.duration_since(self.last).as_secs_f64();
-        self.credit = (self.credit + earned).min(rate * DUTY_CREDIT_CAP.as_secs_f64());
+        self.credit = (self.credit + earned).min(cap);
         self.last = now;
         // Shorter bursts at low duty: a burst banked but not yet spent is the error over a
-        // second, so it stays under 1 % of the duty's work per second.
-        let burst = rate * DUTY_BURST.as_secs_f64() * (duty.get() * 5.0).min(1.0);
+        // second, so it stays near 1 % of the duty's work per second. Never under two
+        // batches, so that a burst holds a warm one.
+        let burst = (rate * DUTY_BURST.as_secs_f64() * (duty.get() * 5.0).min(1.0))
+            .max(2.0 * batch as f64)
+            .min(cap);
         self.bursting = if self.bursting {
             self.credit > 0.0
         } else {
@@ -559,10 +576,12 @@ impl Worker {
                 continue;
             }
             let full = duty == Duty::FULL;
+            let batch = batch_at(self.batch, duty);
             if !full {
                 let flat_out = f64::from_bits(self.shared.flat_out.load(Ordering::Relaxed));
                 let reference = (flat_out > 0.0).then_some(flat_out);
-                if let Some(wait) = self.bucket.before_batch(Instant::now(), duty, reference) {
+                let now = Instant::now();
+                if let Some(wait) = self.bucket.before_batch(now, duty, reference, batch) {
                     self.rest(word, seq, Some(wait));
                     continue;
                 }
@@ -572,7 +591,7 @@ impl Worker {
             let warm = self.hashing;
             self.set_hashing(true);
             let t0 = Instant::now();
-            let nonces = self.hash_batch();
+            let nonces = self.hash_batch(batch);
             let took = t0.elapsed();
             self.bucket.after_batch(nonces, took);
             if full && warm {
@@ -582,7 +601,10 @@ impl Worker {
                         .store(rate.to_bits(), Ordering::Relaxed);
                 }
             }
-            self.tune_batch(took);
+            // A partial thread's smaller batches say nothing about the full-duty size.
+            if batch == self.batch {
+                self.tune_batch(took);
+            }
         }
     }
 
@@ -614,10 +636,11 @@ impl Worker {
         }
     }
 
-    /// Hashes the next batch of the current place; returns how many nonces it scanned.
-    fn hash_batch(&mut self) -> u32 {
+    /// Hashes the next `batch` nonces of the current place (fewer at the end of a roll);
+    /// returns how many it scanned.
+    fn hash_batch(&mut self, batch: u32) -> u32 {
         let place = self.place.as_mut().expect("hash_batch needs a place");
-        let count = (self.batch as u64).min((1u64 << 32) - place.next) as u32;
+        let count = (batch as u64).min((1u64 << 32) - place.next) as u32;
         let start = place.next as u32;
         let (shared, header, seq, roll, target) = (
             &self.shared,
@@ -739,16 +762,18 @@ mod tests {
     /// The bucket on a synthetic clock: a thread that hashes 30 MH/s warm, but a third
     /// slower in its first batch after resting over a millisecond (as measured on this
     /// machine), with rests that overshoot by up to 80 us (timer slack). Over one
-    /// simulated second the nonces hashed are the duty of the warm rate within 0.5 %,
-    /// far inside the issue's 2 %.
+    /// simulated second the nonces hashed are the duty of the warm rate within 1.5 %
+    /// (the issue asks 2 %) at every duty from 0.01 up, knowing the flat-out rate or not:
+    /// batches shrink at low duty, so a burst always holds warm batches to learn from and
+    /// the work banked between bursts stays small.
     #[test]
     fn duty_bucket_meets_its_duty_in_hashes() {
         let warm = 30e6;
-        let batch = 8192u32;
         for (duty, flat_out) in [0.01, 0.05, 0.1, 0.2, 0.37, 0.5, 0.9, 0.99]
             .into_iter()
             .flat_map(|d| [(d, None), (d, Some(warm))])
         {
+            let batch = batch_at(8192, Duty::new(duty));
             let t0 = Instant::now();
             let mut now = t0;
             let mut bucket = DutyBucket::new(now);
@@ -756,7 +781,7 @@ mod tests {
             let mut rested = Duration::ZERO;
             let mut i = 0u32;
             while now - t0 < Duration::from_secs(1) {
-                match bucket.before_batch(now, Duty::new(duty), flat_out) {
+                match bucket.before_batch(now, Duty::new(duty), flat_out, batch) {
                     None => {
                         let rate = if rested > Duration::from_millis(1) {
                             warm * 2.0 / 3.0
@@ -778,26 +803,10 @@ mod tests {
                 }
             }
             let achieved = hashed as f64 / (warm * (now - t0).as_secs_f64());
-            // Below 0.2 a burst is too short to hold warm batches: without a flat-out
-            // figure the rate is learnt from cold ones and the error is bounded by their
-            // slowness times the duty, well under a percent of a core.
-            if duty >= 0.2 {
-                assert!(
-                    (achieved - duty).abs() / duty < 0.01,
-                    "duty {duty}: achieved {achieved}"
-                );
-            } else if flat_out.is_some() {
-                // Short bursts: one banked but unspent is up to 1 % of the second's work.
-                assert!(
-                    (achieved - duty).abs() / duty < 0.02,
-                    "duty {duty} knowing the flat-out rate: achieved {achieved}"
-                );
-            } else {
-                assert!(
-                    (achieved - duty).abs() < duty / 3.0 + 1e-3,
-                    "duty {duty}: achieved {achieved}"
-                );
-            }
+            assert!(
+                (achieved - duty).abs() / duty < 0.015,
+                "duty {duty}, flat-out rate {flat_out:?}: achieved {achieved}"
+            );
         }
     }
 
