@@ -188,23 +188,34 @@ fn power_is_zero_without_a_job() {
     pool.shutdown();
 }
 
+/// Runs `gridminer hash ARGS --json`, which must succeed, and parses what it prints.
+fn hash_json(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gridminer"))
+        .arg("hash")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    crate::support::json_stdout(&out)
+}
+
 /// `gridminer hash scan` over the range of the genesis header.
 #[test]
 fn cli_scan_finds_the_genesis_nonce() {
     let b = &blocks()[0];
     for kernel in Kernel::available() {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gridminer"))
-            .args(["hash", "scan", "--header", &b.header.to_hex()])
-            .args(["--from", "2083236000", "--to", "2083237000", "--json"])
-            .args(["--kernel", kernel.name()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let header = b.header.to_hex();
+        let v = hash_json(&[
+            "scan",
+            "--header",
+            &header,
+            "--from",
+            "2083236000",
+            "--to",
+            "2083237000",
+            "--kernel",
+            kernel.name(),
+        ]);
         assert_eq!(
             v["found"],
             serde_json::json!([{"nonce": 2083236893u32, "hash": "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"}])
@@ -218,17 +229,15 @@ fn cli_scan_finds_the_genesis_nonce() {
 /// the flat-out windows under it. Asserts on no speed: that is the benchmark's to report.
 #[test]
 fn cli_bench_prints_every_figure() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gridminer"))
-        .args(["hash", "bench", "--threads", "1", "--seconds", "0.2"])
-        .args(["--pauses", "5", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = hash_json(&[
+        "bench",
+        "--threads",
+        "1",
+        "--seconds",
+        "0.2",
+        "--pauses",
+        "5",
+    ]);
     assert_eq!(v["kernel"], Kernel::best().name());
     assert_eq!(v["baseline_kernel"], "sha2-compress256");
     for field in [

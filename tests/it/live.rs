@@ -482,8 +482,7 @@ fn bench_live_measures_every_phase() {
         ],
         dir.path(),
     );
-    assert!(out.status.success(), "{}", super::support::text(&out));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = super::support::json_stdout(&out);
     assert!(v["ingest_messages"].as_u64().unwrap() > 0);
     assert!(v["paced_accepted"].as_u64().unwrap() > 0);
     for key in [

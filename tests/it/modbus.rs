@@ -254,12 +254,7 @@ d.close()
     .await
     .expect("pysunspec2 reads in time")
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    crate::support::json_stdout(&out)
 }
 
 #[tokio::test]

@@ -28,6 +28,13 @@ pub fn gridminer(args: &[&str], cwd: &Path) -> Output {
         .expect("the gridminer binary runs")
 }
 
+/// What a command that must succeed printed on stdout, as JSON; its output if it failed.
+pub fn json_stdout(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", text(o));
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: stdout is not JSON: {}", text(o)))
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "{}{}",
