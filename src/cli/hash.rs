@@ -292,7 +292,8 @@ fn run_mine(
                     let st = pool.status();
                     let c = stats.snapshot();
                     println!(
-                        "{:.2} MH/s ({} threads, duty {:.2}, {:.1} W model) accepted {} rejected {} stale-dropped {} malformed {}",
+                        "{} {:.2} MH/s ({} threads, duty {:.2}, {:.1} W model) accepted {} rejected {} stale-dropped {} malformed {}",
+                        if c.connected { "connected" } else { "not connected" },
                         st.hashrate.0 / 1e6, st.active_threads, st.duty.get(), st.power.0,
                         c.accepted, c.rejected, c.stale_dropped, c.malformed
                     );

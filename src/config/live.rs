@@ -19,6 +19,11 @@ use crate::signal::mqtt::{self as mqtt_signals, MqttSignal, RawMqttSignal};
 use crate::site::{GridConnection, LoadSpec, Tariff};
 use crate::units::{de_duration, de_watts, HashRate, Hashprice, PricePerMwh, Watts};
 
+/// How long the daemon waits before logging in again after a pool refused it: long
+/// enough not to hammer a pool that said no, short enough that a fixed account mines
+/// again within minutes without a restart.
+pub const POOL_REFUSED_RETRY: Duration = Duration::from_secs(300);
+
 /// Where the broker is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Broker {
@@ -267,6 +272,10 @@ pub fn load_live(
                     StratumConfig::new(&s.url, &s.user, &s.password)
                         .inspect_err(|e| p.push(format!("{at}.pool.url"), e.to_string()))
                         .ok()
+                        .map(|c| StratumConfig {
+                            retry_refused: Some(POOL_REFUSED_RETRY),
+                            ..c
+                        })
                 });
                 drivers.push(LoadDriver::Hasher {
                     threads,

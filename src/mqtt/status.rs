@@ -98,6 +98,7 @@ fn hashing_json(r: &HashingReport) -> Value {
             "stale_dropped": c.stale_dropped,
             "invalid_dropped": c.invalid_dropped,
             "malformed": c.malformed,
+            "refusals": c.refusals,
         })),
     })
 }

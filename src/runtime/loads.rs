@@ -108,7 +108,8 @@ pub(super) fn start(driver: LoadDriver, i: usize, name: &str, w: &Wiring<'_>) ->
                     let (pool, shutdown, name) =
                         (pool.clone(), w.shutdown.clone(), name.to_owned());
                     w.tracker.spawn(async move {
-                        // Transport failures are retried inside; only a refusal ends it.
+                        // Transport failures and refusals are retried inside; only a
+                        // configuration the client cannot use ends it.
                         if let Err(error) = client.run(pool, shares, shutdown).await {
                             tracing::error!(%error, load = name, "Stratum client stopped; the load hashes nothing until restarted");
                         }

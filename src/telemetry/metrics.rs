@@ -86,6 +86,8 @@ pub mod name {
     pub const STRATUM_SHARES: &str = "gridminer_stratum_shares_total";
     /// Counter, label `load`: messages from the pool rejected as malformed.
     pub const STRATUM_MALFORMED: &str = "gridminer_stratum_malformed_messages_total";
+    /// Counter, label `load`: times the pool refused the login or the subscription.
+    pub const STRATUM_REFUSALS: &str = "gridminer_stratum_refusals_total";
 }
 
 /// The `outcome` label values of [`name::STRATUM_SHARES`]: the pool accepted or
@@ -550,21 +552,27 @@ fn hasher_values(r: &HashingReport) -> [f64; 2] {
 }
 
 /// Of each Stratum pool, valued by [`pool_values`].
-const POOL_FAMILIES: [Family; 5] = [
+const POOL_FAMILIES: [Family; 6] = [
     (name::STRATUM_CONNECTED, "gauge", "1 while a session is up."),
     (name::STRATUM_CONNECTIONS, "counter", "Connections made."),
     (name::STRATUM_JOBS, "counter", "Jobs received."),
     (name::STRATUM_SUBMITTED, "counter", "Shares submitted."),
     (name::STRATUM_MALFORMED, "counter", "Malformed messages."),
+    (
+        name::STRATUM_REFUSALS,
+        "counter",
+        "Logins or subscriptions the pool refused.",
+    ),
 ];
 
-fn pool_values(c: &StratumCounts) -> [f64; 5] {
+fn pool_values(c: &StratumCounts) -> [f64; 6] {
     [
         if c.connected { 1.0 } else { 0.0 },
         c.connections as f64,
         c.jobs as f64,
         c.submitted as f64,
         c.malformed as f64,
+        c.refusals as f64,
     ]
 }
 

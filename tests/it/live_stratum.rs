@@ -1,8 +1,8 @@
 //! `gridminer run` with a cpu load that mines for a Stratum pool: the daemon runs the
 //! Stratum client as one of its tasks, the controller's target throttles the hashing
 //! pool, every share the pool accepted is verified by Python's hashlib, and at 0 W
-//! nothing more is hashed or submitted. A configured pool that never answers leaves the
-//! load drawing 0 W, whatever its target, and the state says so.
+//! nothing more is hashed or submitted. A configured pool that never answers, or refuses
+//! the login, leaves the load drawing 0 W, whatever its target, and the state says so.
 //!
 //! The pool is `tests/stratum/server.js` (see `stratum.rs`); the broker is the embedded
 //! one.
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use gridminer::actuator::hasher::stratum::StratumCounts;
 use gridminer::actuator::hasher::HashingReport;
+use gridminer::config::live::{LoadDriver, POOL_REFUSED_RETRY};
 use gridminer::runtime::{self, Running, Snapshot};
 use rumqttc::{AsyncClient, QoS};
 use tokio::sync::watch;
@@ -254,4 +255,44 @@ async fn a_pool_that_never_answers_leaves_the_load_at_zero_actual_power() {
         .await
         .expect("clean shutdown while the pool is silent");
     drop(silent);
+}
+
+/// A pool that refuses the login: the daemon logs it, counts it, keeps the load at 0 W
+/// actual and stays up to log in again later (`POOL_REFUSED_RETRY`) rather than mining
+/// nothing until someone restarts it; shutdown does not wait out that retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_that_refuses_the_login_is_counted_and_the_daemon_stays_up() {
+    let Some(()) = peers_present() else { return };
+    let pool_server = start_pool(&["--refuse-auth"]);
+    let url = format!("stratum+tcp://127.0.0.1:{}", pool_server.port);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let running = start_daemon(dir.path(), port, &url).await;
+    let site = gridminer::cli::run::load(&dir.path().join("site.toml")).unwrap();
+    match &site.config.drivers[..] {
+        [LoadDriver::Hasher {
+            pool: Some(stratum),
+            ..
+        }] => assert_eq!(stratum.retry_refused, Some(POOL_REFUSED_RETRY)),
+        other => panic!("{other:?}"),
+    }
+    let mut snaps = running.snapshots.clone();
+    let (client, _msgs) = subscriber(port, "gridminer/sp/#").await;
+
+    let s = feed_until(&client, &mut snaps, "3", "the refusal counted", |s| {
+        s.decision.loads[0].power.0 > 9.9 && pool(s).refusals == 1
+    })
+    .await;
+    let c = pool(&s);
+    assert!(!c.connected);
+    assert_eq!((c.connections, c.jobs, c.submitted), (1, 0, 0));
+    let s = wait_for(&mut snaps, "the next step", |n| n.at > s.at).await;
+    assert_eq!(s.actual[0].0, 0.0, "no job, no power");
+    let refusals = metric(
+        &running.metrics.render(),
+        r#"gridminer_stratum_refusals_total{load="cpu"}"#,
+    );
+    assert_eq!(refusals, 1.0);
+    let stopped = running.stop(Duration::from_secs(10)).await;
+    stopped.expect("clean shutdown while waiting to log in again");
 }

@@ -13,8 +13,9 @@ use std::time::Duration;
 use gridminer::actuator::hasher::stratum::{
     StratumClient, StratumConfig, StratumCounts, StratumError,
 };
-use gridminer::actuator::hasher::{HasherConfig, HasherPool, Kernel};
+use gridminer::actuator::hasher::{HasherConfig, HasherPool, Kernel, Share};
 use gridminer::units::{HashRate, Watts};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use crate::peers::{need, repo, runs};
@@ -223,10 +224,10 @@ fn survives_hostile_messages_and_reconnects() {
     assert!(conns.len() >= 2, "shares from one session only: {conns:?}");
 }
 
-/// A refused login is the pool's answer, not a transport failure: no retry loop.
-#[test]
-fn refused_authorization_ends_the_client() {
-    let Some(()) = peers_present() else { return };
+/// A pool that refuses every login, and a one-thread hasher and client for it.
+fn refused_login(
+    retry_refused: Option<Duration>,
+) -> (Pool, StratumClient, HasherPool, UnboundedReceiver<Share>) {
     let pool = start_pool(&["--refuse-auth"]);
     let (hasher, shares) = HasherPool::start(HasherConfig {
         threads: 1,
@@ -235,13 +236,25 @@ fn refused_authorization_ends_the_client() {
         kernel: Kernel::best(),
     });
     let url = format!("stratum+tcp://127.0.0.1:{}", pool.port);
-    let client = StratumClient::new(StratumConfig::new(&url, "nobody", "x").unwrap());
-    let stats = client.stats();
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let mut config = StratumConfig::new(&url, "nobody", "x").unwrap();
+    config.retry_refused = retry_refused;
+    (pool, StratumClient::new(config), hasher, shares)
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    let err = rt
+        .unwrap()
+}
+
+/// A refused login is the pool's answer, not a transport failure: no retry loop.
+#[test]
+fn refused_authorization_ends_the_client() {
+    let Some(()) = peers_present() else { return };
+    let (_pool, client, hasher, shares) = refused_login(None);
+    let stats = client.stats();
+    let err = current_thread()
         .block_on(async {
             tokio::time::timeout(
                 Duration::from_secs(60),
@@ -262,5 +275,30 @@ fn refused_authorization_ends_the_client() {
         "{err}"
     );
     assert!(!err.is_transient());
-    assert_eq!(stats.snapshot().connections, 1);
+    let c = stats.snapshot();
+    assert_eq!((c.connections, c.refusals), (1, 1));
+}
+
+/// With `retry_refused` set (as the daemon sets it), a refusal is counted, logged and
+/// tried again after that wait, until shutdown, which then ends the client cleanly.
+#[test]
+fn a_refused_login_is_tried_again_when_asked() {
+    let Some(()) = peers_present() else { return };
+    let (_pool, client, hasher, shares) = refused_login(Some(Duration::from_millis(20)));
+    let stats = client.stats();
+    let result = current_thread().block_on(async {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(client.run(Arc::new(hasher), shares, shutdown.clone()));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while stats.snapshot().refusals < 3 {
+            assert!(!task.is_finished(), "the client gave up on a refusal");
+            assert!(tokio::time::Instant::now() < deadline, "no third login");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        shutdown.cancel();
+        task.await.unwrap()
+    });
+    assert!(result.is_ok(), "{result:?}");
+    let c = stats.snapshot();
+    assert!(c.connections >= 3 && !c.connected && c.jobs == 0, "{c:?}");
 }

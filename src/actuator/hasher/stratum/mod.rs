@@ -88,6 +88,11 @@ pub struct StratumConfig {
     /// First and longest wait between reconnection attempts (doubling in between).
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// After the pool refuses the login (or the subscription): `None` ends the client with
+    /// the error, for a person at `hash mine` to read; `Some(wait)` logs it and tries
+    /// again after `wait`, for the unattended daemon, which should be mining again once
+    /// the pool account is fixed without anyone restarting it.
+    pub retry_refused: Option<Duration>,
 }
 
 impl StratumConfig {
@@ -102,6 +107,7 @@ impl StratumConfig {
             idle_timeout: Duration::from_secs(300),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
+            retry_refused: None,
         })
     }
 }
@@ -123,6 +129,8 @@ pub struct StratumStats {
     pub invalid_dropped: AtomicU64,
     /// Messages from the pool rejected as malformed or hostile.
     pub malformed: AtomicU64,
+    /// Times the pool refused the login or the subscription.
+    pub refusals: AtomicU64,
 }
 
 /// A copy of [`StratumStats`] at one instant.
@@ -137,6 +145,7 @@ pub struct StratumCounts {
     pub stale_dropped: u64,
     pub invalid_dropped: u64,
     pub malformed: u64,
+    pub refusals: u64,
 }
 
 impl StratumStats {
@@ -152,6 +161,7 @@ impl StratumStats {
             stale_dropped: g(&self.stale_dropped),
             invalid_dropped: g(&self.invalid_dropped),
             malformed: g(&self.malformed),
+            refusals: g(&self.refusals),
         }
     }
 }
@@ -175,8 +185,9 @@ impl StratumClient {
     }
 
     /// Mines for the pool until `shutdown` is cancelled (`Ok`) or the pool refuses us
-    /// (`Err` with a non-transient error). Transport failures and broken handshakes are
-    /// retried with exponential backoff; the hasher idles while there is no valid job.
+    /// (`Err` with a non-transient error) and `retry_refused` is `None`. Transport
+    /// failures and broken handshakes are retried with exponential backoff, refusals after
+    /// `retry_refused`; the hasher idles while there is no valid job.
     pub async fn run(
         self,
         pool: Arc<HasherPool>,
@@ -191,11 +202,23 @@ impl StratumClient {
             // Whatever ended the session, its jobs are no longer valid work.
             self.stats.connected.store(false, Ordering::Relaxed);
             pool.clear_job();
-            match result {
+            let wait = match result {
                 Ok(()) => return Ok(()),
                 Err(e) if !e.is_transient() => {
-                    tracing::error!(error = %e, "Pool refused us; giving up");
-                    return Err(e);
+                    let refused = matches!(e, StratumError::Refused { .. });
+                    if refused {
+                        self.stats.refusals.fetch_add(1, Ordering::Relaxed);
+                    }
+                    match self.config.retry_refused.filter(|_| refused) {
+                        Some(wait) => {
+                            tracing::error!(error = %e, retry_in_s = wait.as_secs_f64(), "Pool refused us; trying again later");
+                            wait
+                        }
+                        None => {
+                            tracing::error!(error = %e, "Pool refused us; giving up");
+                            return Err(e);
+                        }
+                    }
                 }
                 Err(e) => {
                     if self.stats.jobs.load(Ordering::Relaxed) > jobs_before {
@@ -203,12 +226,14 @@ impl StratumClient {
                         backoff = self.config.backoff_min;
                     }
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Pool connection lost; reconnecting");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
+                    let wait = backoff;
                     backoff = (backoff * 2).min(self.config.backoff_max);
+                    wait
                 }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }
