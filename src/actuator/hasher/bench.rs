@@ -161,8 +161,9 @@ const DUTY_WINDOWS: usize = 10;
 
 /// One thread at `duty` for `seconds` judged seconds; returns each one's achieved fraction
 /// of full speed. A judged second is `DUTY_WINDOWS` windows of `DUTY_WINDOW` at the duty,
-/// interleaved with windows of the same length flat out on the same thread, and is judged
-/// against the flat-out windows around it (the first and last count half).
+/// interleaved with windows of the same length flat out on the same thread: its hashes
+/// over what each window would have hashed flat out, at the mean rate of the flat-out
+/// windows just before and after it.
 ///
 /// Why interleave: on this host each core's flat-out speed moves by up to a quarter for
 /// seconds at a time, independently of the other cores (a neighbour on its hyperthread
@@ -180,30 +181,28 @@ fn duty_seconds(pool: &HasherPool, duty: Duty, seconds: usize) -> Vec<DutySecond
     let flat_out = || window(pool, full(1), Duration::from_millis(20), DUTY_WINDOW);
     (0..seconds)
         .map(|_| {
+            // Flat-out rates around the partial windows: rates[i] before window i,
+            // rates[i + 1] after it.
             let mut rates = Vec::with_capacity(DUTY_WINDOWS + 1);
-            let (first, first_secs) = flat_out();
-            rates.push(first / first_secs);
-            let (mut full_hashes, mut full_secs) = (first / 2.0, first_secs / 2.0);
-            let (mut hashes, mut secs) = (0.0, 0.0);
+            let (h, s) = flat_out();
+            rates.push(h / s);
+            let (mut hashes, mut possible) = (0.0, 0.0);
             for i in 0..DUTY_WINDOWS {
                 let (h, s) = window(pool, partial, Duration::from_millis(40), DUTY_WINDOW);
+                let (fh, fs) = flat_out();
+                rates.push(fh / fs);
                 hashes += h;
-                secs += s;
-                let (h, s) = flat_out();
-                rates.push(h / s);
-                let weight = if i + 1 == DUTY_WINDOWS { 0.5 } else { 1.0 };
-                full_hashes += h * weight;
-                full_secs += s * weight;
+                possible += s * (rates[i] + rates[i + 1]) / 2.0;
             }
-            let reference = full_hashes / full_secs;
-            let achieved = (hashes / secs) / reference;
+            let achieved = hashes / possible;
+            let mean = rates.iter().sum::<f64>() / rates.len() as f64;
             let (lo, hi) = rates
                 .iter()
                 .fold((f64::MAX, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
             DutySecond {
                 achieved,
                 error_pct: (achieved / duty.get() - 1.0) * 100.0,
-                flat_out_spread_pct: (hi - lo) / reference * 100.0,
+                flat_out_spread_pct: (hi - lo) / mean * 100.0,
             }
         })
         .collect()
