@@ -490,6 +490,7 @@ impl LiveLoop {
             sender.send_all(points::signal_points(&self.controller.state, now));
             sender.send(points::decision_point(&d));
             sender.send_all(points::load_points(&self.names, &d, &actual_opt));
+            sender.send_all(points::hashing_points(&self.names, &hashing, now));
         }
         self.publish(d.clone(), now, actual, hashing);
         d

@@ -11,6 +11,7 @@
 
 use std::fmt::Write as _;
 
+use crate::actuator::hasher::HashingReport;
 use crate::clock::Timestamp;
 use crate::policy::{Decision, OperatorAction};
 use crate::state::{Quantity, SiteState};
@@ -26,6 +27,8 @@ pub mod measurement {
     pub const LOAD: &str = "load";
     /// A grid operator's command and what became of it.
     pub const OPERATOR_COMMAND: &str = "operator_command";
+    /// A cpu load's hashing, and its Stratum pool's counters when it mines for one.
+    pub const HASHING: &str = "hashing";
 }
 
 /// Tag keys.
@@ -69,6 +72,29 @@ pub mod field {
     pub const UNTIL_MS: &str = "until_ms";
     /// `operator_command`: 1 when accepted, 0 when rejected.
     pub const ACCEPTED: &str = "accepted";
+    /// `hashing`: measured hashrate, hashes per second.
+    pub const HASHRATE_HS: &str = "hashrate_hs";
+    /// `hashing`: nonces hashed since start.
+    pub const HASHES: &str = "hashes";
+    /// `hashing`: worker threads hashing at that moment.
+    pub const HASHING_THREADS: &str = "hashing_threads";
+    /// `hashing`: shares found (met the job's target) since start.
+    pub const SHARES_FOUND: &str = "shares_found";
+    /// `hashing`, with a pool: 1 while a session is up (subscribed, authorized).
+    pub const POOL_CONNECTED: &str = "pool_connected";
+    /// `hashing`, with a pool: the Stratum counters since start, as in the state's
+    /// `pool` object (`StratumCounts`).
+    pub const POOL_COUNTS: [&str; 9] = [
+        "pool_connections",
+        "pool_jobs",
+        "pool_submitted",
+        "pool_accepted",
+        "pool_rejected",
+        "pool_stale_dropped",
+        "pool_invalid_dropped",
+        "pool_malformed",
+        "pool_refusals",
+    ];
 }
 
 /// Tag values of `operator_command`'s `outcome`.
@@ -251,6 +277,48 @@ pub fn load_points(names: &[String], d: &Decision, actual: &[Option<Watts>]) -> 
         .collect()
 }
 
+/// One `hashing` point per cpu load (`reports` in config order, `None` for other loads):
+/// hashrate, hashes and shares found, and the Stratum counters of a load that mines for a
+/// pool.
+pub fn hashing_points(
+    names: &[String],
+    reports: &[Option<HashingReport>],
+    at: Timestamp,
+) -> Vec<Point> {
+    names
+        .iter()
+        .zip(reports)
+        .filter_map(|(name, r)| {
+            let r = r.as_ref()?;
+            let h = &r.hasher;
+            let mut p = Point::new(measurement::HASHING, at)
+                .tag(tag::LOAD, name.as_str())
+                .float(field::HASHRATE_HS, h.hashrate.0)
+                .int(field::HASHES, h.hashes as i64)
+                .int(field::HASHING_THREADS, h.hashing_threads as i64)
+                .int(field::SHARES_FOUND, h.shares as i64);
+            if let Some(c) = &r.pool {
+                p = p.int(field::POOL_CONNECTED, c.connected as i64);
+                let counts = [
+                    c.connections,
+                    c.jobs,
+                    c.submitted,
+                    c.accepted,
+                    c.rejected,
+                    c.stale_dropped,
+                    c.invalid_dropped,
+                    c.malformed,
+                    c.refusals,
+                ];
+                for (key, n) in field::POOL_COUNTS.into_iter().zip(counts) {
+                    p = p.int(key, n as i64);
+                }
+            }
+            Some(p)
+        })
+        .collect()
+}
+
 /// The `action` tag value of an operator command.
 pub fn action_name(action: &OperatorAction) -> &'static str {
     match action {
@@ -293,9 +361,11 @@ pub fn operator_command_point(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actuator::hasher::stratum::StratumCounts;
+    use crate::actuator::hasher::{HasherConfig, HasherPool, HasherStatus, Kernel};
     use crate::policy::{LoadTarget, PolicyMemory, Reason};
     use crate::state::Reading;
-    use crate::units::Hertz;
+    use crate::units::{HashRate, Hertz};
 
     fn decision() -> Decision {
         Decision {
@@ -334,6 +404,61 @@ mod tests {
         assert_eq!(
             p[1].to_line(),
             "load,load=cpu target_w=0.0,units_on=0i 1700000000000"
+        );
+    }
+
+    #[test]
+    fn hashing_lines_with_and_without_a_pool() {
+        // An idle pool's status, with the figures a busy one would show.
+        let (pool, _shares) = HasherPool::start(HasherConfig {
+            threads: 1,
+            watts_per_core: Watts(10.0),
+            hashrate_per_core: HashRate(2.5e7),
+            kernel: Kernel::Portable,
+        });
+        let idle = pool.status();
+        pool.shutdown();
+        let status = |hashes| HasherStatus {
+            hashrate: HashRate(2.5e7),
+            hashes,
+            shares: 3,
+            hashing_threads: 1,
+            ..idle.clone()
+        };
+        let counts = StratumCounts {
+            connected: true,
+            connections: 2,
+            jobs: 7,
+            submitted: 3,
+            accepted: 2,
+            rejected: 1,
+            stale_dropped: 0,
+            invalid_dropped: 0,
+            malformed: 4,
+            refusals: 0,
+        };
+        let names = ["asics", "cpu", "cpu pool"].map(String::from);
+        let reports = [
+            None,
+            Some(HashingReport {
+                hasher: status(1000),
+                pool: None,
+            }),
+            Some(HashingReport {
+                hasher: status(2000),
+                pool: Some(counts),
+            }),
+        ];
+        let lines: Vec<String> = hashing_points(&names, &reports, Timestamp(5))
+            .iter()
+            .map(Point::to_line)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "hashing,load=cpu hashrate_hs=25000000.0,hashes=1000i,hashing_threads=1i,shares_found=3i 5",
+                "hashing,load=cpu\\ pool hashrate_hs=25000000.0,hashes=2000i,hashing_threads=1i,shares_found=3i,pool_connected=1i,pool_connections=2i,pool_jobs=7i,pool_submitted=3i,pool_accepted=2i,pool_rejected=1i,pool_stale_dropped=0i,pool_invalid_dropped=0i,pool_malformed=4i,pool_refusals=0i 5",
+            ]
         );
     }
 

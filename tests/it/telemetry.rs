@@ -9,12 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use gridminer::actuator::hasher::stratum::StratumCounts;
+use gridminer::actuator::hasher::{Duty, HasherStatus, HashingReport};
 use gridminer::clock::Timestamp;
 use gridminer::policy::{Decision, LoadTarget, OperatorAction, PolicyMemory, Reason};
 use gridminer::state::{Quantity, Reading, SiteState};
 use gridminer::telemetry::points::{self, Point};
 use gridminer::telemetry::{writer, DropCause, InfluxConfig, Metrics, MetricsServer};
-use gridminer::units::{Hertz, PricePerMwh, Watts};
+use gridminer::units::{HashRate, Hertz, PricePerMwh, Watts};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -263,6 +265,33 @@ async fn every_kind_of_point_arrives_with_its_values() {
         &decision,
         &[Some(Watts(6480.0)), None],
     ));
+    let hashing = HashingReport {
+        hasher: HasherStatus {
+            kernel: "avx512",
+            target: Watts(10.0),
+            power: Watts(10.0),
+            hashrate: HashRate(2.5e7),
+            expected_hashrate: HashRate(2.5e7),
+            active_threads: 1,
+            duty: Duty::FULL,
+            hashes: 123_456,
+            shares: 4,
+            hashing_threads: 1,
+        },
+        pool: Some(StratumCounts {
+            connected: true,
+            connections: 2,
+            jobs: 9,
+            submitted: 4,
+            accepted: 3,
+            rejected: 1,
+            stale_dropped: 0,
+            invalid_dropped: 0,
+            malformed: 5,
+            refusals: 1,
+        }),
+    };
+    all.extend(points::hashing_points(&names, &[None, Some(hashing)], at));
     all.push(points::operator_command_point(
         &OperatorAction::CurtailTo(Watts(5000.0)),
         Some(Timestamp(T0 + 60_000)),
@@ -291,6 +320,14 @@ async fn every_kind_of_point_arrives_with_its_values() {
         (r#"load_actual_w{load="s19"}"#, 6480.0),
         (r#"load_units_on{load="s19"}"#, 2.0),
         (r#"load_target_w{load="cpu pool"}"#, 0.0),
+        (r#"hashing_hashrate_hs{load="cpu pool"}"#, 2.5e7),
+        (r#"hashing_hashes{load="cpu pool"}"#, 123_456.0),
+        (r#"hashing_shares_found{load="cpu pool"}"#, 4.0),
+        (r#"hashing_pool_connected{load="cpu pool"}"#, 1.0),
+        (r#"hashing_pool_accepted{load="cpu pool"}"#, 3.0),
+        (r#"hashing_pool_rejected{load="cpu pool"}"#, 1.0),
+        (r#"hashing_pool_malformed{load="cpu pool"}"#, 5.0),
+        (r#"hashing_pool_refusals{load="cpu pool"}"#, 1.0),
         (
             r#"operator_command_power_w{action="curtail_to",outcome="accepted"}"#,
             5000.0,
@@ -313,6 +350,8 @@ async fn every_kind_of_point_arrives_with_its_values() {
         .export(r#"load_actual_w{load="cpu pool"}"#)
         .await
         .is_empty());
+    // Only cpu loads hash.
+    assert!(vm.export(r#"hashing_hashes{load="s19"}"#).await.is_empty());
     assert_eq!(metrics.points_buffered(), 0);
     shutdown.cancel();
     task.await.unwrap().unwrap();
