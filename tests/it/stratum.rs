@@ -293,7 +293,7 @@ fn a_refused_login_is_tried_again_when_asked() {
         while stats.snapshot().refusals < 3 {
             assert!(!task.is_finished(), "the client gave up on a refusal");
             assert!(tokio::time::Instant::now() < deadline, "no third login");
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await; // poll interval, not a wait
         }
         shutdown.cancel();
         task.await.unwrap()
