@@ -166,8 +166,9 @@ const DUTY_WINDOWS: usize = 10;
 /// windows just before and after it.
 ///
 /// Why interleave: on this host each core's flat-out speed moves by up to a quarter for
-/// seconds at a time, independently of the other cores (a neighbour on its hyperthread
-/// sibling: two threads flat out on the two cores correlate at 0.04 over 300 ms windows).
+/// seconds at a time, independently of the other cores (two threads flat out on the two
+/// cores correlate at 0.04 over 300 ms windows), while the thread stays on its CPU and the
+/// guest sees no steal: most likely another tenant on the core's hyperthread sibling.
 /// Full-speed slices just before and after one contiguous second disagree by up to 40 %,
 /// so they cannot judge a 2 % error; windows 100 ms apart can. Each partial window is
 /// measured from 40 ms after the duty is set, so it starts and ends at a random point of
