@@ -88,18 +88,8 @@ fn hashing_json(r: &HashingReport) -> Value {
         "hashes": h.hashes,
         "hashing_threads": h.hashing_threads,
         "shares_found": h.shares,
-        "pool": r.pool.map(|c| json!({
-            "connected": c.connected,
-            "connections": c.connections,
-            "jobs": c.jobs,
-            "submitted": c.submitted,
-            "accepted": c.accepted,
-            "rejected": c.rejected,
-            "stale_dropped": c.stale_dropped,
-            "invalid_dropped": c.invalid_dropped,
-            "malformed": c.malformed,
-            "refusals": c.refusals,
-        })),
+        // `StratumCounts` serializes with the field names the state documents.
+        "pool": r.pool,
     })
 }
 

@@ -48,6 +48,8 @@ pub mod tag {
 /// Field keys. The suffix gives the unit: `_w` watts, `_ms` milliseconds; plain names are
 /// counts or the quantity's own unit (see `Quantity`).
 pub mod field {
+    use crate::actuator::hasher::stratum::StratumCounts;
+
     /// `signal`: the reading, in its quantity's unit (W, Hz, EUR/MWh, EUR/(PH/s·day)).
     pub const VALUE: &str = "value";
     /// `signal`: how old the reading was when written, ms.
@@ -83,17 +85,17 @@ pub mod field {
     /// `hashing`, with a pool: 1 while a session is up (subscribed, authorized).
     pub const POOL_CONNECTED: &str = "pool_connected";
     /// `hashing`, with a pool: the Stratum counters since start, as in the state's
-    /// `pool` object (`StratumCounts`).
-    pub const POOL_COUNTS: [&str; 9] = [
-        "pool_connections",
-        "pool_jobs",
-        "pool_submitted",
-        "pool_accepted",
-        "pool_rejected",
-        "pool_stale_dropped",
-        "pool_invalid_dropped",
-        "pool_malformed",
-        "pool_refusals",
+    /// `pool` object, each field name beside the counter it holds.
+    pub const POOL_COUNTS: [(&str, fn(&StratumCounts) -> u64); 9] = [
+        ("pool_connections", |c| c.connections),
+        ("pool_jobs", |c| c.jobs),
+        ("pool_submitted", |c| c.submitted),
+        ("pool_accepted", |c| c.accepted),
+        ("pool_rejected", |c| c.rejected),
+        ("pool_stale_dropped", |c| c.stale_dropped),
+        ("pool_invalid_dropped", |c| c.invalid_dropped),
+        ("pool_malformed", |c| c.malformed),
+        ("pool_refusals", |c| c.refusals),
     ];
 }
 
@@ -299,19 +301,8 @@ pub fn hashing_points(
                 .int(field::SHARES_FOUND, h.shares as i64);
             if let Some(c) = &r.pool {
                 p = p.int(field::POOL_CONNECTED, c.connected as i64);
-                let counts = [
-                    c.connections,
-                    c.jobs,
-                    c.submitted,
-                    c.accepted,
-                    c.rejected,
-                    c.stale_dropped,
-                    c.invalid_dropped,
-                    c.malformed,
-                    c.refusals,
-                ];
-                for (key, n) in field::POOL_COUNTS.into_iter().zip(counts) {
-                    p = p.int(key, n as i64);
+                for (key, count) in field::POOL_COUNTS {
+                    p = p.int(key, count(c) as i64);
                 }
             }
             Some(p)

@@ -145,6 +145,27 @@ async fn the_daemon_mines_verified_shares_for_its_pool_and_stops_submitting_at_z
     };
     let load = &state["loads"][0];
     assert_eq!(load["hashing"]["pool"]["connected"], true, "{load}");
+    // The keys the README documents for the state's pool object.
+    let keys: Vec<&str> = load["hashing"]["pool"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut documented = [
+        "connected",
+        "connections",
+        "jobs",
+        "submitted",
+        "accepted",
+        "rejected",
+        "stale_dropped",
+        "invalid_dropped",
+        "malformed",
+        "refusals",
+    ];
+    documented.sort();
+    assert_eq!(keys, documented, "{load}");
     assert!(load["hashing"]["hashes"].as_u64().unwrap() > 0, "{load}");
     assert!(load["actual_w"].as_f64().unwrap() > 9.9, "{load}");
     let text = running.metrics.render();
