@@ -280,6 +280,7 @@ fn case(p: &mut Problems, at_path: &str, pol: &Policy, c: RawCase) -> Option<Cas
         };
         if let Some(action) = action {
             state.observe(Observation::Operator {
+                issuer: crate::state::Issuer::scenario(),
                 action,
                 until: None,
                 at,

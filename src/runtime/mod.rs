@@ -27,9 +27,7 @@ use crate::mqtt::{
 use crate::policy::{Decision, LoadTarget};
 use crate::signal::modbus::{ModbusDevice, ModbusSource};
 use crate::signal::mqtt::{Carries, MqttSignals, SignalStats};
-use crate::signal::operator::{
-    Ack, OperatorCommands, OperatorConfig, ReplayFile, DEFAULT_CAPACITY as REPLAY_CAPACITY,
-};
+use crate::signal::operator::{Ack, OperatorCommands, OperatorConfig, ReplayFile, HARD_CEILING};
 use crate::state::{Observation, SiteState};
 use crate::telemetry::config::TelemetryConfig;
 use crate::telemetry::{metrics::Metrics, metrics::MetricsServer, points, TelemetrySender};
@@ -148,7 +146,28 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let policy = config.policy();
-    let controller = Controller::new(policy);
+    let max_mining: Watts = policy
+        .loads
+        .iter()
+        .map(|l| Watts(l.rated_power.0 * l.count as f64))
+        .sum();
+    let mut controller = Controller::new(policy);
+    // No operators, no accepted commands: nothing to remember across restarts.
+    let replay_file = (!operators.operators.is_empty())
+        .then(|| ReplayFile::new(operators.replay_cache_path(&config.site)));
+    let mut commands =
+        OperatorCommands::new(config.site.clone(), operators).with_max_power(max_mining);
+    // Before the first decision: the commands in force and the failsafe as a previous
+    // process left them, so a restart never lifts a cap.
+    if let Some(file) = &replay_file {
+        restore_record(&mut commands, &mut controller, file, &metrics, clock.now());
+    }
+    if let Some(obs) = commands.tick(clock.now()) {
+        tracing::warn!(
+            "Operator heartbeat failsafe engaged at start: no heartbeat within the timeout"
+        );
+        controller.observe(obs);
+    }
     let first = Arc::new(Snapshot {
         at: clock.now(),
         decision: controller.policy.decide(&controller.state, clock.now()),
@@ -158,13 +177,6 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
     });
     let (snap_tx, snap_rx) = watch::channel(first);
     let counters = Arc::new(Counters::default());
-    // No operators, no accepted commands: nothing to remember across restarts.
-    let replay_file = (!operators.operators.is_empty())
-        .then(|| ReplayFile::new(operators.replay_cache_path(&config.site)));
-    let mut commands = OperatorCommands::new(config.site.clone(), operators, clock.now());
-    if let Some(file) = &replay_file {
-        restore_replay(&mut commands, file, &metrics, clock.now());
-    }
     let operator_counters = commands.counters();
 
     // The loads.
@@ -305,31 +317,38 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
     })
 }
 
-/// Gives the command channel the `jti`s a previous run accepted. When the file cannot be
-/// used, the record is lost, and a captured command from before the restart could be
-/// sent again: rather than refuse to start (the loads would stay where they were, out of
-/// anyone's control) or ignore it, the channel refuses tokens signed before the start
-/// (see `OperatorCommands::replay_record_lost`), which locks a grid operator out for no
-/// more than the clock skew allowance.
-fn restore_replay(
+/// Gives the command channel and the state what a previous run left: the `jti`s it
+/// accepted, the commands in force, the last heartbeat. When the file cannot be used, the
+/// record is lost: a captured command from before the restart could be sent again, and a
+/// curtailment may have been in force. Rather than refuse to start (the loads would stay
+/// where they were, out of anyone's control) or ignore it, the channel refuses tokens
+/// signed before the start (see `OperatorCommands::record_lost`), which locks a grid
+/// operator out for no more than the clock skew allowance, and mining is held at 0 W
+/// until an operator releases it.
+fn restore_record(
     commands: &mut OperatorCommands,
+    controller: &mut Controller,
     file: &ReplayFile,
     metrics: &Metrics,
     now: Timestamp,
 ) {
-    match file.load(now, REPLAY_CAPACITY) {
-        Ok(entries) => {
-            let n = commands.restore_replay(entries, now);
-            tracing::info!(path = %file.path().display(), live = n, "Operator replay cache restored");
+    match file.load(now, HARD_CEILING) {
+        Ok(record) => {
+            let (live, in_force) = commands.restore(record, now);
+            let held = in_force.all().len();
+            controller.state.commands = in_force;
+            tracing::info!(path = %file.path().display(), live, commands_in_force = held, "Operator record restored");
         }
         Err(error) => {
             metrics.replay_cache_error();
-            let fence = commands.replay_record_lost(now);
+            let (fence, hold) = commands.record_lost(now);
+            controller.observe(hold);
             tracing::error!(
                 %error,
                 %fence,
-                "Operator replay cache unusable: commands signed before the fence are refused \
-                 (issued_before_restart); the file is replaced at the next accepted command"
+                "Operator record unusable: mining held at 0 W until an operator releases it; \
+                 commands signed before the fence are refused (issued_before_restart); the \
+                 file is replaced at the next accepted command"
             );
         }
     }
@@ -419,14 +438,16 @@ impl LiveLoop {
 
     fn command(&mut self, msg: &Inbound) {
         let now = self.clock.now();
-        let received = self.commands.receive(&msg.payload, now);
+        let received = self
+            .commands
+            .receive(&msg.payload, now, &self.controller.state.commands);
+        for obs in received.observations.iter().cloned() {
+            self.controller.observe(obs);
+        }
         if received.outcome.is_ok() {
             // Saved before the command acts: once it has had an effect, a restart must
-            // not let it be replayed.
-            self.save_replay();
-        }
-        if let Some(obs) = received.observation {
-            self.controller.observe(obs);
+            // neither let it be replayed nor forget it.
+            self.save_record();
         }
         // Accepted or not, decide now: an accepted curtail acts in this very step.
         let d = self.step();
@@ -450,21 +471,22 @@ impl LiveLoop {
         );
     }
 
-    fn save_replay(&self) {
+    fn save_record(&self) {
         let Some(file) = &self.replay_file else {
             return;
         };
-        if let Err(error) = file.save(&self.commands.replay_entries()) {
+        if let Err(error) = file.save(&self.commands.record(&self.controller.state.commands)) {
             // The command is still obeyed: refusing a curtailment because a disk is full
-            // would hurt the grid more than a replay window after a restart.
+            // would hurt the grid more than what a restart could then forget.
             self.metrics.replay_cache_error();
-            tracing::error!(%error, "Could not save the operator replay cache; after a restart, commands accepted since could be replayed until they expire");
+            tracing::error!(%error, "Could not save the operator record; after a restart, commands accepted since could be replayed until they expire, and commands in force since would be forgotten");
         }
     }
 
     fn step(&mut self) -> Decision {
         let now = self.clock.now();
         if let Some(obs) = self.commands.tick(now) {
+            tracing::warn!("Operator heartbeat failsafe engaged: no heartbeat within the timeout");
             self.controller.observe(obs);
         }
         self.expire(now);

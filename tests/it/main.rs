@@ -13,6 +13,7 @@ mod peers;
 mod policy_cases;
 mod properties;
 mod replay;
+mod safety;
 mod simulate;
 mod stratum;
 mod support;
