@@ -244,3 +244,143 @@ proptest! {
         }
     }
 }
+
+/// One thing that happens to a site between two decisions.
+#[derive(Debug, Clone)]
+enum Event {
+    /// PV and site load readings (W), or none (the feeds go quiet and age).
+    Feed(Option<(f64, f64)>),
+    Frequency(f64),
+    /// (operator 0..3, action 0..3 = curtail/setpoint/release, watts)
+    Command(usize, u8, f64),
+    Failsafe(Option<f64>),
+    /// Time passes, seconds.
+    Wait(u64),
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        prop::option::of((0.0f64..120_000.0, 0.0f64..20_000.0)).prop_map(Event::Feed),
+        (48.5f64..51.5).prop_map(Event::Frequency),
+        (0usize..3, 0u8..3, 0.0f64..60_000.0).prop_map(|(o, a, w)| Event::Command(o, a, w)),
+        prop::option::of(0.0f64..40_000.0).prop_map(Event::Failsafe),
+        (1u64..400).prop_map(Event::Wait),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Issue 9: every limit is a cap and nothing lifts mining above the minimum of the
+    /// caps in force: stale signals (`safe_limit`), frequency shed, the failsafe, every
+    /// operator curtailment, the import limit. Checked against caps recomputed here from
+    /// the inputs, at every step of random event sequences, with wear limits that would
+    /// like to hold units on. A lower-priority operator never ends the TSO's curtailment.
+    #[test]
+    fn r9_nothing_lifts_mining_above_the_tightest_cap(
+        events in prop::collection::vec(event(), 1..60),
+        safe_limit in 0.0f64..30_000.0,
+        import_limit in 0.0f64..40_000.0,
+        min_on_s in 0u64..900,
+    ) {
+        use gridminer::clock::Timestamp;
+        use gridminer::controller::Controller;
+        use gridminer::policy::{FrequencyResponse, OperatorAction, Policy};
+        use gridminer::site::{ExportValue, Tariff};
+        use gridminer::state::{Issuer, Observation, Quantity};
+        use gridminer::units::{Hashprice, Hertz, PricePerMwh};
+
+        let mut params = policy(Mode::Economic, 0.0, 5.0);
+        params.safe_limit = Watts(safe_limit);
+        params.max_signal_age = Duration::from_secs(120);
+        params.min_on = Duration::from_secs(min_on_s);
+        params.frequency = Some(FrequencyResponse {
+            nominal: Hertz(50.0),
+            shed_below: Hertz(49.8),
+            absorb_above: Hertz(50.2),
+            hold: Duration::ZERO,
+        });
+        let wear = WearLimits::default();
+        let loads = vec![
+            asic("a", 6, 3500.0, 200.0, PowerLevels::Range { min: Watts(2000.0) }, wear),
+            asic("b", 6, 3250.0, 90.0, PowerLevels::OnOff, wear),
+            cpu(400.0, 150.0),
+        ];
+        let grid = GridConnection { export_limit: Watts(5_000.0), import_limit: Watts(import_limit) };
+        let tariff = Tariff { import_adder: PricePerMwh(0.0), export: ExportValue::DayAhead };
+        let mut ctl = Controller::new(Policy::new(params, loads, grid, tariff, true, false));
+        let operators = [("tso", 100u32), ("agg", 10), ("agg2", 10)];
+        let mut now = Timestamp(1_527_854_400_000);
+        // What this test knows independently of the state.
+        let mut last_feed: Option<(Timestamp, f64, f64)> = None;
+        let mut freq: Option<(Timestamp, f64)> = None;
+        let mut failsafe: Option<f64> = None;
+        let mut tso_curtail: Option<f64> = None;
+        for e in events {
+            match e {
+                Event::Feed(Some((pv, load))) => {
+                    ctl.observe(Observation::Power { quantity: Quantity::PvPower, value: Watts(pv), at: now });
+                    ctl.observe(Observation::Power { quantity: Quantity::SiteLoad, value: Watts(load), at: now });
+                    ctl.observe(Observation::Price { value: PricePerMwh(-20.0), at: now });
+                    ctl.observe(Observation::Hashprice { value: Hashprice(1e4), at: now });
+                    last_feed = Some((now, pv, load));
+                }
+                Event::Feed(None) => {}
+                Event::Frequency(f) => {
+                    ctl.observe(Observation::Frequency { value: Hertz(f), at: now });
+                    freq = Some((now, f));
+                }
+                Event::Command(o, a, w) => {
+                    let (id, priority) = operators[o];
+                    let action = match a {
+                        0 => OperatorAction::CurtailTo(Watts(w)),
+                        1 => OperatorAction::Setpoint(Watts(w)),
+                        _ => OperatorAction::Release,
+                    };
+                    let issuer = Issuer { id: id.into(), priority };
+                    let admitted = ctl.state.commands.admit(&issuer, &action, now).is_ok();
+                    ctl.observe(Observation::Operator { issuer, action, until: None, at: now });
+                    if id == "tso" {
+                        tso_curtail = match action {
+                            OperatorAction::CurtailTo(w) => Some(w.0),
+                            _ => None,
+                        };
+                    } else if tso_curtail.is_some() {
+                        prop_assert!(!(a == 2 && admitted && ctl.state.commands.all().iter().all(|c| c.issuer.id != "tso")),
+                            "{id} released the TSO's curtailment");
+                    }
+                }
+                Event::Failsafe(f) => {
+                    ctl.observe(Observation::Failsafe { limit: f.map(Watts), at: now });
+                    failsafe = f;
+                }
+                Event::Wait(s) => now = now + Duration::from_secs(s),
+            }
+            let d = ctl.step(now);
+            let total = d.total().0;
+            let mut cap = f64::INFINITY;
+            let fresh = last_feed.filter(|(at, _, _)| now.since(*at) <= Duration::from_secs(120));
+            match fresh {
+                Some((_, pv, load)) => cap = cap.min(pv - load + import_limit).max(0.0),
+                None => cap = cap.min(safe_limit),
+            }
+            if freq.is_some_and(|(at, f)| now.since(at) <= Duration::from_secs(120) && f < 49.8) {
+                cap = 0.0;
+            }
+            if let Some(f) = failsafe {
+                cap = cap.min(f);
+            }
+            if let Some(w) = tso_curtail {
+                cap = cap.min(w);
+                prop_assert!(ctl.state.commands.all().iter().any(|c| c.issuer.id == "tso"),
+                    "the TSO's curtailment was lost");
+            }
+            for c in ctl.state.commands.all() {
+                if let OperatorAction::CurtailTo(w) = c.action {
+                    cap = cap.min(w.0);
+                }
+            }
+            prop_assert!(total <= cap + 1e-6, "mining {total} W above the tightest cap {cap} W: {d:?}");
+        }
+    }
+}
