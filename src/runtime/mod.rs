@@ -26,10 +26,11 @@ use crate::mqtt::{
 };
 use crate::policy::{Decision, LoadTarget};
 use crate::signal::modbus::{ModbusDevice, ModbusSource};
-use crate::signal::mqtt::{Carries, MqttSignals, SignalStats};
+use crate::signal::mqtt::{Carries, MqttSignals, RejectReason, SignalStats};
 use crate::signal::operator::{
     Ack, OperatorCommands, OperatorConfig, ReplayFile, DEFAULT_CAPACITY as REPLAY_CAPACITY,
 };
+use crate::signal::plausible::Plausibility;
 use crate::state::{Observation, SiteState};
 use crate::telemetry::config::TelemetryConfig;
 use crate::telemetry::{metrics::Metrics, metrics::MetricsServer, points, TelemetrySender};
@@ -273,6 +274,8 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         let names = config.loads.iter().map(|l| l.name.clone()).collect();
         let live = LiveLoop {
             controller,
+            plausible: Plausibility::new(config.ratings),
+            warned: None,
             hashprice,
             metrics: metrics.clone(),
             influx,
@@ -335,8 +338,15 @@ fn restore_replay(
     }
 }
 
+/// At most one warning per this long for implausible values.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
 struct LiveLoop {
     controller: Controller,
+    /// What every MQTT and Modbus value must pass before the state sees it.
+    plausible: Plausibility,
+    /// When an implausible value was last logged as a warning.
+    warned: Option<Timestamp>,
     /// A configured constant: observed afresh every step, so it never ages.
     hashprice: Option<Hashprice>,
     metrics: Metrics,
@@ -373,11 +383,13 @@ impl LiveLoop {
                 _ = shutdown.cancelled() => break,
                 _ = interval.tick() => { self.step(); }
                 Some(obs) = observations.recv() => {
-                    self.metrics.observation("modbus");
-                    let urgent = matches!(obs, Observation::Frequency { .. });
-                    self.controller.observe(obs);
-                    if urgent {
-                        self.step();
+                    if self.admit(&obs, "modbus") {
+                        self.metrics.observation("modbus");
+                        let urgent = matches!(obs, Observation::Frequency { .. });
+                        self.controller.observe(obs);
+                        if urgent {
+                            self.step();
+                        }
                     }
                 }
                 msg = inbound.recv() => {
@@ -386,6 +398,7 @@ impl LiveLoop {
                         self.command(&msg);
                     } else {
                         match self.signals.parse(&msg) {
+                            Ok(obs) if !self.admit(&obs, &msg.topic) => {}
                             Ok(obs) => {
                                 self.counters.signals.accepted.fetch_add(1, Ordering::Relaxed);
                                 self.metrics.observation("mqtt");
@@ -415,6 +428,40 @@ impl LiveLoop {
         let (actual, hashing) = (self.actual_power(), self.hashing_reports());
         self.publish(d, now, actual, hashing);
         tracing::info!("Loads set to the safe state");
+    }
+
+    /// Whether `obs` (from `source`: a topic, or `modbus`) is plausible at this site. If
+    /// not, it is counted and logged, and the quantity's last reading is dropped: a source
+    /// that reports what cannot be is broken, so its signal goes stale now, and the
+    /// policy's staleness rule applies rather than an old value.
+    fn admit(&mut self, obs: &Observation, source: &str) -> bool {
+        let Err(detail) = self.plausible.check(obs, self.clock.now()) else {
+            return true;
+        };
+        let reason = RejectReason::OutOfRange;
+        self.counters.signals.reject(reason);
+        self.metrics.reject(reason.as_str());
+        // One warning per `WARN_EVERY` at most: a flood of bad values must not flood the log
+        // (the counter has them all).
+        let now = self.clock.now();
+        if self.warned.is_none_or(|t| now.since(t) >= WARN_EVERY) {
+            self.warned = Some(now);
+            tracing::warn!(
+                source,
+                reason = reason.as_str(),
+                detail,
+                "Refused an implausible value; the signal is stale until a plausible one arrives"
+            );
+        } else {
+            tracing::debug!(
+                source,
+                reason = reason.as_str(),
+                detail,
+                "Refused an implausible value"
+            );
+        }
+        self.controller.state.forget(obs);
+        false
     }
 
     fn command(&mut self, msg: &Inbound) {
@@ -530,12 +577,8 @@ impl LiveLoop {
             let too_old = |at: Timestamp| now.since(at) > max;
             match carries {
                 Carries::Power(q) => {
-                    let slot = match q {
-                        crate::state::Quantity::PvPower => &mut s.pv,
-                        crate::state::Quantity::WindPower => &mut s.wind,
-                        crate::state::Quantity::SiteLoad => &mut s.site_load,
-                        crate::state::Quantity::GridPower => &mut s.grid,
-                        _ => continue,
+                    let Some(slot) = s.power_slot(q) else {
+                        continue;
                     };
                     if slot.is_some_and(|r| too_old(r.at)) {
                         *slot = None;
