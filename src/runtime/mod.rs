@@ -275,7 +275,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         let live = LiveLoop {
             controller,
             plausible: Plausibility::new(config.ratings),
-            warned: None,
+            warned: [None; RejectReason::ALL.len()],
             hashprice,
             metrics: metrics.clone(),
             influx,
@@ -338,15 +338,15 @@ fn restore_replay(
     }
 }
 
-/// At most one warning per this long for implausible values.
+/// At most one warning per this long for refused signal values.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
 struct LiveLoop {
     controller: Controller,
     /// What every MQTT and Modbus value must pass before the state sees it.
     plausible: Plausibility,
-    /// When an implausible value was last logged as a warning.
-    warned: Option<Timestamp>,
+    /// When a signal value refused for each reason was last logged as a warning.
+    warned: [Option<Timestamp>; RejectReason::ALL.len()],
     /// A configured constant: observed afresh every step, so it never ages.
     hashprice: Option<Hashprice>,
     metrics: Metrics,
@@ -408,11 +408,7 @@ impl LiveLoop {
                                     self.step();
                                 }
                             }
-                            Err(r) => {
-                                self.counters.signals.reject(r.reason);
-                                self.metrics.reject(r.reason.as_str());
-                                tracing::debug!(topic = r.topic, reason = r.reason.as_str(), detail = r.detail, "Rejected an MQTT message");
-                            }
+                            Err(r) => self.rejected(r.reason, &r.topic, &r.detail),
                         }
                     }
                 }
@@ -438,30 +434,31 @@ impl LiveLoop {
         let Err(detail) = self.plausible.check(obs, self.clock.now()) else {
             return true;
         };
-        let reason = RejectReason::OutOfRange;
-        self.counters.signals.reject(reason);
-        self.metrics.reject(reason.as_str());
-        // One warning per `WARN_EVERY` at most: a flood of bad values must not flood the log
-        // (the counter has them all).
-        let now = self.clock.now();
-        if self.warned.is_none_or(|t| now.since(t) >= WARN_EVERY) {
-            self.warned = Some(now);
-            tracing::warn!(
-                source,
-                reason = reason.as_str(),
-                detail,
-                "Refused an implausible value; the signal is stale until a plausible one arrives"
-            );
-        } else {
-            tracing::debug!(
-                source,
-                reason = reason.as_str(),
-                detail,
-                "Refused an implausible value"
-            );
-        }
+        self.rejected(RejectReason::OutOfRange, source, &detail);
         self.controller.state.forget(obs);
         false
+    }
+
+    /// Counts and logs a value refused for `reason` from `source` (a topic, or `modbus`).
+    /// One warning per reason per `WARN_EVERY` at most, the rest at debug: a flood of bad
+    /// values must not flood the log (the counters have them all).
+    fn rejected(&mut self, reason: RejectReason, source: &str, detail: &str) {
+        self.counters.signals.reject(reason);
+        self.metrics.reject(reason.as_str());
+        let now = self.clock.now();
+        let warned = &mut self.warned[reason as usize];
+        let reason = reason.as_str();
+        if warned.is_none_or(|t| now.since(t) >= WARN_EVERY) {
+            *warned = Some(now);
+            tracing::warn!(
+                source,
+                reason,
+                detail,
+                "Refused a signal value; a signal with no usable value goes stale"
+            );
+        } else {
+            tracing::debug!(source, reason, detail, "Refused a signal value");
+        }
     }
 
     fn command(&mut self, msg: &Inbound) {
