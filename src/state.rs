@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::clock::Timestamp;
+use crate::clock::{saturating_millis, Timestamp};
 use crate::policy::{Decision, LoadTarget, OperatorAction, PolicyMemory};
 use crate::site::{LoadSpec, WearLimits};
 use crate::units::{Hashprice, Hertz, PricePerMwh, Watts};
@@ -119,7 +119,8 @@ impl<T: Copy> Reading<T> {
     /// The value if it is no older than `max_age`.
     pub fn fresh(&self, now: Timestamp, max_age: Duration) -> Option<T> {
         // In plain milliseconds, as `age` counts them (a reading from the future is fresh).
-        (now.0 - self.at.0 <= max_age.as_millis() as i64).then_some(self.value)
+        // Saturating: a reading stamped near either end of time must not wrap to fresh.
+        (now.0.saturating_sub(self.at.0) <= saturating_millis(max_age)).then_some(self.value)
     }
 }
 
@@ -508,29 +509,29 @@ impl LoadLedger {
     pub fn counts_until(&self, now: Timestamp, wear: &WearLimits) -> (Counts, Timestamp) {
         let o = &self.order;
         let (min_on, min_off) = (
-            wear.min_on.as_millis() as i64,
-            wear.min_off.as_millis() as i64,
+            saturating_millis(wear.min_on),
+            saturating_millis(wear.min_off),
         );
         let mut until = i64::MAX;
-        let stop = passing_prefix(&o.running, |e| now.0 - e.since >= min_on);
+        let stop = passing_prefix(&o.running, |e| now.0.saturating_sub(e.since) >= min_on);
         if let Some(e) = o.running.get(stop) {
-            until = until.min(e.since + min_on);
+            until = until.min(e.since.saturating_add(min_on));
         }
-        let resting = passing_prefix(&o.resting, |e| now.0 - e.since >= min_off);
+        let resting = passing_prefix(&o.resting, |e| now.0.saturating_sub(e.since) >= min_off);
         if let Some(e) = o.resting.get(resting) {
-            until = until.min(e.since + min_off);
+            until = until.min(e.since.saturating_add(min_off));
         }
         let today = now.day();
         let spent = passing_prefix(&o.spent, |e| {
-            self.units[e.unit as usize].day < today && now.0 - e.since >= min_off
+            self.units[e.unit as usize].day < today && now.0.saturating_sub(e.since) >= min_off
         });
         if let Some(e) = o.spent.get(spent) {
             // The first still blocked: by its day's starts (then so are those after it,
             // until the day ends), or else by `min_off`.
             until = until.min(if self.units[e.unit as usize].day >= today {
-                (today + 1) * Timestamp::MS_PER_DAY
+                (today + 1).saturating_mul(Timestamp::MS_PER_DAY)
             } else {
-                e.since + min_off
+                e.since.saturating_add(min_off)
             });
         }
         let counts = Counts {
@@ -674,8 +675,11 @@ impl SiteState {
         let i = sch.partition_point(|(t, _)| *t <= now).checked_sub(1)?;
         let end = match sch.get(i + 1) {
             Some((next, _)) => *next,
-            None if i > 0 => Timestamp(sch[i].0 .0 + (sch[i].0 .0 - sch[i - 1].0 .0)),
-            None => Timestamp(sch[i].0 .0 + 3_600_000),
+            None if i > 0 => {
+                let (last, before) = (sch[i].0 .0, sch[i - 1].0 .0);
+                Timestamp(last.saturating_add(last.saturating_sub(before)))
+            }
+            None => Timestamp(sch[i].0 .0.saturating_add(3_600_000)),
         };
         (now < end).then_some(sch[i].1)
     }
@@ -693,16 +697,10 @@ impl SiteState {
                 value,
                 at,
             } => {
-                let slot = match quantity {
-                    Quantity::PvPower => &mut self.pv,
-                    Quantity::WindPower => &mut self.wind,
-                    Quantity::SiteLoad => &mut self.site_load,
-                    Quantity::GridPower => &mut self.grid,
-                    Quantity::MiningPower => &mut self.mining,
-                    // Power readings never carry these quantities; ignore rather than panic.
-                    _ => return,
-                };
-                *slot = Some(Reading { value, at });
+                // Power readings never carry other quantities; ignore rather than panic.
+                if let Some(slot) = self.power_slot(quantity) {
+                    *slot = Some(Reading { value, at });
+                }
             }
             Observation::Frequency { value, at } => self.frequency = Some(Reading { value, at }),
             Observation::Price { value, at } => self.price = Some(Reading { value, at }),
@@ -720,6 +718,37 @@ impl SiteState {
                 let _ = self.commands.apply(issuer, action, until, at, mining);
             }
             Observation::Failsafe { limit, .. } => self.failsafe = limit,
+        }
+    }
+
+    /// The reading of a power quantity (`None` for the quantities that are not powers):
+    /// the one place that maps a power `Quantity` to its field.
+    pub fn power_slot(&mut self, quantity: Quantity) -> Option<&mut Option<Reading<Watts>>> {
+        match quantity {
+            Quantity::PvPower => Some(&mut self.pv),
+            Quantity::WindPower => Some(&mut self.wind),
+            Quantity::SiteLoad => Some(&mut self.site_load),
+            Quantity::GridPower => Some(&mut self.grid),
+            Quantity::MiningPower => Some(&mut self.mining),
+            Quantity::GridFrequency | Quantity::Price | Quantity::Hashprice => None,
+        }
+    }
+
+    /// Drops the reading `obs` would have replaced, so the policy sees that signal stale:
+    /// for a source found broken (`signal::plausible`), whose last value is no better
+    /// than none. An operator command or the failsafe is never dropped this way.
+    pub fn forget(&mut self, obs: &Observation) {
+        match obs {
+            Observation::Power { quantity, .. } => {
+                if let Some(slot) = self.power_slot(*quantity) {
+                    *slot = None;
+                }
+            }
+            Observation::Frequency { .. } => self.frequency = None,
+            Observation::Price { .. } => self.price = None,
+            Observation::Hashprice { .. } => self.hashprice = None,
+            Observation::PriceSchedule { .. } => self.price_schedule.clear(),
+            Observation::Operator { .. } | Observation::Failsafe { .. } => {}
         }
     }
 

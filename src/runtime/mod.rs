@@ -26,8 +26,9 @@ use crate::mqtt::{
 };
 use crate::policy::{Decision, LoadTarget};
 use crate::signal::modbus::{ModbusDevice, ModbusSource};
-use crate::signal::mqtt::{Carries, MqttSignals, SignalStats};
+use crate::signal::mqtt::{Carries, MqttSignals, RejectReason, SignalStats};
 use crate::signal::operator::{Ack, OperatorCommands, OperatorConfig, ReplayFile, HARD_CEILING};
+use crate::signal::plausible::Plausibility;
 use crate::state::{Observation, SiteState};
 use crate::telemetry::config::TelemetryConfig;
 use crate::telemetry::{metrics::Metrics, metrics::MetricsServer, points, TelemetrySender};
@@ -285,6 +286,8 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         let names = config.loads.iter().map(|l| l.name.clone()).collect();
         let live = LiveLoop {
             controller,
+            plausible: Plausibility::new(config.ratings),
+            warned: [None; RejectReason::ALL.len()],
             hashprice,
             metrics: metrics.clone(),
             influx,
@@ -354,8 +357,15 @@ fn restore_record(
     }
 }
 
+/// At most one warning per this long for refused signal values.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
 struct LiveLoop {
     controller: Controller,
+    /// What every MQTT and Modbus value must pass before the state sees it.
+    plausible: Plausibility,
+    /// When a signal value refused for each reason was last logged as a warning.
+    warned: [Option<Timestamp>; RejectReason::ALL.len()],
     /// A configured constant: observed afresh every step, so it never ages.
     hashprice: Option<Hashprice>,
     metrics: Metrics,
@@ -392,11 +402,13 @@ impl LiveLoop {
                 _ = shutdown.cancelled() => break,
                 _ = interval.tick() => { self.step(); }
                 Some(obs) = observations.recv() => {
-                    self.metrics.observation("modbus");
-                    let urgent = matches!(obs, Observation::Frequency { .. });
-                    self.controller.observe(obs);
-                    if urgent {
-                        self.step();
+                    if self.admit(&obs, "modbus") {
+                        self.metrics.observation("modbus");
+                        let urgent = matches!(obs, Observation::Frequency { .. });
+                        self.controller.observe(obs);
+                        if urgent {
+                            self.step();
+                        }
                     }
                 }
                 msg = inbound.recv() => {
@@ -405,6 +417,7 @@ impl LiveLoop {
                         self.command(&msg);
                     } else {
                         match self.signals.parse(&msg) {
+                            Ok(obs) if !self.admit(&obs, &msg.topic) => {}
                             Ok(obs) => {
                                 self.counters.signals.accepted.fetch_add(1, Ordering::Relaxed);
                                 self.metrics.observation("mqtt");
@@ -414,11 +427,7 @@ impl LiveLoop {
                                     self.step();
                                 }
                             }
-                            Err(r) => {
-                                self.counters.signals.reject(r.reason);
-                                self.metrics.reject(r.reason.as_str());
-                                tracing::debug!(topic = r.topic, reason = r.reason.as_str(), detail = r.detail, "Rejected an MQTT message");
-                            }
+                            Err(r) => self.rejected(r.reason, &r.topic, &r.detail),
                         }
                     }
                 }
@@ -434,6 +443,41 @@ impl LiveLoop {
         let (actual, hashing) = (self.actual_power(), self.hashing_reports());
         self.publish(d, now, actual, hashing);
         tracing::info!("Loads set to the safe state");
+    }
+
+    /// Whether `obs` (from `source`: a topic, or `modbus`) is plausible at this site. If
+    /// not, it is counted and logged, and the quantity's last reading is dropped: a source
+    /// that reports what cannot be is broken, so its signal goes stale now, and the
+    /// policy's staleness rule applies rather than an old value.
+    fn admit(&mut self, obs: &Observation, source: &str) -> bool {
+        let Err(detail) = self.plausible.check(obs, self.clock.now()) else {
+            return true;
+        };
+        self.rejected(RejectReason::OutOfRange, source, &detail);
+        self.controller.state.forget(obs);
+        false
+    }
+
+    /// Counts and logs a value refused for `reason` from `source` (a topic, or `modbus`).
+    /// One warning per reason per `WARN_EVERY` at most, the rest at debug: a flood of bad
+    /// values must not flood the log (the counters have them all).
+    fn rejected(&mut self, reason: RejectReason, source: &str, detail: &str) {
+        self.counters.signals.reject(reason);
+        self.metrics.reject(reason.as_str());
+        let now = self.clock.now();
+        let warned = &mut self.warned[reason as usize];
+        let reason = reason.as_str();
+        if warned.is_none_or(|t| now.since(t) >= WARN_EVERY) {
+            *warned = Some(now);
+            tracing::warn!(
+                source,
+                reason,
+                detail,
+                "Refused a signal value; a signal with no usable value goes stale"
+            );
+        } else {
+            tracing::debug!(source, reason, detail, "Refused a signal value");
+        }
     }
 
     fn command(&mut self, msg: &Inbound) {
@@ -552,12 +596,8 @@ impl LiveLoop {
             let too_old = |at: Timestamp| now.since(at) > max;
             match carries {
                 Carries::Power(q) => {
-                    let slot = match q {
-                        crate::state::Quantity::PvPower => &mut s.pv,
-                        crate::state::Quantity::WindPower => &mut s.wind,
-                        crate::state::Quantity::SiteLoad => &mut s.site_load,
-                        crate::state::Quantity::GridPower => &mut s.grid,
-                        _ => continue,
+                    let Some(slot) = s.power_slot(q) else {
+                        continue;
                     };
                     if slot.is_some_and(|r| too_old(r.at)) {
                         *slot = None;

@@ -486,7 +486,8 @@ mod tests {
             ),
             (
                 "[operator_heartbeat]\ntimeout = \"1m\"\nfailsafe_limit = 0\nextra = 1".into(),
-                vec!["operator_heartbeat.extra"],
+                // The rest is still checked (r9): no operators to hear from.
+                vec!["operator_heartbeat.extra", "operator_heartbeat"],
             ),
             (
                 "[operator_heartbeat]\ntimeout = \"1m\"\nfailsafe_limit = 0".into(),
