@@ -352,6 +352,7 @@ pub fn load_live(
 
     let mut mqtt_parts = None;
     if let Some(m) = raw_mqtt {
+        let has_password = m.password.is_some() || m.password_file.is_some();
         let password = match (m.password, m.password_file) {
             (Some(pw), None) => Some(pw),
             (None, Some(f)) => match std::fs::read_to_string(relative_to(path, &f)) {
@@ -371,6 +372,15 @@ pub fn load_live(
             // rumqttc sends credentials only as a pair: a lone password would be dropped.
             p.push("mqtt.username", "missing: a password needs a username");
         }
+        // Nor would a lone username be sent: the daemon would connect anonymously, and
+        // the embedded broker would check nothing, while the config looks like a login.
+        if m.username.is_some() && !has_password {
+            p.push(
+                "mqtt.password",
+                "missing: a username needs a password (password or password_file; \
+                 password = \"\" for an empty one)",
+            );
+        }
         let max_packet_size = match &m.max_packet_size {
             None => crate::mqtt::DEFAULT_MAX_PACKET_SIZE,
             Some(v) => parse_bytes(v).unwrap_or_else(|e| {
@@ -389,16 +399,6 @@ pub fn load_live(
                     Ok(addr) => {
                         if m.host.is_some() || m.tls_ca.is_some() {
                             p.push("mqtt", "host and tls_ca are for broker = \"external\"");
-                        }
-                        // The broker checks a username and password as a pair, and
-                        // rumqttc sends a username only with a password: a username
-                        // alone would look like a login and check nothing.
-                        if m.username.is_some() && password.is_none() {
-                            p.push(
-                                "mqtt.password",
-                                "missing: the embedded broker needs a password with the username \
-                                 (password or password_file), or neither",
-                            );
                         }
                         let login = match (&m.username, &password) {
                             (Some(u), Some(pw)) => Some(crate::mqtt::broker::Login {

@@ -256,14 +256,14 @@ impl Warned {
     fn log(&mut self, d: &Dropped, limit: usize) {
         if self.0.len() < Self::MAX && !self.0.contains(&d.topic) {
             tracing::warn!(
-                topic = %d.topic,
+                topic = ?d.topic,
                 bytes = d.bytes,
                 limit,
                 "Dropped an MQTT message over mqtt.max_packet_size (its bytes were read and discarded; the connection stays up)"
             );
             self.0.push(d.topic.clone());
         } else {
-            tracing::debug!(topic = %d.topic, bytes = d.bytes, "Dropped an oversized MQTT message");
+            tracing::debug!(topic = ?d.topic, bytes = d.bytes, "Dropped an oversized MQTT message");
         }
     }
 }

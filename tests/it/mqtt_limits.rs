@@ -181,18 +181,47 @@ async fn r9_hole3_a_1mb_retained_message_on_every_topic_neither_drops_the_connec
     })
     .await;
     assert_eq!(s.decision.total().0, 0.0);
+
+    // Another curtail, queued at the broker right behind four fresh 1 MB messages (not
+    // retained): it waits only for their bytes to be read and discarded.
+    for t in &subscribed {
+        feeder
+            .publish(t, QoS::AtLeastOnce, false, huge.clone())
+            .await
+            .unwrap();
+    }
+    let token = gridminer::signal::operator::sign_hs256(
+        SECRET.as_bytes(),
+        &json!({"iss": "aggregator", "aud": site, "iat": t, "exp": t + 30,
+                "jti": "big-2", "act": "curtail", "limit_w": 0}),
+    );
+    let sent = Instant::now();
+    feeder
+        .publish("gridminer/big/cmd", QoS::AtLeastOnce, false, token)
+        .await
+        .unwrap();
+    let ack = next_message(&mut acks, "gridminer/big/cmd/ack").await;
+    let behind = sent.elapsed();
+    assert_eq!(
+        (ack["jti"].as_str(), ack["accepted"].as_bool()),
+        (Some("big-2"), Some(true)),
+        "{ack}"
+    );
     // Measured, reported, not asserted (a loaded machine is slow, not wrong).
     let _ = writeln!(
         std::io::stderr(),
-        "r9 hole 3: curtail acknowledged {:.1} ms after it was sent, behind 4 dropped 1 MB messages",
-        latency.as_secs_f64() * 1e3
+        "r9 hole 3: curtail acked {:.1} ms after sending (4 retained 1 MB messages dropped \
+         before it); {:.1} ms when sent right behind 4 fresh 1 MB messages",
+        latency.as_secs_f64() * 1e3,
+        behind.as_secs_f64() * 1e3
     );
 
     // The big messages are still retained, and the connection never went down: one
     // connect, no errors (before the fix: a reconnect for each subscribe).
     assert_eq!(running.mqtt.connects.load(Relaxed), 1);
     assert_eq!(running.mqtt.connection_errors.load(Relaxed), 0);
-    assert_eq!(running.mqtt.oversized.load(Relaxed), 4);
+    assert_eq!(running.mqtt.oversized.load(Relaxed), 8);
+    assert_eq!(rejected_oversized(&running), 8.0);
     running
         .stop(Duration::from_secs(10))
         .await
@@ -358,29 +387,37 @@ async fn r9_hole10_the_embedded_broker_admits_only_the_configured_login() {
         .expect("clean shutdown");
 }
 
-/// A username alone would look like a login and check nothing: refused by `config
-/// check`, as is a packet limit out of range.
+/// A username alone would look like a login and check nothing (rumqttc sends it only
+/// with a password): refused by `config check` for either broker, as is a packet limit
+/// out of range.
 #[test]
-fn r9_hole10_a_login_the_embedded_broker_cannot_check_is_a_config_problem() {
+fn r9_hole10_a_login_that_would_check_nothing_is_a_config_problem() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("site.toml");
-    std::fs::write(
-        &cfg,
-        site_config(
-            "half",
-            "",
-            &format!(
-                "[mqtt]\nbroker = \"embedded\"\nlisten = \"127.0.0.1:1\"\nusername = \"site\"\n\
-                 max_packet_size = \"1 KiB\"\n{}",
-                site_feeds("half", 1)
+    for broker in [
+        "broker = \"embedded\"\nlisten = \"127.0.0.1:1\"",
+        "broker = \"external\"\nhost = \"127.0.0.1\"",
+    ] {
+        std::fs::write(
+            &cfg,
+            site_config(
+                "half",
+                "",
+                &format!(
+                    "[mqtt]\n{broker}\nusername = \"site\"\nmax_packet_size = \"1 KiB\"\n{}",
+                    site_feeds("half", 1)
+                ),
             ),
-        ),
-    )
-    .unwrap();
-    let err = gridminer::cli::run::load(&cfg)
-        .err()
-        .expect("refused")
-        .to_string();
-    assert!(err.contains("mqtt.password: missing"), "{err}");
-    assert!(err.contains("mqtt.max_packet_size"), "{err}");
+        )
+        .unwrap();
+        let err = gridminer::cli::run::load(&cfg)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("mqtt.password: missing"), "{broker}: {err}");
+        assert!(
+            err.contains("mqtt.max_packet_size: 1024 bytes"),
+            "{broker}: {err}"
+        );
+    }
 }
