@@ -95,9 +95,13 @@ impl Upstream {
 #[derive(Debug)]
 struct PrivateDir(PathBuf);
 
+/// The name of the relay directories: `{PREFIX}{pid}-{n}-{nanos}`.
+const PREFIX: &str = "gridminer-mqtt-";
+
 impl PrivateDir {
     fn new() -> io::Result<PrivateDir> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
+        sweep_stale(&std::env::temp_dir());
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -105,10 +109,8 @@ impl PrivateDir {
         let mut tries = 0;
         loop {
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!(
-                "gridminer-mqtt-{}-{n}-{nanos:x}",
-                std::process::id()
-            ));
+            let dir =
+                std::env::temp_dir().join(format!("{PREFIX}{}-{n}-{nanos:x}", std::process::id()));
             // `create`, not `create_all`: a directory that exists already (someone else's)
             // is never used.
             match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
@@ -116,6 +118,34 @@ impl PrivateDir {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 100 => tries += 1,
                 Err(e) => return Err(e),
             }
+        }
+    }
+}
+
+/// Removes the relay directories of processes that are gone (killed, so their `Drop` never
+/// ran): a crash loop must not fill the temporary directory. Only where `/proc` tells
+/// which processes live; another user's directories cannot be removed (sticky `/tmp`)
+/// and are left alone.
+fn sweep_stale(tmp: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
@@ -527,6 +557,26 @@ mod tests {
             Some(268_435_455)
         );
         assert_eq!(remaining_length(&[0x30, 0xff]).unwrap(), None);
+    }
+
+    #[test]
+    fn directories_of_dead_processes_are_swept_and_live_ones_kept() {
+        let tmp = std::env::temp_dir().join(format!("relay-sweep-test-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        // No process has pid 4294967295 (Linux caps pids at 2^22).
+        let dead = tmp.join(format!("{PREFIX}4294967295-0-1"));
+        let live = tmp.join(format!("{PREFIX}{}-0-1", std::process::id()));
+        let other = tmp.join("gridminer-other-1");
+        for d in [&dead, &live, &other] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("broker.sock"), "").unwrap();
+        }
+        sweep_stale(&tmp);
+        let exists = [&dead, &live, &other].map(|d| d.exists());
+        std::fs::remove_dir_all(&tmp).unwrap();
+        if Path::new("/proc/self").exists() {
+            assert_eq!(exists, [false, true, true]);
+        }
     }
 
     #[test]
