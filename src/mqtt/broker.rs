@@ -4,6 +4,11 @@
 //! lives as long as the process. `start` returns once the listener accepts connections;
 //! a daemon stopped and started again in the same process (tests, a reload) finds the
 //! broker it started before on that address and uses it, rather than failing to bind.
+//!
+//! With `mqtt.username` and a password configured, the broker admits only that login
+//! (rumqttd's static `auth` table, compared in constant time; a wrong or missing login
+//! is dropped before any packet is answered). Without one it admits anyone who can reach
+//! the address, which is why listening beyond loopback without a login is warned about.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,32 +19,90 @@ use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
 use super::MqttError;
 
+/// The one login the embedded broker admits.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Login {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password: configs are logged and printed.
+        f.debug_struct("Login")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the embedded broker is set up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddedSettings {
+    pub listen: SocketAddr,
+    /// `None`: anyone who reaches `listen` may connect, publish and subscribe.
+    pub login: Option<Login>,
+    /// `mqtt.max_packet_size`: the broker takes packets up to this or the daemon's own
+    /// largest (`MAX_OUTGOING_PACKET_SIZE`), whichever is more, and disconnects a client
+    /// that sends more; what it passes on over the limit the relay drops.
+    pub max_packet_size: usize,
+}
+
+impl EmbeddedSettings {
+    /// Whether anyone beyond this host may connect without a login: no login, and an
+    /// address other than loopback (a wildcard such as 0.0.0.0 included).
+    pub fn open_beyond_loopback(&self) -> bool {
+        self.login.is_none() && !self.listen.ip().is_loopback()
+    }
+}
+
 /// A running embedded broker.
 #[derive(Debug)]
 pub struct EmbeddedBroker {
     pub listen: SocketAddr,
 }
 
-/// Addresses this process runs a broker on.
-static STARTED: Mutex<Vec<SocketAddr>> = Mutex::new(Vec::new());
+/// The brokers this process runs.
+static STARTED: Mutex<Vec<EmbeddedSettings>> = Mutex::new(Vec::new());
 
 impl EmbeddedBroker {
-    /// Starts a broker on `listen` (v3.1.1), or finds the one this process already runs
-    /// there, and waits until it accepts connections. Blocks: call it off the runtime.
-    pub fn start(listen: SocketAddr) -> Result<Self, MqttError> {
+    /// Starts a broker (v3.1.1) as `settings` say, or finds the one this process already
+    /// runs on that address, and waits until it accepts connections. A broker already
+    /// running there with other settings is an error (rumqttd cannot be reconfigured or
+    /// stopped). Blocks: call it off the runtime.
+    pub fn start(settings: &EmbeddedSettings) -> Result<Self, MqttError> {
+        let listen = settings.listen;
         // Held throughout, so two starts on one address cannot both bind.
         let mut started = STARTED
             .lock()
             .map_err(|_| MqttError::Broker("a broker start panicked".into()))?;
-        if started.contains(&listen) {
+        if let Some(running) = started.iter().find(|s| s.listen == listen) {
+            if running != settings {
+                return Err(MqttError::Broker(format!(
+                    "this process runs a broker on {listen} already, with other settings \
+                     (login or max_packet_size); it cannot be changed without a restart"
+                )));
+            }
             return Ok(EmbeddedBroker { listen });
         }
-        let broker = Self::spawn(listen)?;
-        started.push(listen);
+        if settings.open_beyond_loopback() {
+            tracing::warn!(
+                %listen,
+                "The embedded MQTT broker listens beyond loopback without a login: anyone who \
+                 reaches it can publish signals and read the site's state; set mqtt.username \
+                 and mqtt.password (or password_file), or listen on 127.0.0.1"
+            );
+        }
+        let broker = Self::spawn(settings)?;
+        started.push(settings.clone());
         Ok(broker)
     }
 
-    fn spawn(listen: SocketAddr) -> Result<Self, MqttError> {
+    fn spawn(settings: &EmbeddedSettings) -> Result<Self, MqttError> {
+        let listen = settings.listen;
+        let auth = settings
+            .login
+            .as_ref()
+            .map(|l| HashMap::from([(l.username.clone(), l.password.clone())]));
         let server = ServerSettings {
             name: "v4".into(),
             listen,
@@ -47,9 +110,12 @@ impl EmbeddedBroker {
             next_connection_delay_ms: 1,
             connections: ConnectionSettings {
                 connection_timeout_ms: 60_000,
-                max_payload_size: 256 * 1024,
+                // The daemon's own packets must fit whatever the limit on others'.
+                max_payload_size: settings
+                    .max_packet_size
+                    .max(super::MAX_OUTGOING_PACKET_SIZE),
                 max_inflight_count: 500,
-                auth: None,
+                auth,
                 external_auth: None,
                 dynamic_filters: true,
             },
@@ -92,5 +158,44 @@ impl EmbeddedBroker {
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn r9_hole10_listening_beyond_loopback_without_a_login_is_flagged() {
+        let login = Some(Login {
+            username: "site".into(),
+            password: "pw".into(),
+        });
+        let cases = [
+            ("127.0.0.1:1883", None, false),
+            ("[::1]:1883", None, false),
+            ("0.0.0.0:1883", None, true),
+            ("[::]:1883", None, true),
+            ("192.168.1.5:1883", None, true),
+            ("0.0.0.0:1883", login.clone(), false),
+            ("127.0.0.1:1883", login, false),
+        ];
+        for (listen, login, open) in cases {
+            let s = EmbeddedSettings {
+                listen: listen.parse().unwrap(),
+                login,
+                max_packet_size: 1 << 18,
+            };
+            assert_eq!(s.open_beyond_loopback(), open, "{listen}");
+        }
+    }
+
+    #[test]
+    fn a_login_never_shows_its_password() {
+        let l = Login {
+            username: "site".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{l:?}").contains("hunter2"));
     }
 }

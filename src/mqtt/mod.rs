@@ -5,19 +5,22 @@
 //! Reconnection lives here, as rumqttc intends: the event loop is kept polling, with a
 //! backoff after each error, and every reconnect resubscribes and re-announces
 //! availability. The rest of the daemon only sees signals ageing while it is down.
+//!
+//! rumqttc reaches the broker through [`relay`], which drops (and counts) messages over
+//! `mqtt.max_packet_size` that would otherwise end the connection.
 
 pub mod broker;
+mod relay;
 pub mod status;
 pub mod topics;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rumqttc::{
-    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration,
-    Transport,
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, Transport,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +40,28 @@ pub enum MqttError {
     },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("MQTT relay socket: {0}")]
+    Relay(String),
 }
+
+/// The default of `mqtt.max_packet_size`: far above any message the daemon reads (a
+/// reading is bytes, a signed command about a kilobyte, a week of 15-minute prices
+/// tens of KB), and small enough that a hostile message costs little to discard.
+pub const DEFAULT_MAX_PACKET_SIZE: usize = 256 * 1024;
+
+/// The largest packet the daemon writes (its state, Home Assistant discovery): a limit
+/// of its own, unrelated to what it accepts.
+pub const MAX_OUTGOING_PACKET_SIZE: usize = 256 * 1024;
+
+/// The first wait before reconnecting, doubled after each failure up to `MAX_RETRY`.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(10);
+
+/// A connection must stay up this long before the reconnect backoff starts again from
+/// `FIRST_RETRY`. Resetting it at every CONNACK let a connection that the broker drops
+/// right after the login (a bad retained message, an ACL, a client-id clash) reconnect
+/// ten times a second for ever (issue 9, hole 3: 422 connects in 36 s).
+pub const STABLE_CONNECTION: Duration = Duration::from_secs(30);
 
 /// How to reach the broker.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +74,10 @@ pub struct MqttSettings {
     /// TLS with this CA bundle (PEM); `None` is plain TCP.
     pub tls_ca: Option<PathBuf>,
     pub keep_alive: Duration,
+    /// The largest packet taken from the broker, in bytes after the fixed header (what
+    /// MQTT calls the remaining length: topic, packet id and payload). A message over
+    /// it is dropped and counted; the connection stays up.
+    pub max_packet_size: usize,
 }
 
 /// A message that arrived.
@@ -71,6 +99,41 @@ pub struct MqttStats {
     /// password, not authorised, ...): the transport and TLS worked, the login did not.
     pub refusals: AtomicU64,
     pub received: AtomicU64,
+    /// Messages dropped for being over `max_packet_size` (by the relay, unread).
+    pub oversized: AtomicU64,
+}
+
+/// When to try again after a failed or lost connection: doubling waits, started again
+/// only after a connection that stayed up `STABLE_CONNECTION`.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+    up_since: Option<Instant>,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            next: FIRST_RETRY,
+            up_since: None,
+        }
+    }
+
+    fn connected(&mut self, now: Instant) {
+        self.up_since = Some(now);
+    }
+
+    /// The wait before the next attempt, after a failure at `now`.
+    fn failed(&mut self, now: Instant) -> Duration {
+        if let Some(since) = self.up_since.take() {
+            if now.saturating_duration_since(since) >= STABLE_CONNECTION {
+                self.next = FIRST_RETRY;
+            }
+        }
+        let wait = self.next;
+        self.next = (wait * 2).min(MAX_RETRY);
+        wait
+    }
 }
 
 /// The daemon's MQTT connection: drive it with `run`, publish through `client`.
@@ -82,6 +145,8 @@ pub struct MqttConnection {
     topics: Topics,
     /// `host:port`, for logs.
     host: String,
+    /// Taken by `run`, which serves it.
+    relay: Option<relay::Relay>,
     pub stats: Arc<MqttStats>,
 }
 
@@ -132,10 +197,28 @@ impl MqttConnection {
         subscriptions: Vec<String>,
         inbound: mpsc::Sender<Inbound>,
     ) -> Result<(Self, AsyncClient), MqttError> {
-        let mut opts = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
-        opts.set_keep_alive(settings.keep_alive)
+        let tls = match &settings.tls_ca {
+            Some(ca_path) => {
+                install_crypto_provider();
+                Some(relay::tls_connector(&read_ca(ca_path)?)?)
+            }
+            None => None,
+        };
+        let stats = Arc::<MqttStats>::default();
+        let upstream = relay::Upstream {
+            host: settings.host.clone(),
+            port: settings.port,
+            tls,
+        };
+        let relay = relay::Relay::bind(upstream, settings.max_packet_size, stats.clone())?;
+        let path = relay.path().to_string_lossy().into_owned();
+        let mut opts = MqttOptions::new(&settings.client_id, path, 0);
+        opts.set_transport(Transport::Unix)
+            .set_keep_alive(settings.keep_alive)
             .set_clean_session(true)
-            .set_max_packet_size(256 * 1024, 256 * 1024)
+            // The relay drops a PUBLISH over the limit; anything else over it (which no
+            // broker sends) still ends the connection, in rumqttc.
+            .set_max_packet_size(settings.max_packet_size, MAX_OUTGOING_PACKET_SIZE)
             .set_inflight(100)
             .set_last_will(LastWill::new(
                 topics.availability(),
@@ -145,15 +228,6 @@ impl MqttConnection {
             ));
         if let (Some(u), Some(p)) = (&settings.username, &settings.password) {
             opts.set_credentials(u, p);
-        }
-        if let Some(ca_path) = &settings.tls_ca {
-            install_crypto_provider();
-            let ca = read_ca(ca_path)?;
-            opts.set_transport(Transport::Tls(TlsConfiguration::Simple {
-                ca,
-                alpn: None,
-                client_auth: None,
-            }));
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
         eventloop.network_options = network_options();
@@ -165,7 +239,8 @@ impl MqttConnection {
                 inbound,
                 topics,
                 host: format!("{}:{}", settings.host, settings.port),
-                stats: Arc::default(),
+                relay: Some(relay),
+                stats,
             },
             client,
         ))
@@ -174,8 +249,16 @@ impl MqttConnection {
     /// Keeps the connection up until `shutdown`, then says goodbye: availability
     /// `offline` (retained) and a clean disconnect.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), MqttError> {
+        let relay = self
+            .relay
+            .take()
+            .ok_or_else(|| MqttError::Relay("the connection was run twice".into()))?;
+        let upstream_error = relay.upstream_error();
+        // Stopped after the goodbye, which goes out through it.
+        let relay_stop = CancellationToken::new();
+        let relay_task = tokio::spawn(relay.run(relay_stop.clone()));
         let clock = SystemClock;
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new();
         let mut down_logged = false;
         loop {
             let event = tokio::select! {
@@ -185,7 +268,7 @@ impl MqttConnection {
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     self.stats.connects.fetch_add(1, Ordering::Relaxed);
-                    backoff = Duration::from_millis(100);
+                    backoff.connected(Instant::now());
                     if down_logged {
                         tracing::info!(host = %self.host, "MQTT connection restored");
                         down_logged = false;
@@ -229,6 +312,13 @@ impl MqttConnection {
                     if refused.is_some() {
                         self.stats.refusals.fetch_add(1, Ordering::Relaxed);
                     }
+                    // rumqttc only sees the relay close its socket when the broker
+                    // cannot be reached; the relay says why.
+                    let upstream = take(&upstream_error);
+                    let error = match upstream {
+                        Some(why) => why,
+                        None => error.to_string(),
+                    };
                     // Logged once per outage; retried until it works, since a broker's
                     // password file or ACL can be fixed without restarting us.
                     match (refused, down_logged) {
@@ -245,15 +335,23 @@ impl MqttConnection {
                         (_, true) => tracing::debug!(%error, "MQTT reconnect failed"),
                     }
                     down_logged = true;
+                    let wait = backoff.failed(Instant::now());
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(wait) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
         }
         self.goodbye().await;
+        // Closing our end lets the relay finish passing the goodbye on, then stop.
+        self.eventloop.network = None;
+        relay_stop.cancel();
+        match tokio::time::timeout(Duration::from_secs(2), relay_task).await {
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "MQTT relay failed"),
+            Ok(Err(error)) => tracing::warn!(%error, "MQTT relay task failed"),
+            _ => {}
+        }
         Ok(())
     }
 
@@ -276,5 +374,61 @@ impl MqttConnection {
             }
         })
         .await;
+    }
+}
+
+/// Takes what a shared slot holds, leaving it empty (a poisoned lock holds nothing).
+fn take(slot: &Mutex<Option<String>>) -> Option<String> {
+    slot.lock().ok().and_then(|mut s| s.take())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 9, hole 3: a connection the broker drops within a second of each login
+    /// (a retained message it cannot take) backs off to `MAX_RETRY`; the wait starts
+    /// from `FIRST_RETRY` again only after a connection that stayed up.
+    #[test]
+    fn r9_hole3_backoff_resets_only_after_a_stable_connection() {
+        let t0 = Instant::now();
+        let mut b = Backoff::new();
+        let mut now = t0;
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            b.connected(now);
+            now += Duration::from_secs(1);
+            let w = b.failed(now);
+            waits.push(w.as_millis());
+            now += w;
+        }
+        assert_eq!(
+            waits,
+            [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000]
+        );
+        // Over 36 s of such flapping, 9 connects, not 422.
+        let mut connects = 0;
+        let (mut b, mut now) = (Backoff::new(), t0);
+        while now < t0 + Duration::from_secs(36) {
+            connects += 1;
+            b.connected(now);
+            now += Duration::from_millis(50);
+            now += b.failed(now);
+        }
+        assert!(connects <= 10, "{connects} connects in 36 s");
+
+        // Failures without any connection in between keep doubling too.
+        let mut b = Backoff::new();
+        let w: Vec<_> = (0..3).map(|_| b.failed(t0).as_millis()).collect();
+        assert_eq!(w, [100, 200, 400]);
+
+        // A connection up for `STABLE_CONNECTION` earns a fresh start.
+        b.connected(t0);
+        assert_eq!(b.failed(t0 + STABLE_CONNECTION), FIRST_RETRY);
+        b.connected(t0);
+        assert_eq!(
+            b.failed(t0 + STABLE_CONNECTION - Duration::from_millis(1)),
+            FIRST_RETRY * 2
+        );
     }
 }

@@ -114,9 +114,10 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         modbus,
         telemetry,
     } = site;
-    if let Broker::Embedded { listen } = config.broker {
-        let addr = listen;
-        tokio::task::spawn_blocking(move || EmbeddedBroker::start(addr))
+    if let Broker::Embedded(settings) = &config.broker {
+        let settings = settings.clone();
+        let addr = settings.listen;
+        tokio::task::spawn_blocking(move || EmbeddedBroker::start(&settings))
             .await
             .map_err(|e| MqttError::Broker(e.to_string()))??;
         tracing::info!(%addr, "Embedded MQTT broker listening");

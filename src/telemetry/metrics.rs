@@ -95,6 +95,10 @@ pub mod name {
 /// check.
 pub const SHARE_OUTCOMES: [&str; 4] = ["accepted", "rejected", "stale_dropped", "invalid_dropped"];
 
+/// The `reason` label of [`name::REJECTED`] for MQTT messages over `mqtt.max_packet_size`,
+/// dropped unread by the connection (`MqttStats::oversized`).
+pub const OVERSIZED: &str = "oversized";
+
 /// Why telemetry points were lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropCause {
@@ -350,6 +354,11 @@ impl Metrics {
         );
         for (l, n) in lock(&m.rejected) {
             sample(&mut out, name::REJECTED, &[("reason", &l)], n as f64);
+        }
+        // Dropped unread by the MQTT connection, before any parsing: counted there.
+        if let Some(mqtt) = m.mqtt.get() {
+            let n = mqtt.oversized.load(Relaxed);
+            sample(&mut out, name::REJECTED, &[("reason", OVERSIZED)], n as f64);
         }
         header(
             &mut out,

@@ -7,6 +7,7 @@ mod hasher;
 mod live;
 mod live_stratum;
 mod modbus;
+mod mqtt_limits;
 mod mqtt_tls;
 mod operator;
 mod peers;

@@ -96,6 +96,11 @@ impl SecureBroker {
 
     /// A site config for the daemon, logging in as `DAEMON` with `password`.
     fn site(&self, password: &str) -> gridminer::runtime::Site {
+        self.site_trusting(password, "ca.pem")
+    }
+
+    /// The same, trusting the CA in `ca` (a file in the broker's directory).
+    fn site_trusting(&self, password: &str, ca: &str) -> gridminer::runtime::Site {
         std::fs::write(
             self.dir.path().join("mqtt-password"),
             format!("{password}\n"),
@@ -110,7 +115,7 @@ impl SecureBroker {
                 &(external_broker(
                     self.mosquitto.port,
                     &format!(
-                        "tls_ca = \"ca.pem\"\nusername = \"{}\"\npassword_file = \"mqtt-password\"",
+                        "tls_ca = \"{ca}\"\nusername = \"{}\"\npassword_file = \"mqtt-password\"",
                         DAEMON.0
                     ),
                 ) + &site_feeds(SITE, 2)),
@@ -273,4 +278,33 @@ async fn a_wrong_password_is_refused_counted_and_retried() {
         .stop(Duration::from_secs(10))
         .await
         .expect("clean shutdown while refused");
+}
+
+/// TLS is made by the daemon's MQTT relay (issue 9, hole 3), not by rumqttc: a broker
+/// whose certificate another CA signed is still refused, before any login, and retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_certificate_from_another_ca_is_refused() {
+    let Some(broker) = SecureBroker::start() else {
+        return;
+    };
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = make_pki(other.path());
+    std::fs::copy(&other_ca, broker.dir.path().join("other-ca.pem")).unwrap();
+    let running = runtime::start(broker.site_trusting(DAEMON.1, "other-ca.pem"))
+        .await
+        .expect("daemon starts: an untrusted broker is not a reason to exit");
+    until(
+        &running,
+        "two failed TLS attempts",
+        Duration::from_secs(30),
+        |r| r.mqtt.connection_errors.load(Relaxed) >= 2,
+    )
+    .await;
+    assert_eq!(running.mqtt.connects.load(Relaxed), 0);
+    // Refused by us, not by the broker: the login was never sent.
+    assert_eq!(running.mqtt.refusals.load(Relaxed), 0);
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .expect("clean shutdown while untrusted");
 }

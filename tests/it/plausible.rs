@@ -41,7 +41,10 @@ async fn start_with(id: &str, tables: &str) -> (Running, AsyncClient, tempfile::
     std::fs::write(&cfg, config).unwrap();
     let site = gridminer::cli::run::load(&cfg).expect("config");
     let running = runtime::start(site).await.expect("daemon starts");
-    let (client, _rx) = subscriber(port, &format!("gridminer/{id}/#")).await;
+    let (client, mut rx) = subscriber(port, &format!("gridminer/{id}/#")).await;
+    // Subscribed before it says `online`: what the test publishes next is not lost.
+    let availability = format!("gridminer/{id}/availability");
+    while super::live::next_message(&mut rx, &availability).await != "online" {}
     (running, client, dir)
 }
 
