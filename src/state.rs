@@ -761,3 +761,49 @@ impl SiteState {
         self.commands.expire(decision.at);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// r9 holes 6 and 9: a reading stamped at an end of time, or a maximum age no clock
+    /// can reach, must not wrap the age check to "fresh" or "stale" the wrong way.
+    #[test]
+    fn r9_freshness_cannot_wrap() {
+        let now = Timestamp(1_780_000_000_000);
+        let ancient = Reading {
+            value: Watts(1.0),
+            at: Timestamp(i64::MIN),
+        };
+        // `now - i64::MIN` wrapped negative: the oldest reading looked newest.
+        assert_eq!(ancient.fresh(now, Duration::from_secs(3600)), None);
+        let recent = Reading {
+            value: Watts(1.0),
+            at: now,
+        };
+        // A 1e19 ms age became negative as an i64: nothing was ever fresh.
+        assert_eq!(recent.fresh(now, Duration::MAX), Some(Watts(1.0)));
+    }
+
+    #[test]
+    fn a_broken_source_is_forgotten_and_an_operator_command_is_not() {
+        let mut s = SiteState::new(&[]);
+        let at = Timestamp(0);
+        let pv = Observation::Power {
+            quantity: Quantity::PvPower,
+            value: Watts(5.0),
+            at,
+        };
+        s.observe(pv.clone());
+        let cmd = Observation::Operator {
+            action: OperatorAction::CurtailTo(Watts(0.0)),
+            until: None,
+            at,
+        };
+        s.observe(cmd.clone());
+        s.forget(&pv);
+        s.forget(&cmd);
+        assert_eq!(s.pv, None);
+        assert!(s.command.is_some());
+    }
+}

@@ -415,6 +415,45 @@ mod tests {
         assert!(Override::parse("nothing").is_err());
     }
 
+    /// r9 hole 7: every bad key of a table is reported, and the rest is still read.
+    #[test]
+    fn every_bad_key_of_a_table_is_reported() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)] // Read only through Debug.
+        struct Inner {
+            hold: u32,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Outer {
+            name: String,
+            count: Option<u32>,
+            inner: Option<Inner>,
+        }
+        let v: toml::Table = "name = \"x\"\ncount = \"three\"\ncolour = 1\ninner = { hold = -1 }"
+            .parse()
+            .unwrap();
+        let mut p = Problems::default();
+        let got: Option<Outer> = p.take("s", toml::Value::Table(v));
+        let paths: Vec<&str> = p.0.iter().map(|x| x.path.as_str()).collect();
+        // In key order: a TOML table is sorted.
+        assert_eq!(paths, ["s.colour", "s.count", "s.inner.hold"]);
+        // What remains is read, for the checks of meaning: the bad optional keys as absent.
+        let got = got.expect("the rest reads");
+        assert_eq!(
+            (got.name.as_str(), got.count, got.inner.is_none()),
+            ("x", None, true)
+        );
+        // A required key that does not read leaves nothing to read.
+        let mut p = Problems::default();
+        let v: toml::Table = "name = 5\ncolour = 1".parse().unwrap();
+        assert!(p.take::<Outer>("s", toml::Value::Table(v)).is_none());
+        let paths: Vec<&str> = p.0.iter().map(|x| x.path.as_str()).collect();
+        assert_eq!(paths, ["s.colour", "s.name"]);
+    }
+
     #[test]
     fn syntax_errors_name_the_line() {
         let e = parse_table(Path::new("x.toml"), "a = 1\nb = = 2\n").unwrap_err();

@@ -1,6 +1,6 @@
 //! Meaning: raw shapes in, typed values out, every problem gathered with its key path.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -473,13 +473,12 @@ pub fn show(v: Option<&toml::Value>) -> String {
     v.map_or_else(|| "missing".into(), |v| v.to_string())
 }
 
-/// Checks the loads, each with its index in the file, under the key path `at` (`loads`).
+/// Checks the loads, each with its index in the file, under the key path `key` (`loads`).
 /// Their wear limits become the stricter of hardware and policy. Names must be unique:
 /// they label telemetry series and MQTT topics.
-pub fn validate_loads(p: &mut Problems, at: &str, loads: Vec<(usize, RawLoad)>) -> Vec<LoadSpec> {
-    let mut names = std::collections::HashMap::new();
+pub fn validate_loads(p: &mut Problems, key: &str, loads: Vec<(usize, RawLoad)>) -> Vec<LoadSpec> {
+    let mut names = HashMap::new();
     let mut cpu_pools = 0;
-    let key = at;
     let loads: Vec<LoadSpec> = loads
         .into_iter()
         .map(|(i, l)| {

@@ -685,3 +685,119 @@ proptest! {
         prop_assert_eq!(reported.is_empty(), f.injected.is_empty(), "{}", text);
     }
 }
+
+/// Where a leaf value sits in a TOML document: table keys and array indices.
+#[derive(Debug, Clone)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Every leaf (a value that is not a table or an array of tables) of `v`, by its path.
+fn leaves(v: &toml::Value, at: &mut Vec<Step>, out: &mut Vec<Vec<Step>>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, x) in t {
+                at.push(Step::Key(k.clone()));
+                leaves(x, at, out);
+                at.pop();
+            }
+        }
+        toml::Value::Array(a) if a.iter().all(toml::Value::is_table) && !a.is_empty() => {
+            for (i, x) in a.iter().enumerate() {
+                at.push(Step::Index(i));
+                leaves(x, at, out);
+                at.pop();
+            }
+        }
+        _ => out.push(at.clone()),
+    }
+}
+
+fn leaf_mut<'a>(v: &'a mut toml::Value, path: &[Step]) -> &'a mut toml::Value {
+    path.iter().fold(v, |v, s| match (s, v) {
+        (Step::Key(k), toml::Value::Table(t)) => t.get_mut(k).expect("a leaf path"),
+        (Step::Index(i), toml::Value::Array(a)) => &mut a[*i],
+        _ => unreachable!("paths come from `leaves`"),
+    })
+}
+
+/// Values a hostile or careless file might hold anywhere.
+fn junk() -> impl Strategy<Value = toml::Value> {
+    use toml::Value::{Array, Boolean, Float, Integer, String as Str, Table};
+    prop_oneof![
+        prop::sample::select(vec![
+            1e300,
+            -1e300,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -1.0,
+            0.0,
+            1.8e19,
+            -0.0,
+            5e-324,
+        ])
+        .prop_map(Float),
+        prop::sample::select(vec![
+            i64::MAX,
+            i64::MIN,
+            -1,
+            0,
+            4_000_000_000,
+            18_446_744_073_709_552
+        ])
+        .prop_map(Integer),
+        prop::sample::select(vec![
+            "1e300s",
+            "1e20d",
+            "-1s",
+            "nan",
+            "inf W",
+            "1e308 GW",
+            "-5 kW",
+            "",
+            "x",
+            "99999999999999999999d",
+            "0ms",
+            "1e-300s",
+            "2100-01-01T00:00:00Z",
+            "/",
+            "#",
+        ])
+        .prop_map(|s| Str(s.to_string())),
+        Just(Boolean(true)),
+        Just(Array(Vec::new())),
+        Just(Table(Default::default())),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// r9 holes 6 and 7, beyond the injected problems: any leaf of a valid site or
+    /// scenario file replaced by junk never panics `config check`, and a refused file's
+    /// every problem names where it is.
+    #[test]
+    fn r9_config_check_never_panics_on_junk(
+        scenario in any::<bool>(),
+        picks in prop::collection::vec((any::<prop::sample::Index>(), junk()), 1..6),
+    ) {
+        let good = if scenario { super::validate::SCENARIO } else { super::validate::GOOD_SITE };
+        let mut doc = toml::Value::Table(good.parse().unwrap());
+        let mut all = Vec::new();
+        leaves(&doc, &mut Vec::new(), &mut all);
+        for (i, v) in &picks {
+            *leaf_mut(&mut doc, &all[i.index(all.len())]) = v.clone();
+        }
+        let text = toml::to_string(&doc).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.toml");
+        std::fs::write(&path, &text).unwrap();
+        if let Err(e) = gridminer::cli::sim::check_file(&path) {
+            for p in e.problems() {
+                prop_assert!(!p.path.is_empty() && !p.message.is_empty(), "{p:?} in\n{text}");
+            }
+        }
+    }
+}

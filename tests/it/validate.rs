@@ -283,7 +283,7 @@ fn r9_hole7_everything_wrong_at_once_is_listed_at_once() {
     both_commands_report(&broken, &paths);
 }
 
-const SCENARIO: &str = r#"
+pub const SCENARIO: &str = r#"
 name = "v9"
 step = "15m"
 hashprice = 50.0
