@@ -48,13 +48,13 @@ const HEAD_KEPT: usize = 2 + 512;
 pub(super) struct Upstream {
     pub host: String,
     pub port: u16,
-    /// TLS with this connector; `None` is plain TCP.
-    pub tls: Option<TlsConnector>,
+    /// TLS with this config; `None` is plain TCP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-/// A TLS connector that trusts the certificates of `ca_pem` (as rumqttc's `Simple`
+/// A TLS client config that trusts the certificates of `ca_pem` (as rumqttc's `Simple`
 /// configuration does), without client certificates.
-pub(super) fn tls_connector(ca_pem: &[u8]) -> Result<TlsConnector, MqttError> {
+pub(super) fn tls_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, MqttError> {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
@@ -64,7 +64,7 @@ pub(super) fn tls_connector(ca_pem: &[u8]) -> Result<TlsConnector, MqttError> {
     let config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -82,7 +82,7 @@ impl Upstream {
         };
         let name = rustls::pki_types::ServerName::try_from(self.host.clone())
             .map_err(|e| format!("TLS server name {:?}: {e}", self.host))?;
-        let stream = tls
+        let stream = TlsConnector::from(tls.clone())
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS with {}:{}: {e}", self.host, self.port))?;
