@@ -37,6 +37,18 @@ async fn until(what: &str, limit: Duration, ok: impl Fn() -> bool) {
     }
 }
 
+/// The daemon of the config at `cfg`, started and connected to its broker.
+async fn connected(cfg: &std::path::Path) -> Running {
+    let running = runtime::start(gridminer::cli::run::load(cfg).expect("config"))
+        .await
+        .expect("daemon starts");
+    until("the daemon connected", Duration::from_secs(20), || {
+        running.mqtt.connects.load(Relaxed) >= 1
+    })
+    .await;
+    running
+}
+
 /// A client that can write packets of a few MB (rumqttc's default limit is 10 KiB).
 fn big_client(port: u16, id: &str) -> (AsyncClient, rumqttc::EventLoop) {
     let mut opts = MqttOptions::new(id, "127.0.0.1", port);
@@ -324,13 +336,7 @@ async fn r9_hole3_the_embedded_broker_holds_the_limit_too() {
         ),
     )
     .unwrap();
-    let running = runtime::start(gridminer::cli::run::load(&cfg).expect("config"))
-        .await
-        .expect("daemon starts");
-    until("connected", Duration::from_secs(20), || {
-        running.mqtt.connects.load(Relaxed) >= 1
-    })
-    .await;
+    let running = connected(&cfg).await;
 
     // Over the broker's own limit: the sender is cut off, nothing is passed on.
     let (huge_sender, mut huge_events) = big_client(port, "huge-sender");
@@ -400,14 +406,8 @@ async fn r9_hole10_the_embedded_broker_admits_only_the_configured_login() {
         ),
     )
     .unwrap();
-    let running = runtime::start(gridminer::cli::run::load(&cfg).expect("config"))
-        .await
-        .expect("daemon starts");
     // The daemon itself logs in with the configured login.
-    until("the daemon connected", Duration::from_secs(20), || {
-        running.mqtt.connects.load(Relaxed) >= 1
-    })
-    .await;
+    let running = connected(&cfg).await;
 
     assert_eq!(
         first_answer(port, "right", Some(("site", "s3cret-broker-pass"))).await,
