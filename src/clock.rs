@@ -23,13 +23,30 @@ impl Timestamp {
             .map_err(|e| format!("{s:?} is not an RFC 3339 timestamp ({e})"))
     }
 
+    /// Seconds since the epoch; saturates at the ends of the range (about 292 million
+    /// years either way) rather than wrapping to a time near now.
     pub fn from_secs(s: i64) -> Self {
-        Timestamp(s * 1000)
+        Timestamp(s.saturating_mul(1000))
+    }
+
+    /// Seconds since the epoch, `None` where the milliseconds would not fit.
+    pub fn checked_from_secs(s: i64) -> Option<Self> {
+        s.checked_mul(1000).map(Timestamp)
     }
 
     /// Time elapsed since `earlier` (zero if `earlier` is in the future).
     pub fn since(self, earlier: Timestamp) -> Duration {
-        Duration::from_millis((self.0 - earlier.0).max(0) as u64)
+        Duration::from_millis(self.0.saturating_sub(earlier.0).max(0) as u64)
+    }
+
+    /// `self + d`, `None` past the end of the range.
+    pub fn checked_add(self, d: Duration) -> Option<Timestamp> {
+        self.0.checked_add(millis(d)?).map(Timestamp)
+    }
+
+    /// `self - d`, `None` past the start of the range.
+    pub fn checked_sub(self, d: Duration) -> Option<Timestamp> {
+        self.0.checked_sub(millis(d)?).map(Timestamp)
     }
 
     /// The UTC calendar day, counted from the epoch. Start limits count per UTC day.
@@ -44,17 +61,31 @@ impl Timestamp {
     }
 }
 
+/// A duration in whole milliseconds, `None` beyond `i64` (`as i64` would wrap it negative).
+fn millis(d: Duration) -> Option<i64> {
+    i64::try_from(d.as_millis()).ok()
+}
+
+/// A duration in milliseconds, saturated at `i64::MAX`: for comparing with a difference
+/// of timestamps, where "longer than any" is the right reading of a huge one.
+pub fn saturating_millis(d: Duration) -> i64 {
+    millis(d).unwrap_or(i64::MAX)
+}
+
+/// Saturates at the ends of the range: a time cannot wrap to one near now, whatever the
+/// duration (config durations are bounded by `units::MAX_DURATION`; this is the backstop).
 impl std::ops::Add<Duration> for Timestamp {
     type Output = Timestamp;
     fn add(self, d: Duration) -> Timestamp {
-        Timestamp(self.0 + d.as_millis() as i64)
+        Timestamp(self.0.saturating_add(saturating_millis(d)))
     }
 }
 
+/// Saturates, as `Add` does.
 impl std::ops::Sub<Duration> for Timestamp {
     type Output = Timestamp;
     fn sub(self, d: Duration) -> Timestamp {
-        Timestamp(self.0 - d.as_millis() as i64)
+        Timestamp(self.0.saturating_sub(saturating_millis(d)))
     }
 }
 
@@ -97,7 +128,12 @@ impl SimClock {
         self.0.store(t.0, Ordering::Relaxed)
     }
     pub fn advance(&self, d: Duration) {
-        self.0.fetch_add(d.as_millis() as i64, Ordering::Relaxed);
+        let d = saturating_millis(d);
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some(t.saturating_add(d))
+            });
     }
 }
 
@@ -120,6 +156,37 @@ mod tests {
         assert_eq!(Timestamp::parse("2018-01-01T01:00:00+01:00").unwrap(), t);
         assert!(Timestamp::parse("2018-13-01").is_err());
         assert_eq!(t.to_rfc3339(), "2018-01-01T00:00:00Z");
+    }
+
+    /// r9 hole 6/9: time arithmetic saturates instead of wrapping to a time near now.
+    #[test]
+    fn r9_time_arithmetic_cannot_wrap() {
+        let t = Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(t + Duration::MAX, Timestamp(i64::MAX));
+        assert_eq!(
+            Timestamp(i64::MIN + 5) - Duration::from_secs(1),
+            Timestamp(i64::MIN)
+        );
+        assert_eq!(
+            Timestamp(i64::MAX).since(Timestamp(i64::MIN)),
+            Duration::from_millis(i64::MAX as u64)
+        );
+        assert_eq!(Timestamp(i64::MIN).since(t), Duration::ZERO);
+        assert_eq!(t.checked_add(Duration::MAX), None);
+        assert_eq!(
+            Timestamp(i64::MAX - 1).checked_add(Duration::from_millis(2)),
+            None
+        );
+        assert_eq!(
+            t.checked_sub(Duration::from_secs(1)),
+            Some(Timestamp(t.0 - 1000))
+        );
+        // Year 584 million in epoch seconds: wrapped near now before.
+        assert_eq!(Timestamp::checked_from_secs(18_446_744_073_709_552), None);
+        assert_eq!(Timestamp::from_secs(i64::MAX), Timestamp(i64::MAX));
+        let c = SimClock::new(Timestamp(i64::MAX - 5));
+        c.advance(Duration::from_secs(1));
+        assert_eq!(c.now(), Timestamp(i64::MAX));
     }
 
     #[test]

@@ -18,6 +18,34 @@ pub struct GridConnection {
     pub import_limit: Watts,
 }
 
+/// What the site can physically carry, in W: the envelope every measured power must lie
+/// within (`signal::plausible`), and what `safe_limit` is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Ratings {
+    /// The grid connection's physical rating, either way: at least the import and export
+    /// limits (which may be contractual and lower).
+    pub connection: Watts,
+    /// Installed PV, where the config says.
+    pub pv: Option<Watts>,
+    /// Installed wind, where the config says.
+    pub wind: Option<Watts>,
+    /// All mining loads at rated power.
+    pub mining: Watts,
+}
+
+impl Ratings {
+    /// Generation capacity the config states (an unstated one counts as none).
+    pub fn generation(&self) -> Watts {
+        self.pv.unwrap_or(Watts::ZERO) + self.wind.unwrap_or(Watts::ZERO)
+    }
+
+    /// Everything the site can carry at once: connection, generation and mining. No power
+    /// measured at the site can exceed it by much.
+    pub fn envelope(&self) -> Watts {
+        self.connection + self.generation() + self.mining
+    }
+}
+
 /// What exported energy earns.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub enum ExportValue {

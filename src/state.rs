@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::clock::Timestamp;
+use crate::clock::{saturating_millis, Timestamp};
 use crate::policy::{Decision, LoadTarget, OperatorAction, PolicyMemory};
 use crate::site::{LoadSpec, WearLimits};
 use crate::units::{Hashprice, Hertz, PricePerMwh, Watts};
@@ -83,9 +83,18 @@ pub enum Observation {
         value: Hashprice,
         at: Timestamp,
     },
+    /// A grid operator's command, already authenticated and admitted (see
+    /// [`CommandsInForce::admit`]).
     Operator {
+        issuer: Issuer,
         action: OperatorAction,
         until: Option<Timestamp>,
+        at: Timestamp,
+    },
+    /// The heartbeat failsafe engaged (`Some`: the most mining allowed while it holds) or
+    /// lifted (`None`).
+    Failsafe {
+        limit: Option<Watts>,
         at: Timestamp,
     },
     /// A day-ahead price schedule: `(start, price)` in time order; each price holds until
@@ -110,14 +119,35 @@ impl<T: Copy> Reading<T> {
     /// The value if it is no older than `max_age`.
     pub fn fresh(&self, now: Timestamp, max_age: Duration) -> Option<T> {
         // In plain milliseconds, as `age` counts them (a reading from the future is fresh).
-        (now.0 - self.at.0 <= max_age.as_millis() as i64).then_some(self.value)
+        // Saturating: a reading stamped near either end of time must not wrap to fresh.
+        (now.0.saturating_sub(self.at.0) <= saturating_millis(max_age)).then_some(self.value)
     }
 }
 
-/// The grid operator's command in force.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// Who sent a command: the operator's id and its priority. A higher priority outranks a
+/// lower one (a TSO above an aggregator); see [`CommandsInForce`] for what that allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Issuer {
+    pub id: String,
+    pub priority: u32,
+}
+
+impl Issuer {
+    /// The scenario file's operator events in a simulation: one source, outranking none.
+    pub fn scenario() -> Self {
+        Issuer {
+            id: "scenario".into(),
+            priority: 0,
+        }
+    }
+}
+
+/// One grid operator's command in force.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ActiveCommand {
-    /// `CurtailBy` is turned into `CurtailTo` against the mining power when it arrives.
+    pub issuer: Issuer,
+    /// `CurtailTo` or `Setpoint`: `CurtailBy` is turned into `CurtailTo` against the
+    /// mining power when it arrives, and a release removes commands.
     pub action: OperatorAction,
     pub until: Option<Timestamp>,
     pub received: Timestamp,
@@ -126,6 +156,161 @@ pub struct ActiveCommand {
 impl ActiveCommand {
     pub fn in_force(&self, now: Timestamp) -> bool {
         self.until.is_none_or(|u| now < u)
+    }
+}
+
+/// A command that would replace or release one that outranks its sender.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("outranked by operator {by:?}")]
+pub struct Outranked {
+    /// The operator whose command stands in the way.
+    pub by: String,
+}
+
+/// Every grid operator's command in force, at most one per operator: the authority model.
+///
+/// 1. A curtailment is a **cap**: every curtailment in force caps mining, whoever sent it,
+///    so a curtailment is always admitted and the tightest one holds. (The policy adds the
+///    other caps: import limit, surplus-only, frequency shed, failsafe, stale signals.)
+/// 2. A setpoint acts only within every cap. Of several setpoints, the one of the highest
+///    priority acts (of equals, the latest).
+/// 3. A new command replaces its sender's own command. A setpoint also replaces setpoints
+///    of equal or lower priority, and is refused (outranked) while a higher-priority
+///    operator's setpoint is in force.
+/// 4. A release ends its sender's own command and every command of equal or lower
+///    priority; one that would end nothing while a higher-priority command is in force
+///    is refused (outranked). Nothing ever ends a higher-priority operator's command but
+///    that operator's release or its `until`.
+///
+/// Kept sorted: highest priority first, then latest first.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[serde(transparent)]
+pub struct CommandsInForce(Vec<ActiveCommand>);
+
+impl CommandsInForce {
+    /// Whether `issuer` may give `action` now; the same check [`CommandsInForce::apply`]
+    /// makes, for the command channel to refuse (and ack) before anything changes.
+    pub fn admit(
+        &self,
+        issuer: &Issuer,
+        action: &OperatorAction,
+        now: Timestamp,
+    ) -> Result<(), Outranked> {
+        let outranking = |c: &&ActiveCommand| c.issuer.priority > issuer.priority;
+        let live = || self.in_force(now);
+        match action {
+            OperatorAction::CurtailTo(_) | OperatorAction::CurtailBy(_) => Ok(()),
+            OperatorAction::Setpoint(_) => match live()
+                .filter(|c| matches!(c.action, OperatorAction::Setpoint(_)))
+                .find(outranking)
+            {
+                Some(c) => Err(Outranked {
+                    by: c.issuer.id.clone(),
+                }),
+                None => Ok(()),
+            },
+            OperatorAction::Release => {
+                let ends_something = live().any(|c| c.issuer.priority <= issuer.priority);
+                match live().find(outranking) {
+                    Some(c) if !ends_something => Err(Outranked {
+                        by: c.issuer.id.clone(),
+                    }),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Admits and applies a command received at `at`; `mining` is what mining was told
+    /// last (a `CurtailBy` is taken off it). Nothing changes when it is refused.
+    pub fn apply(
+        &mut self,
+        issuer: Issuer,
+        action: OperatorAction,
+        until: Option<Timestamp>,
+        at: Timestamp,
+        mining: Watts,
+    ) -> Result<(), Outranked> {
+        self.admit(&issuer, &action, at)?;
+        self.expire(at);
+        let p = issuer.priority;
+        match action {
+            OperatorAction::Release => self.0.retain(|c| c.issuer.priority > p),
+            OperatorAction::Setpoint(_) => self.0.retain(|c| {
+                c.issuer.id != issuer.id
+                    && !(c.issuer.priority <= p && matches!(c.action, OperatorAction::Setpoint(_)))
+            }),
+            _ => self.0.retain(|c| c.issuer.id != issuer.id),
+        }
+        let action = match action {
+            OperatorAction::Release => return Ok(()),
+            OperatorAction::CurtailBy(by) => {
+                OperatorAction::CurtailTo((mining - by).max(Watts::ZERO))
+            }
+            a => a,
+        };
+        // Highest priority first; among equals the newest first.
+        let at_index = self.0.partition_point(|c| c.issuer.priority > p);
+        self.0.insert(
+            at_index,
+            ActiveCommand {
+                issuer,
+                action,
+                until,
+                received: at,
+            },
+        );
+        Ok(())
+    }
+
+    /// The commands in force at `now`, highest priority first.
+    pub fn in_force(&self, now: Timestamp) -> impl Iterator<Item = &ActiveCommand> {
+        self.0.iter().filter(move |c| c.in_force(now))
+    }
+
+    /// The tightest curtailment in force, and whose it is.
+    pub fn curtail_cap(&self, now: Timestamp) -> Option<(Watts, &ActiveCommand)> {
+        self.in_force(now)
+            .filter_map(|c| match c.action {
+                OperatorAction::CurtailTo(w) | OperatorAction::CurtailBy(w) => Some((w, c)),
+                _ => None,
+            })
+            .min_by(|a, b| a.0 .0.total_cmp(&b.0 .0))
+    }
+
+    /// The setpoint that acts: the highest priority's, the newest of equals.
+    pub fn setpoint(&self, now: Timestamp) -> Option<Watts> {
+        self.in_force(now).find_map(|c| match c.action {
+            OperatorAction::Setpoint(w) => Some(w),
+            _ => None,
+        })
+    }
+
+    /// Drops commands whose `until` has passed.
+    pub fn expire(&mut self, now: Timestamp) {
+        self.0.retain(|c| c.in_force(now));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every command held, in force or not yet expired away.
+    pub fn all(&self) -> &[ActiveCommand] {
+        &self.0
+    }
+
+    /// Takes back commands saved by an earlier process (see `signal::operator`'s
+    /// durable record), dropping those past at `now`.
+    pub fn restore(commands: Vec<ActiveCommand>, now: Timestamp) -> Self {
+        let mut c: Vec<ActiveCommand> = commands.into_iter().filter(|c| c.in_force(now)).collect();
+        c.sort_by(|a, b| {
+            b.issuer
+                .priority
+                .cmp(&a.issuer.priority)
+                .then(b.received.cmp(&a.received))
+        });
+        CommandsInForce(c)
     }
 }
 
@@ -324,29 +509,29 @@ impl LoadLedger {
     pub fn counts_until(&self, now: Timestamp, wear: &WearLimits) -> (Counts, Timestamp) {
         let o = &self.order;
         let (min_on, min_off) = (
-            wear.min_on.as_millis() as i64,
-            wear.min_off.as_millis() as i64,
+            saturating_millis(wear.min_on),
+            saturating_millis(wear.min_off),
         );
         let mut until = i64::MAX;
-        let stop = passing_prefix(&o.running, |e| now.0 - e.since >= min_on);
+        let stop = passing_prefix(&o.running, |e| now.0.saturating_sub(e.since) >= min_on);
         if let Some(e) = o.running.get(stop) {
-            until = until.min(e.since + min_on);
+            until = until.min(e.since.saturating_add(min_on));
         }
-        let resting = passing_prefix(&o.resting, |e| now.0 - e.since >= min_off);
+        let resting = passing_prefix(&o.resting, |e| now.0.saturating_sub(e.since) >= min_off);
         if let Some(e) = o.resting.get(resting) {
-            until = until.min(e.since + min_off);
+            until = until.min(e.since.saturating_add(min_off));
         }
         let today = now.day();
         let spent = passing_prefix(&o.spent, |e| {
-            self.units[e.unit as usize].day < today && now.0 - e.since >= min_off
+            self.units[e.unit as usize].day < today && now.0.saturating_sub(e.since) >= min_off
         });
         if let Some(e) = o.spent.get(spent) {
             // The first still blocked: by its day's starts (then so are those after it,
             // until the day ends), or else by `min_off`.
             until = until.min(if self.units[e.unit as usize].day >= today {
-                (today + 1) * Timestamp::MS_PER_DAY
+                (today + 1).saturating_mul(Timestamp::MS_PER_DAY)
             } else {
-                e.since + min_off
+                e.since.saturating_add(min_off)
             });
         }
         let counts = Counts {
@@ -454,7 +639,10 @@ pub struct SiteState {
     pub frequency: Option<Reading<Hertz>>,
     pub price: Option<Reading<PricePerMwh>>,
     pub hashprice: Option<Reading<Hashprice>>,
-    pub command: Option<ActiveCommand>,
+    /// Every grid operator's command in force (the authority model).
+    pub commands: CommandsInForce,
+    /// The heartbeat failsafe's cap while it holds.
+    pub failsafe: Option<Watts>,
     /// The latest day-ahead schedule; a price reading, when fresh, takes precedence.
     pub price_schedule: Vec<(Timestamp, PricePerMwh)>,
     pub loads: Vec<LoadLedger>,
@@ -473,7 +661,8 @@ impl SiteState {
             frequency: None,
             price: None,
             hashprice: None,
-            command: None,
+            commands: CommandsInForce::default(),
+            failsafe: None,
             price_schedule: Vec::new(),
             loads: loads.iter().map(LoadLedger::new).collect(),
             memory: PolicyMemory::default(),
@@ -486,8 +675,11 @@ impl SiteState {
         let i = sch.partition_point(|(t, _)| *t <= now).checked_sub(1)?;
         let end = match sch.get(i + 1) {
             Some((next, _)) => *next,
-            None if i > 0 => Timestamp(sch[i].0 .0 + (sch[i].0 .0 - sch[i - 1].0 .0)),
-            None => Timestamp(sch[i].0 .0 + 3_600_000),
+            None if i > 0 => {
+                let (last, before) = (sch[i].0 .0, sch[i - 1].0 .0);
+                Timestamp(last.saturating_add(last.saturating_sub(before)))
+            }
+            None => Timestamp(sch[i].0 .0.saturating_add(3_600_000)),
         };
         (now < end).then_some(sch[i].1)
     }
@@ -505,38 +697,58 @@ impl SiteState {
                 value,
                 at,
             } => {
-                let slot = match quantity {
-                    Quantity::PvPower => &mut self.pv,
-                    Quantity::WindPower => &mut self.wind,
-                    Quantity::SiteLoad => &mut self.site_load,
-                    Quantity::GridPower => &mut self.grid,
-                    Quantity::MiningPower => &mut self.mining,
-                    // Power readings never carry these quantities; ignore rather than panic.
-                    _ => return,
-                };
-                *slot = Some(Reading { value, at });
+                // Power readings never carry other quantities; ignore rather than panic.
+                if let Some(slot) = self.power_slot(quantity) {
+                    *slot = Some(Reading { value, at });
+                }
             }
             Observation::Frequency { value, at } => self.frequency = Some(Reading { value, at }),
             Observation::Price { value, at } => self.price = Some(Reading { value, at }),
             Observation::Hashprice { value, at } => self.hashprice = Some(Reading { value, at }),
             Observation::PriceSchedule { entries, .. } => self.price_schedule = entries,
-            Observation::Operator { action, until, at } => {
-                self.command = match action {
-                    OperatorAction::Release => None,
-                    OperatorAction::CurtailBy(by) => Some(ActiveCommand {
-                        action: OperatorAction::CurtailTo(
-                            (self.mining_target() - by).max(Watts::ZERO),
-                        ),
-                        until,
-                        received: at,
-                    }),
-                    a => Some(ActiveCommand {
-                        action: a,
-                        until,
-                        received: at,
-                    }),
+            Observation::Operator {
+                issuer,
+                action,
+                until,
+                at,
+            } => {
+                // The command channel admitted it against these same commands (the
+                // simulator's events have one source): an outranked one changes nothing.
+                let mining = self.mining_target();
+                let _ = self.commands.apply(issuer, action, until, at, mining);
+            }
+            Observation::Failsafe { limit, .. } => self.failsafe = limit,
+        }
+    }
+
+    /// The reading of a power quantity (`None` for the quantities that are not powers):
+    /// the one place that maps a power `Quantity` to its field.
+    pub fn power_slot(&mut self, quantity: Quantity) -> Option<&mut Option<Reading<Watts>>> {
+        match quantity {
+            Quantity::PvPower => Some(&mut self.pv),
+            Quantity::WindPower => Some(&mut self.wind),
+            Quantity::SiteLoad => Some(&mut self.site_load),
+            Quantity::GridPower => Some(&mut self.grid),
+            Quantity::MiningPower => Some(&mut self.mining),
+            Quantity::GridFrequency | Quantity::Price | Quantity::Hashprice => None,
+        }
+    }
+
+    /// Drops the reading `obs` would have replaced, so the policy sees that signal stale:
+    /// for a source found broken (`signal::plausible`), whose last value is no better
+    /// than none. An operator command or the failsafe is never dropped this way.
+    pub fn forget(&mut self, obs: &Observation) {
+        match obs {
+            Observation::Power { quantity, .. } => {
+                if let Some(slot) = self.power_slot(*quantity) {
+                    *slot = None;
                 }
             }
+            Observation::Frequency { .. } => self.frequency = None,
+            Observation::Price { .. } => self.price = None,
+            Observation::Hashprice { .. } => self.hashprice = None,
+            Observation::PriceSchedule { .. } => self.price_schedule.clear(),
+            Observation::Operator { .. } | Observation::Failsafe { .. } => {}
         }
     }
 
@@ -546,10 +758,6 @@ impl SiteState {
             ledger.apply(*target, decision.at, wear);
         }
         self.memory = decision.memory;
-        if let Some(c) = self.command {
-            if !c.in_force(decision.at) {
-                self.command = None;
-            }
-        }
+        self.commands.expire(decision.at);
     }
 }

@@ -129,6 +129,11 @@ impl Hashprice {
     }
 }
 
+/// The longest duration a config may write: 100 years. Far beyond any sensible hold,
+/// timeout or lifetime, and far below what `Duration` and millisecond `Timestamp`
+/// arithmetic can hold (about 5.8e11 years), so no config value can overflow them.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// A unit string that did not parse; the message says what was expected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]
@@ -148,7 +153,16 @@ pub fn parse_watts(s: &str) -> Result<Watts, UnitError> {
             )))
         }
     };
-    Ok(Watts(num * k))
+    finite_watts(num * k, s)
+}
+
+/// A power after its unit's scale: `"1e308 GW"` is a finite number but not a power.
+fn finite_watts(w: f64, written: &str) -> Result<Watts, UnitError> {
+    if w.is_finite() {
+        Ok(Watts(w))
+    } else {
+        Err(UnitError(format!("{written} is not a finite power")))
+    }
 }
 
 /// Parses `"500ms"`, `"30s"`, `"15m"`, `"1h"`, `"1d"` (a bare number is seconds).
@@ -166,10 +180,25 @@ pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
             )))
         }
     };
-    if secs < 0.0 {
-        return Err(UnitError(format!("negative duration {s:?}")));
+    seconds(secs, s)
+}
+
+/// A number of seconds as a `Duration`, checked: `Duration::from_secs_f64` panics on a
+/// value it cannot hold (about 1.8e19 s), and a config must never panic the daemon.
+/// `written` is how the config wrote it, for the message.
+pub fn seconds(secs: f64, written: &str) -> Result<Duration, UnitError> {
+    if secs.is_nan() || secs < 0.0 {
+        return Err(UnitError(format!(
+            "{written} is not a duration (must be 0 or more)"
+        )));
     }
-    Ok(Duration::from_secs_f64(secs))
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(UnitError(format!(
+            "{written} is longer than the longest duration allowed, {} (100 years)",
+            format_duration(MAX_DURATION)
+        )));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| UnitError(format!("{written}: {e}")))
 }
 
 /// Formats a duration the way config files write it (`90s` -> `"1m30s"`).
@@ -218,6 +247,9 @@ enum NumOrStr {
 /// Serde adapter: power as `"10 MW"` or a number of watts.
 pub fn de_watts<'de, D: Deserializer<'de>>(d: D) -> Result<Watts, D::Error> {
     match NumOrStr::deserialize(d)? {
+        // Any number, `nan` and `inf` included: range checks belong to the key's meaning
+        // (a limit >= 0, a rated power > 0), and made there they keep the rest of the
+        // table in view. A string is parsed, and must give a finite power.
         NumOrStr::Num(n) => Ok(Watts(n)),
         NumOrStr::Str(s) => parse_watts(&s).map_err(serde::de::Error::custom),
     }
@@ -231,8 +263,7 @@ pub fn de_opt_watts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Watts>, D:
 /// Serde adapter: duration as `"15m"` or a number of seconds.
 pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     match NumOrStr::deserialize(d)? {
-        NumOrStr::Num(n) if n >= 0.0 && n.is_finite() => Ok(Duration::from_secs_f64(n)),
-        NumOrStr::Num(n) => Err(serde::de::Error::custom(format!("invalid duration {n}"))),
+        NumOrStr::Num(n) => seconds(n, &format!("{n} s")).map_err(serde::de::Error::custom),
         NumOrStr::Str(s) => parse_duration(&s).map_err(serde::de::Error::custom),
     }
 }
@@ -263,6 +294,11 @@ mod tests {
             .0
             .contains("unknown power unit"));
         assert!(parse_watts("MW").unwrap_err().0.contains("does not start"));
+        // Finite as written, infinite once scaled (r9 hole 8's config twin).
+        assert!(parse_watts("1e308 GW")
+            .unwrap_err()
+            .0
+            .contains("not a finite power"));
     }
 
     #[test]
@@ -272,6 +308,13 @@ mod tests {
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172800));
         assert!(parse_duration("5 fortnights").is_err());
+        // r9 hole 6: these panicked in `Duration::from_secs_f64`.
+        for absurd in ["1e300s", "1e20d", "1e16h", "18446744073709551616", "-1s"] {
+            let e = parse_duration(absurd).unwrap_err().0;
+            assert!(e.contains(absurd), "{absurd}: {e}");
+        }
+        assert!(parse_duration("36500d").is_ok());
+        assert!(parse_duration("36501d").is_err());
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(format_duration(Duration::from_secs(3600)), "1h");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
@@ -302,13 +345,20 @@ pub fn parse_hashrate(s: &str) -> Result<HashRate, UnitError> {
             )))
         }
     };
-    Ok(HashRate(num * k))
+    let h = num * k;
+    if !h.is_finite() {
+        return Err(UnitError(format!("{s} is not a finite hash rate")));
+    }
+    Ok(HashRate(h))
 }
 
 /// Serde adapter: hash rate as `"95 TH/s"` or a number of H/s.
 pub fn de_hashrate<'de, D: Deserializer<'de>>(d: D) -> Result<HashRate, D::Error> {
     match NumOrStr::deserialize(d)? {
-        NumOrStr::Num(n) => Ok(HashRate(n)),
+        NumOrStr::Num(n) if n.is_finite() => Ok(HashRate(n)),
+        NumOrStr::Num(n) => Err(serde::de::Error::custom(format!(
+            "{n} is not a finite hash rate"
+        ))),
         NumOrStr::Str(s) => parse_hashrate(&s).map_err(serde::de::Error::custom),
     }
 }

@@ -117,7 +117,9 @@ pub fn run(cmd: HashCommand) -> anyhow::Result<()> {
                 threads.unwrap_or_else(default_threads),
                 power_w.map(Watts),
                 Watts(watts_per_core),
-                Duration::from_secs_f64(report_every),
+                // Checked: `from_secs_f64` panics on a negative or huge value.
+                crate::units::seconds(report_every, &format!("--report-every {report_every}"))?
+                    .max(Duration::from_millis(1)),
             )
         }
     }
@@ -129,7 +131,7 @@ fn run_bench(threads: usize, seconds: f64, pauses: usize, json: bool) -> anyhow:
     }
     let r = bench::run(&BenchOptions {
         threads,
-        phase: Duration::from_secs_f64(seconds),
+        phase: crate::units::seconds(seconds, &format!("--seconds {seconds}"))?,
         pauses,
     });
     if json {

@@ -160,8 +160,9 @@ pub fn bench(scenario: &Path, variants: usize, json: bool) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-/// Checks one file, telling its kind by its top-level keys.
-fn check_file(path: &Path) -> Result<&'static str, config::ConfigError> {
+/// Checks one file, telling its kind by its top-level keys: what `config check` does
+/// for each file (the property tests call it directly).
+pub fn check_file(path: &Path) -> Result<&'static str, config::ConfigError> {
     let table = config::read_table(path)?;
     if table.contains_key("site_id") {
         super::run::load(path)?;

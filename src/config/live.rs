@@ -9,15 +9,16 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::raw::{RawExport, RawLoad, RawPolicy};
+use super::raw::{RawAsicGroup, RawCpuPool, RawExport, RawLoad, RawPolicy};
+use super::validate::{hashprice_value, non_negative, price, safe_limit_within, show, table_of};
 use super::{
     export_value, read_table, relative_to, validate_loads, validate_policy, ConfigError, Problems,
 };
 use crate::actuator::hasher::stratum::StratumConfig;
 use crate::policy::{Policy, PolicyParams};
 use crate::signal::mqtt::{self as mqtt_signals, MqttSignal, RawMqttSignal};
-use crate::site::{GridConnection, LoadSpec, Tariff};
-use crate::units::{de_duration, de_watts, HashRate, Hashprice, PricePerMwh, Watts};
+use crate::site::{GridConnection, LoadSpec, Ratings, Tariff};
+use crate::units::{de_duration, de_opt_watts, de_watts, HashRate, Hashprice, PricePerMwh, Watts};
 
 /// How long the daemon waits before logging in again after a pool refused it: long
 /// enough not to hammer a pool that said no, short enough that a fixed account mines
@@ -45,6 +46,8 @@ pub struct LiveConfig {
     pub tick: Duration,
     pub policy: PolicyParams,
     pub grid: GridConnection,
+    /// What the site can physically carry: every measured power is checked against it.
+    pub ratings: Ratings,
     pub tariff: Tariff,
     pub has_pv: bool,
     pub has_wind: bool,
@@ -100,6 +103,16 @@ struct RawSite {
     export_limit: Watts,
     #[serde(deserialize_with = "de_watts")]
     import_limit: Watts,
+    /// Installed PV; bounds PV readings and counts towards what `safe_limit` may be.
+    #[serde(default, deserialize_with = "de_opt_watts")]
+    pv_capacity: Option<Watts>,
+    /// Installed wind, likewise.
+    #[serde(default, deserialize_with = "de_opt_watts")]
+    wind_capacity: Option<Watts>,
+    /// The grid connection's physical rating, either way, where the limits above are
+    /// contractual and lower. Bounds grid power readings; defaults to the larger limit.
+    #[serde(default, deserialize_with = "de_opt_watts")]
+    connection_rating: Option<Watts>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,14 +193,51 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+/// A live `[[loads]]` entry, by its `kind`.
+#[derive(Debug)]
 enum RawLiveLoad {
     /// The embedded SHA-256d pool.
     Cpu(RawCpuLoad),
-    /// Anything else, told its setpoint over MQTT; the rest as an ASIC group (checked
-    /// as such, unknown keys included).
-    Mqtt(RawMqttLoad),
+    /// Anything else, told its setpoint on `topic` over MQTT; the rest as an ASIC group
+    /// (checked as such, unknown keys included).
+    Mqtt { topic: String, group: RawAsicGroup },
+}
+
+/// Most threads one embedded pool may run.
+pub const MAX_THREADS: usize = 4096;
+
+/// Takes one live load at `at`: its `kind` first, then that kind's own shape, so that
+/// every bad key is reported at its own path.
+fn take_live_load(p: &mut Problems, at: &str, v: toml::Value) -> Option<RawLiveLoad> {
+    let mut t = table_of(p, at, v)?;
+    let kind = t.remove("kind");
+    match kind.as_ref().and_then(toml::Value::as_str) {
+        Some("cpu") => p.take(at, toml::Value::Table(t)).map(RawLiveLoad::Cpu),
+        Some("mqtt") => {
+            let topic = match t.remove("topic") {
+                Some(toml::Value::String(topic)) if !topic.is_empty() => Some(topic),
+                other => {
+                    p.push(
+                        format!("{at}.topic"),
+                        format!("{}: expected the setpoint topic", show(other.as_ref())),
+                    );
+                    None
+                }
+            };
+            let group = p.take(at, toml::Value::Table(t));
+            Some(RawLiveLoad::Mqtt {
+                topic: topic?,
+                group: group?,
+            })
+        }
+        _ => {
+            p.push(
+                format!("{at}.kind"),
+                format!("{}: expected \"cpu\" or \"mqtt\"", show(kind.as_ref())),
+            );
+            None
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,13 +250,6 @@ struct RawCpuLoad {
     #[serde(deserialize_with = "crate::units::de_hashrate")]
     hashrate_per_core: HashRate,
     pool: Option<RawStratum>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawMqttLoad {
-    topic: String,
-    #[serde(flatten)]
-    group: toml::Table,
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,18 +287,8 @@ pub fn load_live(
         .remove("hashprice")
         .and_then(|v| p.take("hashprice", v));
     let raw_mqtt: Option<RawMqtt> = p.section(&mut table, "mqtt");
-    let raw_signals: Vec<RawMqttSignal> = p.array(&mut table, "signals", false);
-    let raw_loads: Vec<toml::Value> = match table.remove("loads") {
-        Some(toml::Value::Array(a)) => a,
-        Some(_) => {
-            p.push("loads", "expected an array of tables ([[loads]])");
-            Vec::new()
-        }
-        None => {
-            p.push("loads", "missing");
-            Vec::new()
-        }
-    };
+    let raw_signals: Vec<(usize, RawMqttSignal)> = p.array(&mut table, "signals", false);
+    let raw_loads = p.array_with(&mut table, "loads", true, take_live_load);
     for k in table.keys() {
         p.push(k.clone(), "unknown key");
     }
@@ -274,9 +307,46 @@ pub fn load_live(
         }
     }
     let policy = raw_policy.and_then(|r| validate_policy(&mut p, "policy", r));
-    let tariff = tariff.map(|t| Tariff {
-        import_adder: PricePerMwh(t.import_adder_eur_mwh),
-        export: export_value(&mut p, "tariff.export", t.export),
+    if let Some(s) = &raw_site {
+        non_negative(&mut p, "site.export_limit", s.export_limit);
+        non_negative(&mut p, "site.import_limit", s.import_limit);
+        for (key, generator, cap, has) in [
+            ("pv_capacity", "pv", s.pv_capacity, s.pv),
+            ("wind_capacity", "wind", s.wind_capacity, s.wind),
+        ] {
+            if let Some(c) = cap {
+                non_negative(&mut p, &format!("site.{key}"), c);
+                if !has {
+                    p.push(
+                        format!("site.{key}"),
+                        format!("given, but site.{generator} is not true"),
+                    );
+                }
+            }
+        }
+        if let Some(r) = s.connection_rating {
+            let limits = s.import_limit.max(s.export_limit);
+            if !(r.is_finite() && r >= limits) {
+                p.push(
+                    "site.connection_rating",
+                    format!("{r} must be finite and at least the larger limit, {limits}"),
+                );
+            }
+        }
+    }
+    if let Some(h) = hashprice {
+        hashprice_value(&mut p, "hashprice", h);
+    }
+    let tariff = tariff.map(|t| {
+        price(
+            &mut p,
+            "tariff.import_adder_eur_mwh",
+            t.import_adder_eur_mwh,
+        );
+        Tariff {
+            import_adder: PricePerMwh(t.import_adder_eur_mwh),
+            export: export_value(&mut p, "tariff.export", t.export),
+        }
     });
     let signals = mqtt_signals::validate(&mut p, "signals", raw_signals);
     let has_hashprice_signal = signals
@@ -289,13 +359,10 @@ pub fn load_live(
         );
     }
 
-    let mut loads = Vec::new();
+    let mut raw = Vec::new();
     let mut drivers = Vec::new();
-    for (i, v) in raw_loads.into_iter().enumerate() {
+    for (i, l) in raw_loads {
         let at = format!("loads[{i}]");
-        let Some(l) = p.take::<RawLiveLoad>(&at, v) else {
-            continue;
-        };
         match l {
             RawLiveLoad::Cpu(RawCpuLoad {
                 name,
@@ -304,23 +371,21 @@ pub fn load_live(
                 hashrate_per_core,
                 pool,
             }) => {
-                if threads == 0 {
-                    p.push(format!("{at}.threads"), "must be at least 1");
+                if threads == 0 || threads > MAX_THREADS {
+                    p.push(
+                        format!("{at}.threads"),
+                        format!("{threads}: must be 1..={MAX_THREADS}"),
+                    );
                 }
-                let mut t = toml::Table::new();
-                t.insert("kind".into(), "cpu".into());
-                t.insert("name".into(), name.into());
-                t.insert(
-                    "rated_power".into(),
-                    (watts_per_core.0 * threads as f64).into(),
-                );
-                t.insert(
-                    "hashrate".into(),
-                    (hashrate_per_core.0 * threads as f64).into(),
-                );
-                if let Some(raw) = p.take::<RawLoad>(&at, toml::Value::Table(t)) {
-                    loads.extend(validate_loads(&mut p, vec![raw]));
-                }
+                let threads = threads.clamp(1, MAX_THREADS);
+                raw.push((
+                    i,
+                    RawLoad::Cpu(RawCpuPool {
+                        name,
+                        rated_power: watts_per_core * threads as f64,
+                        hashrate: HashRate(hashrate_per_core.0 * threads as f64),
+                    }),
+                ));
                 let pool = pool.and_then(|s| {
                     StratumConfig::new(&s.url, &s.user, &s.password)
                         .inspect_err(|e| p.push(format!("{at}.pool.url"), e.to_string()))
@@ -337,15 +402,14 @@ pub fn load_live(
                     pool,
                 });
             }
-            RawLiveLoad::Mqtt(RawMqttLoad { topic, mut group }) => {
-                group.insert("kind".into(), "asic".into());
-                if let Some(raw) = p.take::<RawLoad>(&at, toml::Value::Table(group)) {
-                    loads.extend(validate_loads(&mut p, vec![raw]));
-                }
+            RawLiveLoad::Mqtt { topic, group } => {
+                raw.push((i, RawLoad::Asic(group)));
                 drivers.push(LoadDriver::Mqtt { topic });
             }
         }
     }
+    // All loads at once, each with its own index: names are checked across them all.
+    let loads = validate_loads(&mut p, "loads", raw);
     if loads.is_empty() {
         p.push("loads", "needs at least one load");
     }
@@ -466,8 +530,32 @@ pub fn load_live(
         }
     }
 
+    let mining: Watts = loads
+        .iter()
+        .map(|l| l.rated_power * f64::from(l.count))
+        .sum();
+    let ratings = raw_site.as_ref().map(|s| Ratings {
+        connection: s
+            .connection_rating
+            .unwrap_or(s.import_limit.max(s.export_limit)),
+        pv: s.pv_capacity,
+        wind: s.wind_capacity,
+        mining,
+    });
+    if let (Some(policy), Some(s), Some(r)) = (&policy, &raw_site, &ratings) {
+        safe_limit_within(
+            &mut p,
+            "policy.safe_limit",
+            policy.safe_limit,
+            s.import_limit,
+            r.generation(),
+            "site.pv_capacity and site.wind_capacity",
+        );
+    }
+
     let config = (|| {
         let s = raw_site?;
+        let ratings = ratings?;
         let (broker, mqtt, ha_discovery) = mqtt_parts?;
         Some(LiveConfig {
             file: path.to_path_buf(),
@@ -478,6 +566,7 @@ pub fn load_live(
                 export_limit: s.export_limit,
                 import_limit: s.import_limit,
             },
+            ratings,
             tariff: tariff?,
             has_pv: s.pv,
             has_wind: s.wind,

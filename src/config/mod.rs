@@ -8,7 +8,7 @@
 
 pub mod live;
 pub mod raw;
-mod validate;
+pub mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 pub use validate::{
-    export_value, validate_loads, validate_policy, validate_scenario, Bounds, ColumnRef,
+    export_value, take_load, validate_loads, validate_policy, validate_scenario, Bounds, ColumnRef,
     HashpriceSource, OperatorEvent, PowerSource, PriceSource, Scenario, SeriesSpec,
 };
 
@@ -82,23 +82,59 @@ impl Problems {
 
     /// Deserialises `value` as a `T`, recording any error under `path` (with the path
     /// inside the value appended).
-    pub fn take<T: DeserializeOwned>(&mut self, path: &str, value: toml::Value) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let inner = e.path().to_string();
-                let full = if inner == "." || inner.is_empty() {
-                    path.to_string()
-                } else if path.is_empty() {
-                    inner
-                } else {
-                    format!("{path}.{inner}")
-                };
-                let msg = e.into_inner().message().to_string();
-                self.push(full, msg);
-                None
+    ///
+    /// serde stops at the first bad key, which would hide the others: so each bad key is
+    /// reported, taken out of the value, and the rest tried again. What remains is
+    /// returned when it deserialises, so that the checks of meaning run on it too (the
+    /// problems recorded already make the file invalid). A required key taken out takes
+    /// the table holding it with it (an optional `frequency = {...}` whose `hold` is bad);
+    /// at the top of the value, or when the error names no key, it ends with `None`.
+    pub fn take<T: DeserializeOwned>(&mut self, path: &str, mut value: toml::Value) -> Option<T> {
+        // Keys taken out so far, as paths inside `value`.
+        let mut removed: Vec<String> = Vec::new();
+        for _ in 0..MAX_PROBLEMS_PER_VALUE {
+            let e = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+                Ok(v) => return Some(v),
+                Err(e) => e,
+            };
+            let mut segments: Vec<String> = Vec::new();
+            for s in e.path().iter() {
+                match s {
+                    serde_path_to_error::Segment::Map { key } => segments.push(key.clone()),
+                    serde_path_to_error::Segment::Seq { index } => {
+                        segments.push(format!("[{index}]"))
+                    }
+                    _ => {}
+                }
             }
+            let msg = e.into_inner().message().to_string();
+            if let Some(field) = quoted_after(&msg, "missing field ") {
+                let mut at = segments.clone();
+                at.push(field.to_string());
+                if removed.contains(&join_path(&at)) {
+                    // Missing because we took it out, reported already: without it, its
+                    // table cannot be read either.
+                    if !remove_key(&mut value, &segments) {
+                        return None;
+                    }
+                    removed.push(join_path(&segments));
+                    continue;
+                }
+            }
+            // An unknown key's path may or may not end in the key itself.
+            if let Some(field) = quoted_after(&msg, "unknown field ") {
+                if segments.last().map(String::as_str) != Some(field) {
+                    segments.push(field.to_string());
+                }
+            }
+            self.push(join(path, &join_path(&segments)), msg.clone());
+            if quoted_after(&msg, "missing field ").is_some() || !remove_key(&mut value, &segments)
+            {
+                return None;
+            }
+            removed.push(join_path(&segments));
         }
+        None
     }
 
     /// Takes a required section out of `table`.
@@ -117,18 +153,30 @@ impl Problems {
     }
 
     /// Takes an array of tables out of `table`, each element on its own so that every
-    /// broken element is reported.
+    /// broken element is reported. Each element comes with its index in the file, so a
+    /// later check names `key[i]` right even when an element before it was dropped.
     pub fn array<T: DeserializeOwned>(
         &mut self,
         table: &mut toml::Table,
         key: &str,
         required: bool,
-    ) -> Vec<T> {
+    ) -> Vec<(usize, T)> {
+        self.array_with(table, key, required, |p, at, v| p.take(at, v))
+    }
+
+    /// `array`, each element taken by `take` (given the element's key path).
+    pub fn array_with<T>(
+        &mut self,
+        table: &mut toml::Table,
+        key: &str,
+        required: bool,
+        mut take: impl FnMut(&mut Self, &str, toml::Value) -> Option<T>,
+    ) -> Vec<(usize, T)> {
         match table.remove(key) {
             Some(toml::Value::Array(items)) => items
                 .into_iter()
                 .enumerate()
-                .filter_map(|(i, v)| self.take(&format!("{key}[{i}]"), v))
+                .filter_map(|(i, v)| Some((i, take(self, &format!("{key}[{i}]"), v)?)))
                 .collect(),
             Some(_) => {
                 self.push(
@@ -153,6 +201,60 @@ impl Problems {
                 problems: self.0,
             }),
         }
+    }
+}
+
+/// At most this many problems are gathered from one value (a section or an array entry):
+/// each costs another pass over it.
+const MAX_PROBLEMS_PER_VALUE: usize = 32;
+
+/// `a.b` from a section path and a path inside it (either may be empty).
+fn join(path: &str, inner: &str) -> String {
+    match (path.is_empty(), inner.is_empty()) {
+        (_, true) => path.to_string(),
+        (true, false) => inner.to_string(),
+        (false, false) if inner.starts_with('[') => format!("{path}{inner}"),
+        (false, false) => format!("{path}.{inner}"),
+    }
+}
+
+/// `a.b[2].c` from its segments.
+fn join_path(segments: &[String]) -> String {
+    segments.iter().fold(String::new(), |acc, s| join(&acc, s))
+}
+
+/// `x` in "...`prefix``x`..." (serde quotes field names in backticks).
+fn quoted_after<'a>(msg: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = &msg[msg.find(prefix)? + prefix.len()..];
+    let rest = rest.strip_prefix('`')?;
+    Some(&rest[..rest.find('`')?])
+}
+
+/// Takes the key at `segments` out of `value`; `false` if there is none to take out (an
+/// error about the value as a whole, or about an array element).
+fn remove_key(value: &mut toml::Value, segments: &[String]) -> bool {
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut v = value;
+    for s in parents {
+        v = match (s.strip_prefix('[').and_then(|i| i.strip_suffix(']')), v) {
+            (Some(i), toml::Value::Array(a)) => {
+                match i.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                    Some(x) => x,
+                    None => return false,
+                }
+            }
+            (None, toml::Value::Table(t)) => match t.get_mut(s) {
+                Some(x) => x,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match v {
+        toml::Value::Table(t) => t.remove(last).is_some(),
+        _ => false,
     }
 }
 

@@ -8,6 +8,7 @@ use super::raw::*;
 use super::{relative_to, ConfigError, Problems};
 use crate::clock::Timestamp;
 use crate::policy::{FrequencyResponse, Mode, OperatorAction, PolicyParams};
+use crate::signal::plausible;
 use crate::site::{
     ExportValue, GridConnection, LoadKind, LoadSpec, PowerLevels, Tariff, WearLimits,
 };
@@ -108,13 +109,13 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
         .remove("interpolate")
         .and_then(|v| p.take("interpolate", v))
         .unwrap_or_default();
-    let series: Vec<RawSeries> = p.array(&mut table, "series", true);
+    let series: Vec<(usize, RawSeries)> = p.array(&mut table, "series", true);
     let site: Option<RawSite> = p.section(&mut table, "site");
     let tariff: Option<RawTariff> = p.section(&mut table, "tariff");
     let hashprice: Option<RawHashprice> = p.section(&mut table, "hashprice");
-    let loads: Vec<RawLoad> = p.array(&mut table, "loads", true);
+    let loads: Vec<(usize, RawLoad)> = p.array_with(&mut table, "loads", true, take_load);
     let policy: Option<RawPolicy> = p.section(&mut table, "policy");
-    let operator: Vec<RawOperatorEvent> = p.array(&mut table, "operator", false);
+    let operator: Vec<(usize, RawOperatorEvent)> = p.array(&mut table, "operator", false);
     let bounds: RawBounds = table
         .remove("bounds")
         .and_then(|v| p.take("bounds", v))
@@ -145,7 +146,6 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
     let mut names = HashSet::new();
     let series: Vec<SeriesSpec> = series
         .into_iter()
-        .enumerate()
         .map(|(i, s)| {
             if !names.insert(s.name.clone()) {
                 p.push(
@@ -175,9 +175,14 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
     };
 
     let mut site_parts = None;
+    // Installed generation where the scenario states it (`capacity`), for `safe_limit`.
+    let mut generation = Watts::ZERO;
     if let Some(site) = site {
-        let generator = |p: &mut Problems, at: &str, g: Option<RawGenerator>| {
+        let mut generator = |p: &mut Problems, at: &str, g: Option<RawGenerator>| {
             let g = g?;
+            if let Some(c) = g.capacity {
+                generation += c;
+            }
             let unit = power_unit(p, &format!("{at}.unit"), &g.unit);
             let scale = match (g.capacity, g.reference_capacity) {
                 (Some(c), Some(r)) if r.0 > 0.0 && c.0 >= 0.0 => c / r,
@@ -217,6 +222,7 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
         };
         non_negative(&mut p, "site.export_limit", site.export_limit);
         non_negative(&mut p, "site.import_limit", site.import_limit);
+        generation = generation.max(Watts::ZERO);
         site_parts = Some((
             pv,
             wind,
@@ -229,7 +235,7 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
     }
 
     let tariff = tariff.map(|t| {
-        finite(
+        price(
             &mut p,
             "tariff.import_adder_eur_mwh",
             t.import_adder_eur_mwh,
@@ -237,7 +243,7 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
         let export = export_value(&mut p, "tariff.export", t.export);
         let price = match t.price {
             RawPrice::Constant(v) => {
-                finite(&mut p, "tariff.price", v);
+                price(&mut p, "tariff.price", v);
                 PriceSource::Constant(PricePerMwh(v))
             }
             RawPrice::Series(c) => {
@@ -255,9 +261,7 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
 
     let hashprice = hashprice.map(|h| match h {
         RawHashprice::Constant(v) => {
-            if !(v.is_finite() && v >= 0.0) {
-                p.push("hashprice", format!("{v} must be a finite number >= 0"));
-            }
+            hashprice_value(&mut p, "hashprice", v);
             HashpriceSource::Constant(crate::units::Hashprice(v))
         }
         RawHashprice::Series(c) => {
@@ -266,11 +270,20 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
     });
 
     let policy = policy.and_then(|raw| validate_policy(&mut p, "policy", raw));
-    let loads = validate_loads(&mut p, loads);
+    let loads = validate_loads(&mut p, "loads", loads);
+    if let (Some(policy), Some((.., grid))) = (&policy, &site_parts) {
+        safe_limit_within(
+            &mut p,
+            "policy.safe_limit",
+            policy.safe_limit,
+            grid.import_limit,
+            generation,
+            "site.pv.capacity and site.wind.capacity",
+        );
+    }
 
     let operator = operator
         .into_iter()
-        .enumerate()
         .filter_map(|(i, e)| {
             let at = format!("operator[{i}]");
             let t = timestamp(&mut p, &format!("{at}.at"), &e.at)?;
@@ -286,6 +299,21 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
         })
         .collect();
 
+    for (key, v) in [
+        ("min_profit_eur", bounds.min_profit_eur),
+        ("min_absorbed_share", bounds.min_absorbed_share),
+        ("min_ratio_to_optimum", bounds.min_ratio_to_optimum),
+        ("max_grid_import_mwh", bounds.max_grid_import_mwh),
+        (
+            "max_starts_per_device_day",
+            bounds.max_starts_per_device_day,
+        ),
+    ] {
+        if let Some(v) = v {
+            // A NaN bound would pass every run: no comparison with it is ever true.
+            finite(&mut p, &format!("bounds.{key}"), v);
+        }
+    }
     let bounds = Bounds {
         min_profit_eur: bounds.min_profit_eur,
         min_absorbed_share: bounds.min_absorbed_share,
@@ -338,11 +366,17 @@ pub fn validate_policy(p: &mut Problems, at: &str, raw: RawPolicy) -> Option<Pol
             None
         }
     };
-    finite(p, &format!("{at}.margin_eur_mwh"), raw.margin_eur_mwh);
+    price(p, &format!("{at}.margin_eur_mwh"), raw.margin_eur_mwh);
     if !(raw.hysteresis_eur_mwh.is_finite() && raw.hysteresis_eur_mwh >= 0.0) {
         p.push(
             format!("{at}.hysteresis_eur_mwh"),
             "must be a finite number >= 0",
+        );
+    } else {
+        price(
+            p,
+            &format!("{at}.hysteresis_eur_mwh"),
+            raw.hysteresis_eur_mwh,
         );
     }
     if raw.max_starts_per_day == Some(0) {
@@ -357,6 +391,20 @@ pub fn validate_policy(p: &mut Problems, at: &str, raw: RawPolicy) -> Option<Pol
     let safe_limit = raw.safe_limit.unwrap_or(Watts::ZERO);
     non_negative(p, &format!("{at}.safe_limit"), safe_limit);
     let frequency = raw.frequency.map(|f| {
+        for (key, hz) in [
+            ("nominal_hz", f.nominal_hz),
+            ("shed_below_hz", f.shed_below_hz),
+            ("absorb_above_hz", f.absorb_above_hz),
+        ] {
+            // A threshold outside the range readings may have would never be crossed.
+            let (lo, hi) = (plausible::MIN_FREQUENCY, plausible::MAX_FREQUENCY);
+            if !(lo.0..=hi.0).contains(&hz) {
+                p.push(
+                    format!("{at}.frequency.{key}"),
+                    format!("{hz} is outside {lo}..={hi}"),
+                );
+            }
+        }
         if !(f.shed_below_hz < f.nominal_hz && f.nominal_hz < f.absorb_above_hz) {
             p.push(
                 format!("{at}.frequency"),
@@ -386,19 +434,65 @@ pub fn validate_policy(p: &mut Problems, at: &str, raw: RawPolicy) -> Option<Pol
     })
 }
 
-/// Checks the loads. Their wear limits become the stricter of hardware and policy.
-pub fn validate_loads(p: &mut Problems, loads: Vec<RawLoad>) -> Vec<LoadSpec> {
-    let mut names = HashSet::new();
+/// Most units one load group may have: each has a switching ledger in memory, and no site
+/// has more miners than this behind one controller.
+pub const MAX_UNITS: u32 = 1_000_000;
+
+/// Takes one `[[loads]]` entry at `at`: its `kind` first, then that kind's own shape,
+/// so that a bad key is reported at its own path (inside serde's tagged enums the path
+/// is lost, and with it every problem after the first).
+pub fn take_load(p: &mut Problems, at: &str, v: toml::Value) -> Option<RawLoad> {
+    let mut t = table_of(p, at, v)?;
+    let kind = t.remove("kind");
+    match kind.as_ref().and_then(toml::Value::as_str) {
+        Some("asic") => p.take(at, toml::Value::Table(t)).map(RawLoad::Asic),
+        Some("cpu") => p.take(at, toml::Value::Table(t)).map(RawLoad::Cpu),
+        _ => {
+            p.push(
+                format!("{at}.kind"),
+                format!("{}: expected \"asic\" or \"cpu\"", show(kind.as_ref())),
+            );
+            None
+        }
+    }
+}
+
+/// The value at `at` as a table.
+pub fn table_of(p: &mut Problems, at: &str, v: toml::Value) -> Option<toml::Table> {
+    match v {
+        toml::Value::Table(t) => Some(t),
+        other => {
+            p.push(at, format!("expected a table, got {}", other.type_str()));
+            None
+        }
+    }
+}
+
+/// A key's value as the file wrote it, for a message (`missing` if absent).
+pub fn show(v: Option<&toml::Value>) -> String {
+    v.map_or_else(|| "missing".into(), |v| v.to_string())
+}
+
+/// Checks the loads, each with its index in the file, under the key path `at` (`loads`).
+/// Their wear limits become the stricter of hardware and policy. Names must be unique:
+/// they label telemetry series and MQTT topics.
+pub fn validate_loads(p: &mut Problems, at: &str, loads: Vec<(usize, RawLoad)>) -> Vec<LoadSpec> {
+    let mut names = std::collections::HashMap::new();
     let mut cpu_pools = 0;
+    let key = at;
     let loads: Vec<LoadSpec> = loads
         .into_iter()
-        .enumerate()
         .map(|(i, l)| {
-            let at = format!("loads[{i}]");
+            let at = format!("{key}[{i}]");
             let spec = match l {
                 RawLoad::Asic(a) => {
                     if a.count == 0 {
                         p.push(format!("{at}.count"), "must be at least 1");
+                    } else if a.count > MAX_UNITS {
+                        p.push(
+                            format!("{at}.count"),
+                            format!("{} is more than {MAX_UNITS} units", a.count),
+                        );
                     }
                     let levels = match a.min_power {
                         None => PowerLevels::OnOff,
@@ -418,7 +512,8 @@ pub fn validate_loads(p: &mut Problems, loads: Vec<RawLoad>) -> Vec<LoadSpec> {
                     LoadSpec {
                         name: a.name,
                         kind: LoadKind::Asic,
-                        count: a.count,
+                        // Clamped so a rejected count cannot allocate a ledger per unit.
+                        count: a.count.min(MAX_UNITS),
                         rated_power: a.rated_power,
                         hashrate: a.hashrate,
                         levels,
@@ -451,23 +546,57 @@ pub fn validate_loads(p: &mut Problems, loads: Vec<RawLoad>) -> Vec<LoadSpec> {
                     format!("{at}.rated_power"),
                     format!("{} must be > 0", spec.rated_power),
                 );
+            } else if !(spec.rated_power * f64::from(spec.count)).is_finite() {
+                p.push(
+                    format!("{at}.rated_power"),
+                    format!(
+                        "{} times {} units is not a finite power",
+                        spec.rated_power, spec.count
+                    ),
+                );
             }
             if !(spec.hashrate.0 > 0.0 && spec.hashrate.0.is_finite()) {
                 p.push(format!("{at}.hashrate"), "must be > 0");
             }
-            if !names.insert(spec.name.clone()) {
+            if spec.name.trim().is_empty() {
+                p.push(format!("{at}.name"), "must not be empty");
+            }
+            if let Some(first) = names.insert(spec.name.clone(), i) {
                 p.push(
                     format!("{at}.name"),
-                    format!("{:?} is used twice", spec.name),
+                    format!("{:?} is used twice (also {key}[{first}])", spec.name),
                 );
             }
             spec
         })
         .collect();
     if cpu_pools > 1 {
-        p.push("loads", "at most one cpu pool");
+        p.push(key, "at most one cpu pool");
     }
     loads
+}
+
+/// `safe_limit` is the most mining allowed while the signals are stale: the site cannot
+/// supply more than its import limit plus its generation, so more is a config mistake
+/// (it would read as "no limit"). `generation_keys` names where generation is stated.
+pub fn safe_limit_within(
+    p: &mut Problems,
+    at: &str,
+    safe_limit: Watts,
+    import_limit: Watts,
+    generation: Watts,
+    generation_keys: &str,
+) {
+    let most = import_limit + generation;
+    if safe_limit > most {
+        p.push(
+            at,
+            format!(
+                "{safe_limit} is more than the import limit {import_limit} plus the generation capacity {generation} \
+                 ({generation_keys}): it is the most mining allowed while blind"
+            ),
+        );
+    }
 }
 
 /// Checks what export earns: `"day-ahead"` or `{ fixed_eur_mwh = ... }`.
@@ -482,7 +611,7 @@ pub fn export_value(p: &mut Problems, at: &str, raw: RawExport) -> ExportValue {
             ExportValue::DayAhead
         }
         RawExport::Fixed { fixed_eur_mwh } => {
-            finite(p, &format!("{at}.fixed_eur_mwh"), fixed_eur_mwh);
+            price(p, &format!("{at}.fixed_eur_mwh"), fixed_eur_mwh);
             ExportValue::Fixed(PricePerMwh(fixed_eur_mwh))
         }
     }
@@ -496,6 +625,11 @@ fn operator_action(
     by: Option<Watts>,
     setpoint: Option<Watts>,
 ) -> Option<OperatorAction> {
+    for (key, v) in [("limit", limit), ("by", by), ("setpoint", setpoint)] {
+        if let Some(w) = v {
+            non_negative(p, &format!("{at}.{key}"), w);
+        }
+    }
     let need = |p: &mut Problems, key: &str, v: Option<Watts>| {
         if v.is_none() {
             p.push(
@@ -540,9 +674,32 @@ fn power_unit(p: &mut Problems, at: &str, unit: &str) -> f64 {
     }
 }
 
-fn non_negative(p: &mut Problems, at: &str, w: Watts) {
+/// A price in EUR/MWh: finite and within the range a price signal may have.
+pub fn price(p: &mut Problems, at: &str, v: f64) {
+    let max = plausible::MAX_PRICE;
+    if !(v.is_finite() && v.abs() <= max.0) {
+        p.push(
+            at,
+            format!("{v} must be a finite price within -{max}..={max}"),
+        );
+    }
+}
+
+/// A hashprice in EUR per PH/s per day: finite, >= 0 and within the signal range.
+pub fn hashprice_value(p: &mut Problems, at: &str, v: f64) {
+    let max = plausible::MAX_HASHPRICE;
+    if !(v.is_finite() && (0.0..=max.0).contains(&v)) {
+        p.push(
+            at,
+            format!("{v} must be a finite number within 0..={}", max.0),
+        );
+    }
+}
+
+/// A power that must be finite and >= 0.
+pub fn non_negative(p: &mut Problems, at: &str, w: Watts) {
     if !(w.0 >= 0.0 && w.is_finite()) {
-        p.push(at, format!("{w} must be >= 0"));
+        p.push(at, format!("{w} must be a finite power, 0 W or more"));
     }
 }
 

@@ -8,7 +8,7 @@ use crate::actuator::hasher::HashingReport;
 use crate::clock::Timestamp;
 use crate::policy::{Decision, OperatorAction};
 use crate::site::LoadSpec;
-use crate::state::{Quantity, SiteState};
+use crate::state::{ActiveCommand, Quantity, SiteState};
 use crate::units::Watts;
 
 /// The state document: every signal with value and age, the decision and its reason,
@@ -54,18 +54,39 @@ pub fn state_json(
         })
         .collect();
     // In the operator's own vocabulary (`act`, `limit_w`, `setpoint_w`), as commanded.
-    let command = state.command.filter(|c| c.in_force(now)).map(|c| {
+    let command_json = |c: &ActiveCommand| {
         let (act, watts) = match c.action {
-            OperatorAction::CurtailTo(w) | OperatorAction::CurtailBy(w) => ("curtail", Some(("limit_w", w))),
+            OperatorAction::CurtailTo(w) | OperatorAction::CurtailBy(w) => {
+                ("curtail", Some(("limit_w", w)))
+            }
             OperatorAction::Setpoint(w) => ("setpoint", Some(("setpoint_w", w))),
             OperatorAction::Release => ("release", None),
         };
-        let mut v = json!({ "act": act, "until": c.until.map(|u| u.to_rfc3339()), "received": c.received.to_rfc3339() });
+        let mut v = json!({
+            "act": act,
+            "operator": c.issuer.id,
+            "priority": c.issuer.priority,
+            "until": c.until.map(|u| u.to_rfc3339()),
+            "received": c.received.to_rfc3339(),
+        });
         if let Some((key, w)) = watts {
             v[key] = json!(w.0);
         }
         v
-    });
+    };
+    let commands: Vec<Value> = state.commands.in_force(now).map(command_json).collect();
+    // The one that binds: the tightest curtailment, else the setpoint that acts.
+    let command = state
+        .commands
+        .curtail_cap(now)
+        .map(|(_, c)| c)
+        .or_else(|| {
+            state
+                .commands
+                .in_force(now)
+                .find(|c| matches!(c.action, OperatorAction::Setpoint(_)))
+        })
+        .map(command_json);
     json!({
         "at": now.to_rfc3339(),
         "signals": signals,
@@ -76,6 +97,8 @@ pub fn state_json(
         },
         "loads": loads,
         "operator_command": command,
+        "operator_commands": commands,
+        "failsafe_w": state.failsafe.map(|w| w.0),
     })
 }
 
@@ -174,7 +197,6 @@ mod tests {
     /// internally tagged enum holding a float), killing the status task.
     #[test]
     fn state_shows_the_command_in_force() {
-        use crate::state::ActiveCommand;
         let at = Timestamp(1_700_000_000_000);
         let mut state = SiteState::new(&[]);
         for (action, act, key) in [
@@ -190,11 +212,15 @@ mod tests {
             ),
             (OperatorAction::Release, "release", None),
         ] {
-            state.command = Some(ActiveCommand {
-                action,
-                until: None,
-                received: at,
-            });
+            state.commands = crate::state::CommandsInForce::default();
+            let issuer = crate::state::Issuer {
+                id: "tso".into(),
+                priority: 10,
+            };
+            state
+                .commands
+                .apply(issuer, action, None, at, Watts(2000.0))
+                .unwrap();
             let decision = crate::policy::Decision {
                 at,
                 loads: vec![],
@@ -205,7 +231,15 @@ mod tests {
                 memory: Default::default(),
             };
             let v = state_json(&state, &decision, &[], &[], &[], at);
-            assert_eq!(v["operator_command"]["act"], act);
+            if action == OperatorAction::Release {
+                // A release leaves nothing in force.
+                assert!(v["operator_command"].is_null(), "{v}");
+                assert_eq!(v["operator_commands"], json!([]));
+            } else {
+                assert_eq!(v["operator_command"]["act"], act);
+                assert_eq!(v["operator_command"]["operator"], "tso");
+                assert_eq!(v["operator_commands"][0]["act"], act);
+            }
             if let Some(key) = key {
                 assert!(v["operator_command"][key].as_f64().unwrap() > 0.0);
             }

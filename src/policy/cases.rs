@@ -13,8 +13,9 @@ use serde::Deserialize;
 use super::{Decision, OperatorAction, Policy, Reason};
 use crate::clock::Timestamp;
 use crate::config::raw::{RawExport, RawLoad, RawPolicy};
+use crate::config::validate::{non_negative, price};
 use crate::config::{
-    export_value, read_table, validate_loads, validate_policy, ConfigError, Problems,
+    export_value, read_table, take_load, validate_loads, validate_policy, ConfigError, Problems,
 };
 use crate::site::{GridConnection, Tariff};
 use crate::state::{Observation, Quantity, Reading, SiteState};
@@ -125,19 +126,26 @@ pub fn load(path: &Path) -> Result<PolicyFile, ConfigError> {
     let mut p = Problems::default();
     let raw_policy: Option<RawPolicy> = p.section(&mut table, "policy");
     let fixture: Option<RawFixture> = p.section(&mut table, "fixture");
-    let raw_cases: Vec<RawCase> = p.array(&mut table, "case", false);
+    let raw_cases: Vec<(usize, RawCase)> = p.array(&mut table, "case", false);
     for k in table.keys() {
         p.push(k.clone(), "unknown key (expected policy, fixture, case)");
     }
     let params = raw_policy.and_then(|r| validate_policy(&mut p, "policy", r));
     let policy = fixture.and_then(|f| {
-        let loads: Vec<RawLoad> = f
+        let loads: Vec<(usize, RawLoad)> = f
             .loads
             .into_iter()
             .enumerate()
-            .filter_map(|(i, v)| p.take(&format!("fixture.loads[{i}]"), v))
+            .filter_map(|(i, v)| Some((i, take_load(&mut p, &format!("fixture.loads[{i}]"), v)?)))
             .collect();
-        let loads = validate_loads(&mut p, loads);
+        let loads = validate_loads(&mut p, "fixture.loads", loads);
+        non_negative(&mut p, "fixture.export_limit", f.export_limit);
+        non_negative(&mut p, "fixture.import_limit", f.import_limit);
+        price(
+            &mut p,
+            "fixture.import_adder_eur_mwh",
+            f.import_adder_eur_mwh,
+        );
         let export = export_value(&mut p, "fixture.export", f.export);
         Some(Policy::new(
             params?,
@@ -157,7 +165,6 @@ pub fn load(path: &Path) -> Result<PolicyFile, ConfigError> {
     let cases = match &policy {
         Some(pol) => raw_cases
             .into_iter()
-            .enumerate()
             .filter_map(|(i, c)| case(&mut p, &format!("case[{i}]"), pol, c))
             .collect(),
         None => Vec::new(),
@@ -280,6 +287,7 @@ fn case(p: &mut Problems, at_path: &str, pol: &Policy, c: RawCase) -> Option<Cas
         };
         if let Some(action) = action {
             state.observe(Observation::Operator {
+                issuer: crate::state::Issuer::scenario(),
                 action,
                 until: None,
                 at,

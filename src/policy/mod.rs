@@ -125,6 +125,8 @@ pub enum Reason {
     Idle,
     /// Economics wanted otherwise, but min on/off times or the daily start limit held.
     WearLimit,
+    /// The heartbeat failsafe caps mining: the operators have gone quiet.
+    Failsafe,
 }
 
 impl Reason {
@@ -146,6 +148,7 @@ impl Reason {
             Reason::Economic => "economic",
             Reason::Idle => "idle",
             Reason::WearLimit => "wear_limit",
+            Reason::Failsafe => "failsafe",
         }
     }
 
@@ -155,7 +158,7 @@ impl Reason {
 }
 
 /// Every reason, for tables and parsing.
-pub const ALL_REASONS: [Reason; 16] = [
+pub const ALL_REASONS: [Reason; 17] = [
     Reason::Stale(Quantity::PvPower),
     Reason::Stale(Quantity::WindPower),
     Reason::Stale(Quantity::SiteLoad),
@@ -172,6 +175,7 @@ pub const ALL_REASONS: [Reason; 16] = [
     Reason::Economic,
     Reason::Idle,
     Reason::WearLimit,
+    Reason::Failsafe,
 ];
 
 /// An ongoing frequency event.
@@ -298,50 +302,38 @@ impl Policy {
     /// [`Memo`]): the same decision, cheaper when little changed. One memo per state.
     pub fn decide_with(&self, state: &SiteState, now: Timestamp, memo: &mut Memo) -> Decision {
         let mut memory = state.memory;
+        // Every cap in force but the site's own energy limits (those need fresh inputs):
+        // the effective limit is their minimum, and nothing below lifts mining above it.
+        let event = self.frequency_event(state, now, &mut memory);
+        let caps = Caps::in_force(state, event, now);
+        let setpoint = state.commands.setpoint(now);
         let inputs = match self.fresh_inputs(state, now) {
             Ok(i) => i,
             Err(q) => {
-                let limit = self.params.safe_limit;
-                let a = self.allocate(state, now, None, Goal::Fill(limit), limit, memo);
+                // Blind: `safe_limit` is the most mining may draw, one more cap.
+                let limit = caps.limit.min(self.params.safe_limit);
+                let goal = Goal::Fill(setpoint.map_or(limit, |s| s.min(limit)));
+                let a = self.allocate(state, now, None, goal, limit, memo);
                 return self.decision(now, a, Reason::Stale(q), Some(limit), memory);
             }
         };
         let (generation, site_load, price, hashprice) = inputs;
         let tiers = self.tiers(generation, site_load, price);
-
-        let mut limit = tiers.capacity();
-        let mut cap_reason = None;
-        if let Some(cmd) = state.command.filter(|c| c.in_force(now)) {
-            match cmd.action {
-                OperatorAction::Setpoint(s) => {
-                    let econ = Some((&tiers, hashprice));
-                    let a = self.allocate(state, now, econ, Goal::Fill(s), limit, memo);
-                    return self.decision(now, a, Reason::OperatorSetpoint, None, memory);
-                }
-                OperatorAction::CurtailTo(l) | OperatorAction::CurtailBy(l) => {
-                    if l < limit {
-                        limit = l;
-                        cap_reason = Some(Reason::OperatorCurtail);
-                    }
-                }
-                OperatorAction::Release => {}
-            }
-        }
-
-        let event = self.frequency_event(state, now, &mut memory);
-        let goal = match event {
-            Some(FrequencyEvent::Shed) => {
-                limit = Watts::ZERO;
-                cap_reason = Some(Reason::UnderFrequency);
-                Goal::Fill(Watts::ZERO)
-            }
-            Some(FrequencyEvent::Absorb) => Goal::Fill(limit),
-            None => Goal::Economic,
+        // The hard limits (import limit, surplus-only) are a cap too.
+        let limit = tiers.capacity().min(caps.limit);
+        let cap_reason = caps.reason.filter(|_| caps.limit < tiers.capacity());
+        let econ = Some((&tiers, hashprice));
+        let goal = match (event, setpoint) {
+            (Some(FrequencyEvent::Shed), _) => Goal::Fill(Watts::ZERO),
+            (_, Some(s)) => Goal::Fill(s),
+            (Some(FrequencyEvent::Absorb), None) => Goal::Fill(limit),
+            (None, None) => Goal::Economic,
         };
-        let a = self.allocate(state, now, Some((&tiers, hashprice)), goal, limit, memo);
+        let a = self.allocate(state, now, econ, goal, limit, memo);
         let reason = match (event, cap_reason) {
             (Some(FrequencyEvent::Shed), _) => Reason::UnderFrequency,
             (_, Some(r)) if a.limited => r,
+            _ if setpoint.is_some() => Reason::OperatorSetpoint,
             (Some(FrequencyEvent::Absorb), _) => Reason::OverFrequency,
             _ if a.held_on > 0 || a.blocked_starts > 0 => Reason::WearLimit,
             _ => {
@@ -460,6 +452,44 @@ pub(crate) enum Goal {
     Economic,
     /// Reach this total (a setpoint, a frequency response, a safe level), economics aside.
     Fill(Watts),
+}
+
+/// The caps on mining that do not depend on the site's energy, tightest first by
+/// authority: frequency shed (0 W), the heartbeat failsafe, every operator curtailment.
+/// `limit` is their minimum (infinite when none is in force) and `reason` the rule that
+/// set it; of equal caps the first in that order names it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Caps {
+    limit: Watts,
+    reason: Option<Reason>,
+}
+
+impl Caps {
+    fn in_force(state: &SiteState, event: Option<FrequencyEvent>, now: Timestamp) -> Caps {
+        let shed =
+            (event == Some(FrequencyEvent::Shed)).then_some((Watts::ZERO, Reason::UnderFrequency));
+        let failsafe = state.failsafe.map(|w| (w, Reason::Failsafe));
+        let curtail = state
+            .commands
+            .curtail_cap(now)
+            .map(|(w, _)| (w, Reason::OperatorCurtail));
+        let mut caps = Caps {
+            limit: Watts(f64::INFINITY),
+            reason: None,
+        };
+        for (w, r) in [shed, failsafe, curtail].into_iter().flatten() {
+            // NaN never reaches here (values are checked where they enter), but if it did
+            // it must not read as "no cap": it counts as 0 W.
+            let w = if w.0.is_nan() { Watts::ZERO } else { w };
+            if w < caps.limit {
+                caps = Caps {
+                    limit: w,
+                    reason: Some(r),
+                };
+            }
+        }
+        caps
+    }
 }
 
 #[cfg(test)]

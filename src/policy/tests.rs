@@ -144,6 +144,7 @@ fn operator_commands_expire_and_curtail_by_counts_from_arrival() {
         power: Watts(35_000.0),
     };
     s.observe(Observation::Operator {
+        issuer: crate::state::Issuer::scenario(),
         action: OperatorAction::CurtailBy(Watts(10_000.0)),
         until: Some(T0 + Duration::from_secs(60)),
         at: T0,
@@ -225,4 +226,179 @@ fn a_price_schedule_stands_in_for_a_price_reading() {
         });
         assert_eq!(p.decide(&s, now).reason, reason, "at {now}");
     }
+}
+
+fn issuer(id: &str, priority: u32) -> crate::state::Issuer {
+    crate::state::Issuer {
+        id: id.into(),
+        priority,
+    }
+}
+
+fn command(s: &mut SiteState, who: (&str, u32), action: OperatorAction, at: Timestamp) {
+    s.observe(Observation::Operator {
+        issuer: issuer(who.0, who.1),
+        action,
+        until: None,
+        at,
+    });
+}
+
+/// Issue 9, hole 1: with `safe_limit = "10 kW"`, a curtail to 0 W and then the PV feed
+/// stopping mined 9.8 kW (`stale:pv_power`) while the curtail was in force; the same at
+/// 49.0 Hz and under the heartbeat failsafe. `safe_limit` is a cap, never a floor.
+#[test]
+fn r9_a_stale_signal_never_lifts_a_cap() {
+    let mut p = policy(true);
+    p.params.safe_limit = Watts(10_000.0);
+    // (what else is in force, expected total while the PV reading is stale)
+    type Setup = fn(&mut SiteState, Timestamp);
+    let cases: [(&str, Setup, f64); 5] = [
+        ("nothing else", |_, _| {}, 7_000.0),
+        (
+            "a curtail to 0 W",
+            |s, t| command(s, ("tso", 9), OperatorAction::CurtailTo(Watts(0.0)), t),
+            0.0,
+        ),
+        (
+            "a curtail to 4 kW",
+            |s, t| command(s, ("tso", 9), OperatorAction::CurtailTo(Watts(4_000.0)), t),
+            3_500.0,
+        ),
+        (
+            "49.0 Hz",
+            |s, t| {
+                s.frequency = Some(Reading {
+                    value: Hertz(49.0),
+                    at: t,
+                })
+            },
+            0.0,
+        ),
+        (
+            "the failsafe at 0 W",
+            |s, _| s.failsafe = Some(Watts(0.0)),
+            0.0,
+        ),
+    ];
+    for (what, setup, want) in cases {
+        let mut s = state(&p, T0);
+        setup(&mut s, T0);
+        // PV last read at T0; 301 s later it is stale.
+        let now = T0 + Duration::from_secs(301);
+        if what == "49.0 Hz" {
+            s.frequency = Some(Reading {
+                value: Hertz(49.0),
+                at: now,
+            });
+        }
+        let d = p.decide(&s, now);
+        assert_eq!(d.reason, Reason::Stale(Quantity::PvPower), "{what}");
+        assert_eq!(d.total(), Watts(want), "{what}");
+        assert!(d.limit.is_some_and(|l| d.total() <= l), "{what}: {d:?}");
+    }
+}
+
+/// The failsafe is a cap of its own: no operator's setpoint lifts it, and it shows as
+/// the reason while it binds.
+#[test]
+fn r9_the_failsafe_caps_every_setpoint() {
+    let p = policy(false);
+    let mut s = state(&p, T0);
+    s.failsafe = Some(Watts(7_000.0));
+    command(
+        &mut s,
+        ("agg", 1),
+        OperatorAction::Setpoint(Watts(35_000.0)),
+        T0,
+    );
+    let d = p.decide(&s, T0);
+    assert_eq!((d.reason, d.total()), (Reason::Failsafe, Watts(7_000.0)));
+    s.failsafe = None;
+    let d = p.decide(&s, T0);
+    assert_eq!(
+        (d.reason, d.total()),
+        (Reason::OperatorSetpoint, Watts(35_000.0))
+    );
+}
+
+/// Issue 9, hole 4: every curtailment in force caps mining whoever sent it; a setpoint
+/// acts within all of them; a lower priority cannot release or replace a higher one's.
+#[test]
+fn r9_caps_combine_as_their_minimum_and_authority_holds() {
+    let p = policy(false);
+    let mut s = state(&p, T0);
+    command(
+        &mut s,
+        ("tso", 9),
+        OperatorAction::CurtailTo(Watts(14_000.0)),
+        T0,
+    );
+    command(
+        &mut s,
+        ("agg", 1),
+        OperatorAction::CurtailTo(Watts(21_000.0)),
+        T0,
+    );
+    let d = p.decide(&s, T0);
+    assert_eq!(
+        (d.reason, d.total(), d.limit),
+        (
+            Reason::OperatorCurtail,
+            Watts(14_000.0),
+            Some(Watts(14_000.0))
+        )
+    );
+    // The aggregator's release ends only its own; its setpoint acts under the TSO's cap.
+    command(&mut s, ("agg", 1), OperatorAction::Release, T0);
+    command(
+        &mut s,
+        ("agg", 1),
+        OperatorAction::Setpoint(Watts(35_000.0)),
+        T0,
+    );
+    let d = p.decide(&s, T0);
+    assert_eq!(
+        (d.reason, d.total()),
+        (Reason::OperatorCurtail, Watts(14_000.0))
+    );
+    // A lower setpoint than the cap acts.
+    command(
+        &mut s,
+        ("agg", 1),
+        OperatorAction::Setpoint(Watts(7_000.0)),
+        T0,
+    );
+    let d = p.decide(&s, T0);
+    assert_eq!(
+        (d.reason, d.total()),
+        (Reason::OperatorSetpoint, Watts(7_000.0))
+    );
+    // The TSO's own release (priority 9 outranks 1) ends both.
+    command(&mut s, ("tso", 9), OperatorAction::Release, T0);
+    assert!(s.commands.is_empty());
+    // Refusals come from the same rules the channel asks: `admit`.
+    command(
+        &mut s,
+        ("tso", 9),
+        OperatorAction::Setpoint(Watts(3_500.0)),
+        T0,
+    );
+    let agg = issuer("agg", 1);
+    assert!(s
+        .commands
+        .admit(&agg, &OperatorAction::Setpoint(Watts(1.0)), T0)
+        .is_err());
+    assert!(s
+        .commands
+        .admit(&agg, &OperatorAction::Release, T0)
+        .is_err());
+    assert!(s
+        .commands
+        .admit(&agg, &OperatorAction::CurtailTo(Watts(0.0)), T0)
+        .is_ok());
+    assert!(s
+        .commands
+        .admit(&issuer("tso2", 9), &OperatorAction::Release, T0)
+        .is_ok());
 }

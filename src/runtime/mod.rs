@@ -26,10 +26,9 @@ use crate::mqtt::{
 };
 use crate::policy::{Decision, LoadTarget};
 use crate::signal::modbus::{ModbusDevice, ModbusSource};
-use crate::signal::mqtt::{Carries, MqttSignals, SignalStats};
-use crate::signal::operator::{
-    Ack, OperatorCommands, OperatorConfig, ReplayFile, DEFAULT_CAPACITY as REPLAY_CAPACITY,
-};
+use crate::signal::mqtt::{Carries, MqttSignals, RejectReason, SignalStats};
+use crate::signal::operator::{Ack, OperatorCommands, OperatorConfig, ReplayFile, HARD_CEILING};
+use crate::signal::plausible::Plausibility;
 use crate::state::{Observation, SiteState};
 use crate::telemetry::config::TelemetryConfig;
 use crate::telemetry::{metrics::Metrics, metrics::MetricsServer, points, TelemetrySender};
@@ -149,7 +148,28 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let policy = config.policy();
-    let controller = Controller::new(policy);
+    let max_mining: Watts = policy
+        .loads
+        .iter()
+        .map(|l| Watts(l.rated_power.0 * l.count as f64))
+        .sum();
+    let mut controller = Controller::new(policy);
+    // No operators, no accepted commands: nothing to remember across restarts.
+    let replay_file = (!operators.operators.is_empty())
+        .then(|| ReplayFile::new(operators.replay_cache_path(&config.site)));
+    let mut commands =
+        OperatorCommands::new(config.site.clone(), operators).with_max_power(max_mining);
+    // Before the first decision: the commands in force and the failsafe as a previous
+    // process left them, so a restart never lifts a cap.
+    if let Some(file) = &replay_file {
+        restore_record(&mut commands, &mut controller, file, &metrics, clock.now());
+    }
+    if let Some(obs) = commands.tick(clock.now()) {
+        tracing::warn!(
+            "Operator heartbeat failsafe engaged at start: no heartbeat within the timeout"
+        );
+        controller.observe(obs);
+    }
     let first = Arc::new(Snapshot {
         at: clock.now(),
         decision: controller.policy.decide(&controller.state, clock.now()),
@@ -159,13 +179,6 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
     });
     let (snap_tx, snap_rx) = watch::channel(first);
     let counters = Arc::new(Counters::default());
-    // No operators, no accepted commands: nothing to remember across restarts.
-    let replay_file = (!operators.operators.is_empty())
-        .then(|| ReplayFile::new(operators.replay_cache_path(&config.site)));
-    let mut commands = OperatorCommands::new(config.site.clone(), operators, clock.now());
-    if let Some(file) = &replay_file {
-        restore_replay(&mut commands, file, &metrics, clock.now());
-    }
     let operator_counters = commands.counters();
 
     // The loads.
@@ -274,6 +287,8 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         let names = config.loads.iter().map(|l| l.name.clone()).collect();
         let live = LiveLoop {
             controller,
+            plausible: Plausibility::new(config.ratings),
+            warned: [None; RejectReason::ALL.len()],
             hashprice,
             metrics: metrics.clone(),
             influx,
@@ -306,38 +321,52 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
     })
 }
 
-/// Gives the command channel the `jti`s a previous run accepted. When the file cannot be
-/// used, the record is lost, and a captured command from before the restart could be
-/// sent again: rather than refuse to start (the loads would stay where they were, out of
-/// anyone's control) or ignore it, the channel refuses tokens signed before the start
-/// (see `OperatorCommands::replay_record_lost`), which locks a grid operator out for no
-/// more than the clock skew allowance.
-fn restore_replay(
+/// Gives the command channel and the state what a previous run left: the `jti`s it
+/// accepted, the commands in force, the last heartbeat. When the file cannot be used, the
+/// record is lost: a captured command from before the restart could be sent again, and a
+/// curtailment may have been in force. Rather than refuse to start (the loads would stay
+/// where they were, out of anyone's control) or ignore it, the channel refuses tokens
+/// signed before the start (see `OperatorCommands::record_lost`), which locks a grid
+/// operator out for no more than the clock skew allowance, and mining is held at 0 W
+/// until an operator releases it.
+fn restore_record(
     commands: &mut OperatorCommands,
+    controller: &mut Controller,
     file: &ReplayFile,
     metrics: &Metrics,
     now: Timestamp,
 ) {
-    match file.load(now, REPLAY_CAPACITY) {
-        Ok(entries) => {
-            let n = commands.restore_replay(entries, now);
-            tracing::info!(path = %file.path().display(), live = n, "Operator replay cache restored");
+    match file.load(now, HARD_CEILING) {
+        Ok(record) => {
+            let (live, in_force) = commands.restore(record, now);
+            let held = in_force.all().len();
+            controller.state.commands = in_force;
+            tracing::info!(path = %file.path().display(), live, commands_in_force = held, "Operator record restored");
         }
         Err(error) => {
             metrics.replay_cache_error();
-            let fence = commands.replay_record_lost(now);
+            let (fence, hold) = commands.record_lost(now);
+            controller.observe(hold);
             tracing::error!(
                 %error,
                 %fence,
-                "Operator replay cache unusable: commands signed before the fence are refused \
-                 (issued_before_restart); the file is replaced at the next accepted command"
+                "Operator record unusable: mining held at 0 W until an operator releases it; \
+                 commands signed before the fence are refused (issued_before_restart); the \
+                 file is replaced at the next accepted command"
             );
         }
     }
 }
 
+/// At most one warning per this long for refused signal values.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
 struct LiveLoop {
     controller: Controller,
+    /// What every MQTT and Modbus value must pass before the state sees it.
+    plausible: Plausibility,
+    /// When a signal value refused for each reason was last logged as a warning.
+    warned: [Option<Timestamp>; RejectReason::ALL.len()],
     /// A configured constant: observed afresh every step, so it never ages.
     hashprice: Option<Hashprice>,
     metrics: Metrics,
@@ -374,11 +403,13 @@ impl LiveLoop {
                 _ = shutdown.cancelled() => break,
                 _ = interval.tick() => { self.step(); }
                 Some(obs) = observations.recv() => {
-                    self.metrics.observation("modbus");
-                    let urgent = matches!(obs, Observation::Frequency { .. });
-                    self.controller.observe(obs);
-                    if urgent {
-                        self.step();
+                    if self.admit(&obs, "modbus") {
+                        self.metrics.observation("modbus");
+                        let urgent = matches!(obs, Observation::Frequency { .. });
+                        self.controller.observe(obs);
+                        if urgent {
+                            self.step();
+                        }
                     }
                 }
                 msg = inbound.recv() => {
@@ -387,6 +418,7 @@ impl LiveLoop {
                         self.command(&msg);
                     } else {
                         match self.signals.parse(&msg) {
+                            Ok(obs) if !self.admit(&obs, &msg.topic) => {}
                             Ok(obs) => {
                                 self.counters.signals.accepted.fetch_add(1, Ordering::Relaxed);
                                 self.metrics.observation("mqtt");
@@ -396,11 +428,7 @@ impl LiveLoop {
                                     self.step();
                                 }
                             }
-                            Err(r) => {
-                                self.counters.signals.reject(r.reason);
-                                self.metrics.reject(r.reason.as_str());
-                                tracing::debug!(topic = r.topic, reason = r.reason.as_str(), detail = r.detail, "Rejected an MQTT message");
-                            }
+                            Err(r) => self.rejected(r.reason, &r.topic, &r.detail),
                         }
                     }
                 }
@@ -418,16 +446,53 @@ impl LiveLoop {
         tracing::info!("Loads set to the safe state");
     }
 
+    /// Whether `obs` (from `source`: a topic, or `modbus`) is plausible at this site. If
+    /// not, it is counted and logged, and the quantity's last reading is dropped: a source
+    /// that reports what cannot be is broken, so its signal goes stale now, and the
+    /// policy's staleness rule applies rather than an old value.
+    fn admit(&mut self, obs: &Observation, source: &str) -> bool {
+        let Err(detail) = self.plausible.check(obs, self.clock.now()) else {
+            return true;
+        };
+        self.rejected(RejectReason::OutOfRange, source, &detail);
+        self.controller.state.forget(obs);
+        false
+    }
+
+    /// Counts and logs a value refused for `reason` from `source` (a topic, or `modbus`).
+    /// One warning per reason per `WARN_EVERY` at most, the rest at debug: a flood of bad
+    /// values must not flood the log (the counters have them all).
+    fn rejected(&mut self, reason: RejectReason, source: &str, detail: &str) {
+        self.counters.signals.reject(reason);
+        self.metrics.reject(reason.as_str());
+        let now = self.clock.now();
+        let warned = &mut self.warned[reason as usize];
+        let reason = reason.as_str();
+        if warned.is_none_or(|t| now.since(t) >= WARN_EVERY) {
+            *warned = Some(now);
+            tracing::warn!(
+                source,
+                reason,
+                detail,
+                "Refused a signal value; a signal with no usable value goes stale"
+            );
+        } else {
+            tracing::debug!(source, reason, detail, "Refused a signal value");
+        }
+    }
+
     fn command(&mut self, msg: &Inbound) {
         let now = self.clock.now();
-        let received = self.commands.receive(&msg.payload, now);
+        let received = self
+            .commands
+            .receive(&msg.payload, now, &self.controller.state.commands);
+        for obs in received.observations.iter().cloned() {
+            self.controller.observe(obs);
+        }
         if received.outcome.is_ok() {
             // Saved before the command acts: once it has had an effect, a restart must
-            // not let it be replayed.
-            self.save_replay();
-        }
-        if let Some(obs) = received.observation {
-            self.controller.observe(obs);
+            // neither let it be replayed nor forget it.
+            self.save_record();
         }
         // Accepted or not, decide now: an accepted curtail acts in this very step.
         let d = self.step();
@@ -451,21 +516,22 @@ impl LiveLoop {
         );
     }
 
-    fn save_replay(&self) {
+    fn save_record(&self) {
         let Some(file) = &self.replay_file else {
             return;
         };
-        if let Err(error) = file.save(&self.commands.replay_entries()) {
+        if let Err(error) = file.save(&self.commands.record(&self.controller.state.commands)) {
             // The command is still obeyed: refusing a curtailment because a disk is full
-            // would hurt the grid more than a replay window after a restart.
+            // would hurt the grid more than what a restart could then forget.
             self.metrics.replay_cache_error();
-            tracing::error!(%error, "Could not save the operator replay cache; after a restart, commands accepted since could be replayed until they expire");
+            tracing::error!(%error, "Could not save the operator record; after a restart, commands accepted since could be replayed until they expire, and commands in force since would be forgotten");
         }
     }
 
     fn step(&mut self) -> Decision {
         let now = self.clock.now();
         if let Some(obs) = self.commands.tick(now) {
+            tracing::warn!("Operator heartbeat failsafe engaged: no heartbeat within the timeout");
             self.controller.observe(obs);
         }
         self.expire(now);
@@ -531,12 +597,8 @@ impl LiveLoop {
             let too_old = |at: Timestamp| now.since(at) > max;
             match carries {
                 Carries::Power(q) => {
-                    let slot = match q {
-                        crate::state::Quantity::PvPower => &mut s.pv,
-                        crate::state::Quantity::WindPower => &mut s.wind,
-                        crate::state::Quantity::SiteLoad => &mut s.site_load,
-                        crate::state::Quantity::GridPower => &mut s.grid,
-                        _ => continue,
+                    let Some(slot) = s.power_slot(q) else {
+                        continue;
                     };
                     if slot.is_some_and(|r| too_old(r.at)) {
                         *slot = None;

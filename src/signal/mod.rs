@@ -1,10 +1,12 @@
 //! IN: everything that produces an `Observation` for the controller.
 //!
 //! `replay` turns historical files into observations for the simulator; `operator`
-//! verifies signed grid-operator commands. Sources only report what they saw, with when
+//! verifies signed grid-operator commands; `plausible` judges whether a live value could
+//! have been measured at the site at all. Sources only report what they saw, with when
 //! they saw it; they never decide what stale data means.
 
 pub mod modbus;
 pub mod mqtt;
 pub mod operator;
+pub mod plausible;
 pub mod replay;

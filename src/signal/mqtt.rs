@@ -54,10 +54,10 @@ pub struct RawMqttSignal {
 }
 
 /// Checks the topic table; every problem with its key path under `at`.
-pub fn validate(p: &mut Problems, at: &str, raw: Vec<RawMqttSignal>) -> Vec<MqttSignal> {
+/// Each signal comes with its index in the file.
+pub fn validate(p: &mut Problems, at: &str, raw: Vec<(usize, RawMqttSignal)>) -> Vec<MqttSignal> {
     let mut seen = HashMap::new();
     raw.into_iter()
-        .enumerate()
         .filter_map(|(i, r)| {
             let at = format!("{at}[{i}]");
             if let Some(j) = seen.insert(r.topic.clone(), i) {
@@ -112,16 +112,20 @@ pub enum RejectReason {
     MissingField,
     NotFinite,
     BadSchedule,
+    /// Parsed, but not a value the site could have measured (`signal::plausible`); also
+    /// counts Modbus readings refused for the same reason.
+    OutOfRange,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 6] = [
+    pub const ALL: [RejectReason; 7] = [
         RejectReason::UnknownTopic,
         RejectReason::NotUtf8,
         RejectReason::NotANumber,
         RejectReason::MissingField,
         RejectReason::NotFinite,
         RejectReason::BadSchedule,
+        RejectReason::OutOfRange,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -131,6 +135,7 @@ impl RejectReason {
             RejectReason::MissingField => "missing_field",
             RejectReason::NotFinite => "not_finite",
             RejectReason::BadSchedule => "bad_schedule",
+            RejectReason::OutOfRange => "out_of_range",
         }
     }
 }
@@ -231,6 +236,8 @@ impl MqttSignals {
         if !value.is_finite() {
             return Err(reject(RejectReason::NotFinite, value.to_string()));
         }
+        // `1e308` is finite, but not once it is in kW: whether the scaled value could be
+        // measured at all is `signal::plausible`'s to judge, for every source alike.
         let v = value * sig.scale;
         Ok(match sig.carries {
             Carries::Power(quantity) => Observation::Power {
@@ -274,23 +281,28 @@ fn parse_schedule(text: &str, scale: f64, at: Timestamp) -> Result<Observation, 
             serde_json::Value::String(s) => {
                 Timestamp::parse(s).map_err(|m| format!("[{i}].start: {m}"))?
             }
-            serde_json::Value::Number(n) => Timestamp::from_secs(
-                n.as_i64()
-                    .ok_or(format!("[{i}].start: not whole seconds"))?,
-            ),
+            serde_json::Value::Number(n) => n
+                .as_i64()
+                .ok_or(format!("[{i}].start: not whole seconds"))
+                .and_then(|s| {
+                    // Checked: near year 584 million the milliseconds would wrap to now.
+                    Timestamp::checked_from_secs(s)
+                        .ok_or(format!("[{i}].start: {s} s is out of range"))
+                })?,
             _ => {
                 return Err(format!(
                     "[{i}].start: expected RFC 3339 text or epoch seconds"
                 ))
             }
         };
-        if !e.price.is_finite() {
+        let price = e.price * scale;
+        if !price.is_finite() {
             return Err(format!("[{i}].price is not finite"));
         }
         if out.last().is_some_and(|(p, _)| *p >= t) {
             return Err(format!("[{i}].start {t} is not after the entry before"));
         }
-        out.push((t, PricePerMwh(e.price * scale)));
+        out.push((t, PricePerMwh(price)));
     }
     if out.is_empty() {
         return Err("empty schedule".into());
@@ -316,7 +328,7 @@ mod tests {
         .unwrap()
         .remove("s")
         .unwrap();
-        let t = validate(&mut p, "signals", raw);
+        let t = validate(&mut p, "signals", raw.into_iter().enumerate().collect());
         assert!(p.0.is_empty(), "{:?}", p.0);
         MqttSignals::new(t)
     }
@@ -414,7 +426,10 @@ mod tests {
     #[test]
     fn malformed_payloads_are_rejected_with_a_reason() {
         let t = table();
-        let rows: [(&str, &[u8], RejectReason); 10] = [
+        let rows: [(&str, &[u8], RejectReason); 12] = [
+            // r9 hole 9: epoch seconds whose milliseconds overflow.
+            ("schedule", br#"[{"start":18446744073709552,"price":-500}]"#, RejectReason::BadSchedule),
+            ("schedule", br#"[{"start":9223372036854775807,"price":-500}]"#, RejectReason::BadSchedule),
             ("nope", b"1", RejectReason::UnknownTopic),
             ("pv", b"\xff\xfe", RejectReason::NotUtf8),
             ("pv", b"twelve", RejectReason::NotANumber),
@@ -436,6 +451,28 @@ mod tests {
         }
     }
 
+    /// r9 hole 8: the value is scaled before it is judged, so `1e308` kW is +inf W and
+    /// refused as implausible (it used to pass the finiteness check, then run all loads).
+    #[test]
+    fn r9_a_value_is_judged_after_its_unit_scale() {
+        let obs = table().parse(&msg("pv", b"1e308")).unwrap();
+        assert_eq!(
+            obs,
+            Observation::Power {
+                quantity: Quantity::PvPower,
+                value: Watts(f64::INFINITY),
+                at: Timestamp(1000)
+            }
+        );
+        let p = crate::signal::plausible::Plausibility::new(crate::site::Ratings {
+            connection: Watts(10e3),
+            pv: None,
+            wind: None,
+            mining: Watts(1e3),
+        });
+        assert!(p.check(&obs, Timestamp(1000)).is_err());
+    }
+
     #[test]
     fn config_problems_have_key_paths() {
         let mut p = Problems::default();
@@ -449,7 +486,7 @@ mod tests {
         .unwrap()
         .remove("s")
         .unwrap();
-        validate(&mut p, "signals", raw);
+        validate(&mut p, "signals", raw.into_iter().enumerate().collect());
         let paths: Vec<&str> = p.0.iter().map(|x| x.path.as_str()).collect();
         assert_eq!(
             paths,

@@ -143,6 +143,7 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
         while next_op < operator.len() && operator[next_op].at <= now {
             let e = &operator[next_op];
             ctl.observe(Observation::Operator {
+                issuer: crate::state::Issuer::scenario(),
                 action: e.action,
                 until: e.until,
                 at: e.at,

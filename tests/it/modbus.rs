@@ -47,7 +47,7 @@ fn python_with_peers() -> Option<PathBuf> {
 }
 
 /// The interpreter, or `None` after saying why the test is skipped (a failure in CI).
-fn peer_python(test: &str) -> Option<PathBuf> {
+pub(crate) fn peer_python(test: &str) -> Option<PathBuf> {
     let found = python_with_peers();
     if found.is_none() {
         let msg = "no Python with pymodbus and pysunspec2 (run .ci/setup-modbus.sh, or set \
@@ -61,15 +61,15 @@ fn peer_python(test: &str) -> Option<PathBuf> {
 }
 
 /// The SunSpec server process, driven through its stdin.
-struct Peer {
+pub(crate) struct Peer {
     child: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Peer {
-    async fn start(python: &PathBuf, port: u16) -> Peer {
+    pub(crate) async fn start(python: &PathBuf, port: u16) -> Peer {
         let mut child = Command::new(python)
             .arg(root().join("tests/modbus/sunspec_server.py"))
             .args(["--port", &port.to_string()])
@@ -95,7 +95,7 @@ impl Peer {
         }
     }
 
-    async fn send(&mut self, cmd: Value) {
+    pub(crate) async fn send(&mut self, cmd: Value) {
         let line = format!("{cmd}\n");
         self.stdin.write_all(line.as_bytes()).await.unwrap();
         self.stdin.flush().await.unwrap();

@@ -17,7 +17,7 @@ use gridminer::signal::operator::{
     load_operator_config, parse_ed25519_public_key, Ack, OperatorCommands, OperatorKey,
     RefusalReason,
 };
-use gridminer::state::Observation;
+use gridminer::state::{CommandsInForce, Observation};
 use gridminer::units::Watts;
 use serde_json::{json, Value};
 
@@ -120,18 +120,22 @@ id = "tso-north"
 alg = "EdDSA"
 public_key = """{pem}"""
 max_lifetime = "60s"
+priority = 100
 
 [[operators]]
 id = "aggregator"
 alg = "HS256"
 secret_file = "aggregator.secret"
+priority = 10
 "#
         ),
     )
     .unwrap();
     let config = load_operator_config(&path).unwrap();
     assert!(matches!(config.operators[0].key, OperatorKey::Ed25519(_)));
-    let mut channel = OperatorCommands::new("site-a", config, Timestamp::from_secs(NOW));
+    // The site's loads draw 5 MW at most.
+    let mut channel = OperatorCommands::new("site-a", config).with_max_power(Watts(5e6));
+    let mut in_force = CommandsInForce::default();
 
     let agg = |c: Value| {
         let mut c = claims(c);
@@ -153,6 +157,35 @@ secret_file = "aggregator.secret"
                 &agg(json!({"act": "setpoint", "limit_w": null, "setpoint_w": 2e6})),
             ),
             Ok(OperatorAction::Setpoint(Watts(2e6))),
+        ),
+        // Issue 9, hole 4, with PyJWT's tokens: the aggregator cannot release the TSO's
+        // curtailment, nor replace it with a limit no load could reach.
+        (
+            "HS256 release of the TSO's curtail",
+            py.token(
+                "HS256",
+                SECRET,
+                &agg(json!({"act": "release", "limit_w": null, "jti": "agg-2"})),
+            ),
+            Ok(OperatorAction::Release),
+        ),
+        (
+            "HS256 release with nothing of its own left",
+            py.token(
+                "HS256",
+                SECRET,
+                &agg(json!({"act": "release", "limit_w": null, "jti": "agg-3"})),
+            ),
+            Err(RefusalReason::Outranked),
+        ),
+        (
+            "HS256 curtail to 1e30 W",
+            py.token(
+                "HS256",
+                SECRET,
+                &agg(json!({"limit_w": 1e30, "jti": "agg-4"})),
+            ),
+            Err(RefusalReason::OutOfRange),
         ),
         (
             "EdDSA release, aud as a list",
@@ -234,11 +267,26 @@ secret_file = "aggregator.secret"
 
     let now = Timestamp::from_secs(NOW);
     for (name, token, want) in cases {
-        let r = channel.receive(token.as_bytes(), now);
+        let r = channel.receive(token.as_bytes(), now, &in_force);
+        for obs in r.observations.iter().cloned() {
+            if let Observation::Operator {
+                issuer,
+                action,
+                until,
+                at,
+            } = obs
+            {
+                in_force
+                    .apply(issuer, action, until, at, Watts(5e6))
+                    .unwrap();
+            }
+        }
         let ack: Value = serde_json::from_str(&Ack::new(&r.outcome, None, now).to_json()).unwrap();
         match want {
             Ok(action) => {
-                let Some(Observation::Operator { action: got, .. }) = r.observation else {
+                let Some(Observation::Operator { action: got, .. }) =
+                    r.observations.first().cloned()
+                else {
                     panic!("{name}: accepted without an observation: {r:?}");
                 };
                 assert_eq!(got, action, "{name}");
@@ -251,7 +299,7 @@ secret_file = "aggregator.secret"
                     Some(reason),
                     "{name}"
                 );
-                assert_eq!(r.observation, None, "{name}");
+                assert_eq!(r.observations, [], "{name}");
                 assert_eq!(ack["accepted"], false, "{name}");
                 assert_eq!(ack["reason"], reason.as_str(), "{name}");
             }
@@ -262,8 +310,12 @@ secret_file = "aggregator.secret"
             "{name}"
         );
     }
+    // What held at the end: the TSO's release ended everything.
+    assert!(in_force.is_empty(), "{in_force:?}");
     let counters = channel.counters();
-    assert_eq!(counters.accepted(), 3);
+    assert_eq!(counters.accepted(), 4);
+    assert_eq!(counters.refused(RefusalReason::Outranked), 1);
+    assert_eq!(counters.refused(RefusalReason::OutOfRange), 1);
     assert_eq!(counters.refused(RefusalReason::BadSignature), 2);
     assert_eq!(counters.refused(RefusalReason::Replayed), 1);
 }

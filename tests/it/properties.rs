@@ -244,3 +244,444 @@ proptest! {
         }
     }
 }
+
+/// One thing that happens to a site between two decisions.
+#[derive(Debug, Clone)]
+enum Event {
+    /// PV and site load readings (W), or none (the feeds go quiet and age).
+    Feed(Option<(f64, f64)>),
+    Frequency(f64),
+    /// (operator 0..3, action 0..3 = curtail/setpoint/release, watts)
+    Command(usize, u8, f64),
+    Failsafe(Option<f64>),
+    /// Time passes, seconds.
+    Wait(u64),
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        prop::option::of((0.0f64..120_000.0, 0.0f64..20_000.0)).prop_map(Event::Feed),
+        (48.5f64..51.5).prop_map(Event::Frequency),
+        (0usize..3, 0u8..3, 0.0f64..60_000.0).prop_map(|(o, a, w)| Event::Command(o, a, w)),
+        prop::option::of(0.0f64..40_000.0).prop_map(Event::Failsafe),
+        (1u64..400).prop_map(Event::Wait),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Issue 9: every limit is a cap and nothing lifts mining above the minimum of the
+    /// caps in force: stale signals (`safe_limit`), frequency shed, the failsafe, every
+    /// operator curtailment, the import limit. Checked against caps recomputed here from
+    /// the inputs, at every step of random event sequences, with wear limits that would
+    /// like to hold units on. A lower-priority operator never ends the TSO's curtailment.
+    #[test]
+    fn r9_nothing_lifts_mining_above_the_tightest_cap(
+        events in prop::collection::vec(event(), 1..60),
+        safe_limit in 0.0f64..30_000.0,
+        import_limit in 0.0f64..40_000.0,
+        min_on_s in 0u64..900,
+    ) {
+        use gridminer::clock::Timestamp;
+        use gridminer::controller::Controller;
+        use gridminer::policy::{FrequencyResponse, OperatorAction, Policy};
+        use gridminer::site::{ExportValue, Tariff};
+        use gridminer::state::{Issuer, Observation, Quantity};
+        use gridminer::units::{Hashprice, Hertz, PricePerMwh};
+
+        let mut params = policy(Mode::Economic, 0.0, 5.0);
+        params.safe_limit = Watts(safe_limit);
+        params.max_signal_age = Duration::from_secs(120);
+        params.min_on = Duration::from_secs(min_on_s);
+        params.frequency = Some(FrequencyResponse {
+            nominal: Hertz(50.0),
+            shed_below: Hertz(49.8),
+            absorb_above: Hertz(50.2),
+            hold: Duration::ZERO,
+        });
+        let wear = WearLimits::default();
+        let loads = vec![
+            asic("a", 6, 3500.0, 200.0, PowerLevels::Range { min: Watts(2000.0) }, wear),
+            asic("b", 6, 3250.0, 90.0, PowerLevels::OnOff, wear),
+            cpu(400.0, 150.0),
+        ];
+        let grid = GridConnection { export_limit: Watts(5_000.0), import_limit: Watts(import_limit) };
+        let tariff = Tariff { import_adder: PricePerMwh(0.0), export: ExportValue::DayAhead };
+        let mut ctl = Controller::new(Policy::new(params, loads, grid, tariff, true, false));
+        let operators = [("tso", 100u32), ("agg", 10), ("agg2", 10)];
+        let mut now = Timestamp(1_527_854_400_000);
+        // What this test knows independently of the state.
+        let mut last_feed: Option<(Timestamp, f64, f64)> = None;
+        let mut freq: Option<(Timestamp, f64)> = None;
+        let mut failsafe: Option<f64> = None;
+        let mut tso_curtail: Option<f64> = None;
+        for e in events {
+            match e {
+                Event::Feed(Some((pv, load))) => {
+                    ctl.observe(Observation::Power { quantity: Quantity::PvPower, value: Watts(pv), at: now });
+                    ctl.observe(Observation::Power { quantity: Quantity::SiteLoad, value: Watts(load), at: now });
+                    ctl.observe(Observation::Price { value: PricePerMwh(-20.0), at: now });
+                    ctl.observe(Observation::Hashprice { value: Hashprice(1e4), at: now });
+                    last_feed = Some((now, pv, load));
+                }
+                Event::Feed(None) => {}
+                Event::Frequency(f) => {
+                    ctl.observe(Observation::Frequency { value: Hertz(f), at: now });
+                    freq = Some((now, f));
+                }
+                Event::Command(o, a, w) => {
+                    let (id, priority) = operators[o];
+                    let action = match a {
+                        0 => OperatorAction::CurtailTo(Watts(w)),
+                        1 => OperatorAction::Setpoint(Watts(w)),
+                        _ => OperatorAction::Release,
+                    };
+                    let issuer = Issuer { id: id.into(), priority };
+                    let admitted = ctl.state.commands.admit(&issuer, &action, now).is_ok();
+                    ctl.observe(Observation::Operator { issuer, action, until: None, at: now });
+                    if id == "tso" {
+                        tso_curtail = match action {
+                            OperatorAction::CurtailTo(w) => Some(w.0),
+                            _ => None,
+                        };
+                    } else if tso_curtail.is_some() {
+                        prop_assert!(!(a == 2 && admitted && ctl.state.commands.all().iter().all(|c| c.issuer.id != "tso")),
+                            "{id} released the TSO's curtailment");
+                    }
+                }
+                Event::Failsafe(f) => {
+                    ctl.observe(Observation::Failsafe { limit: f.map(Watts), at: now });
+                    failsafe = f;
+                }
+                Event::Wait(s) => now = now + Duration::from_secs(s),
+            }
+            let d = ctl.step(now);
+            let total = d.total().0;
+            let mut cap = f64::INFINITY;
+            let fresh = last_feed.filter(|(at, _, _)| now.since(*at) <= Duration::from_secs(120));
+            match fresh {
+                Some((_, pv, load)) => cap = cap.min(pv - load + import_limit).max(0.0),
+                None => cap = cap.min(safe_limit),
+            }
+            if freq.is_some_and(|(at, f)| now.since(at) <= Duration::from_secs(120) && f < 49.8) {
+                cap = 0.0;
+            }
+            if let Some(f) = failsafe {
+                cap = cap.min(f);
+            }
+            if let Some(w) = tso_curtail {
+                cap = cap.min(w);
+                prop_assert!(ctl.state.commands.all().iter().any(|c| c.issuer.id == "tso"),
+                    "the TSO's curtailment was lost");
+            }
+            for c in ctl.state.commands.all() {
+                if let OperatorAction::CurtailTo(w) = c.action {
+                    cap = cap.min(w.0);
+                }
+            }
+            prop_assert!(total <= cap + 1e-6, "mining {total} W above the tightest cap {cap} W: {d:?}");
+        }
+    }
+}
+
+/// A problem injected into a generated site config, and where it must be reported.
+#[derive(Debug, Clone, PartialEq)]
+enum Injected {
+    /// `tick = 1e300` (seconds): panicked in `Duration::from_secs_f64`.
+    Tick,
+    /// `max_signal_age = "1e20d"`.
+    MaxSignalAge,
+    /// `frequency.hold = "1e300s"`.
+    Hold,
+    /// `frequency.shed_below_hz = -5.0`.
+    ShedHz,
+    ImportLimitNan,
+    ExportLimitNegative,
+    PvCapacityInf,
+    HashpriceInf,
+    AdderNan,
+    /// `safe_limit` above the import limit plus the PV.
+    SafeLimitHuge,
+    /// Load k's name is load 0's (k >= 1).
+    DuplicateName(usize),
+    /// Load k's `rated_power = "-3 W"`.
+    NegativeRated(usize),
+    /// Load k's `min_on = "1e300s"`.
+    AbsurdMinOn(usize),
+    /// Load k's `colour = "red"`.
+    UnknownKey(usize),
+    /// Load k's `min_power = "3 kilowatts"`.
+    BadUnit(usize),
+    /// Signal k's `max_age = "1e300s"`.
+    SignalMaxAge(usize),
+    /// Signal k's `unit = "horsepower"`.
+    SignalUnit(usize),
+    /// Operator k's `max_lifetime = "1e20d"`.
+    OperatorLifetime(usize),
+}
+
+impl Injected {
+    fn path(&self) -> String {
+        match self {
+            Injected::Tick => "tick".into(),
+            Injected::MaxSignalAge => "policy.max_signal_age".into(),
+            Injected::Hold => "policy.frequency.hold".into(),
+            Injected::ShedHz => "policy.frequency.shed_below_hz".into(),
+            Injected::ImportLimitNan => "site.import_limit".into(),
+            Injected::ExportLimitNegative => "site.export_limit".into(),
+            Injected::PvCapacityInf => "site.pv_capacity".into(),
+            Injected::HashpriceInf => "hashprice".into(),
+            Injected::AdderNan => "tariff.import_adder_eur_mwh".into(),
+            Injected::SafeLimitHuge => "policy.safe_limit".into(),
+            Injected::DuplicateName(k) => format!("loads[{k}].name"),
+            Injected::NegativeRated(k) => format!("loads[{k}].rated_power"),
+            Injected::AbsurdMinOn(k) => format!("loads[{k}].min_on"),
+            Injected::UnknownKey(k) => format!("loads[{k}].colour"),
+            Injected::BadUnit(k) => format!("loads[{k}].min_power"),
+            Injected::SignalMaxAge(k) => format!("signals[{k}].max_age"),
+            Injected::SignalUnit(k) => format!("signals[{k}].unit"),
+            Injected::OperatorLifetime(k) => format!("operators[{k}].max_lifetime"),
+        }
+    }
+}
+
+/// A site config: its sizes, its valid values, and what was broken in it.
+#[derive(Debug, Clone)]
+struct SiteFile {
+    loads: usize,
+    signals: usize,
+    operators: usize,
+    import_kw: u32,
+    pv_kw: u32,
+    counts: Vec<u32>,
+    injected: Vec<Injected>,
+}
+
+fn site_file() -> impl Strategy<Value = SiteFile> {
+    (1usize..6, 1usize..5, 1usize..4, 1u32..1000, 0u32..1000)
+        .prop_flat_map(|(loads, signals, operators, import_kw, pv_kw)| {
+            let per_load = (0..loads).prop_flat_map(move |k| {
+                let mut v = vec![
+                    Just(Injected::NegativeRated(k)).boxed(),
+                    Just(Injected::AbsurdMinOn(k)).boxed(),
+                    Just(Injected::UnknownKey(k)).boxed(),
+                    Just(Injected::BadUnit(k)).boxed(),
+                ];
+                if k > 0 {
+                    v.push(Just(Injected::DuplicateName(k)).boxed());
+                }
+                prop::strategy::Union::new(v)
+            });
+            let any_injection = prop_oneof![
+                Just(Injected::Tick),
+                Just(Injected::MaxSignalAge),
+                Just(Injected::Hold),
+                Just(Injected::ShedHz),
+                Just(Injected::ImportLimitNan),
+                Just(Injected::ExportLimitNegative),
+                Just(Injected::PvCapacityInf),
+                Just(Injected::HashpriceInf),
+                Just(Injected::AdderNan),
+                Just(Injected::SafeLimitHuge),
+                per_load,
+                (0..signals).prop_map(Injected::SignalMaxAge),
+                (0..signals).prop_map(Injected::SignalUnit),
+                (0..operators).prop_map(Injected::OperatorLifetime),
+            ];
+            (
+                Just((loads, signals, operators, import_kw, pv_kw)),
+                prop::collection::vec(1u32..20, loads),
+                // Half the files are valid.
+                prop::option::of(prop::collection::vec(any_injection, 1..8)),
+            )
+        })
+        .prop_map(
+            |((loads, signals, operators, import_kw, pv_kw), counts, injected)| {
+                let mut injected = injected.unwrap_or_default();
+                injected.dedup();
+                let mut unique = Vec::new();
+                for i in injected {
+                    if !unique.contains(&i) {
+                        unique.push(i);
+                    }
+                }
+                SiteFile {
+                    loads,
+                    signals,
+                    operators,
+                    import_kw,
+                    pv_kw,
+                    counts,
+                    injected: unique,
+                }
+            },
+        )
+}
+
+impl SiteFile {
+    fn has(&self, i: &Injected) -> bool {
+        self.injected.contains(i)
+    }
+
+    /// The value of a key: `broken` where `i` was injected, else `good`.
+    fn pick(&self, i: Injected, good: String, broken: &str) -> String {
+        if self.has(&i) {
+            broken.to_string()
+        } else {
+            good
+        }
+    }
+
+    fn text(&self) -> String {
+        let q = |s: &str| format!("\"{s}\"");
+        let mut t = String::new();
+        t += "site_id = \"prop\"\n";
+        t += &format!("tick = {}\n", self.pick(Injected::Tick, q("1s"), "1e300"));
+        t += &format!(
+            "hashprice = {}\n",
+            self.pick(Injected::HashpriceInf, "50.0".into(), "inf")
+        );
+        t += "[policy]\nmode = \"economic\"\n";
+        t += &format!(
+            "max_signal_age = {}\n",
+            self.pick(Injected::MaxSignalAge, q("5m"), "\"1e20d\"")
+        );
+        // At most the import limit plus the PV; above it when injected.
+        let safe = if self.has(&Injected::SafeLimitHuge) {
+            (self.import_kw + self.pv_kw) * 1000 + 1
+        } else {
+            self.import_kw * 1000
+        };
+        t += &format!("safe_limit = {safe}\n");
+        t += &format!(
+            "frequency = {{ nominal_hz = 50.0, shed_below_hz = {}, absorb_above_hz = 50.2, hold = {} }}\n",
+            self.pick(Injected::ShedHz, "49.8".into(), "-5.0"),
+            self.pick(Injected::Hold, q("30s"), "\"1e300s\"")
+        );
+        t += "[site]\npv = true\n";
+        t += &format!(
+            "pv_capacity = {}\n",
+            self.pick(
+                Injected::PvCapacityInf,
+                q(&format!("{} kW", self.pv_kw)),
+                "inf"
+            )
+        );
+        t += &format!(
+            "import_limit = {}\n",
+            self.pick(
+                Injected::ImportLimitNan,
+                q(&format!("{} kW", self.import_kw)),
+                "nan"
+            )
+        );
+        t += &format!(
+            "export_limit = {}\n",
+            self.pick(Injected::ExportLimitNegative, q("5 kW"), "\"-5 kW\"")
+        );
+        t += &format!(
+            "[tariff]\nexport = \"day-ahead\"\nimport_adder_eur_mwh = {}\n",
+            self.pick(Injected::AdderNan, "100.0".into(), "nan")
+        );
+        t += "[mqtt]\nbroker = \"embedded\"\nlisten = \"127.0.0.1:0\"\n";
+        for k in 0..self.signals {
+            t += &format!("[[signals]]\ntopic = \"prop/s{k}\"\nquantity = \"site_load\"\n");
+            t += &format!(
+                "unit = {}\n",
+                self.pick(Injected::SignalUnit(k), q("kW"), "\"horsepower\"")
+            );
+            if self.has(&Injected::SignalMaxAge(k)) {
+                t += "max_age = \"1e300s\"\n";
+            }
+        }
+        for k in 0..self.loads {
+            t += &format!("[[loads]]\nkind = \"mqtt\"\ntopic = \"prop/l{k}/setpoint\"\n");
+            let name = if self.has(&Injected::DuplicateName(k)) {
+                "l0".to_string()
+            } else {
+                format!("l{k}")
+            };
+            t += &format!("name = \"{name}\"\ncount = {}\n", self.counts[k]);
+            t += &format!(
+                "rated_power = {}\n",
+                self.pick(Injected::NegativeRated(k), q("3 kW"), "\"-3 W\"")
+            );
+            t += "hashrate = \"100 TH/s\"\n";
+            if self.has(&Injected::AbsurdMinOn(k)) {
+                t += "min_on = \"1e300s\"\n";
+            }
+            if self.has(&Injected::UnknownKey(k)) {
+                t += "colour = \"red\"\n";
+            }
+            if self.has(&Injected::BadUnit(k)) {
+                t += "min_power = \"3 kilowatts\"\n";
+            }
+        }
+        for k in 0..self.operators {
+            t += &format!(
+                "[[operators]]\nid = \"op{k}\"\nalg = \"HS256\"\nsecret = \"operator-{k}-secret-0123456789abcdef0123\"\npriority = {k}\n"
+            );
+            if self.has(&Injected::OperatorLifetime(k)) {
+                t += "max_lifetime = \"1e20d\"\n";
+            }
+        }
+        t
+    }
+
+    /// The paths that must be reported. A check between values runs only on values that
+    /// parsed: a `frequency` table whose `hold` is unreadable is set aside whole (so its
+    /// thresholds go unchecked), and `safe_limit` is not compared with a NaN or infinite
+    /// limit or capacity (those are reported themselves).
+    fn expected(&self) -> Vec<String> {
+        self.injected
+            .iter()
+            .filter(|i| match i {
+                Injected::ShedHz => !self.has(&Injected::Hold),
+                Injected::SafeLimitHuge => {
+                    !self.has(&Injected::ImportLimitNan) && !self.has(&Injected::PvCapacityInf)
+                }
+                _ => true,
+            })
+            .map(Injected::path)
+            .collect()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// r9 holes 6 and 7: `config check` (its library entry point, as `run --config`
+    /// reads the file too) never panics on a generated site config, accepts the valid
+    /// ones, and reports every injected problem at its own key path, and nothing else.
+    #[test]
+    fn r9_config_check_reports_every_injected_problem(f in site_file()) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.toml");
+        let text = f.text();
+        std::fs::write(&path, &text).unwrap();
+        let reported: Vec<String> = match gridminer::cli::sim::check_file(&path) {
+            Ok(kind) => {
+                prop_assert_eq!(kind, "site");
+                Vec::new()
+            }
+            Err(e) => e.problems().iter().map(|p| p.to_string()).collect(),
+        };
+        let expected = f.expected();
+        for path in &expected {
+            prop_assert!(
+                reported.iter().any(|r| r.starts_with(&format!("{path}: "))),
+                "{} not reported in\n{}\nfor\n{}", path, reported.join("\n"), text
+            );
+        }
+        // Nothing else: every problem reported belongs to an injected one.
+        let injected: Vec<String> = f.injected.iter().map(Injected::path).collect();
+        for r in &reported {
+            prop_assert!(
+                injected.iter().any(|p| r.starts_with(&format!("{p}: "))),
+                "{} reported, but not injected:\n{}", r, text
+            );
+        }
+        prop_assert_eq!(reported.is_empty(), f.injected.is_empty(), "{}", text);
+    }
+}

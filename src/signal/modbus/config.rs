@@ -514,6 +514,8 @@ mod tests {
             "modbus[2].kind: unknown device kind \"modbus-rtu\"",
             "modbus[3].kind: missing",
             "modbus[4].colour: unknown field `colour`",
+            // Hidden behind the unknown key before every bad key was reported (r9).
+            "modbus[4].registers[0].type: unknown variant `u64`",
         ];
         for e in expect {
             assert!(

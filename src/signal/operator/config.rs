@@ -12,9 +12,11 @@
 //! MCowBQYDK2VwAyEA...
 //! -----END PUBLIC KEY-----"""           # or base64 SPKI DER, or raw 32 bytes base64(url)
 //! max_lifetime = "60s"                  # optional, default 60 s
+//! priority = 100                        # required with more than one operator: who outranks whom
 //! [[operators]]
 //! id = "aggregator"
 //! alg = "HS256"
+//! priority = 10
 //! secret_file = "aggregator.secret"     # or secret = "..."; at least 32 bytes
 //! [operator_heartbeat]                  # optional
 //! timeout = "90s"
@@ -80,6 +82,9 @@ pub struct RawOperator {
     pub secret_file: Option<String>,
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub max_lifetime: Option<Duration>,
+    /// Higher outranks lower; required when more than one operator is configured.
+    #[serde(default)]
+    pub priority: Option<u32>,
 }
 
 /// `[operator_heartbeat]` as written.
@@ -120,8 +125,16 @@ pub fn take_operator_config(
     };
     let mut operators = Vec::new();
     let mut ids = HashSet::new();
+    let several = raw_ops.len() > 1;
     for (i, raw) in raw_ops {
         let at = format!("operators[{i}]");
+        if several && raw.priority.is_none() {
+            problems.push(
+                format!("{at}.priority"),
+                "missing: with more than one operator each needs a priority (higher outranks \
+                 lower: it decides whose command another may release or replace)",
+            );
+        }
         if raw.id.trim().is_empty() {
             problems.push(format!("{at}.id"), "must not be empty");
         } else if !ids.insert(raw.id.clone()) {
@@ -279,6 +292,7 @@ fn operator(raw: RawOperator, at: &str, file: &Path, problems: &mut Problems) ->
         id: raw.id,
         key: key?,
         max_lifetime,
+        priority: raw.priority.unwrap_or(0),
     })
     .filter(|_| lifetime_ok)
 }
@@ -359,10 +373,12 @@ mod tests {
             alg = "EdDSA"
             public_key = "{}"
             max_lifetime = "30s"
+            priority = 100
             [[operators]]
             id = "aggregator"
             alg = "HS256"
             secret_file = "agg.secret"
+            priority = 10
             [operator_heartbeat]
             timeout = "90s"
             failsafe_limit = "1 kW"
@@ -444,8 +460,16 @@ mod tests {
                 vec!["operators[0].colour"],
             ),
             (
-                op("EdDSA", &format!("{key}\nmax_lifetime = \"2h\"")) + &op("HS256", &secret),
+                op(
+                    "EdDSA",
+                    &format!("{key}\nmax_lifetime = \"2h\"\npriority = 1"),
+                ) + &op("HS256", &format!("{secret}\npriority = 1")),
                 vec!["operators[0].max_lifetime", "operators[1].id"],
+            ),
+            (
+                // Two operators: who outranks whom must be said.
+                op("EdDSA", &key) + &op("HS256", &secret).replace("\"a\"", "\"b\""),
+                vec!["operators[0].priority", "operators[1].priority"],
             ),
             (
                 format!(
@@ -462,7 +486,8 @@ mod tests {
             ),
             (
                 "[operator_heartbeat]\ntimeout = \"1m\"\nfailsafe_limit = 0\nextra = 1".into(),
-                vec!["operator_heartbeat.extra"],
+                // The rest is still checked (r9): no operators to hear from.
+                vec!["operator_heartbeat.extra", "operator_heartbeat"],
             ),
             (
                 "[operator_heartbeat]\ntimeout = \"1m\"\nfailsafe_limit = 0".into(),

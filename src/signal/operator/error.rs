@@ -43,10 +43,16 @@ pub enum RefusalReason {
     BadAction,
     /// `until` is already past, or given for an action it means nothing to.
     BadUntil,
+    /// `limit_w` or `setpoint_w` is beyond what the site's loads can draw at all: a limit
+    /// that cannot bind is a mistake (or a trick), not a command.
+    OutOfRange,
+    /// It would replace or release a command of a higher-priority operator (see
+    /// `state::CommandsInForce` for the authority model).
+    Outranked,
 }
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 15] = [
+    pub const ALL: [RefusalReason; 17] = [
         RefusalReason::TooLarge,
         RefusalReason::Malformed,
         RefusalReason::Unsigned,
@@ -62,6 +68,8 @@ impl RefusalReason {
         RefusalReason::RateLimited,
         RefusalReason::BadAction,
         RefusalReason::BadUntil,
+        RefusalReason::OutOfRange,
+        RefusalReason::Outranked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,6 +89,8 @@ impl RefusalReason {
             RefusalReason::RateLimited => "rate_limited",
             RefusalReason::BadAction => "bad_action",
             RefusalReason::BadUntil => "bad_until",
+            RefusalReason::OutOfRange => "out_of_range",
+            RefusalReason::Outranked => "outranked",
         }
     }
 

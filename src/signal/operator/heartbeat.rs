@@ -1,19 +1,21 @@
 //! The heartbeat failsafe, a pure state machine: when the watched operators have sent no
-//! accepted message for `timeout`, mining is held at `failsafe_limit` until one arrives.
+//! accepted message for `timeout`, mining is capped at `failsafe_limit` until one arrives.
 //!
 //! Any accepted message from a watched operator counts as a heartbeat, not only
-//! `act = "heartbeat"`. The monitor decides what reaches `SiteState`: while the failsafe
-//! holds, commands from operators it does not watch are remembered but not applied (an
-//! aggregator's setpoint must not lift a failsafe the TSO's silence set); when heartbeats
-//! resume, the operator command that would be in force without the failsafe is restored
-//! (or released). No clock, no I/O: `now` is handed in.
+//! `act = "heartbeat"`. The failsafe is a cap of its own (`Observation::Failsafe`), kept
+//! apart from the operators' commands: commands keep arriving and applying while it holds,
+//! and none of them can lift it (the effective limit is the minimum of every cap), so an
+//! aggregator's setpoint cannot undo what the TSO's silence set. No clock, no I/O: `now`
+//! is handed in.
+//!
+//! Restarts: the time of the last heartbeat is part of the operator record that survives
+//! restarts (see `record`), so a crash loop cannot restart the silence clock. A daemon with
+//! no heartbeat history at all (first start, or a lost record) starts in the failsafe.
 
 use std::time::Duration;
 
-use super::claims::Order;
 use super::verifier::AcceptedCommand;
 use crate::clock::Timestamp;
-use crate::policy::OperatorAction;
 use crate::state::Observation;
 use crate::units::Watts;
 
@@ -39,21 +41,21 @@ impl HeartbeatConfig {
 #[derive(Debug, Clone)]
 pub struct HeartbeatMonitor {
     config: HeartbeatConfig,
-    last_heard: Timestamp,
+    /// The last accepted message from a watched operator; `None`: never heard (no
+    /// history), which is as good as silence.
+    last_heard: Option<Timestamp>,
     engaged: bool,
-    /// The operator command that would be in force without the failsafe.
-    standing: Option<(OperatorAction, Option<Timestamp>)>,
 }
 
 impl HeartbeatMonitor {
-    /// Starts as if a heartbeat arrived at `now`: the operator gets one `timeout` to be
-    /// heard after a restart before the failsafe engages.
-    pub fn new(config: HeartbeatConfig, now: Timestamp) -> Self {
+    /// Resumes from the last heartbeat a previous process recorded (`None`: no history).
+    /// Without a history the first `tick` engages the failsafe: after a restart the
+    /// silence clock runs on from the last heartbeat, never from the start.
+    pub fn resume(config: HeartbeatConfig, last_heard: Option<Timestamp>) -> Self {
         HeartbeatMonitor {
             config,
-            last_heard: now,
+            last_heard,
             engaged: false,
-            standing: None,
         }
     }
 
@@ -61,160 +63,108 @@ impl HeartbeatMonitor {
         self.engaged
     }
 
-    /// An accepted command arrived at `now`. Returns the observation to apply to
-    /// `SiteState` in this same step, if any: the command's own action normally; nothing
-    /// for a plain heartbeat; while the failsafe holds, nothing for an unwatched
-    /// operator, and for a watched one the restored command.
-    pub fn heard(&mut self, cmd: &AcceptedCommand, now: Timestamp) -> Option<Observation> {
-        if let Order::Act(action) = cmd.order {
-            self.standing = match action {
-                OperatorAction::Release => None,
-                a => Some((a, cmd.until)),
-            };
-        }
-        let watched = self.config.watches(&cmd.operator);
-        if watched {
-            self.last_heard = self.last_heard.max(now);
-        }
-        match (self.engaged, watched) {
-            (true, false) => None,
-            (true, true) => {
-                self.engaged = false;
-                Some(self.restore(now))
-            }
-            (false, _) => match cmd.order {
-                Order::Act(action) => Some(Observation::Operator {
-                    action,
-                    until: cmd.until,
-                    at: now,
-                }),
-                Order::Heartbeat => None,
-            },
-        }
+    pub fn config(&self) -> &HeartbeatConfig {
+        &self.config
     }
 
-    /// Called every controller step. Returns the failsafe curtailment once, when the
-    /// silence first exceeds `timeout`. The limit is the configured one, or the standing
-    /// command's if that is stricter.
-    pub fn tick(&mut self, now: Timestamp) -> Option<Observation> {
-        if self.engaged || now.since(self.last_heard) < self.config.timeout {
+    /// When a watched operator was last heard, for the durable record.
+    pub fn last_heard(&self) -> Option<Timestamp> {
+        self.last_heard
+    }
+
+    /// An accepted command arrived at `now`. Returns `Observation::Failsafe { limit:
+    /// None }` when it lifts the failsafe (a watched operator was heard), else nothing.
+    pub fn heard(&mut self, cmd: &AcceptedCommand, now: Timestamp) -> Option<Observation> {
+        if !self.config.watches(&cmd.issuer.id) {
             return None;
         }
-        self.engaged = true;
-        let standing = self
-            .standing
-            .filter(|(_, until)| until.is_none_or(|u| now < u))
-            .and_then(|(a, _)| match a {
-                OperatorAction::CurtailTo(w) | OperatorAction::Setpoint(w) => Some(w),
-                _ => None,
-            });
-        let limit = match standing {
-            Some(w) => w.min(self.config.failsafe_limit),
-            None => self.config.failsafe_limit,
-        };
-        Some(Observation::Operator {
-            action: OperatorAction::CurtailTo(limit),
-            until: None,
+        self.last_heard = Some(self.last_heard.map_or(now, |t| t.max(now)));
+        if !self.engaged {
+            return None;
+        }
+        self.engaged = false;
+        Some(Observation::Failsafe {
+            limit: None,
             at: now,
         })
     }
 
-    fn restore(&self, now: Timestamp) -> Observation {
-        let (action, until) = match self.standing {
-            Some((a, until)) if until.is_none_or(|u| now < u) => (a, until),
-            _ => (OperatorAction::Release, None),
-        };
-        Observation::Operator {
-            action,
-            until,
-            at: now,
+    /// Called every controller step. Returns the failsafe cap once, when the silence
+    /// first reaches `timeout` (or at once, without any history).
+    pub fn tick(&mut self, now: Timestamp) -> Option<Observation> {
+        let silent = self
+            .last_heard
+            .is_none_or(|t| now.since(t) >= self.config.timeout);
+        if self.engaged || !silent {
+            return None;
         }
+        self.engaged = true;
+        Some(Observation::Failsafe {
+            limit: Some(self.config.failsafe_limit),
+            at: now,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signal::operator::claims::Order;
+    use crate::state::Issuer;
 
-    fn cmd(operator: &str, order: Order, until: Option<i64>) -> AcceptedCommand {
+    fn cmd(operator: &str) -> AcceptedCommand {
         AcceptedCommand {
             jti: "j".into(),
-            operator: operator.into(),
-            order,
-            until: until.map(Timestamp::from_secs),
+            issuer: Issuer {
+                id: operator.into(),
+                priority: 0,
+            },
+            order: Order::Heartbeat,
+            until: None,
             issued_at: Timestamp(0),
             expires_at: Timestamp(0),
         }
     }
 
-    fn obs(action: OperatorAction, until: Option<i64>, at: i64) -> Option<Observation> {
-        Some(Observation::Operator {
-            action,
-            until: until.map(Timestamp::from_secs),
+    fn cap(limit: Option<f64>, at: i64) -> Option<Observation> {
+        Some(Observation::Failsafe {
+            limit: limit.map(Watts),
             at: Timestamp::from_secs(at),
         })
     }
 
     enum Step {
         Tick(i64, Option<Observation>),
-        Heard(i64, AcceptedCommand, Option<Observation>),
+        Heard(i64, &'static str, Option<Observation>),
     }
 
     #[test]
     fn failsafe_engages_on_silence_and_lifts_on_resume() {
-        use OperatorAction::*;
         use Step::*;
-        let hb = Order::Heartbeat;
-        let curtail = |w| Order::Act(CurtailTo(Watts(w)));
         let config = HeartbeatConfig {
             timeout: Duration::from_secs(90),
             failsafe_limit: Watts(500.0),
             operators: Some(vec!["tso".into()]),
         };
-        let mut m = HeartbeatMonitor::new(config, Timestamp::from_secs(0));
+        let mut m = HeartbeatMonitor::resume(config, Some(Timestamp::from_secs(0)));
         let steps = [
             Tick(89, None),
-            Heard(60, cmd("tso", hb, None), None),
+            Heard(60, "tso", None),
             Tick(149, None),
-            // A standing curtailment above the failsafe limit.
-            Heard(
-                100,
-                cmd("tso", curtail(800.0), Some(1000)),
-                obs(CurtailTo(Watts(800.0)), Some(1000), 100),
-            ),
-            Tick(189, None),
-            Tick(190, obs(CurtailTo(Watts(500.0)), None, 190)),
+            Tick(150, cap(Some(500.0), 150)),
             Tick(200, None),
-            // An unwatched operator neither lifts the failsafe nor overrides it...
-            Heard(
-                210,
-                cmd("agg", Order::Act(Setpoint(Watts(900.0))), None),
-                None,
-            ),
+            // An unwatched operator does not lift it.
+            Heard(210, "agg", None),
             Tick(220, None),
-            // ...but what it asked for is what holds once the TSO is heard again.
-            Heard(
-                230,
-                cmd("tso", hb, None),
-                obs(Setpoint(Watts(900.0)), None, 230),
-            ),
+            Heard(230, "tso", cap(None, 230)),
             Tick(319, None),
-            Tick(320, obs(CurtailTo(Watts(500.0)), None, 320)),
-            Heard(
-                330,
-                cmd("tso", curtail(100.0), Some(1000)),
-                obs(CurtailTo(Watts(100.0)), Some(1000), 330),
-            ),
-            // A stricter standing command is kept as the failsafe limit.
-            Tick(420, obs(CurtailTo(Watts(100.0)), None, 420)),
-            // ...but if it expired during the silence, resuming releases.
-            Heard(1500, cmd("tso", hb, None), obs(Release, None, 1500)),
+            Tick(320, cap(Some(500.0), 320)),
         ];
         for (i, s) in steps.into_iter().enumerate() {
             match s {
                 Tick(t, want) => assert_eq!(m.tick(Timestamp::from_secs(t)), want, "step {i}"),
-                Heard(t, c, want) => {
-                    assert_eq!(m.heard(&c, Timestamp::from_secs(t)), want, "step {i}")
+                Heard(t, op, want) => {
+                    assert_eq!(m.heard(&cmd(op), Timestamp::from_secs(t)), want, "step {i}")
                 }
             }
         }
@@ -227,14 +177,42 @@ mod tests {
             failsafe_limit: Watts(0.0),
             operators: None,
         };
-        let mut m = HeartbeatMonitor::new(config, Timestamp::from_secs(0));
+        let mut m = HeartbeatMonitor::resume(config, Some(Timestamp::from_secs(0)));
         assert!(m.tick(Timestamp::from_secs(10)).is_some());
         assert!(m.engaged());
-        let got = m.heard(
-            &cmd("anyone", Order::Heartbeat, None),
-            Timestamp::from_secs(11),
+        assert_eq!(
+            m.heard(&cmd("anyone"), Timestamp::from_secs(11)),
+            cap(None, 11)
         );
-        assert_eq!(got, obs(OperatorAction::Release, None, 11));
         assert!(!m.engaged());
+    }
+
+    /// Issue 9, hole 2: a restart under the failsafe gave a full `timeout` uncapped, and a
+    /// crash loop faster than the timeout never engaged it. The silence clock now resumes
+    /// from the recorded last heartbeat, and no history means the failsafe at once.
+    #[test]
+    fn r9_a_restart_never_restarts_the_silence_clock() {
+        let config = HeartbeatConfig {
+            timeout: Duration::from_secs(90),
+            failsafe_limit: Watts(0.0),
+            operators: None,
+        };
+        // Last heard at 0; restarted at 60, 80, 100: engaged at the first tick past 90.
+        for (restart, want) in [(60, None), (80, None), (100, cap(Some(0.0), 100))] {
+            let mut m = HeartbeatMonitor::resume(config.clone(), Some(Timestamp::from_secs(0)));
+            assert_eq!(
+                m.tick(Timestamp::from_secs(restart)),
+                want,
+                "restart at {restart}"
+            );
+        }
+        let mut fresh = HeartbeatMonitor::resume(config, None);
+        assert_eq!(fresh.tick(Timestamp::from_secs(5)), cap(Some(0.0), 5));
+        assert_eq!(fresh.last_heard(), None);
+        assert_eq!(
+            fresh.heard(&cmd("tso"), Timestamp::from_secs(6)),
+            cap(None, 6)
+        );
+        assert_eq!(fresh.last_heard(), Some(Timestamp::from_secs(6)));
     }
 }

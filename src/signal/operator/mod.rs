@@ -22,16 +22,20 @@
 //! payload makes this panic (payloads over [`MAX_TOKEN_BYTES`] are not even parsed).
 //!
 //! Use: build an [`OperatorCommands`] from [`config::OperatorConfig`]; for each payload
-//! call [`OperatorCommands::receive`] and apply the returned observation to `SiteState`
-//! *before* the controller's `step` in the same iteration (so an accepted curtail takes
-//! effect in the step it arrives), then publish [`Ack::new`] with the limit the step
-//! decided. Call [`OperatorCommands::tick`] every step for the heartbeat failsafe.
+//! call [`OperatorCommands::receive`] with the commands in force (the authority check
+//! needs them: see `state::CommandsInForce`) and apply the returned observations to
+//! `SiteState` *before* the controller's `step` in the same iteration (so an accepted
+//! curtail takes effect in the step it arrives), then publish [`Ack::new`] with the limit
+//! the step decided. Call [`OperatorCommands::tick`] every step for the heartbeat
+//! failsafe.
 //!
-//! Restarts: save [`OperatorCommands::replay_entries`] with a [`ReplayFile`] after every
-//! accepted command, before it acts, and give a new process what `ReplayFile::load`
-//! returns ([`OperatorCommands::restore_replay`]). When the file cannot be read, call
-//! [`OperatorCommands::replay_record_lost`]: tokens signed before the start are then
-//! refused (`issued_before_restart`) instead of risking a replay.
+//! Restarts: after every accepted command, once its observations are applied and before
+//! the step that acts on it, save [`OperatorCommands::record`] (the accepted `jti`s, the
+//! commands in force, the last heartbeat) with a [`ReplayFile`]; give a new process what
+//! `ReplayFile::load` returns ([`OperatorCommands::restore`]) before its first decision.
+//! When the file cannot be read, call [`OperatorCommands::record_lost`]: tokens signed
+//! before the start are then refused (`issued_before_restart`) instead of risking a
+//! replay, and mining is held at 0 W until an operator releases it.
 //!
 //! Layout: `jws` (split, decode, verify), `claims` (parse and check), `replay` (jti
 //! cache), `replay_file` (that cache on disk), `heartbeat` (failsafe state machine),
@@ -57,14 +61,15 @@ pub use heartbeat::{HeartbeatConfig, HeartbeatMonitor};
 pub use jws::{
     parse_ed25519_public_key, sign_hs256, Algorithm, HmacSecret, OperatorKey, MAX_TOKEN_BYTES,
 };
-pub use replay::{ReplayCache, ReplayEntry, DEFAULT_CAPACITY};
-pub use replay_file::{ReplayFile, ReplayFileError};
+pub use replay::{Budget, ReplayCache, ReplayEntry, DEFAULT_CAPACITY, HARD_CEILING};
+pub use replay_file::{Record, ReplayFile, ReplayFileError};
 pub use verifier::{
     AcceptedCommand, CommandVerifier, Operator, DEFAULT_MAX_LIFETIME, DEFAULT_SKEW,
 };
 
 use crate::clock::Timestamp;
-use crate::state::Observation;
+use crate::policy::OperatorAction;
+use crate::state::{CommandsInForce, Issuer, Observation};
 use crate::units::Watts;
 
 /// The answer to every command, published on `gridminer/{site}/cmd/ack` as
@@ -112,9 +117,14 @@ impl Ack {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Received {
     pub outcome: Result<AcceptedCommand, Refusal>,
-    /// What to apply to `SiteState` now, if anything.
-    pub observation: Option<Observation>,
+    /// What to apply to `SiteState` now, in order (the command, and the failsafe lifting
+    /// when it was a watched operator's).
+    pub observations: Vec<Observation>,
 }
+
+/// Who holds the cap set when the operator record was lost: any operator's release
+/// ends it (priority 0 is outranked by none).
+pub const RECORD_LOST_ISSUER: &str = "gridminer:record-lost";
 
 /// The whole command channel for one site: verifier, heartbeat failsafe, counters.
 #[derive(Debug)]
@@ -125,58 +135,99 @@ pub struct OperatorCommands {
 }
 
 impl OperatorCommands {
-    /// `now` starts the heartbeat clock: the operator has one `timeout` to be heard.
-    pub fn new(site_id: impl Into<String>, config: OperatorConfig, now: Timestamp) -> Self {
+    /// A channel with no history: with a heartbeat configured, the failsafe engages at
+    /// the first `tick` until a watched operator is heard ([`OperatorCommands::restore`]
+    /// brings a previous process's history back).
+    pub fn new(site_id: impl Into<String>, config: OperatorConfig) -> Self {
         OperatorCommands {
             verifier: CommandVerifier::new(site_id, config.operators, config.clock_skew),
-            heartbeat: config.heartbeat.map(|h| HeartbeatMonitor::new(h, now)),
+            heartbeat: config.heartbeat.map(|h| HeartbeatMonitor::resume(h, None)),
             counters: Arc::new(Counters::default()),
         }
     }
 
-    /// Verifies one payload received at `now`, counts the outcome, and says what to
-    /// apply. Never panics.
-    pub fn receive(&mut self, payload: &[u8], now: Timestamp) -> Received {
-        let outcome = self.verifier.verify(payload, now);
-        let observation = match &outcome {
+    /// Refuses (`out_of_range`) commands naming more power than the site's loads can draw.
+    pub fn with_max_power(mut self, max: Watts) -> Self {
+        self.verifier = self.verifier.with_max_power(max);
+        self
+    }
+
+    /// Verifies one payload received at `now` against the commands in force, counts the
+    /// outcome, and says what to apply. Never panics.
+    pub fn receive(
+        &mut self,
+        payload: &[u8],
+        now: Timestamp,
+        in_force: &CommandsInForce,
+    ) -> Received {
+        let outcome = self.verifier.verify(payload, now).and_then(|cmd| {
+            if let Order::Act(action) = &cmd.order {
+                in_force
+                    .admit(&cmd.issuer, action, now)
+                    .map_err(|_| Refusal {
+                        jti: Some(cmd.jti.clone()),
+                        reason: RefusalReason::Outranked,
+                    })?;
+            }
+            Ok(cmd)
+        });
+        let mut observations = Vec::new();
+        match &outcome {
             Ok(cmd) => {
                 self.counters.count_accepted();
-                match &mut self.heartbeat {
-                    Some(h) => h.heard(cmd, now),
-                    None => cmd.observation(now),
+                observations.extend(cmd.observation(now));
+                if let Some(h) = &mut self.heartbeat {
+                    observations.extend(h.heard(cmd, now));
                 }
             }
-            Err(r) => {
-                self.counters.count_refused(r.reason);
-                None
-            }
-        };
+            Err(r) => self.counters.count_refused(r.reason),
+        }
         Received {
             outcome,
-            observation,
+            observations,
         }
     }
 
-    /// The accepted `jti`s still remembered: what to save after an accepted command.
-    pub fn replay_entries(&self) -> Vec<ReplayEntry> {
-        self.verifier.replay_entries()
+    /// What to save after an accepted command (or the failsafe engaging), before it acts.
+    pub fn record(&self, in_force: &CommandsInForce) -> Record {
+        Record {
+            entries: self.verifier.replay_entries(),
+            commands: in_force.all().to_vec(),
+            last_heartbeat: self.heartbeat.as_ref().and_then(|h| h.last_heard()),
+        }
     }
 
-    /// Takes back the `jti`s a previous process accepted; returns how many are live.
-    pub fn restore_replay(&mut self, entries: Vec<ReplayEntry>, now: Timestamp) -> usize {
-        self.verifier.restore_replay(entries, now)
+    /// Takes back a previous process's record at `now`: its `jti`s (returns how many are
+    /// live), its last heartbeat, and the commands in force to put into `SiteState`.
+    pub fn restore(&mut self, record: Record, now: Timestamp) -> (usize, CommandsInForce) {
+        let live = self.verifier.restore_replay(record.entries, now);
+        if let Some(h) = &mut self.heartbeat {
+            *h = HeartbeatMonitor::resume(h.config().clone(), record.last_heartbeat);
+        }
+        (live, CommandsInForce::restore(record.commands, now))
     }
 
-    /// The record of accepted `jti`s could not be restored at `now` (the start): from
-    /// here on, tokens issued before the returned instant (`now` plus the clock skew) are
-    /// refused as `issued_before_restart`, since any of them might be a replay.
-    pub fn replay_record_lost(&mut self, now: Timestamp) -> Timestamp {
+    /// The record could not be restored at `now` (the start). Tokens issued before the
+    /// returned fence (`now` plus the clock skew) are refused as `issued_before_restart`,
+    /// since any of them might be a replay; and since a curtailment may have been in force,
+    /// the returned observation holds mining at 0 W until an operator releases it.
+    pub fn record_lost(&mut self, now: Timestamp) -> (Timestamp, Observation) {
         let fence = now + self.verifier.skew();
         self.verifier.refuse_issued_before(fence);
-        fence
+        let hold = Observation::Operator {
+            issuer: Issuer {
+                id: RECORD_LOST_ISSUER.into(),
+                priority: 0,
+            },
+            action: OperatorAction::CurtailTo(Watts::ZERO),
+            until: None,
+            at: now,
+        };
+        (fence, hold)
     }
 
-    /// Call every controller step: the failsafe curtailment when the heartbeats stop.
+    /// Call every controller step (and once at start, before the first decision): the
+    /// failsafe cap when the heartbeats stop.
     pub fn tick(&mut self, now: Timestamp) -> Option<Observation> {
         let obs = self.heartbeat.as_mut()?.tick(now);
         if obs.is_some() {

@@ -1,22 +1,30 @@
 //! Remembers every accepted `jti` until its token could no longer be accepted anyway
 //! (`exp` plus the clock skew allowance), so a captured command cannot be sent again.
-//! Bounded: expired entries are evicted on every insert, and when the cache is still
-//! full the new command is refused (`rate_limited`) rather than risk forgetting a live
-//! `jti`. Keys are (issuer, jti): one operator's ids never collide with another's.
+//! Bounded per operator: expired entries are evicted on every insert, and when an
+//! operator's share is still full its new command is refused (`rate_limited`) rather than
+//! risk forgetting a live `jti`. One operator's flood therefore never refuses another's
+//! command, and a curtailment is never refused for capacity at all: it is remembered
+//! beyond the share (an operator that floods curtailments only curtails itself), up to a
+//! hard ceiling on the whole cache past which its own soonest-forgotten entry makes room
+//! (a replayed curtailment can only lower mining). Keys are (issuer, jti): one operator's
+//! ids never collide with another's.
 //!
 //! Pure and in memory; `replay_file` keeps a copy on disk so the record survives a
 //! restart: `entries` is what to save after each accepted command, `restore` what a new
 //! process loads back.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use super::error::RefusalReason;
 use crate::clock::Timestamp;
 
-/// Default number of live `jti`s kept: 4096 commands within one token lifetime is far
-/// beyond what any operator sends.
+/// Default number of live `jti`s kept per operator: 4096 commands within one token
+/// lifetime is far beyond what any operator sends.
 pub const DEFAULT_CAPACITY: usize = 4096;
+
+/// Most entries the whole cache holds, whatever is admitted beyond the per-operator shares.
+pub const HARD_CEILING: usize = 65_536;
 
 /// One remembered command: its issuer and `jti`, and when it may be forgotten.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +41,19 @@ pub struct ReplayCache {
     seen: HashSet<(String, String)>,
     /// (forget at, issuer, jti), soonest first.
     expiry: BinaryHeap<Reverse<(Timestamp, String, String)>>,
+    /// Live entries per issuer.
+    per_issuer: HashMap<String, usize>,
+    /// Each operator's share.
     capacity: usize,
+}
+
+/// Whether a command may be remembered beyond its operator's share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Within the operator's share, else refused `rate_limited`.
+    Share,
+    /// Never refused for capacity (a curtailment).
+    Always,
 }
 
 impl Default for ReplayCache {
@@ -43,15 +63,18 @@ impl Default for ReplayCache {
 }
 
 impl ReplayCache {
+    /// `capacity` live entries per operator.
     pub fn new(capacity: usize) -> Self {
         ReplayCache {
             seen: HashSet::new(),
             expiry: BinaryHeap::new(),
+            per_issuer: HashMap::new(),
             capacity,
         }
     }
 
-    /// Records `jti` as used until `forget_at`; refuses one already recorded.
+    /// Records `jti` as used until `forget_at`; refuses one already recorded, and one
+    /// over its operator's share unless `budget` is [`Budget::Always`].
     pub fn insert(
         &mut self,
         issuer: &str,
@@ -59,18 +82,61 @@ impl ReplayCache {
         forget_at: Timestamp,
         now: Timestamp,
     ) -> Result<(), RefusalReason> {
+        self.insert_with(issuer, jti, forget_at, now, Budget::Share)
+    }
+
+    pub fn insert_with(
+        &mut self,
+        issuer: &str,
+        jti: &str,
+        forget_at: Timestamp,
+        now: Timestamp,
+        budget: Budget,
+    ) -> Result<(), RefusalReason> {
         self.evict(now);
         let key = (issuer.to_string(), jti.to_string());
         if self.seen.contains(&key) {
             return Err(RefusalReason::Replayed);
         }
-        if self.seen.len() >= self.capacity {
+        let used = self.per_issuer.get(issuer).copied().unwrap_or(0);
+        if used >= self.capacity && budget == Budget::Share {
             return Err(RefusalReason::RateLimited);
+        }
+        if self.seen.len() >= HARD_CEILING.max(self.capacity) {
+            // Only an `Always` insert gets here: make room from the same operator.
+            if !self.forget_soonest_of(issuer) {
+                return Err(RefusalReason::RateLimited);
+            }
         }
         self.expiry
             .push(Reverse((forget_at, key.0.clone(), key.1.clone())));
+        *self.per_issuer.entry(key.0.clone()).or_insert(0) += 1;
         self.seen.insert(key);
         Ok(())
+    }
+
+    /// Drops `issuer`'s entry that would be forgotten soonest; false if it has none.
+    fn forget_soonest_of(&mut self, issuer: &str) -> bool {
+        let mut all = std::mem::take(&mut self.expiry).into_vec();
+        all.sort();
+        let found = all.iter().position(|Reverse((_, i, _))| i == issuer);
+        if let Some(at) = found {
+            let Reverse((_, i, j)) = all.remove(at);
+            self.forget(&i, &j);
+        }
+        self.expiry = all.into();
+        found.is_some()
+    }
+
+    fn forget(&mut self, issuer: &str, jti: &str) {
+        if self.seen.remove(&(issuer.to_string(), jti.to_string())) {
+            if let Some(n) = self.per_issuer.get_mut(issuer) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_issuer.remove(issuer);
+                }
+            }
+        }
     }
 
     /// Every entry not yet forgotten, soonest to expire first.
@@ -116,7 +182,7 @@ impl ReplayCache {
             let Some(Reverse((_, issuer, jti))) = self.expiry.pop() else {
                 break;
             };
-            self.seen.remove(&(issuer, jti));
+            self.forget(&issuer, &jti);
         }
     }
 }
@@ -161,6 +227,40 @@ mod tests {
             Err(RefusalReason::Replayed)
         );
         assert_eq!(c.insert("a", "3", t(200), t(100)), Ok(()));
+        assert_eq!(c.len(), 1);
+    }
+
+    /// Issue 9, hole 5: 4,096 heartbeats from one operator filled the shared cache and
+    /// the TSO's next curtail was refused `rate_limited`.
+    #[test]
+    fn r9_one_operators_flood_never_refuses_another() {
+        let mut c = ReplayCache::new(3);
+        let t = Timestamp;
+        for j in 0..3 {
+            assert_eq!(c.insert("agg", &j.to_string(), t(100), t(0)), Ok(()));
+        }
+        assert_eq!(
+            c.insert("agg", "3", t(100), t(0)),
+            Err(RefusalReason::RateLimited),
+            "the flooding operator hits its own share"
+        );
+        assert_eq!(c.insert("tso", "1", t(100), t(0)), Ok(()), "the TSO is not");
+        // A curtailment is never refused for capacity, even over its own share...
+        for j in 0..10 {
+            let jti = format!("c{j}");
+            assert_eq!(
+                c.insert_with("agg", &jti, t(100), t(0), Budget::Always),
+                Ok(())
+            );
+        }
+        // ...and still remembered: a replay of it is refused.
+        assert_eq!(
+            c.insert_with("agg", "c3", t(100), t(0), Budget::Always),
+            Err(RefusalReason::Replayed)
+        );
+        assert_eq!(c.len(), 14);
+        // At 100 all are forgotten and the shares are free again.
+        assert_eq!(c.insert("agg", "4", t(200), t(100)), Ok(()));
         assert_eq!(c.len(), 1);
     }
 

@@ -1,10 +1,15 @@
-//! The replay cache on disk, so that a restart inside a token's lifetime does not let a
-//! captured command be sent again. The only file I/O of the command channel besides
-//! reading keys at config time: the live task loads the file once at start and saves it
-//! after every accepted command, before the command acts.
+//! The operator record on disk: the replay cache, so that a restart inside a token's
+//! lifetime does not let a captured command be sent again, and the commands in force and
+//! the last heartbeat, so that a restart (or a crash loop) never lifts a curtailment or
+//! restarts the failsafe's silence clock. The only file I/O of the command channel
+//! besides reading keys at config time: the live task loads the file once at start,
+//! before the first decision, and saves it after every accepted command, before the
+//! command acts.
 //!
-//! The file is JSON, `{"version": 1, "entries": [{"iss", "jti", "forget_at_ms"}, ...]}`,
-//! replaced whole on every save: written to a temporary file beside it, flushed to disk,
+//! The file is JSON, `{"version": 2, "entries": [{"iss", "jti", "forget_at_ms"}, ...],
+//! "commands": [{"iss", "priority", "act", "watts", "until_ms", "received_ms"}, ...],
+//! "last_heartbeat_ms": …}` (a version 1 file, entries alone, is still read), replaced
+//! whole on every save: written to a temporary file beside it, flushed to disk,
 //! then renamed over it, so a crash or power cut leaves the old record or the new one,
 //! never half of one. A missing file is an empty record (the first start).
 //!
@@ -19,8 +24,23 @@ use serde::{Deserialize, Serialize};
 
 use super::replay::ReplayEntry;
 use crate::clock::Timestamp;
+use crate::policy::OperatorAction;
+use crate::state::{ActiveCommand, Issuer};
+use crate::units::Watts;
 
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+
+/// What the file holds, as the command channel gives and takes it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Record {
+    /// Accepted `jti`s still remembered.
+    pub entries: Vec<ReplayEntry>,
+    /// The commands in force when it was saved.
+    pub commands: Vec<ActiveCommand>,
+    /// When a watched operator was last heard; `None`: never (the failsafe engages at
+    /// start).
+    pub last_heartbeat: Option<Timestamp>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayFileError {
@@ -45,6 +65,60 @@ pub enum ReplayFileError {
 struct OnDisk {
     version: u32,
     entries: Vec<DiskEntry>,
+    #[serde(default)]
+    commands: Vec<DiskCommand>,
+    #[serde(default)]
+    last_heartbeat_ms: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiskCommand {
+    iss: String,
+    priority: u32,
+    /// `curtail` or `setpoint`.
+    act: String,
+    watts: f64,
+    until_ms: Option<i64>,
+    received_ms: i64,
+}
+
+impl DiskCommand {
+    fn from_command(c: &ActiveCommand) -> Option<Self> {
+        let (act, w) = match c.action {
+            OperatorAction::CurtailTo(w) | OperatorAction::CurtailBy(w) => ("curtail", w),
+            OperatorAction::Setpoint(w) => ("setpoint", w),
+            OperatorAction::Release => return None,
+        };
+        Some(DiskCommand {
+            iss: c.issuer.id.clone(),
+            priority: c.issuer.priority,
+            act: act.into(),
+            watts: w.0,
+            until_ms: c.until.map(|u| u.0),
+            received_ms: c.received.0,
+        })
+    }
+
+    fn into_command(self) -> Result<ActiveCommand, String> {
+        if !(self.watts.is_finite() && self.watts >= 0.0) {
+            return Err(format!("command of {:?}: {} W", self.iss, self.watts));
+        }
+        let action = match self.act.as_str() {
+            "curtail" => OperatorAction::CurtailTo(Watts(self.watts)),
+            "setpoint" => OperatorAction::Setpoint(Watts(self.watts)),
+            other => return Err(format!("command of {:?}: act {other:?}", self.iss)),
+        };
+        Ok(ActiveCommand {
+            issuer: Issuer {
+                id: self.iss,
+                priority: self.priority,
+            },
+            action,
+            until: self.until_ms.map(Timestamp),
+            received: Timestamp(self.received_ms),
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -71,17 +145,13 @@ impl ReplayFile {
         &self.path
     }
 
-    /// The entries still live at `now`; none when the file does not exist. A file with
-    /// more live entries than `capacity` did not come from a cache of that size, and is
-    /// `Corrupt`.
-    pub fn load(
-        &self,
-        now: Timestamp,
-        capacity: usize,
-    ) -> Result<Vec<ReplayEntry>, ReplayFileError> {
+    /// The record as of `now`, entries already forgotten left out; empty when the file
+    /// does not exist (a first start). A file with more live entries than `capacity` did
+    /// not come from a cache of that size, and is `Corrupt`.
+    pub fn load(&self, now: Timestamp, capacity: usize) -> Result<Record, ReplayFileError> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Record::default()),
             Err(source) => {
                 return Err(ReplayFileError::Read {
                     path: self.path.clone(),
@@ -94,9 +164,9 @@ impl ReplayFile {
             detail,
         };
         let disk: OnDisk = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        if disk.version != VERSION {
+        if !(1..=VERSION).contains(&disk.version) {
             return Err(corrupt(format!(
-                "version {} (this build reads {VERSION})",
+                "version {} (this build reads 1 to {VERSION})",
                 disk.version
             )));
         }
@@ -116,12 +186,23 @@ impl ReplayFile {
                 live.len()
             )));
         }
-        Ok(live)
+        let commands = disk
+            .commands
+            .into_iter()
+            .map(DiskCommand::into_command)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(corrupt)?;
+        Ok(Record {
+            entries: live,
+            commands,
+            last_heartbeat: disk.last_heartbeat_ms.map(Timestamp),
+        })
     }
 
-    /// Replaces the file with `entries`, atomically (see the module doc). Creates the
+    /// Replaces the file with `record`, atomically (see the module doc). Creates the
     /// directory if it is missing.
-    pub fn save(&self, entries: &[ReplayEntry]) -> Result<(), ReplayFileError> {
+    pub fn save(&self, record: &Record) -> Result<(), ReplayFileError> {
+        let entries = &record.entries;
         let write_err = |source| ReplayFileError::Write {
             path: self.path.clone(),
             source,
@@ -136,6 +217,12 @@ impl ReplayFile {
                     forget_at_ms: e.forget_at.0,
                 })
                 .collect(),
+            commands: record
+                .commands
+                .iter()
+                .filter_map(DiskCommand::from_command)
+                .collect(),
+            last_heartbeat_ms: record.last_heartbeat.map(|t| t.0),
         };
         let body = serde_json::to_vec(&disk).expect("strings and integers serialise");
         let dir = match self.path.parent() {
@@ -179,18 +266,33 @@ mod tests {
         }
     }
 
+    fn record(entries: &[ReplayEntry]) -> Record {
+        Record {
+            entries: entries.to_vec(),
+            ..Record::default()
+        }
+    }
+
+    fn entries(file: &ReplayFile, now: i64, cap: usize) -> Vec<ReplayEntry> {
+        file.load(Timestamp(now), cap).unwrap().entries
+    }
+
     #[test]
     fn saved_entries_load_back_without_the_expired_ones() {
         let dir = tempfile::tempdir().unwrap();
         let file = ReplayFile::new(dir.path().join("state/replay.json"));
-        assert_eq!(file.load(Timestamp(0), 10).unwrap(), [], "no file: empty");
+        assert_eq!(
+            file.load(Timestamp(0), 10).unwrap(),
+            Record::default(),
+            "no file: empty"
+        );
         let saved = [entry("a", "1", 100), entry("b", "x\"y", 300)];
-        file.save(&saved).unwrap();
-        assert_eq!(file.load(Timestamp(50), 10).unwrap(), saved);
-        assert_eq!(file.load(Timestamp(100), 10).unwrap(), [saved[1].clone()]);
+        file.save(&record(&saved)).unwrap();
+        assert_eq!(entries(&file, 50, 10), saved);
+        assert_eq!(entries(&file, 100, 10), [saved[1].clone()]);
         // Replaced whole, and no temporary file is left beside it.
-        file.save(&saved[1..]).unwrap();
-        assert_eq!(file.load(Timestamp(0), 10).unwrap(), [saved[1].clone()]);
+        file.save(&record(&saved[1..])).unwrap();
+        assert_eq!(entries(&file, 0, 10), [saved[1].clone()]);
         let names: Vec<_> = std::fs::read_dir(dir.path().join("state"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -203,7 +305,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("replay.json");
         let file = ReplayFile::new(&path);
-        file.save(&[entry("a", "1", 100), entry("a", "2", 100)])
+        file.save(&record(&[entry("a", "1", 100), entry("a", "2", 100)]))
             .unwrap();
         let good = std::fs::read_to_string(&path).unwrap();
         for (what, text) in [
@@ -211,7 +313,7 @@ mod tests {
             ("empty", String::new()),
             (
                 "another version",
-                good.replace("\"version\":1", "\"version\":2"),
+                good.replace("\"version\":2", "\"version\":3"),
             ),
             (
                 "an unknown field",
@@ -231,6 +333,57 @@ mod tests {
         assert!(err.to_string().contains("more than the cache's 1"), "{err}");
     }
 
+    /// Issue 9, hole 2: the commands in force and the last heartbeat come back whole.
+    #[test]
+    fn r9_commands_in_force_and_the_last_heartbeat_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ReplayFile::new(dir.path().join("record.json"));
+        let cmd = |id: &str, priority, action, until| ActiveCommand {
+            issuer: Issuer {
+                id: id.into(),
+                priority,
+            },
+            action,
+            until,
+            received: Timestamp(5),
+        };
+        let saved = Record {
+            entries: vec![entry("tso", "1", 100)],
+            commands: vec![
+                cmd(
+                    "tso",
+                    10,
+                    OperatorAction::CurtailTo(Watts(0.0)),
+                    Some(Timestamp(600_000)),
+                ),
+                cmd("agg", 1, OperatorAction::Setpoint(Watts(1500.0)), None),
+            ],
+            last_heartbeat: Some(Timestamp(42)),
+        };
+        file.save(&saved).unwrap();
+        assert_eq!(file.load(Timestamp(50), 10).unwrap(), saved);
+        // A version 1 file (entries alone) still reads, with no history.
+        std::fs::write(
+            file.path(),
+            r#"{"version":1,"entries":[{"iss":"a","jti":"1","forget_at_ms":100}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            file.load(Timestamp(0), 10).unwrap(),
+            record(&[entry("a", "1", 100)])
+        );
+        // A command that could not have been accepted makes the file corrupt.
+        let bad = std::fs::read_to_string(dir.path().join("record.json")).unwrap();
+        assert!(bad.contains("version"));
+        file.save(&saved).unwrap();
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        std::fs::write(file.path(), text.replace("\"curtail\"", "\"boost\"")).unwrap();
+        assert!(matches!(
+            file.load(Timestamp(0), 10),
+            Err(ReplayFileError::Corrupt { .. })
+        ));
+    }
+
     #[test]
     fn an_unreadable_or_unwritable_place_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
@@ -241,7 +394,7 @@ mod tests {
             Err(ReplayFileError::Read { .. })
         ));
         assert!(matches!(
-            file.save(&[entry("a", "1", 1)]),
+            file.save(&record(&[entry("a", "1", 1)])),
             Err(ReplayFileError::Write { .. })
         ));
     }

@@ -13,6 +13,14 @@ use sha2::Sha256;
 
 use super::*;
 use crate::policy::OperatorAction;
+use crate::state::CommandsInForce;
+
+fn tso() -> Issuer {
+    Issuer {
+        id: "tso".into(),
+        priority: 100,
+    }
+}
 
 const NOW: i64 = 1_700_000_000;
 const SECRET: &[u8] = b"an-hs256-secret-of-at-least-32-bytes!";
@@ -27,11 +35,13 @@ fn operators() -> Vec<Operator> {
             id: "tso".into(),
             key: OperatorKey::Ed25519(ed_signer().verifying_key()),
             max_lifetime: DEFAULT_MAX_LIFETIME,
+            priority: 100,
         },
         Operator {
             id: "agg".into(),
             key: OperatorKey::Hs256(HmacSecret::new(SECRET.to_vec()).unwrap()),
             max_lifetime: DEFAULT_MAX_LIFETIME,
+            priority: 10,
         },
     ]
 }
@@ -201,15 +211,16 @@ fn every_refusal_reason_through_the_verifier() {
     // The same jti from another operator is another command.
     assert!(v.verify(hs(json!({})).as_bytes(), at(NOW + 1)).is_ok());
 
-    // A full replay cache refuses rather than forgets.
+    // A full share of the replay cache refuses rather than forgets (a curtailment is
+    // never refused for capacity: see the replay cache).
     let mut v = verifier().with_replay_cache(ReplayCache::new(1));
-    assert!(v
-        .verify(ed(json!({"jti": "a"})).as_bytes(), at(NOW))
-        .is_ok());
-    let r = v
-        .verify(ed(json!({"jti": "b"})).as_bytes(), at(NOW))
-        .unwrap_err();
+    let heartbeat = |jti| ed(json!({"jti": jti, "act": "heartbeat", "limit_w": null}));
+    assert!(v.verify(heartbeat("a").as_bytes(), at(NOW)).is_ok());
+    let r = v.verify(heartbeat("b").as_bytes(), at(NOW)).unwrap_err();
     assert_eq!(r.reason, RateLimited);
+    assert!(v
+        .verify(ed(json!({"jti": "c"})).as_bytes(), at(NOW))
+        .is_ok());
 }
 
 #[test]
@@ -249,25 +260,21 @@ fn ack_json_is_exactly_the_issue_s_shape() {
 
 #[test]
 fn an_accepted_curtail_is_an_observation_at_once_and_counted() {
-    let config = OperatorConfig {
-        operators: operators(),
-        heartbeat: None,
-        clock_skew: DEFAULT_SKEW,
-        replay_cache: None,
-    };
-    let mut ch = OperatorCommands::new("site-a", config, at(NOW));
-    let r = ch.receive(ed(json!({"until": NOW + 600})).as_bytes(), at(NOW));
+    let mut ch = channel();
+    let none = CommandsInForce::default();
+    let r = ch.receive(ed(json!({"until": NOW + 600})).as_bytes(), at(NOW), &none);
     assert_eq!(
-        r.observation,
-        Some(Observation::Operator {
+        r.observations,
+        [Observation::Operator {
+            issuer: tso(),
             action: OperatorAction::CurtailTo(Watts(250e3)),
             until: Some(at(NOW + 600)),
             at: at(NOW),
-        })
+        }]
     );
-    let r = ch.receive(ed(json!({})).as_bytes(), at(NOW));
-    assert_eq!(r.observation, None);
-    ch.receive(b"garbage", at(NOW));
+    let r = ch.receive(ed(json!({})).as_bytes(), at(NOW), &none);
+    assert_eq!(r.observations, []);
+    ch.receive(b"garbage", at(NOW), &none);
     let counters = ch.counters();
     assert_eq!(counters.accepted(), 1);
     assert_eq!(counters.refused(RefusalReason::Replayed), 1);
@@ -275,8 +282,7 @@ fn an_accepted_curtail_is_an_observation_at_once_and_counted() {
     assert_eq!(ch.tick(at(NOW + 10_000)), None, "no heartbeat configured");
 }
 
-#[test]
-fn the_channel_holds_the_failsafe_when_heartbeats_stop() {
+fn heartbeat_channel() -> OperatorCommands {
     let config = OperatorConfig {
         operators: operators(),
         heartbeat: Some(HeartbeatConfig {
@@ -287,36 +293,166 @@ fn the_channel_holds_the_failsafe_when_heartbeats_stop() {
         clock_skew: DEFAULT_SKEW,
         replay_cache: None,
     };
-    let mut ch = OperatorCommands::new("site-a", config, at(NOW));
+    OperatorCommands::new("site-a", config)
+}
+
+fn hb(t: i64, jti: &str) -> String {
+    ed(json!({"act": "heartbeat", "limit_w": null, "iat": t, "exp": t + 30, "jti": jti}))
+}
+
+#[test]
+fn the_channel_holds_the_failsafe_when_heartbeats_stop() {
+    let mut ch = heartbeat_channel();
+    let none = CommandsInForce::default();
+    ch.restore(
+        Record {
+            last_heartbeat: Some(at(NOW)),
+            ..Record::default()
+        },
+        at(NOW),
+    );
     assert_eq!(ch.tick(at(NOW + 89)), None);
-    let hb = |t: i64, jti: &str| {
-        ed(json!({"act": "heartbeat", "limit_w": null, "iat": t, "exp": t + 30, "jti": jti}))
-    };
     assert_eq!(
-        ch.receive(hb(NOW + 60, "h1").as_bytes(), at(NOW + 60))
-            .observation,
-        None
+        ch.receive(hb(NOW + 60, "h1").as_bytes(), at(NOW + 60), &none)
+            .observations,
+        []
     );
     assert_eq!(ch.tick(at(NOW + 149)), None);
     let failsafe = ch.tick(at(NOW + 150));
-    assert!(matches!(
+    assert_eq!(
         failsafe,
-        Some(Observation::Operator { action: OperatorAction::CurtailTo(Watts(w)), until: None, .. }) if w == 0.0
-    ));
+        Some(Observation::Failsafe {
+            limit: Some(Watts(0.0)),
+            at: at(NOW + 150)
+        })
+    );
     assert!(ch.failsafe_engaged());
     assert_eq!(ch.counters().failsafe_engagements(), 1);
     // A refused heartbeat does not lift it.
-    ch.receive(hb(NOW + 60, "h1").as_bytes(), at(NOW + 200));
+    ch.receive(hb(NOW + 60, "h1").as_bytes(), at(NOW + 200), &none);
     assert!(ch.failsafe_engaged());
-    let r = ch.receive(hb(NOW + 200, "h2").as_bytes(), at(NOW + 200));
-    assert!(matches!(
-        r.observation,
-        Some(Observation::Operator {
-            action: OperatorAction::Release,
-            ..
-        })
-    ));
+    let r = ch.receive(hb(NOW + 200, "h2").as_bytes(), at(NOW + 200), &none);
+    assert_eq!(
+        r.observations,
+        [Observation::Failsafe {
+            limit: None,
+            at: at(NOW + 200)
+        }]
+    );
     assert!(!ch.failsafe_engaged());
+}
+
+/// Issue 9, hole 2: a daemon that starts without a heartbeat history starts in the
+/// failsafe; one restarted with its record resumes the silence clock where it was.
+#[test]
+fn r9_no_heartbeat_history_starts_in_the_failsafe() {
+    let mut fresh = heartbeat_channel();
+    assert!(matches!(
+        fresh.tick(at(NOW)),
+        Some(Observation::Failsafe { limit: Some(_), .. })
+    ));
+    let mut before = heartbeat_channel();
+    before.restore(
+        Record {
+            last_heartbeat: Some(at(NOW)),
+            ..Record::default()
+        },
+        at(NOW),
+    );
+    let none = CommandsInForce::default();
+    assert!(before
+        .receive(hb(NOW + 50, "h1").as_bytes(), at(NOW + 50), &none)
+        .outcome
+        .is_ok());
+    let record = before.record(&none);
+    assert_eq!(record.last_heartbeat, Some(at(NOW + 50)));
+    // Restarted at +100 (then +120, +139): not yet; at +140 the 90 s have passed.
+    for (restart, engaged) in [(100, false), (120, false), (139, false), (140, true)] {
+        let mut after = heartbeat_channel();
+        after.restore(record.clone(), at(NOW + restart));
+        assert_eq!(
+            after.tick(at(NOW + restart)).is_some(),
+            engaged,
+            "restart at +{restart}"
+        );
+    }
+}
+
+/// Issue 9, hole 4: an aggregator's token released the TSO's 0 W curtail, overrode it
+/// with a setpoint, or replaced it with a 1e30 W "curtail" (accepted as no limit).
+#[test]
+fn r9_an_aggregator_cannot_lift_the_tsos_curtailment() {
+    let mut ch = channel().with_max_power(Watts(2e6));
+    let mut state = CommandsInForce::default();
+    let send = |ch: &mut OperatorCommands, token: String, t: i64, state: &mut CommandsInForce| {
+        let r = ch.receive(token.as_bytes(), at(t), state);
+        for obs in &r.observations {
+            if let Observation::Operator {
+                issuer,
+                action,
+                until,
+                at,
+            } = obs.clone()
+            {
+                state.apply(issuer, action, until, at, Watts(2e6)).unwrap();
+            }
+        }
+        reason(&r)
+    };
+    assert_eq!(
+        send(
+            &mut ch,
+            ed(json!({"limit_w": 0.0, "jti": "t1"})),
+            NOW,
+            &mut state
+        ),
+        None
+    );
+    let release = hs(json!({"act": "release", "limit_w": null, "jti": "a1"}));
+    assert_eq!(
+        send(&mut ch, release, NOW, &mut state),
+        Some(RefusalReason::Outranked)
+    );
+    // Its setpoint is taken but acts only within the TSO's cap.
+    let setpoint =
+        hs(json!({"act": "setpoint", "limit_w": null, "setpoint_w": 1.5e6, "jti": "a2"}));
+    assert_eq!(send(&mut ch, setpoint, NOW, &mut state), None);
+    assert_eq!(state.curtail_cap(at(NOW)).map(|(w, _)| w), Some(Watts(0.0)));
+    // A limit beyond what the loads can draw is refused, not taken as "no limit".
+    let huge = hs(json!({"limit_w": 1e30, "jti": "a3"}));
+    assert_eq!(
+        send(&mut ch, huge, NOW, &mut state),
+        Some(RefusalReason::OutOfRange)
+    );
+    // The aggregator's own release ends its own setpoint, never the TSO's curtail.
+    let release = hs(json!({"act": "release", "limit_w": null, "jti": "a4"}));
+    assert_eq!(send(&mut ch, release, NOW, &mut state), None);
+    assert_eq!(state.setpoint(at(NOW)), None);
+    assert_eq!(state.curtail_cap(at(NOW)).map(|(w, _)| w), Some(Watts(0.0)));
+    // The TSO's release ends it.
+    let release = ed(json!({"act": "release", "limit_w": null, "jti": "t2"}));
+    assert_eq!(send(&mut ch, release, NOW, &mut state), None);
+    assert!(state.is_empty());
+    assert_eq!(ch.counters().refused(RefusalReason::Outranked), 1);
+}
+
+/// Issue 9, hole 5: 4,096 valid heartbeats from one operator filled the shared replay
+/// cache and the TSO's next curtail was refused `rate_limited`.
+#[test]
+fn r9_one_operators_flood_cannot_lock_out_the_tso() {
+    let mut ch = channel();
+    let none = CommandsInForce::default();
+    for i in 0..DEFAULT_CAPACITY + 10 {
+        let t = hs(json!({"act": "heartbeat", "limit_w": null, "jti": format!("h{i}")}));
+        ch.receive(t.as_bytes(), at(NOW), &none);
+    }
+    assert_eq!(ch.counters().refused(RefusalReason::RateLimited), 10);
+    let r = ch.receive(
+        ed(json!({"limit_w": 0.0, "jti": "t1"})).as_bytes(),
+        at(NOW),
+        &none,
+    );
+    assert_eq!(reason(&r), None, "the TSO's curtail is taken");
 }
 
 fn channel() -> OperatorCommands {
@@ -326,7 +462,7 @@ fn channel() -> OperatorCommands {
         clock_skew: DEFAULT_SKEW,
         replay_cache: None,
     };
-    OperatorCommands::new("site-a", config, at(NOW))
+    OperatorCommands::new("site-a", config)
 }
 
 fn reason(r: &Received) -> Option<RefusalReason> {
@@ -337,29 +473,37 @@ fn reason(r: &Received) -> Option<RefusalReason> {
 fn a_restarted_channel_given_the_saved_record_still_refuses_replays() {
     let mut before = channel();
     let token = ed(json!({"jti": "c-9"}));
-    assert!(before.receive(token.as_bytes(), at(NOW)).outcome.is_ok());
-    let saved = before.replay_entries();
-    assert_eq!(saved.len(), 1);
-    assert_eq!(saved[0].forget_at, at(NOW + 30) + DEFAULT_SKEW);
+    assert!(before
+        .receive(token.as_bytes(), at(NOW), &CommandsInForce::default())
+        .outcome
+        .is_ok());
+    let saved = before.record(&CommandsInForce::default());
+    assert_eq!(saved.entries.len(), 1);
+    assert_eq!(saved.entries[0].forget_at, at(NOW + 30) + DEFAULT_SKEW);
 
     let mut after = channel();
-    assert_eq!(after.restore_replay(saved, at(NOW + 10)), 1);
-    let r = after.receive(token.as_bytes(), at(NOW + 10));
+    assert_eq!(after.restore(saved, at(NOW + 10)).0, 1);
+    let r = after.receive(token.as_bytes(), at(NOW + 10), &CommandsInForce::default());
     assert_eq!(reason(&r), Some(RefusalReason::Replayed));
-    assert_eq!(r.observation, None);
+    assert_eq!(r.observations, []);
 }
 
 #[test]
 fn a_lost_record_refuses_tokens_issued_before_the_restart_only() {
     let start = NOW + 10;
     let mut ch = channel();
-    let fence = ch.replay_record_lost(at(start));
+    let (fence, hold) = ch.record_lost(at(start));
+    // A curtailment may have been in force: mining is held at 0 W until released.
+    assert!(matches!(
+        hold,
+        Observation::Operator { action: OperatorAction::CurtailTo(Watts(w)), .. } if w == 0.0
+    ));
     assert_eq!(fence, at(start) + DEFAULT_SKEW);
     // Signed before the start (it may have been accepted then), or by a clock up to the
     // skew ahead of ours: either could be a replay.
     for iat in [NOW, start, start + 4] {
         let t = ed(json!({"iat": iat, "exp": iat + 30, "jti": format!("old-{iat}")}));
-        let r = ch.receive(t.as_bytes(), at(start + 5));
+        let r = ch.receive(t.as_bytes(), at(start + 5), &CommandsInForce::default());
         assert_eq!(
             reason(&r),
             Some(RefusalReason::IssuedBeforeRestart),
@@ -368,13 +512,20 @@ fn a_lost_record_refuses_tokens_issued_before_the_restart_only() {
     }
     // Signed after the fence: accepted, and remembered as ever.
     let fresh = ed(json!({"iat": start + 5, "exp": start + 35, "jti": "new"}));
-    assert!(ch.receive(fresh.as_bytes(), at(start + 5)).outcome.is_ok());
-    let r = ch.receive(fresh.as_bytes(), at(start + 6));
+    assert!(ch
+        .receive(fresh.as_bytes(), at(start + 5), &CommandsInForce::default())
+        .outcome
+        .is_ok());
+    let r = ch.receive(fresh.as_bytes(), at(start + 6), &CommandsInForce::default());
     assert_eq!(reason(&r), Some(RefusalReason::Replayed));
     assert_eq!(ch.counters().refused(RefusalReason::IssuedBeforeRestart), 3);
     // Other faults keep their own reasons.
     let expired = ed(json!({"iat": NOW - 100, "exp": NOW - 70, "jti": "e"}));
-    let r = ch.receive(expired.as_bytes(), at(start + 6));
+    let r = ch.receive(
+        expired.as_bytes(),
+        at(start + 6),
+        &CommandsInForce::default(),
+    );
     assert_eq!(reason(&r), Some(RefusalReason::Expired));
 }
 

@@ -9,9 +9,11 @@ use std::time::Duration;
 use super::claims::{self, Limits, Order};
 use super::error::{Refusal, RefusalReason};
 use super::jws::{self, OperatorKey};
-use super::replay::{ReplayCache, ReplayEntry};
+use super::replay::{Budget, ReplayCache, ReplayEntry};
 use crate::clock::Timestamp;
-use crate::state::Observation;
+use crate::policy::OperatorAction;
+use crate::state::{Issuer, Observation};
+use crate::units::Watts;
 
 /// Default lifetime limit of a command token (`exp - iat`).
 pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(60);
@@ -26,14 +28,16 @@ pub struct Operator {
     pub key: OperatorKey,
     /// Most `exp - iat` may be.
     pub max_lifetime: Duration,
+    /// Higher outranks lower (see `state::CommandsInForce`).
+    pub priority: u32,
 }
 
 /// A command whose signature and claims all passed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AcceptedCommand {
     pub jti: String,
-    /// The operator's id (`iss`).
-    pub operator: String,
+    /// The operator's id (`iss`) and priority.
+    pub issuer: Issuer,
     pub order: Order,
     /// When the order's effect ends; `None`: until replaced or released.
     pub until: Option<Timestamp>,
@@ -48,6 +52,7 @@ impl AcceptedCommand {
     pub fn observation(&self, at: Timestamp) -> Option<Observation> {
         match self.order {
             Order::Act(action) => Some(Observation::Operator {
+                issuer: self.issuer.clone(),
                 action,
                 until: self.until,
                 at,
@@ -65,6 +70,8 @@ pub struct CommandVerifier {
     replay: ReplayCache,
     /// Tokens issued before this are refused: set when the replay record was lost.
     issued_not_before: Option<Timestamp>,
+    /// Most power a command may name: what the site's loads can draw at all.
+    max_power: Watts,
 }
 
 impl CommandVerifier {
@@ -86,7 +93,15 @@ impl CommandVerifier {
             skew,
             replay: ReplayCache::default(),
             issued_not_before: None,
+            max_power: Watts(f64::INFINITY),
         }
+    }
+
+    /// Refuses (`out_of_range`) commands naming more than `max` watts: the site's loads
+    /// together cannot draw more, so such a limit means nothing.
+    pub fn with_max_power(mut self, max: Watts) -> Self {
+        self.max_power = max;
+        self
     }
 
     /// Replaces the replay cache (tests, or a different capacity).
@@ -155,13 +170,31 @@ impl CommandVerifier {
         {
             return Err(refuse(RefusalReason::IssuedBeforeRestart));
         }
+        let named = match c.order {
+            Order::Act(OperatorAction::CurtailTo(w) | OperatorAction::Setpoint(w)) => Some(w),
+            _ => None,
+        };
+        // A little over the loads' rating is rounding in the operator's tools, not a trick.
+        if named.is_some_and(|w| w.0 > self.max_power.0 * (1.0 + 1e-9) + 1e-6) {
+            return Err(refuse(RefusalReason::OutOfRange));
+        }
+        // A curtailment is never refused for capacity (see `replay`).
+        let budget = match c.order {
+            Order::Act(OperatorAction::CurtailTo(_) | OperatorAction::CurtailBy(_)) => {
+                Budget::Always
+            }
+            _ => Budget::Share,
+        };
         // A token stays acceptable until exp + skew; its jti must be remembered as long.
         self.replay
-            .insert(&c.issuer, &c.jti, c.expires_at + self.skew, now)
+            .insert_with(&c.issuer, &c.jti, c.expires_at + self.skew, now, budget)
             .map_err(refuse)?;
         Ok(AcceptedCommand {
             jti: c.jti,
-            operator: c.issuer,
+            issuer: Issuer {
+                id: c.issuer,
+                priority: operator.priority,
+            },
             order: c.order,
             until: c.until,
             issued_at: c.issued_at,
