@@ -283,6 +283,7 @@ impl MqttConnection {
             .map(|relay| tokio::spawn(relay.run(relay_stop.clone())));
         let clock = SystemClock;
         let mut backoff = Backoff::new();
+        let mut warned = relay::Warned::default();
         let mut down_logged = false;
         loop {
             let event = tokio::select! {
@@ -319,7 +320,11 @@ impl MqttConnection {
                     let size = remaining_length(&p);
                     if size > self.max_packet_size {
                         self.stats.oversized.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(topic = ?p.topic, bytes = size, "Dropped an MQTT message over mqtt.max_packet_size");
+                        let dropped = relay::Dropped {
+                            topic: p.topic,
+                            bytes: size,
+                        };
+                        warned.log(&dropped, self.max_packet_size);
                         continue;
                     }
                     let msg = Inbound {

@@ -275,21 +275,22 @@ impl Sessions {
     }
 }
 
-/// Topics already warned about on this connection: one warning per topic, the rest at
-/// debug (the counter has them all), so a flood cannot flood the log.
+/// Topics already warned about (on one connection of the relay, or for the whole run
+/// of a direct connection): one warning per topic, the rest at debug (the counter has
+/// them all), so a flood cannot flood the log.
 #[derive(Default)]
-struct Warned(Vec<String>);
+pub(super) struct Warned(Vec<String>);
 
 impl Warned {
     const MAX: usize = 64;
 
-    fn log(&mut self, d: &Dropped, limit: usize) {
+    pub fn log(&mut self, d: &Dropped, limit: usize) {
         if self.0.len() < Self::MAX && !self.0.contains(&d.topic) {
             tracing::warn!(
                 topic = ?d.topic,
                 bytes = d.bytes,
                 limit,
-                "Dropped an MQTT message over mqtt.max_packet_size (its bytes were read and discarded; the connection stays up)"
+                "Dropped an MQTT message over mqtt.max_packet_size (the connection stays up)"
             );
             self.0.push(d.topic.clone());
         } else {
@@ -334,7 +335,8 @@ where
 pub(super) struct Dropped {
     /// Its topic, as far as it could be read (cut after `HEAD_KEPT` bytes).
     pub topic: String,
-    /// The whole packet, fixed header included.
+    /// Its remaining length (the packet after its fixed header), the size the limit is
+    /// about.
     pub bytes: usize,
 }
 
@@ -398,7 +400,7 @@ impl Splitter {
                     if header[0] >> 4 == PUBLISH && remaining > self.limit {
                         self.at = At::Skip {
                             left: remaining,
-                            bytes: header.len() + remaining,
+                            bytes: remaining,
                             head: Vec::new(),
                         };
                     } else {
@@ -531,11 +533,11 @@ mod tests {
                 [
                     Dropped {
                         topic: "site/price".into(),
-                        bytes: big.len()
+                        bytes: big.len() - 4
                     },
                     Dropped {
                         topic: "site/load".into(),
-                        bytes: over_limit.len()
+                        bytes: 1001
                     },
                 ],
                 "chunk {chunk}"
