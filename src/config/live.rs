@@ -488,6 +488,7 @@ pub fn load_live(
                                 tls_ca: None,
                                 keep_alive: Duration::from_secs(15),
                                 max_packet_size,
+                                relay: false,
                             },
                             m.ha_discovery,
                         ));
@@ -515,6 +516,7 @@ pub fn load_live(
                             tls_ca,
                             keep_alive: Duration::from_secs(15),
                             max_packet_size,
+                            relay: true,
                         },
                         m.ha_discovery,
                     ));

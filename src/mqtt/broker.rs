@@ -41,9 +41,9 @@ pub struct EmbeddedSettings {
     pub listen: SocketAddr,
     /// `None`: anyone who reaches `listen` may connect, publish and subscribe.
     pub login: Option<Login>,
-    /// `mqtt.max_packet_size`: the broker takes packets up to this or the daemon's own
-    /// largest (`MAX_OUTGOING_PACKET_SIZE`), whichever is more, and disconnects a client
-    /// that sends more; what it passes on over the limit the relay drops.
+    /// `mqtt.max_packet_size`: the broker takes packets up to `super::broker_limit` of
+    /// it and disconnects a client that sends more, so nothing larger is ever stored or
+    /// passed on; the daemon drops what it receives between the two.
     pub max_packet_size: usize,
 }
 
@@ -110,10 +110,7 @@ impl EmbeddedBroker {
             next_connection_delay_ms: 1,
             connections: ConnectionSettings {
                 connection_timeout_ms: 60_000,
-                // The daemon's own packets must fit whatever the limit on others'.
-                max_payload_size: settings
-                    .max_packet_size
-                    .max(super::MAX_OUTGOING_PACKET_SIZE),
+                max_payload_size: super::broker_limit(settings.max_packet_size),
                 max_inflight_count: 500,
                 auth,
                 external_auth: None,

@@ -6,8 +6,9 @@
 //! backoff after each error, and every reconnect resubscribes and re-announces
 //! availability. The rest of the daemon only sees signals ageing while it is down.
 //!
-//! rumqttc reaches the broker through [`relay`], which drops (and counts) messages over
-//! `mqtt.max_packet_size` that would otherwise end the connection.
+//! rumqttc reaches an external broker through [`relay`], which drops (and counts)
+//! messages over `mqtt.max_packet_size` that would otherwise end the connection; the
+//! embedded broker refuses such messages itself.
 
 pub mod broker;
 mod relay;
@@ -20,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rumqttc::{
-    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, Transport,
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration,
+    Transport,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -78,6 +80,11 @@ pub struct MqttSettings {
     /// MQTT calls the remaining length: topic, packet id and payload). A message over
     /// it is dropped and counted; the connection stays up.
     pub max_packet_size: usize,
+    /// Whether to reach the broker through the relay, which drops messages over the
+    /// limit unread. Needed for a broker that may send them (any external one); the
+    /// embedded broker refuses them from its clients, so its connection goes direct,
+    /// one hop (and one wake-up of a busy CPU) shorter.
+    pub relay: bool,
 }
 
 /// A message that arrived.
@@ -99,7 +106,8 @@ pub struct MqttStats {
     /// password, not authorised, ...): the transport and TLS worked, the login did not.
     pub refusals: AtomicU64,
     pub received: AtomicU64,
-    /// Messages dropped for being over `max_packet_size` (by the relay, unread).
+    /// Messages dropped for being over `max_packet_size` (by the relay, unread, or on
+    /// arrival from the embedded broker).
     pub oversized: AtomicU64,
 }
 
@@ -145,8 +153,9 @@ pub struct MqttConnection {
     topics: Topics,
     /// `host:port`, for logs.
     host: String,
-    /// Taken by `run`, which serves it.
+    /// Taken by `run`, which serves it; `None` when the broker enforces the limit.
     relay: Option<relay::Relay>,
+    max_packet_size: usize,
     pub stats: Arc<MqttStats>,
 }
 
@@ -200,25 +209,40 @@ impl MqttConnection {
         let tls = match &settings.tls_ca {
             Some(ca_path) => {
                 install_crypto_provider();
-                Some(relay::tls_connector(&read_ca(ca_path)?)?)
+                Some(relay::tls_config(&read_ca(ca_path)?)?)
             }
             None => None,
         };
         let stats = Arc::<MqttStats>::default();
-        let upstream = relay::Upstream {
-            host: settings.host.clone(),
-            port: settings.port,
-            tls,
-        };
-        let relay = relay::Relay::bind(upstream, settings.max_packet_size, stats.clone())?;
-        let path = relay.path().to_string_lossy().into_owned();
-        let mut opts = MqttOptions::new(&settings.client_id, path, 0);
-        opts.set_transport(Transport::Unix)
-            .set_keep_alive(settings.keep_alive)
-            .set_clean_session(true)
+        let (relay, mut opts) = if settings.relay {
+            let upstream = relay::Upstream {
+                host: settings.host.clone(),
+                port: settings.port,
+                tls,
+            };
+            let relay = relay::Relay::bind(upstream, settings.max_packet_size, stats.clone())?;
+            let path = relay.path().to_string_lossy().into_owned();
+            let mut opts = MqttOptions::new(&settings.client_id, path, 0);
             // The relay drops a PUBLISH over the limit; anything else over it (which no
             // broker sends) still ends the connection, in rumqttc.
-            .set_max_packet_size(settings.max_packet_size, MAX_OUTGOING_PACKET_SIZE)
+            opts.set_transport(Transport::Unix)
+                .set_max_packet_size(settings.max_packet_size, MAX_OUTGOING_PACKET_SIZE);
+            (Some(relay), opts)
+        } else {
+            let mut opts = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
+            if let Some(config) = tls {
+                opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(config)));
+            }
+            // The broker takes nothing over `broker_limit`, so nothing over it can come;
+            // between `max_packet_size` and it, `run` drops.
+            opts.set_max_packet_size(
+                broker_limit(settings.max_packet_size),
+                MAX_OUTGOING_PACKET_SIZE,
+            );
+            (None, opts)
+        };
+        opts.set_keep_alive(settings.keep_alive)
+            .set_clean_session(true)
             .set_inflight(100)
             .set_last_will(LastWill::new(
                 topics.availability(),
@@ -239,7 +263,8 @@ impl MqttConnection {
                 inbound,
                 topics,
                 host: format!("{}:{}", settings.host, settings.port),
-                relay: Some(relay),
+                relay,
+                max_packet_size: settings.max_packet_size,
                 stats,
             },
             client,
@@ -249,16 +274,16 @@ impl MqttConnection {
     /// Keeps the connection up until `shutdown`, then says goodbye: availability
     /// `offline` (retained) and a clean disconnect.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), MqttError> {
-        let relay = self
-            .relay
-            .take()
-            .ok_or_else(|| MqttError::Relay("the connection was run twice".into()))?;
-        let upstream_error = relay.upstream_error();
+        let upstream_error = self.relay.as_ref().map(relay::Relay::upstream_error);
         // Stopped after the goodbye, which goes out through it.
         let relay_stop = CancellationToken::new();
-        let relay_task = tokio::spawn(relay.run(relay_stop.clone()));
+        let relay_task = self
+            .relay
+            .take()
+            .map(|relay| tokio::spawn(relay.run(relay_stop.clone())));
         let clock = SystemClock;
         let mut backoff = Backoff::new();
+        let mut warned = relay::Warned::default();
         let mut down_logged = false;
         loop {
             let event = tokio::select! {
@@ -290,6 +315,18 @@ impl MqttConnection {
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     self.stats.received.fetch_add(1, Ordering::Relaxed);
+                    // What the relay drops unread; here only without one (the
+                    // embedded broker's own limit is at least the daemon's largest).
+                    let size = remaining_length(&p);
+                    if size > self.max_packet_size {
+                        self.stats.oversized.fetch_add(1, Ordering::Relaxed);
+                        let dropped = relay::Dropped {
+                            topic: p.topic,
+                            bytes: size,
+                        };
+                        warned.log(&dropped, self.max_packet_size);
+                        continue;
+                    }
                     let msg = Inbound {
                         topic: p.topic,
                         payload: p.payload,
@@ -314,7 +351,7 @@ impl MqttConnection {
                     }
                     // rumqttc only sees the relay close its socket when the broker
                     // cannot be reached; the relay says why.
-                    let upstream = take(&upstream_error);
+                    let upstream = upstream_error.as_deref().and_then(take);
                     let error = match upstream {
                         Some(why) => why,
                         None => error.to_string(),
@@ -347,10 +384,12 @@ impl MqttConnection {
         // Closing our end lets the relay finish passing the goodbye on, then stop.
         self.eventloop.network = None;
         relay_stop.cancel();
-        match tokio::time::timeout(Duration::from_secs(2), relay_task).await {
-            Ok(Ok(Err(error))) => tracing::warn!(%error, "MQTT relay failed"),
-            Ok(Err(error)) => tracing::warn!(%error, "MQTT relay task failed"),
-            _ => {}
+        if let Some(task) = relay_task {
+            match tokio::time::timeout(Duration::from_secs(2), task).await {
+                Ok(Ok(Err(error))) => tracing::warn!(%error, "MQTT relay failed"),
+                Ok(Err(error)) => tracing::warn!(%error, "MQTT relay task failed"),
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -375,6 +414,19 @@ impl MqttConnection {
         })
         .await;
     }
+}
+
+/// The remaining length of a PUBLISH as it came: topic (with its 2-byte length), packet
+/// id (QoS 1 and 2) and payload.
+fn remaining_length(p: &rumqttc::Publish) -> usize {
+    let pkid = if p.qos == QoS::AtMostOnce { 0 } else { 2 };
+    2 + p.topic.len() + pkid + p.payload.len()
+}
+
+/// The limit the embedded broker enforces on every client: `max_packet_size`, but never
+/// less than what the daemon itself writes, or the broker would disconnect it.
+pub fn broker_limit(max_packet_size: usize) -> usize {
+    max_packet_size.max(MAX_OUTGOING_PACKET_SIZE)
 }
 
 /// Takes what a shared slot holds, leaving it empty (a poisoned lock holds nothing).

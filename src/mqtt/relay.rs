@@ -48,13 +48,13 @@ const HEAD_KEPT: usize = 2 + 512;
 pub(super) struct Upstream {
     pub host: String,
     pub port: u16,
-    /// TLS with this connector; `None` is plain TCP.
-    pub tls: Option<TlsConnector>,
+    /// TLS with this config; `None` is plain TCP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-/// A TLS connector that trusts the certificates of `ca_pem` (as rumqttc's `Simple`
+/// A TLS client config that trusts the certificates of `ca_pem` (as rumqttc's `Simple`
 /// configuration does), without client certificates.
-pub(super) fn tls_connector(ca_pem: &[u8]) -> Result<TlsConnector, MqttError> {
+pub(super) fn tls_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, MqttError> {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
@@ -64,7 +64,7 @@ pub(super) fn tls_connector(ca_pem: &[u8]) -> Result<TlsConnector, MqttError> {
     let config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -82,7 +82,7 @@ impl Upstream {
         };
         let name = rustls::pki_types::ServerName::try_from(self.host.clone())
             .map_err(|e| format!("TLS server name {:?}: {e}", self.host))?;
-        let stream = tls
+        let stream = TlsConnector::from(tls.clone())
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS with {}:{}: {e}", self.host, self.port))?;
@@ -275,21 +275,22 @@ impl Sessions {
     }
 }
 
-/// Topics already warned about on this connection: one warning per topic, the rest at
-/// debug (the counter has them all), so a flood cannot flood the log.
+/// Topics already warned about (on one connection of the relay, or for the whole run
+/// of a direct connection): one warning per topic, the rest at debug (the counter has
+/// them all), so a flood cannot flood the log.
 #[derive(Default)]
-struct Warned(Vec<String>);
+pub(super) struct Warned(Vec<String>);
 
 impl Warned {
     const MAX: usize = 64;
 
-    fn log(&mut self, d: &Dropped, limit: usize) {
+    pub fn log(&mut self, d: &Dropped, limit: usize) {
         if self.0.len() < Self::MAX && !self.0.contains(&d.topic) {
             tracing::warn!(
                 topic = ?d.topic,
                 bytes = d.bytes,
                 limit,
-                "Dropped an MQTT message over mqtt.max_packet_size (its bytes were read and discarded; the connection stays up)"
+                "Dropped an MQTT message over mqtt.max_packet_size (the connection stays up)"
             );
             self.0.push(d.topic.clone());
         } else {
@@ -334,7 +335,8 @@ where
 pub(super) struct Dropped {
     /// Its topic, as far as it could be read (cut after `HEAD_KEPT` bytes).
     pub topic: String,
-    /// The whole packet, fixed header included.
+    /// Its remaining length (the packet after its fixed header), the size the limit is
+    /// about.
     pub bytes: usize,
 }
 
@@ -398,7 +400,7 @@ impl Splitter {
                     if header[0] >> 4 == PUBLISH && remaining > self.limit {
                         self.at = At::Skip {
                             left: remaining,
-                            bytes: header.len() + remaining,
+                            bytes: remaining,
                             head: Vec::new(),
                         };
                     } else {
@@ -531,11 +533,11 @@ mod tests {
                 [
                     Dropped {
                         topic: "site/price".into(),
-                        bytes: big.len()
+                        bytes: big.len() - 4
                     },
                     Dropped {
                         topic: "site/load".into(),
-                        bytes: over_limit.len()
+                        bytes: 1001
                     },
                 ],
                 "chunk {chunk}"

@@ -37,6 +37,18 @@ async fn until(what: &str, limit: Duration, ok: impl Fn() -> bool) {
     }
 }
 
+/// The daemon of the config at `cfg`, started and connected to its broker.
+async fn connected(cfg: &std::path::Path) -> Running {
+    let running = runtime::start(gridminer::cli::run::load(cfg).expect("config"))
+        .await
+        .expect("daemon starts");
+    until("the daemon connected", Duration::from_secs(20), || {
+        running.mqtt.connects.load(Relaxed) >= 1
+    })
+    .await;
+    running
+}
+
 /// A client that can write packets of a few MB (rumqttc's default limit is 10 KiB).
 fn big_client(port: u16, id: &str) -> (AsyncClient, rumqttc::EventLoop) {
     let mut opts = MqttOptions::new(id, "127.0.0.1", port);
@@ -228,6 +240,44 @@ async fn r9_hole3_a_1mb_retained_message_on_every_topic_neither_drops_the_connec
         .expect("clean shutdown");
 }
 
+/// Publishes on `topic` (a PV signal of a site whose limit is 16 KiB) a reading padded
+/// to `over` bytes, then one padded to fit the limit exactly, until the daemon shows the
+/// one that fits; then checks that the other was dropped and counted, and that the
+/// connection never went down.
+async fn over_then_fitting(running: &Running, port: u16, topic: &str, over: usize) {
+    let fits = format!("{:>width$}", "1500", width = 16 * 1024 - 2 - topic.len());
+    let over = format!("{:>over$}", "2500");
+    let (feeder, mut events) = big_client(port, &format!("{}-feeder", topic.replace('/', "-")));
+    let _task = tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    let mut snaps = running.snapshots.clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for body in [&over, &fits] {
+            feeder
+                .publish(topic, QoS::AtLeastOnce, false, body.clone())
+                .await
+                .unwrap();
+        }
+        let seen = tokio::time::timeout(
+            Duration::from_millis(500),
+            wait_for(&mut snaps, "the reading that fits", |s| {
+                s.state.pv.is_some_and(|r| r.value.0 == 1500.0)
+            }),
+        )
+        .await;
+        if seen.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reading that fits never came"
+        );
+    }
+    assert!(running.mqtt.oversized.load(Relaxed) >= 1);
+    assert_eq!(running.mqtt.connects.load(Relaxed), 1);
+    assert_eq!(running.mqtt.connection_errors.load(Relaxed), 0);
+}
+
 /// A config `max_packet_size` is the limit: a message just under it passes, one over
 /// it is dropped, and the connection stays up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,45 +300,63 @@ async fn r9_hole3_the_packet_limit_is_the_configured_one() {
     let loaded = gridminer::cli::run::load(&cfg).expect("config");
     assert_eq!(loaded.config.mqtt.max_packet_size, 16 * 1024);
     let running = runtime::start(loaded).await.expect("daemon starts");
-    let mut snaps = running.snapshots.clone();
     until("connected", Duration::from_secs(20), || {
         running.mqtt.connects.load(Relaxed) >= 1
     })
     .await;
 
-    // Remaining length = 2 + topic + payload: "lim/pv" is 6 bytes.
-    let fits = format!("{:>width$}", "1500", width = 16 * 1024 - 8);
-    let over = format!("{:>width$}", "2500", width = 16 * 1024 - 7);
-    let (feeder, mut events) = big_client(port, "limit-feeder");
-    let _task = tokio::spawn(async move { while events.poll().await.is_ok() {} });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        feeder
-            .publish("lim/pv", QoS::AtLeastOnce, false, over.clone())
-            .await
-            .unwrap();
-        feeder
-            .publish("lim/pv", QoS::AtLeastOnce, false, fits.clone())
-            .await
-            .unwrap();
-        let seen = tokio::time::timeout(
-            Duration::from_millis(500),
-            wait_for(&mut snaps, "the reading that fits", |s| {
-                s.state.pv.is_some_and(|r| r.value.0 == 1500.0)
-            }),
-        )
-        .await;
-        if seen.is_ok() {
-            break;
+    // Remaining length = 2 + topic + payload: "lim/pv" is 6 bytes, so 16 KiB - 8 fits
+    // exactly and one byte more does not.
+    over_then_fitting(&running, port, "lim/pv", 16 * 1024 - 7).await;
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .expect("clean shutdown");
+}
+
+/// With the embedded broker the connection goes direct (no relay): the broker itself
+/// disconnects a client that sends more than it takes (256 KiB here, the daemon's own
+/// largest), and the daemon drops what comes between that and its limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r9_hole3_the_embedded_broker_holds_the_limit_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let site = "emb";
+    let cfg = dir.path().join("site.toml");
+    std::fs::write(
+        &cfg,
+        site_config(
+            site,
+            "",
+            &format!(
+                "[mqtt]\nbroker = \"embedded\"\nlisten = \"127.0.0.1:{port}\"\n\
+                 max_packet_size = \"16 KiB\"\n{}",
+                site_feeds(site, 2)
+            ),
+        ),
+    )
+    .unwrap();
+    let running = connected(&cfg).await;
+
+    // Over the broker's own limit: the sender is cut off, nothing is passed on.
+    let (huge_sender, mut huge_events) = big_client(port, "huge-sender");
+    huge_sender
+        .publish("emb/pv", QoS::AtLeastOnce, true, vec![b'9'; 1 << 20])
+        .await
+        .unwrap();
+    let cut_off = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if huge_events.poll().await.is_err() {
+                return;
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "the reading that fits never came"
-        );
-    }
-    assert!(running.mqtt.oversized.load(Relaxed) >= 1);
-    assert_eq!(running.mqtt.connects.load(Relaxed), 1);
-    assert_eq!(running.mqtt.connection_errors.load(Relaxed), 0);
+    })
+    .await;
+    assert!(cut_off.is_ok(), "the broker disconnects a 1 MB sender");
+
+    // Over the daemon's limit, under the broker's: dropped and counted by the daemon.
+    over_then_fitting(&running, port, "emb/pv", 20 * 1024).await;
+    assert!(rejected_oversized(&running) >= 1.0);
     running
         .stop(Duration::from_secs(10))
         .await
@@ -338,14 +406,8 @@ async fn r9_hole10_the_embedded_broker_admits_only_the_configured_login() {
         ),
     )
     .unwrap();
-    let running = runtime::start(gridminer::cli::run::load(&cfg).expect("config"))
-        .await
-        .expect("daemon starts");
     // The daemon itself logs in with the configured login.
-    until("the daemon connected", Duration::from_secs(20), || {
-        running.mqtt.connects.load(Relaxed) >= 1
-    })
-    .await;
+    let running = connected(&cfg).await;
 
     assert_eq!(
         first_answer(port, "right", Some(("site", "s3cret-broker-pass"))).await,
