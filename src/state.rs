@@ -796,14 +796,22 @@ mod tests {
         };
         s.observe(pv.clone());
         let cmd = Observation::Operator {
+            issuer: Issuer::scenario(),
             action: OperatorAction::CurtailTo(Watts(0.0)),
             until: None,
             at,
         };
         s.observe(cmd.clone());
         s.forget(&pv);
+        let failsafe = Observation::Failsafe {
+            limit: Some(Watts(0.0)),
+            at,
+        };
+        s.observe(failsafe.clone());
         s.forget(&cmd);
+        s.forget(&failsafe);
         assert_eq!(s.pv, None);
-        assert!(s.command.is_some());
+        assert!(!s.commands.is_empty());
+        assert_eq!(s.failsafe, Some(Watts(0.0)));
     }
 }
