@@ -7,4 +7,5 @@
 pub mod modbus;
 pub mod mqtt;
 pub mod operator;
+#[cfg(feature = "sim")]
 pub mod replay;
