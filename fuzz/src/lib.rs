@@ -487,7 +487,15 @@ fn config_dir() -> &'static Path {
         } else {
             manifest.parent().expect("fuzz/ sits in the repository")
         };
-        let dir = std::env::temp_dir().join(format!("gridminer-fuzz-{}", std::process::id()));
+        // In memory where there is a tmpfs: on ext4, rewriting a file in place flushes it
+        // to disk on close (auto_da_alloc), which made each input cost milliseconds.
+        let shm = Path::new("/dev/shm");
+        let tmp = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = tmp.join(format!("gridminer-fuzz-{}", std::process::id()));
         let examples = dir.join("deploy/examples");
         std::fs::create_dir_all(&examples).expect("temp dir");
         std::fs::create_dir_all(dir.join("simulations")).expect("temp dir");
