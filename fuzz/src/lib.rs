@@ -477,7 +477,9 @@ pub fn stratum(data: &[u8]) {
 /// A folder laid out like the repository where fuzzed config files are written: its
 /// `policies/`, `data/` and the files beside `deploy/examples/*.toml` are links to the
 /// repository's, so the paths the shipped examples name (`../policies/economic.toml`,
-/// `mqtt-password`, ...) resolve as they do in the repository.
+/// `mqtt-password`, ...) resolve as they do in the repository. One folder per checkout
+/// (named by a hash of its path), reused by every run; each input's file is removed after
+/// it is loaded.
 fn config_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -495,14 +497,19 @@ fn config_dir() -> &'static Path {
         } else {
             std::env::temp_dir()
         };
-        let dir = tmp.join(format!("gridminer-fuzz-{}", std::process::id()));
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(repo, &mut h);
+        let dir = tmp.join(format!(
+            "gridminer-fuzz-{:016x}",
+            std::hash::Hasher::finish(&h)
+        ));
         let examples = dir.join("deploy/examples");
         std::fs::create_dir_all(&examples).expect("temp dir");
         std::fs::create_dir_all(dir.join("simulations")).expect("temp dir");
-        let link = |from: PathBuf, to: PathBuf| {
-            if !to.exists() {
-                std::os::unix::fs::symlink(from, to).expect("symlink in the temp dir");
-            }
+        let link = |from: PathBuf, to: PathBuf| match std::os::unix::fs::symlink(from, &to) {
+            // Made by an earlier run, or by another process of this one.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            r => r.unwrap_or_else(|e| panic!("symlink {}: {e}", to.display())),
         };
         link(repo.join("policies"), dir.join("policies"));
         link(repo.join("data"), dir.join("data"));
@@ -527,8 +534,9 @@ fn names_special_file(text: &str) -> bool {
         .any(|s| text.contains(s))
 }
 
-/// Writes `data` as `<folder>/<thread>.toml` in [`config_dir`] (one file per thread, so
-/// the replay test's threads do not share one) and hands the path to `load`.
+/// Writes `data` as `<folder>/<process>-<thread>.toml` in [`config_dir`] (so that the
+/// replay test's threads and a fuzz run beside it never share a file), hands the path to
+/// `load`, and removes the file.
 fn with_config_file(folder: &str, data: &[u8], load: impl FnOnce(&Path)) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -536,9 +544,18 @@ fn with_config_file(folder: &str, data: &[u8], load: impl FnOnce(&Path)) {
     if names_special_file(text) {
         return;
     }
-    let name = format!("{:?}.toml", std::thread::current().id()).replace(['(', ')'], "");
+    let thread = format!("{:?}", std::thread::current().id()).replace(['(', ')'], "");
+    let name = format!("{}-{thread}.toml", std::process::id());
     let path = config_dir().join(folder).join(name);
     std::fs::write(&path, text).expect("writing the fuzzed config");
+    // Removed even when `load` panics on an open hole (see `OPEN_HOLES`).
+    struct Remove<'a>(&'a Path);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let _remove = Remove(&path);
     load(&path);
 }
 
