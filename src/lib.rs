@@ -35,6 +35,7 @@ pub mod mqtt;
 pub mod policy;
 pub mod runtime;
 pub mod signal;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod site;
 pub mod state;

@@ -1,8 +1,10 @@
 //! The command line: clap definitions and the glue that runs each command. The only
 //! place besides `main.rs` where `anyhow` appears.
 
+pub mod check;
 pub mod hash;
 pub mod run;
+#[cfg(feature = "sim")]
 pub mod sim;
 
 use std::path::PathBuf;
@@ -29,6 +31,7 @@ pub enum Command {
         config: PathBuf,
     },
     /// Replay history through a policy and report what mining would have earned.
+    #[cfg(feature = "sim")]
     Simulate {
         /// Scenario file (simulations/*.toml).
         scenario: PathBuf,
@@ -46,6 +49,7 @@ pub enum Command {
         no_optimum: bool,
     },
     /// Run every combination of --vary values in parallel and rank them by profit.
+    #[cfg(feature = "sim")]
     Sweep {
         scenario: PathBuf,
         /// KEY=V1,V2,... (repeatable); e.g. --vary policy.min_on=5m,15m,30m
@@ -90,6 +94,7 @@ pub enum ConfigCommand {
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// A year of 1-minute steps through the full policy stack, loading, and a sweep.
+    #[cfg(feature = "sim")]
     Sim {
         #[arg(long, default_value = "simulations/de-2018-hybrid.toml")]
         scenario: PathBuf,
@@ -123,6 +128,7 @@ pub enum BenchCommand {
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Run { config } => run::run(&config),
+        #[cfg(feature = "sim")]
         Command::Simulate {
             scenario,
             out,
@@ -130,6 +136,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             set,
             no_optimum,
         } => sim::simulate(&scenario, out, json, &set, !no_optimum),
+        #[cfg(feature = "sim")]
         Command::Sweep {
             scenario,
             vary,
@@ -139,8 +146,9 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         } => sim::sweep(&scenario, &vary, out, threads, json),
         Command::Config {
             command: ConfigCommand::Check { files },
-        } => sim::check(&files),
+        } => check::check(&files),
         Command::Hash { command } => hash::run(command).map(|()| std::process::ExitCode::SUCCESS),
+        #[cfg(feature = "sim")]
         Command::Bench {
             command:
                 BenchCommand::Sim {

@@ -1,4 +1,4 @@
-//! Glue for `simulate`, `sweep`, `config check` and `bench sim`.
+//! Glue for `simulate`, `sweep` and `bench sim` (the `sim` feature).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -101,37 +101,6 @@ pub fn sweep(
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn check(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let mut bad = 0;
-    for f in files {
-        match check_file(f) {
-            Ok(kind) => println!("{}: ok ({kind})", f.display()),
-            Err(e) => {
-                bad += 1;
-                match e {
-                    config::ConfigError::Invalid { path, problems } => {
-                        println!(
-                            "{}: {} problem{}",
-                            path.display(),
-                            problems.len(),
-                            if problems.len() == 1 { "" } else { "s" }
-                        );
-                        for p in problems {
-                            println!("  {p}");
-                        }
-                    }
-                    other => println!("{other}"),
-                }
-            }
-        }
-    }
-    Ok(if bad == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
 pub fn bench(scenario: &Path, variants: usize, json: bool) -> anyhow::Result<ExitCode> {
     let b = crate::bench::sim(scenario, variants)?;
     if json {
@@ -158,37 +127,4 @@ pub fn bench(scenario: &Path, variants: usize, json: bool) -> anyhow::Result<Exi
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Checks one file, telling its kind by its top-level keys: what `config check` does
-/// for each file (the property tests call it directly).
-pub fn check_file(path: &Path) -> Result<&'static str, config::ConfigError> {
-    let table = config::read_table(path)?;
-    if table.contains_key("site_id") {
-        super::run::load(path)?;
-        Ok("site")
-    } else if table.contains_key("fixture") || table.contains_key("case") {
-        let f = crate::policy::cases::load(path)?;
-        let failing: Vec<config::Problem> = f
-            .run()
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, o)| {
-                o.failure.map(|m| config::Problem {
-                    path: format!("case[{i}]"),
-                    message: format!("{:?}: {m}", o.name),
-                })
-            })
-            .collect();
-        if !failing.is_empty() {
-            return Err(config::ConfigError::Invalid {
-                path: path.to_path_buf(),
-                problems: failing,
-            });
-        }
-        Ok("policy")
-    } else {
-        config::load_scenario(path, &[])?;
-        Ok("scenario")
-    }
 }

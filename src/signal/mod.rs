@@ -9,4 +9,5 @@ pub mod modbus;
 pub mod mqtt;
 pub mod operator;
 pub mod plausible;
+#[cfg(feature = "sim")]
 pub mod replay;

@@ -3,6 +3,7 @@
 mod bad_input;
 mod brokers;
 mod examples;
+mod fuzz_corpus;
 mod hasher;
 mod live;
 mod live_stratum;

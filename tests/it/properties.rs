@@ -660,7 +660,7 @@ proptest! {
         let path = dir.path().join("site.toml");
         let text = f.text();
         std::fs::write(&path, &text).unwrap();
-        let reported: Vec<String> = match gridminer::cli::sim::check_file(&path) {
+        let reported: Vec<String> = match gridminer::cli::check::check_file(&path) {
             Ok(kind) => {
                 prop_assert_eq!(kind, "site");
                 Vec::new()
@@ -794,7 +794,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.toml");
         std::fs::write(&path, &text).unwrap();
-        if let Err(e) = gridminer::cli::sim::check_file(&path) {
+        if let Err(e) = gridminer::cli::check::check_file(&path) {
             for p in e.problems() {
                 prop_assert!(!p.path.is_empty() && !p.message.is_empty(), "{p:?} in\n{text}");
             }
