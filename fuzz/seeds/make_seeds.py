@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed inputs of gridminer's fuzz targets into fuzz/corpus/<target>/, from the
 repository's own examples (README, unit and integration tests, the SunSpec test server's
-register map, the shipped configs). Run from anywhere; then minimise with `cargo fuzz cmin`.
+register map, the shipped configs). Run from anywhere; it adds the seeds beside what a corpus
+holds already. Then minimise with `cargo fuzz cmin -O -a -s none <target> -- -use_counters=0`.
 
 Each target's input format is documented on its body in fuzz/src/lib.rs. Tokens are signed
 here with `cryptography` and `hmac`, independently of gridminer's own code, with the keys
@@ -12,7 +13,6 @@ import hashlib
 import hmac
 import json
 import pathlib
-import shutil
 import struct
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -226,8 +226,7 @@ buffer_max_bytes = "64 MiB"
 
 
 if __name__ == "__main__":
-    for target in ["operator", "mqtt_signal", "modbus", "stratum", "scenario_config", "site_config"]:
-        shutil.rmtree(FUZZ / "corpus" / target, ignore_errors=True)
+    # Adds (or rewrites) the seed files only: a corpus grown by fuzzing stays.
     operator()
     mqtt_signal()
     modbus()
