@@ -241,7 +241,8 @@ pub fn operator_accepts(data: &[u8]) -> bool {
         }
     };
     let now = Timestamp::from_secs(NOW_SECS);
-    let mut commands = OperatorCommands::new(SITE, operator_config().clone()).with_max_power(Watts(1e6));
+    let mut commands =
+        OperatorCommands::new(SITE, operator_config().clone()).with_max_power(Watts(1e6));
     // The authority check runs against the commands in force, as the daemon's loop does;
     // what is accepted is applied, so the second look meets it in force.
     let mut state = SiteState::new(&[]);
