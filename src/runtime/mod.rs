@@ -148,17 +148,12 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let policy = config.policy();
-    let max_mining: Watts = policy
-        .loads
-        .iter()
-        .map(|l| Watts(l.rated_power.0 * l.count as f64))
-        .sum();
     let mut controller = Controller::new(policy);
     // No operators, no accepted commands: nothing to remember across restarts.
     let replay_file = (!operators.operators.is_empty())
         .then(|| ReplayFile::new(operators.replay_cache_path(&config.site)));
     let mut commands =
-        OperatorCommands::new(config.site.clone(), operators).with_max_power(max_mining);
+        OperatorCommands::new(config.site.clone(), operators).with_max_power(config.ratings.mining);
     // Before the first decision: the commands in force and the failsafe as a previous
     // process left them, so a restart never lifts a cap.
     if let Some(file) = &replay_file {
