@@ -2,7 +2,6 @@
 //! not have been measured (after its unit's scale) and a price schedule dated far from
 //! now are refused, counted, and leave their signal stale; they never make it mine.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use gridminer::runtime::{self, Running};
@@ -81,17 +80,21 @@ async fn rejected_beyond(running: &Running, reason: RejectReason, before: u64) {
             "no {} rejection counted",
             reason.as_str()
         );
+        // Poll interval under the deadline: a counter has no event to await.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 /// Waits for two more controller steps: every message sent before is handled by then.
+/// Each step publishes a snapshot, so this awaits them rather than polling.
 async fn two_steps(running: &Running) {
-    let from = running.counters.steps.load(Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while running.counters.steps.load(Ordering::Relaxed) < from + 2 {
-        assert!(Instant::now() < deadline, "the controller steps");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut snaps = running.snapshots.clone();
+    snaps.borrow_and_update();
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(20), snaps.changed())
+            .await
+            .expect("the controller steps")
+            .expect("the controller runs");
     }
 }
 

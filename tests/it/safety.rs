@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::brokers::{free_port, Mosquitto};
 use super::live::{subscriber, wait_for};
-use super::support::external_broker;
+use super::support::{external_broker, site_feeds, SURPLUS_SITE};
 
 const SECRET: &str = "tso-shared-secret-0123456789abcdef-0123";
 
@@ -34,8 +34,8 @@ fn token(site: &str, jti: &str, act: Value) -> String {
 }
 
 /// A site of two 500 W MQTT miners on 3 kW of PV (surplus: they mine), the TSO as its
-/// only operator, the record in `dir/state`, and `more` top-level keys.
-fn config(dir: &Path, site: &str, port: u16, policy: &str, more: &str) -> std::path::PathBuf {
+/// only operator, the record in `dir/state`, and `tail` (more tables) at the end.
+fn config(dir: &Path, site: &str, port: u16, policy: &str, tail: &str) -> std::path::PathBuf {
     let cfg = dir.join("site.toml");
     let text = format!(
         r#"
@@ -44,38 +44,17 @@ tick = "100ms"
 hashprice = 50.0
 policy = {policy}
 operator_replay_cache = "state/record.json"
-{more}
-[site]
-pv = true
-export_limit = "1 kW"
-import_limit = "10 kW"
-[tariff]
-import_adder_eur_mwh = 100.0
-export = "day-ahead"
+{SURPLUS_SITE}
 {mqtt}
-[[signals]]
-topic = "{site}/pv"
-quantity = "pv_power"
-max_age = "1s"
-[[signals]]
-topic = "{site}/load"
-quantity = "site_load"
-[[signals]]
-topic = "{site}/price"
-quantity = "price"
-[[loads]]
-kind = "mqtt"
-topic = "{site}/miners/setpoint"
-name = "miners"
-count = 2
-rated_power = "500 W"
-hashrate = "20 TH/s"
+{feeds}
 [[operators]]
 id = "tso"
 alg = "HS256"
 secret = "{SECRET}"
+{tail}
 "#,
-        mqtt = external_broker(port, "")
+        mqtt = external_broker(port, ""),
+        feeds = site_feeds(site, 2),
     );
     std::fs::write(&cfg, text).unwrap();
     cfg
@@ -270,10 +249,7 @@ async fn r9_hole2_a_crash_loop_cannot_outrun_the_failsafe() {
     let broker = Mosquitto::start(&bin, dir.path(), free_port());
     let (site, policy) = ("cl", r#"{ mode = "economic", max_signal_age = "1h" }"#);
     let heartbeat = "[operator_heartbeat]\ntimeout = \"3s\"\nfailsafe_limit = \"0 W\"\n";
-    let cfg = config(dir.path(), site, broker.port, policy, "");
-    // The heartbeat table goes after everything else in the file.
-    let text = std::fs::read_to_string(&cfg).unwrap() + heartbeat;
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = config(dir.path(), site, broker.port, policy, heartbeat);
     let (client, mut rx) = subscriber(broker.port, &format!("gridminer/{site}/#")).await;
     let state = format!("gridminer/{site}/state");
 
