@@ -10,6 +10,11 @@ seconds="${FUZZ_SECONDS:-20}"
 # -O -a: optimised, with debug assertions and overflow checks (an overflow is a crash).
 build=(-O -a -s none)
 
+# libfuzzer-sys compiles libFuzzer's C++ sources.
+if ! command -v c++ >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++
+fi
+
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "--- cargo install cargo-fuzz"
   cargo install cargo-fuzz --locked
