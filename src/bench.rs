@@ -2,6 +2,7 @@
 //! `gridminer bench live` ([`live`]): figures and ratios against a baseline run in the
 //! same process. Timing lives here, never in tests.
 
+pub mod hash;
 pub mod live;
 #[cfg(feature = "sim")]
 mod sim;

@@ -5,8 +5,10 @@
 //! it through `observe`, and the caller hands each `Decision` to the actuators.
 
 use crate::clock::Timestamp;
-use crate::policy::{Decision, Memo, Policy};
-use crate::state::{Observation, SiteState};
+use crate::decision::Decision;
+use crate::policy::{Memo, Policy};
+use crate::signal::Observation;
+use crate::state::SiteState;
 
 #[derive(Debug, Clone)]
 pub struct Controller {

@@ -16,11 +16,14 @@
 //! - [`site`]: the site model: grid connection, tariff, mining loads and their limits.
 //! - [`signal`]: IN: everything that produces an `Observation` (history replay, signed
 //!   grid-operator commands).
+//! - [`decision`]: the decision's vocabulary (`Decision`, `LoadTarget`, `Reason`), shared by
+//!   policy and state.
 //! - [`state`]: `SiteState`, the latest value of every quantity with its age, and wear ledgers.
 //! - [`policy`]: DECIDE: the pure rule stack and the allocator.
 //! - [`actuator`]: OUT: loads that take power targets (simulated dynamics here).
 //! - [`controller`]: the one step both live and simulated runs call.
 //! - [`mqtt`]: the MQTT transport: embedded broker, connection, topics, status.
+//! - [`scenario`]: scenario and policy-case files, read and checked for the simulator.
 //! - [`runtime`]: the edge daemon: tasks, shutdown in order.
 //! - [`sim`]: the simulation runner, KPIs, the clairvoyant optimum, reports, sweeps.
 //! - [`bench`]: the `bench` subcommands' measurements.
@@ -31,9 +34,11 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod decision;
 pub mod mqtt;
 pub mod policy;
 pub mod runtime;
+pub mod scenario;
 pub mod signal;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -10,100 +10,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::clock::{saturating_millis, Timestamp};
-use crate::policy::{Decision, LoadTarget, OperatorAction, PolicyMemory};
+use crate::decision::{Decision, LoadTarget, PolicyMemory};
+use crate::signal::operator::CommandsInForce;
+use crate::signal::{Observation, Quantity};
 use crate::site::{LoadSpec, WearLimits};
 use crate::units::{Hashprice, Hertz, PricePerMwh, Watts};
-
-/// The quantities a site measures or is told. One table for signals, state, telemetry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Quantity {
-    /// PV output, W, >= 0.
-    PvPower,
-    /// Wind output, W, >= 0.
-    WindPower,
-    /// Site consumption other than mining, W, >= 0.
-    SiteLoad,
-    /// Power at the grid connection, W: import positive, export negative. With the
-    /// generation and the mining power it gives the site load where no meter measures
-    /// that directly.
-    GridPower,
-    /// What the mining loads report drawing, all together, W.
-    MiningPower,
-    /// Grid frequency, Hz.
-    GridFrequency,
-    /// Day-ahead price now, EUR/MWh.
-    Price,
-    /// Hashprice, EUR per PH/s per day.
-    Hashprice,
-}
-
-impl Quantity {
-    pub const ALL: [Quantity; 8] = [
-        Quantity::PvPower,
-        Quantity::WindPower,
-        Quantity::SiteLoad,
-        Quantity::GridPower,
-        Quantity::MiningPower,
-        Quantity::GridFrequency,
-        Quantity::Price,
-        Quantity::Hashprice,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Quantity::PvPower => "pv_power",
-            Quantity::WindPower => "wind_power",
-            Quantity::SiteLoad => "site_load",
-            Quantity::GridPower => "grid_power",
-            Quantity::MiningPower => "mining_power",
-            Quantity::GridFrequency => "grid_frequency",
-            Quantity::Price => "price",
-            Quantity::Hashprice => "hashprice",
-        }
-    }
-}
-
-/// Something a source saw or was told.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Observation {
-    Power {
-        quantity: Quantity,
-        value: Watts,
-        at: Timestamp,
-    },
-    Frequency {
-        value: Hertz,
-        at: Timestamp,
-    },
-    Price {
-        value: PricePerMwh,
-        at: Timestamp,
-    },
-    Hashprice {
-        value: Hashprice,
-        at: Timestamp,
-    },
-    /// A grid operator's command, already authenticated and admitted (see
-    /// [`CommandsInForce::admit`]).
-    Operator {
-        issuer: Issuer,
-        action: OperatorAction,
-        until: Option<Timestamp>,
-        at: Timestamp,
-    },
-    /// The heartbeat failsafe engaged (`Some`: the most mining allowed while it holds) or
-    /// lifted (`None`).
-    Failsafe {
-        limit: Option<Watts>,
-        at: Timestamp,
-    },
-    /// A day-ahead price schedule: `(start, price)` in time order; each price holds until
-    /// the next start (the last for as long as the interval before it).
-    PriceSchedule {
-        entries: Vec<(Timestamp, PricePerMwh)>,
-        at: Timestamp,
-    },
-}
 
 /// A value and when it was measured.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -121,196 +32,6 @@ impl<T: Copy> Reading<T> {
         // In plain milliseconds, as `age` counts them (a reading from the future is fresh).
         // Saturating: a reading stamped near either end of time must not wrap to fresh.
         (now.0.saturating_sub(self.at.0) <= saturating_millis(max_age)).then_some(self.value)
-    }
-}
-
-/// Who sent a command: the operator's id and its priority. A higher priority outranks a
-/// lower one (a TSO above an aggregator); see [`CommandsInForce`] for what that allows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Issuer {
-    pub id: String,
-    pub priority: u32,
-}
-
-impl Issuer {
-    /// The scenario file's operator events in a simulation: one source, outranking none.
-    pub fn scenario() -> Self {
-        Issuer {
-            id: "scenario".into(),
-            priority: 0,
-        }
-    }
-}
-
-/// One grid operator's command in force.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ActiveCommand {
-    pub issuer: Issuer,
-    /// `CurtailTo` or `Setpoint`: `CurtailBy` is turned into `CurtailTo` against the
-    /// mining power when it arrives, and a release removes commands.
-    pub action: OperatorAction,
-    pub until: Option<Timestamp>,
-    pub received: Timestamp,
-}
-
-impl ActiveCommand {
-    pub fn in_force(&self, now: Timestamp) -> bool {
-        self.until.is_none_or(|u| now < u)
-    }
-}
-
-/// A command that would replace or release one that outranks its sender.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("outranked by operator {by:?}")]
-pub struct Outranked {
-    /// The operator whose command stands in the way.
-    pub by: String,
-}
-
-/// Every grid operator's command in force, at most one per operator: the authority model.
-///
-/// 1. A curtailment is a **cap**: every curtailment in force caps mining, whoever sent it,
-///    so a curtailment is always admitted and the tightest one holds. (The policy adds the
-///    other caps: import limit, surplus-only, frequency shed, failsafe, stale signals.)
-/// 2. A setpoint acts only within every cap. Of several setpoints, the one of the highest
-///    priority acts (of equals, the latest).
-/// 3. A new command replaces its sender's own command. A setpoint also replaces setpoints
-///    of equal or lower priority, and is refused (outranked) while a higher-priority
-///    operator's setpoint is in force.
-/// 4. A release ends its sender's own command and every command of equal or lower
-///    priority; one that would end nothing while a higher-priority command is in force
-///    is refused (outranked). Nothing ever ends a higher-priority operator's command but
-///    that operator's release or its `until`.
-///
-/// Kept sorted: highest priority first, then latest first.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
-#[serde(transparent)]
-pub struct CommandsInForce(Vec<ActiveCommand>);
-
-impl CommandsInForce {
-    /// Whether `issuer` may give `action` now; the same check [`CommandsInForce::apply`]
-    /// makes, for the command channel to refuse (and ack) before anything changes.
-    pub fn admit(
-        &self,
-        issuer: &Issuer,
-        action: &OperatorAction,
-        now: Timestamp,
-    ) -> Result<(), Outranked> {
-        let outranking = |c: &&ActiveCommand| c.issuer.priority > issuer.priority;
-        let live = || self.in_force(now);
-        match action {
-            OperatorAction::CurtailTo(_) | OperatorAction::CurtailBy(_) => Ok(()),
-            OperatorAction::Setpoint(_) => match live()
-                .filter(|c| matches!(c.action, OperatorAction::Setpoint(_)))
-                .find(outranking)
-            {
-                Some(c) => Err(Outranked {
-                    by: c.issuer.id.clone(),
-                }),
-                None => Ok(()),
-            },
-            OperatorAction::Release => {
-                let ends_something = live().any(|c| c.issuer.priority <= issuer.priority);
-                match live().find(outranking) {
-                    Some(c) if !ends_something => Err(Outranked {
-                        by: c.issuer.id.clone(),
-                    }),
-                    _ => Ok(()),
-                }
-            }
-        }
-    }
-
-    /// Admits and applies a command received at `at`; `mining` is what mining was told
-    /// last (a `CurtailBy` is taken off it). Nothing changes when it is refused.
-    pub fn apply(
-        &mut self,
-        issuer: Issuer,
-        action: OperatorAction,
-        until: Option<Timestamp>,
-        at: Timestamp,
-        mining: Watts,
-    ) -> Result<(), Outranked> {
-        self.admit(&issuer, &action, at)?;
-        self.expire(at);
-        let p = issuer.priority;
-        match action {
-            OperatorAction::Release => self.0.retain(|c| c.issuer.priority > p),
-            OperatorAction::Setpoint(_) => self.0.retain(|c| {
-                c.issuer.id != issuer.id
-                    && !(c.issuer.priority <= p && matches!(c.action, OperatorAction::Setpoint(_)))
-            }),
-            _ => self.0.retain(|c| c.issuer.id != issuer.id),
-        }
-        let action = match action {
-            OperatorAction::Release => return Ok(()),
-            OperatorAction::CurtailBy(by) => {
-                OperatorAction::CurtailTo((mining - by).max(Watts::ZERO))
-            }
-            a => a,
-        };
-        // Highest priority first; among equals the newest first.
-        let at_index = self.0.partition_point(|c| c.issuer.priority > p);
-        self.0.insert(
-            at_index,
-            ActiveCommand {
-                issuer,
-                action,
-                until,
-                received: at,
-            },
-        );
-        Ok(())
-    }
-
-    /// The commands in force at `now`, highest priority first.
-    pub fn in_force(&self, now: Timestamp) -> impl Iterator<Item = &ActiveCommand> {
-        self.0.iter().filter(move |c| c.in_force(now))
-    }
-
-    /// The tightest curtailment in force, and whose it is.
-    pub fn curtail_cap(&self, now: Timestamp) -> Option<(Watts, &ActiveCommand)> {
-        self.in_force(now)
-            .filter_map(|c| match c.action {
-                OperatorAction::CurtailTo(w) | OperatorAction::CurtailBy(w) => Some((w, c)),
-                _ => None,
-            })
-            .min_by(|a, b| a.0 .0.total_cmp(&b.0 .0))
-    }
-
-    /// The setpoint that acts: the highest priority's, the newest of equals.
-    pub fn setpoint(&self, now: Timestamp) -> Option<Watts> {
-        self.in_force(now).find_map(|c| match c.action {
-            OperatorAction::Setpoint(w) => Some(w),
-            _ => None,
-        })
-    }
-
-    /// Drops commands whose `until` has passed.
-    pub fn expire(&mut self, now: Timestamp) {
-        self.0.retain(|c| c.in_force(now));
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Every command held, in force or not yet expired away.
-    pub fn all(&self) -> &[ActiveCommand] {
-        &self.0
-    }
-
-    /// Takes back commands saved by an earlier process (see `signal::operator`'s
-    /// durable record), dropping those past at `now`.
-    pub fn restore(commands: Vec<ActiveCommand>, now: Timestamp) -> Self {
-        let mut c: Vec<ActiveCommand> = commands.into_iter().filter(|c| c.in_force(now)).collect();
-        c.sort_by(|a, b| {
-            b.issuer
-                .priority
-                .cmp(&a.issuer.priority)
-                .then(b.received.cmp(&a.received))
-        });
-        CommandsInForce(c)
     }
 }
 
@@ -721,8 +442,7 @@ impl SiteState {
         }
     }
 
-    /// The reading of a power quantity (`None` for the quantities that are not powers):
-    /// the one place that maps a power `Quantity` to its field.
+    /// The reading of a power quantity (`None` for the quantities that are not powers).
     pub fn power_slot(&mut self, quantity: Quantity) -> Option<&mut Option<Reading<Watts>>> {
         match quantity {
             Quantity::PvPower => Some(&mut self.pv),
@@ -734,21 +454,54 @@ impl SiteState {
         }
     }
 
+    /// The latest reading of `q` as a number in its unit (W, Hz, EUR/MWh, EUR per PH/s
+    /// per day). With [`SiteState::clear`], the one mapping from a `Quantity` to its
+    /// field: the status, the telemetry and the staleness rule all read through it.
+    pub fn reading(&self, q: Quantity) -> Option<Reading<f64>> {
+        fn plain<T: Copy + Into<f64>>(r: &Option<Reading<T>>) -> Option<Reading<f64>> {
+            r.map(|r| Reading {
+                value: r.value.into(),
+                at: r.at,
+            })
+        }
+        match q {
+            Quantity::PvPower => plain(&self.pv),
+            Quantity::WindPower => plain(&self.wind),
+            Quantity::SiteLoad => plain(&self.site_load),
+            Quantity::GridPower => plain(&self.grid),
+            Quantity::MiningPower => plain(&self.mining),
+            Quantity::GridFrequency => plain(&self.frequency),
+            Quantity::Price => plain(&self.price),
+            Quantity::Hashprice => plain(&self.hashprice),
+        }
+    }
+
+    /// Drops the reading of `q`: the policy then sees it missing, hence stale.
+    pub fn clear(&mut self, q: Quantity) {
+        match q {
+            Quantity::GridFrequency => self.frequency = None,
+            Quantity::Price => self.price = None,
+            Quantity::Hashprice => self.hashprice = None,
+            power => {
+                if let Some(slot) = self.power_slot(power) {
+                    *slot = None;
+                }
+            }
+        }
+    }
+
     /// Drops the reading `obs` would have replaced, so the policy sees that signal stale:
     /// for a source found broken (`signal::plausible`), whose last value is no better
     /// than none. An operator command or the failsafe is never dropped this way.
     pub fn forget(&mut self, obs: &Observation) {
         match obs {
-            Observation::Power { quantity, .. } => {
-                if let Some(slot) = self.power_slot(*quantity) {
-                    *slot = None;
-                }
-            }
-            Observation::Frequency { .. } => self.frequency = None,
-            Observation::Price { .. } => self.price = None,
-            Observation::Hashprice { .. } => self.hashprice = None,
             Observation::PriceSchedule { .. } => self.price_schedule.clear(),
             Observation::Operator { .. } | Observation::Failsafe { .. } => {}
+            other => {
+                if let Some(q) = other.quantity() {
+                    self.clear(q);
+                }
+            }
         }
     }
 
@@ -765,6 +518,7 @@ impl SiteState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signal::{Issuer, OperatorAction};
 
     /// r9 holes 6 and 9: a reading stamped at an end of time, or a maximum age no clock
     /// can reach, must not wrap the age check to "fresh" or "stale" the wrong way.

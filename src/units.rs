@@ -36,6 +36,8 @@ macro_rules! quantity {
         impl Mul<f64> for $name { type Output = Self; fn mul(self, k: f64) -> Self { Self(self.0 * k) } }
         impl Div<f64> for $name { type Output = Self; fn div(self, k: f64) -> Self { Self(self.0 / k) } }
         impl Div for $name { type Output = f64; fn div(self, o: Self) -> f64 { self.0 / o.0 } }
+        /// The number in this unit, for tables that hold several quantities as plain numbers.
+        impl From<$name> for f64 { fn from(v: $name) -> f64 { v.0 } }
         impl std::iter::Sum for $name {
             fn sum<I: Iterator<Item = Self>>(it: I) -> Self { Self(it.map(|x| x.0).sum()) }
         }
@@ -362,3 +364,17 @@ pub fn de_hashrate<'de, D: Deserializer<'de>>(d: D) -> Result<HashRate, D::Error
         NumOrStr::Str(s) => parse_hashrate(&s).map_err(serde::de::Error::custom),
     }
 }
+
+/// The ranges a frequency, a price and a hashprice can have at all, wherever they come
+/// from (a config, a signal): a value outside is a mistake or a broken source.
+/// Lowest grid frequency a reading may show. Grids trip well above it (50 Hz grids shed
+/// load at 49 Hz and disconnect by 47.5 Hz), so anything lower is a broken sensor.
+pub const MIN_FREQUENCY: Hertz = Hertz(40.0);
+/// Highest grid frequency a reading may show (60 Hz grids disconnect by 62-63 Hz).
+pub const MAX_FREQUENCY: Hertz = Hertz(70.0);
+/// Largest energy price, either sign. European day-ahead prices are capped at +4,000 and
+/// -500 EUR/MWh; intraday and balancing prices stay within +-10,000.
+pub const MAX_PRICE: PricePerMwh = PricePerMwh(100_000.0);
+/// Largest hashprice. Today's is about 50 EUR per PH/s per day; at this one a miner's
+/// hashes would be worth more than any allowed energy price.
+pub const MAX_HASHPRICE: Hashprice = Hashprice(10_000.0);

@@ -38,7 +38,8 @@ use gridminer::signal::mqtt::{MqttSignals, RawMqttSignal};
 use gridminer::signal::operator::{
     take_operator_config, Ack, OperatorCommands, OperatorConfig, RefusalReason,
 };
-use gridminer::state::{Quantity, SiteState};
+use gridminer::signal::Quantity;
+use gridminer::state::SiteState;
 use gridminer::units::Watts;
 
 /// Every target: its name (the `fuzz_targets/<name>.rs` binary and the corpus folder) and
@@ -571,14 +572,14 @@ fn with_config_file(folder: &str, data: &[u8], load: impl FnOnce(&Path)) {
 /// scenario; policy files it names are inlined as there), written in `simulations/`.
 pub fn scenario_config(data: &[u8]) {
     with_config_file("simulations", data, |path| {
-        let _ = gridminer::config::load_scenario(path, &[]);
+        let _ = gridminer::scenario::load_scenario(path, &[]);
     });
 }
 
-/// A site file through `cli::run::load` (`gridminer config check` and `gridminer run` on
+/// A site file through `runtime::config::load` (`gridminer config check` and `gridminer run` on
 /// a site config), written in `deploy/examples/`.
 pub fn site_config(data: &[u8]) {
     with_config_file("deploy/examples", data, |path| {
-        let _ = gridminer::cli::run::load(path);
+        let _ = gridminer::runtime::config::load(path);
     });
 }

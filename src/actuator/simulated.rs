@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::policy::LoadTarget;
+use crate::decision::LoadTarget;
 use crate::site::LoadSpec;
 use crate::units::Watts;
 

@@ -338,7 +338,7 @@ pub async fn live(opts: &LiveOptions) -> Result<LiveBench, LiveBenchError> {
     let scratch = Scratch::new()?;
     let port = free_port()?;
     let path = scratch.write("site.toml", &site_config(port, true))?;
-    let running = runtime::start(crate::cli::run::load(&path)?).await?;
+    let running = runtime::start(crate::runtime::config::load(&path)?).await?;
     let result = phases(opts, &running, port).await;
     running.stop(Duration::from_secs(10)).await?;
     let mut bench = result?;

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::config::load_scenario;
+use crate::scenario::load_scenario;
 use crate::signal::replay::Replay;
 use crate::sim::sweep::{sweep, Vary};
 use crate::sim::{run, SimError, SimOptions};
@@ -50,7 +50,7 @@ pub struct Budget {
 pub fn sim(scenario: &Path, variants: usize) -> Result<SimBench, SimError> {
     let sc = load_scenario(scenario, &[])?;
     let t = Instant::now();
-    let replay = Replay::load(&sc)?;
+    let replay = Replay::load(&sc.history)?;
     let load_seconds = t.elapsed().as_secs_f64();
 
     // Baseline: the same loop's bookkeeping without policy or devices.

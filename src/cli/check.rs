@@ -41,10 +41,10 @@ pub fn check(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
 pub fn check_file(path: &Path) -> Result<&'static str, config::ConfigError> {
     let table = config::read_table(path)?;
     if table.contains_key("site_id") {
-        super::run::load(path)?;
+        crate::runtime::config::load(path)?;
         Ok("site")
     } else if table.contains_key("fixture") || table.contains_key("case") {
-        let f = crate::policy::cases::load(path)?;
+        let f = crate::scenario::cases::load(path)?;
         let failing: Vec<config::Problem> = f
             .run()
             .into_iter()
@@ -64,7 +64,7 @@ pub fn check_file(path: &Path) -> Result<&'static str, config::ConfigError> {
         }
         Ok("policy")
     } else {
-        config::load_scenario(path, &[])?;
+        crate::scenario::load_scenario(path, &[])?;
         Ok("scenario")
     }
 }

@@ -10,9 +10,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tokio_util::sync::CancellationToken;
 
-use crate::actuator::hasher::bench::{self, BenchOptions};
 use crate::actuator::hasher::stratum::{StratumClient, StratumConfig};
 use crate::actuator::hasher::{BlockHeader, HasherConfig, HasherPool, Kernel, Target};
+use crate::bench::hash::{self as bench, BenchOptions};
 use crate::units::{HashRate, Watts};
 
 #[derive(Debug, clap::Subcommand)]

@@ -7,31 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::live::load_live;
-use crate::config::{ConfigError, Problems};
-use crate::signal::modbus::validate_devices;
-use crate::signal::operator::take_operator_config;
-
-/// Reads a live config with the sections its components own.
-pub fn load(path: &Path) -> Result<crate::runtime::Site, ConfigError> {
-    let mut operators = None;
-    let mut modbus = Vec::new();
-    let mut telemetry = None;
-    let config = load_live(path, &mut |t: &mut toml::Table, p: &mut Problems| {
-        operators = take_operator_config(t, path, p);
-        modbus = validate_devices(t, p);
-        telemetry = Some(crate::telemetry::config::validate(p, t, path));
-    })?;
-    Ok(crate::runtime::Site {
-        config,
-        operators: operators.expect("no problems means the operator sections were taken"),
-        modbus,
-        telemetry: telemetry.expect("taken above"),
-    })
-}
-
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let site = load(path)?;
+    let site = crate::runtime::config::load(path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::{self, Override};
+use crate::config::Override;
 use crate::signal::replay::Replay;
 use crate::sim::{self, report, sweep::Vary, SimOptions};
 
@@ -22,8 +22,8 @@ pub fn simulate(
         .map(|s| Override::parse(s))
         .collect::<Result<Vec<_>, _>>()
         .map_err(anyhow::Error::msg)?;
-    let sc = config::load_scenario(path, &overrides)?;
-    let replay = Replay::load(&sc)?;
+    let sc = crate::scenario::load_scenario(path, &overrides)?;
+    let replay = Replay::load(&sc.history)?;
     let mut run = sim::run(
         &sc,
         &replay,

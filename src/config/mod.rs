@@ -1,13 +1,14 @@
 //! Configuration: TOML files in, typed values in units out.
 //!
-//! Three steps, as in ripgrep's `LowArgs -> HiArgs`: the file is parsed into a TOML table
-//! (`load_table`, which also inlines `policy = "file"` and applies `--vary` overrides),
-//! each section is deserialised into the raw shapes of `raw.rs`, and `validate.rs` checks
-//! meaning and builds the typed values. Every problem found on the way is gathered with
-//! its key path, so `config check` prints them all at once. Nothing here reads data series.
+//! What every component's configuration shares. Three steps, as in ripgrep's
+//! `LowArgs -> HiArgs`: a file is parsed into a TOML table ([`read_table`], with
+//! [`inline_policy`] for `policy = "file"` and [`Override`]s for `--set`/`--vary`), each
+//! component deserialises its sections into its own raw shapes and checks their meaning
+//! beside its code (`site::config`, `policy::config`, `mqtt::config`, `scenario`,
+//! `runtime::config`, ...), and every problem found on the way is gathered here with its
+//! key path ([`Problems`]), so `config check` prints them all at once. This module knows
+//! no component: it sits below them all.
 
-pub mod live;
-pub mod raw;
 pub mod validate;
 
 use std::fmt;
@@ -15,10 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-pub use validate::{
-    export_value, take_load, validate_loads, validate_policy, validate_scenario, Bounds, ColumnRef,
-    HashpriceSource, OperatorEvent, PowerSource, PriceSource, Scenario, SeriesSpec,
-};
+pub use validate::{finite, hashprice_value, non_negative, price, show, table_of, timestamp};
 
 /// One thing wrong with a config file, at a key path such as `loads[1].rated_power`.
 #[derive(Debug, Clone, PartialEq)]
@@ -306,7 +304,7 @@ impl Override {
         })
     }
 
-    fn apply(&self, table: &mut toml::Table) -> Result<(), Problem> {
+    pub fn apply(&self, table: &mut toml::Table) -> Result<(), Problem> {
         let dotted = self.path.join(".");
         let (last, parents) = self.path.split_last().expect("split_once gave a key");
         let mut t = table;
@@ -360,35 +358,6 @@ pub fn inline_policy(path: &Path, table: &mut toml::Table) -> Result<(), ConfigE
         }
     }
     Ok(())
-}
-
-/// Reads a scenario file, inlines its policy file and applies `overrides`.
-pub fn load_scenario_table(
-    path: &Path,
-    overrides: &[Override],
-) -> Result<toml::Table, ConfigError> {
-    let mut table = read_table(path)?;
-    inline_policy(path, &mut table)?;
-    let mut problems = Vec::new();
-    for o in overrides {
-        if let Err(p) = o.apply(&mut table) {
-            problems.push(p);
-        }
-    }
-    if problems.is_empty() {
-        Ok(table)
-    } else {
-        Err(ConfigError::Invalid {
-            path: path.to_path_buf(),
-            problems,
-        })
-    }
-}
-
-/// Loads and validates a scenario.
-pub fn load_scenario(path: &Path, overrides: &[Override]) -> Result<Scenario, ConfigError> {
-    let table = load_scenario_table(path, overrides)?;
-    validate_scenario(path, table)
 }
 
 /// A path written in a config file is relative to that file's folder.

@@ -11,8 +11,8 @@
 //! embedded broker refuses such messages itself.
 
 pub mod broker;
+pub mod config;
 mod relay;
-pub mod status;
 pub mod topics;
 
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 
 use super::{Goal, Policy, Tiers};
 use crate::clock::Timestamp;
-use crate::policy::LoadTarget;
+use crate::decision::LoadTarget;
 use crate::site::PowerLevels;
 use crate::state::{Counts, SiteState};
 use crate::units::{Hashprice, Watts};

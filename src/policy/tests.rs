@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use super::*;
+use crate::decision::LoadTarget;
+use crate::signal::{Observation, OperatorAction};
 use crate::site::{ExportValue, LoadKind, PowerLevels};
-use crate::state::{Observation, Reading};
+use crate::state::Reading;
 use crate::units::HashRate;
 
 fn policy(frequency: bool) -> Policy {
@@ -144,7 +146,7 @@ fn operator_commands_expire_and_curtail_by_counts_from_arrival() {
         power: Watts(35_000.0),
     };
     s.observe(Observation::Operator {
-        issuer: crate::state::Issuer::scenario(),
+        issuer: crate::signal::Issuer::scenario(),
         action: OperatorAction::CurtailBy(Watts(10_000.0)),
         until: Some(T0 + Duration::from_secs(60)),
         at: T0,
@@ -228,8 +230,8 @@ fn a_price_schedule_stands_in_for_a_price_reading() {
     }
 }
 
-fn issuer(id: &str, priority: u32) -> crate::state::Issuer {
-    crate::state::Issuer {
+fn issuer(id: &str, priority: u32) -> crate::signal::Issuer {
+    crate::signal::Issuer {
         id: id.into(),
         priority,
     }

@@ -14,11 +14,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::config::LoadDriver;
 use super::Snapshot;
 use crate::actuator::hasher::stratum::{StratumClient, StratumStats};
 use crate::actuator::hasher::{HasherConfig, HasherPool, HashingReport, Kernel, PoolActivity};
-use crate::config::live::LoadDriver;
-use crate::policy::LoadTarget;
+use crate::decision::LoadTarget;
 use crate::units::Watts;
 
 /// How the controller learns what a load draws.

@@ -19,22 +19,23 @@ use tokio_util::task::TaskTracker;
 
 use crate::actuator::hasher::{HashingReport, PoolActivity};
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::config::live::{Broker, LiveConfig};
 use crate::controller::Controller;
-use crate::mqtt::{
-    broker::EmbeddedBroker, status, Inbound, MqttConnection, MqttError, MqttStats, Topics,
-};
-use crate::policy::{Decision, LoadTarget};
+use crate::decision::{Decision, LoadTarget};
+use crate::mqtt::config::Broker;
+use crate::mqtt::{broker::EmbeddedBroker, Inbound, MqttConnection, MqttError, MqttStats, Topics};
 use crate::signal::modbus::{ModbusDevice, ModbusSource};
 use crate::signal::mqtt::{Carries, MqttSignals, RejectReason, SignalStats};
 use crate::signal::operator::{Ack, OperatorCommands, OperatorConfig, ReplayFile, HARD_CEILING};
 use crate::signal::plausible::Plausibility;
-use crate::state::{Observation, SiteState};
+use crate::signal::Observation;
+use crate::state::SiteState;
 use crate::telemetry::config::TelemetryConfig;
-use crate::telemetry::{metrics::Metrics, metrics::MetricsServer, points, TelemetrySender};
+use crate::telemetry::{metrics::Metrics, metrics::MetricsServer, points, status, TelemetrySender};
 use crate::units::{Hashprice, Watts};
+use config::LiveConfig;
 use loads::Meter;
 
+pub mod config;
 mod loads;
 
 #[derive(Debug, thiserror::Error)]
@@ -536,7 +537,7 @@ impl LiveLoop {
         }
         let actual = self.actual_power();
         self.controller.observe(Observation::Power {
-            quantity: crate::state::Quantity::MiningPower,
+            quantity: crate::signal::Quantity::MiningPower,
             value: actual.iter().copied().sum(),
             at: now,
         });

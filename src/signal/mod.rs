@@ -7,7 +7,11 @@
 
 pub mod modbus;
 pub mod mqtt;
+mod observation;
 pub mod operator;
 pub mod plausible;
 #[cfg(feature = "sim")]
 pub mod replay;
+pub mod series;
+
+pub use observation::{Issuer, Observation, OperatorAction, Quantity};

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::clock::Timestamp;
 use crate::config::Problems;
 use crate::mqtt::Inbound;
-use crate::state::{Observation, Quantity};
+use crate::signal::{Observation, Quantity};
 use crate::units::{de_opt_duration, parse_watts, Hashprice, Hertz, PricePerMwh, Watts};
 
 /// What a topic carries.

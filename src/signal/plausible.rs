@@ -12,21 +12,10 @@
 use std::time::Duration;
 
 use crate::clock::Timestamp;
+use crate::signal::{Observation, Quantity};
 use crate::site::Ratings;
-use crate::state::{Observation, Quantity};
-use crate::units::{Hashprice, Hertz, PricePerMwh, Watts};
+use crate::units::{PricePerMwh, Watts, MAX_FREQUENCY, MAX_HASHPRICE, MAX_PRICE, MIN_FREQUENCY};
 
-/// Lowest grid frequency a reading may show. Grids trip well above it (50 Hz grids shed
-/// load at 49 Hz and disconnect by 47.5 Hz), so anything lower is a broken sensor.
-pub const MIN_FREQUENCY: Hertz = Hertz(40.0);
-/// Highest grid frequency a reading may show (60 Hz grids disconnect by 62-63 Hz).
-pub const MAX_FREQUENCY: Hertz = Hertz(70.0);
-/// Largest energy price, either sign. European day-ahead prices are capped at +4,000 and
-/// -500 EUR/MWh; intraday and balancing prices stay within +-10,000.
-pub const MAX_PRICE: PricePerMwh = PricePerMwh(100_000.0);
-/// Largest hashprice. Today's is about 50 EUR per PH/s per day; at this one a miner's
-/// hashes would be worth more than any allowed energy price.
-pub const MAX_HASHPRICE: Hashprice = Hashprice(10_000.0);
 /// A measured power may exceed the rating it is bounded by this many times (meters read
 /// a little over a rating; a factor of 1000 is a kW/W mix-up).
 pub const RATING_MARGIN: f64 = 2.0;
@@ -128,6 +117,7 @@ fn schedule(entries: &[(Timestamp, PricePerMwh)], now: Timestamp) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::{Hashprice, Hertz};
 
     /// A 10 kW connection, 20 kW of PV, 2 kW of mining.
     fn site() -> Plausibility {

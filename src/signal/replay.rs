@@ -23,9 +23,9 @@ use std::time::Duration;
 
 use polars::prelude::*;
 
+use super::series::Interpolate;
+use super::series::{ColumnRef, HashpriceSource, History, PowerSource, PriceSource, SeriesSpec};
 use crate::clock::Timestamp;
-use crate::config::raw::Interpolate;
-use crate::config::{ColumnRef, HashpriceSource, PowerSource, PriceSource, Scenario, SeriesSpec};
 
 /// What went wrong reading history.
 #[derive(Debug, thiserror::Error)]
@@ -379,7 +379,7 @@ impl Replay {
     }
 
     /// Loads and aligns every series a scenario names.
-    pub fn load(sc: &Scenario) -> Result<Replay, SignalError> {
+    pub fn load(sc: &History) -> Result<Replay, SignalError> {
         // Which columns of which series.
         let mut wanted: HashMap<&str, Vec<&str>> = HashMap::new();
         let mut refs: Vec<&ColumnRef> = Vec::new();

@@ -4,8 +4,9 @@ use chrono::{DateTime, Datelike, TimeZone, Utc};
 use serde::Serialize;
 
 use crate::clock::Timestamp;
-use crate::config::Scenario;
-use crate::policy::{Reason, Split, ALL_REASONS};
+use crate::decision::{Reason, ALL_REASONS};
+use crate::policy::Split;
+use crate::scenario::Scenario;
 use crate::signal::replay::{DataReport, Replay};
 use crate::state::LoadLedger;
 

@@ -17,11 +17,13 @@ use std::time::Duration;
 
 use crate::actuator::simulated::SimulatedLoad;
 use crate::clock::Timestamp;
-use crate::config::{ConfigError, Scenario};
+use crate::config::ConfigError;
 use crate::controller::Controller;
-use crate::policy::{Policy, Reason, Tiers, ALL_REASONS};
+use crate::decision::{Reason, ALL_REASONS};
+use crate::policy::{Policy, Tiers};
+use crate::scenario::Scenario;
 use crate::signal::replay::{Replay, SignalError};
-use crate::state::{Observation, Quantity};
+use crate::signal::{Observation, Quantity};
 use crate::units::{Hashprice, PricePerMwh, Watts};
 
 use kpi::Accumulator;
@@ -81,8 +83,8 @@ pub fn policy_for(sc: &Scenario) -> Policy {
         sc.loads.clone(),
         sc.grid,
         sc.tariff,
-        sc.pv.is_some(),
-        sc.wind.is_some(),
+        sc.history.pv.is_some(),
+        sc.history.wind.is_some(),
     )
 }
 
@@ -143,7 +145,7 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
         while next_op < operator.len() && operator[next_op].at <= now {
             let e = &operator[next_op];
             ctl.observe(Observation::Operator {
-                issuer: crate::state::Issuer::scenario(),
+                issuer: crate::signal::Issuer::scenario(),
                 action: e.action,
                 until: e.until,
                 at: e.at,

@@ -7,7 +7,7 @@ use polars::prelude::*;
 
 use super::SimError;
 use crate::clock::Timestamp;
-use crate::policy::{Decision, ALL_REASONS};
+use crate::decision::{Decision, ALL_REASONS};
 use crate::site::LoadSpec;
 
 /// Inputs, decision and flows of every step. Powers in W, prices in EUR/MWh, hashprice

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::output::{write_parquet, Staging};
 use super::{svg, Kpis, SimError, SimRun};
 use crate::clock::Timestamp;
-use crate::config::Scenario;
+use crate::scenario::Scenario;
 use crate::units::format_duration;
 
 /// Rows of the summary table: (label, value).

@@ -10,9 +10,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::{run, SimError, SimOptions};
-use crate::config::{
-    load_scenario_table, parse_value, validate_scenario, ConfigError, Override, Problem, Scenario,
-};
+use crate::config::{parse_value, ConfigError, Override, Problem};
+use crate::scenario::{load_scenario_table, validate_scenario, Scenario};
 use crate::signal::replay::Replay;
 
 /// One `--vary`: a key path and the values to try.
@@ -87,19 +86,26 @@ fn data_signature(sc: &Scenario) -> String {
     format!(
         "{:?}",
         (
-            sc.series
+            sc.history
+                .series
                 .iter()
                 .map(|s| (&s.name, &s.path, &s.time_column))
                 .collect::<Vec<_>>(),
-            &sc.pv.as_ref().map(|c| (&c.series, &c.column, c.scale)),
-            &sc.wind.as_ref().map(|c| (&c.series, &c.column, c.scale)),
-            format!("{:?}", sc.base_load),
-            format!("{:?}", sc.price),
-            format!("{:?}", sc.hashprice),
-            sc.step,
-            sc.start,
-            sc.end,
-            sc.interpolate,
+            &sc.history
+                .pv
+                .as_ref()
+                .map(|c| (&c.series, &c.column, c.scale)),
+            &sc.history
+                .wind
+                .as_ref()
+                .map(|c| (&c.series, &c.column, c.scale)),
+            format!("{:?}", sc.history.base_load),
+            format!("{:?}", sc.history.price),
+            format!("{:?}", sc.history.hashprice),
+            sc.history.step,
+            sc.history.start,
+            sc.history.end,
+            sc.history.interpolate,
         )
     )
 }
@@ -152,7 +158,7 @@ pub fn sweep(
     for sc in &scenarios {
         let sig = data_signature(sc);
         if !replays.contains_key(&sig) {
-            replays.insert(sig, Arc::new(Replay::load(sc)?));
+            replays.insert(sig, Arc::new(Replay::load(&sc.history)?));
         }
     }
     let rows: Vec<Result<SweepRow, SimError>> = scenarios

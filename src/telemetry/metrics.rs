@@ -20,9 +20,10 @@ use tokio_util::sync::CancellationToken;
 use super::error::TelemetryError;
 use crate::actuator::hasher::stratum::StratumCounts;
 use crate::actuator::hasher::HashingReport;
+use crate::decision::{Decision, ALL_REASONS};
 use crate::mqtt::MqttStats;
-use crate::policy::{Decision, ALL_REASONS};
-use crate::state::{Quantity, SiteState};
+use crate::signal::Quantity;
+use crate::state::SiteState;
 use crate::units::Watts;
 
 /// Metric names and their labels: the one table.
@@ -228,16 +229,7 @@ impl Metrics {
 
     /// Sets the gauge of every quantity the state holds (those it lacks keep their value).
     pub fn state(&self, s: &SiteState) {
-        let values = [
-            s.pv.map(|r| r.value.0),
-            s.wind.map(|r| r.value.0),
-            s.site_load.map(|r| r.value.0),
-            s.grid.map(|r| r.value.0),
-            s.mining.map(|r| r.value.0),
-            s.frequency.map(|r| r.value.0),
-            s.price.map(|r| r.value.0),
-            s.hashprice.map(|r| r.value.0),
-        ];
+        let values = Quantity::ALL.map(|q| s.reading(q).map(|r| r.value));
         for (g, v) in self.0.quantities.iter().zip(values) {
             if v.is_some() {
                 g.set(v);

@@ -24,6 +24,7 @@ mod error;
 pub mod influx;
 pub mod metrics;
 pub mod points;
+pub mod status;
 
 pub use config::{InfluxConfig, MetricsConfig, TelemetryConfig};
 pub use error::TelemetryError;

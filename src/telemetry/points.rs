@@ -13,8 +13,10 @@ use std::fmt::Write as _;
 
 use crate::actuator::hasher::HashingReport;
 use crate::clock::Timestamp;
-use crate::policy::{Decision, OperatorAction};
-use crate::state::{Quantity, SiteState};
+use crate::decision::Decision;
+use crate::signal::OperatorAction;
+use crate::signal::Quantity;
+use crate::state::SiteState;
 use crate::units::Watts;
 
 /// Measurement names.
@@ -209,28 +211,7 @@ fn escape(out: &mut String, s: &str, special: &[char]) {
 
 /// One `signal` point per quantity the state holds, stamped with when it was measured.
 pub fn signal_points(state: &SiteState, now: Timestamp) -> Vec<Point> {
-    let readings: [(Quantity, Option<(f64, Timestamp)>); 8] = [
-        (Quantity::PvPower, state.pv.map(|r| (r.value.0, r.at))),
-        (Quantity::WindPower, state.wind.map(|r| (r.value.0, r.at))),
-        (
-            Quantity::SiteLoad,
-            state.site_load.map(|r| (r.value.0, r.at)),
-        ),
-        (Quantity::GridPower, state.grid.map(|r| (r.value.0, r.at))),
-        (
-            Quantity::MiningPower,
-            state.mining.map(|r| (r.value.0, r.at)),
-        ),
-        (
-            Quantity::GridFrequency,
-            state.frequency.map(|r| (r.value.0, r.at)),
-        ),
-        (Quantity::Price, state.price.map(|r| (r.value.0, r.at))),
-        (
-            Quantity::Hashprice,
-            state.hashprice.map(|r| (r.value.0, r.at)),
-        ),
-    ];
+    let readings = Quantity::ALL.map(|q| (q, state.reading(q).map(|r| (r.value, r.at))));
     readings
         .into_iter()
         .filter_map(|(q, r)| {
@@ -354,7 +335,7 @@ mod tests {
     use super::*;
     use crate::actuator::hasher::stratum::StratumCounts;
     use crate::actuator::hasher::{HasherConfig, HasherPool, HasherStatus, Kernel};
-    use crate::policy::{LoadTarget, PolicyMemory, Reason};
+    use crate::decision::{LoadTarget, PolicyMemory, Reason};
     use crate::state::Reading;
     use crate::units::{HashRate, Hertz};
 

@@ -8,9 +8,9 @@ use super::support::{gridminer, root, text};
 /// the placeholder files beside it, and the SunSpec/TLS one describes what it says.
 #[test]
 fn every_example_site_config_checks_out() {
-    use gridminer::config::live::{Broker, LoadDriver};
     use gridminer::signal::modbus::DeviceKind;
     use gridminer::signal::operator::OperatorKey;
+    use gridminer::{mqtt::config::Broker, runtime::config::LoadDriver};
 
     let dir = root().join("deploy/examples");
     let mut sites: Vec<_> = std::fs::read_dir(&dir)
@@ -24,8 +24,8 @@ fn every_example_site_config_checks_out() {
     for path in &sites {
         let o = gridminer(&["config", "check", &path.display().to_string()], &root());
         assert!(o.status.success(), "{}", text(&o));
-        let site =
-            gridminer::cli::run::load(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let site = gridminer::runtime::config::load(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         if !path.ends_with("sunspec-tls.toml") {
             continue;
         }

@@ -149,7 +149,7 @@ secret = "{SECRET}"
         ),
     )
     .unwrap();
-    let site = gridminer::cli::run::load(&cfg).expect("config");
+    let site = gridminer::runtime::config::load(&cfg).expect("config");
     let running = runtime::start(site).await.expect("daemon starts");
     let mut snaps = running.snapshots.clone();
 
@@ -296,7 +296,7 @@ async fn an_external_broker_restarted_mid_run_is_reconnected_and_resubscribed() 
         ),
     )
     .unwrap();
-    let site = gridminer::cli::run::load(&cfg).expect("config");
+    let site = gridminer::runtime::config::load(&cfg).expect("config");
     let running = runtime::start(site).await.expect("daemon starts");
     let snaps = running.snapshots.clone();
 
@@ -400,7 +400,7 @@ secret = "{SECRET}"
     )
     .unwrap();
     let start = || async {
-        let site = gridminer::cli::run::load(&cfg).expect("config");
+        let site = gridminer::runtime::config::load(&cfg).expect("config");
         runtime::start(site).await.expect("daemon starts")
     };
     let running = start().await;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use gridminer::actuator::hasher::stratum::StratumCounts;
 use gridminer::actuator::hasher::HashingReport;
-use gridminer::config::live::{LoadDriver, POOL_REFUSED_RETRY};
 use gridminer::runtime::{self, Running, Snapshot};
+use gridminer::{actuator::hasher::config::POOL_REFUSED_RETRY, runtime::config::LoadDriver};
 use rumqttc::{AsyncClient, QoS};
 use tokio::sync::watch;
 
@@ -56,7 +56,7 @@ listen = "127.0.0.1:0"
 async fn start_daemon(dir: &std::path::Path, broker_port: u16, pool_url: &str) -> Running {
     let cfg = dir.join("site.toml");
     std::fs::write(&cfg, site_toml(broker_port, pool_url)).unwrap();
-    let site = gridminer::cli::run::load(&cfg).expect("config");
+    let site = gridminer::runtime::config::load(&cfg).expect("config");
     runtime::start(site).await.expect("daemon starts")
 }
 
@@ -289,7 +289,7 @@ async fn a_pool_that_refuses_the_login_is_counted_and_the_daemon_stays_up() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let running = start_daemon(dir.path(), port, &url).await;
-    let site = gridminer::cli::run::load(&dir.path().join("site.toml")).unwrap();
+    let site = gridminer::runtime::config::load(&dir.path().join("site.toml")).unwrap();
     match &site.config.drivers[..] {
         [LoadDriver::Hasher {
             pool: Some(stratum),

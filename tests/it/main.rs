@@ -5,6 +5,7 @@ mod brokers;
 mod examples;
 mod fuzz_corpus;
 mod hasher;
+mod layers;
 mod live;
 mod live_stratum;
 mod modbus;

@@ -16,7 +16,7 @@ use gridminer::signal::modbus::{
     DeviceKind, ModbusDevice, ModbusError, ModbusSource, ModbusStats, RawRegister, RawTarget,
     RegisterReader, RegisterType, Role, Table, TcpReader, WordOrder,
 };
-use gridminer::state::{Observation, Quantity};
+use gridminer::signal::{Observation, Quantity};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};

@@ -39,7 +39,7 @@ async fn until(what: &str, limit: Duration, ok: impl Fn() -> bool) {
 
 /// The daemon of the config at `cfg`, started and connected to its broker.
 async fn connected(cfg: &std::path::Path) -> Running {
-    let running = runtime::start(gridminer::cli::run::load(cfg).expect("config"))
+    let running = runtime::start(gridminer::runtime::config::load(cfg).expect("config"))
         .await
         .expect("daemon starts");
     until("the daemon connected", Duration::from_secs(20), || {
@@ -128,7 +128,7 @@ async fn r9_hole3_a_1mb_retained_message_on_every_topic_neither_drops_the_connec
         ),
     )
     .unwrap();
-    let loaded = gridminer::cli::run::load(&cfg).expect("config");
+    let loaded = gridminer::runtime::config::load(&cfg).expect("config");
     assert_eq!(
         loaded.config.mqtt.max_packet_size,
         256 * 1024,
@@ -297,7 +297,7 @@ async fn r9_hole3_the_packet_limit_is_the_configured_one() {
         ),
     )
     .unwrap();
-    let loaded = gridminer::cli::run::load(&cfg).expect("config");
+    let loaded = gridminer::runtime::config::load(&cfg).expect("config");
     assert_eq!(loaded.config.mqtt.max_packet_size, 16 * 1024);
     let running = runtime::start(loaded).await.expect("daemon starts");
     until("connected", Duration::from_secs(20), || {
@@ -472,7 +472,7 @@ fn r9_hole10_a_login_that_would_check_nothing_is_a_config_problem() {
             ),
         )
         .unwrap();
-        let err = gridminer::cli::run::load(&cfg)
+        let err = gridminer::runtime::config::load(&cfg)
             .err()
             .expect("refused")
             .to_string();

@@ -122,7 +122,7 @@ impl SecureBroker {
             ),
         )
         .unwrap();
-        gridminer::cli::run::load(&cfg).expect("config")
+        gridminer::runtime::config::load(&cfg).expect("config")
     }
 
     /// Runs a mosquitto client (`mosquitto_pub` or `mosquitto_sub`) over TLS as `FEEDER`.

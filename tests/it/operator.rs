@@ -12,12 +12,13 @@ use std::process::Command;
 
 use ed25519_dalek::SigningKey;
 use gridminer::clock::Timestamp;
-use gridminer::policy::OperatorAction;
+use gridminer::signal::operator::CommandsInForce;
 use gridminer::signal::operator::{
     load_operator_config, parse_ed25519_public_key, Ack, OperatorCommands, OperatorKey,
     RefusalReason,
 };
-use gridminer::state::{CommandsInForce, Observation};
+use gridminer::signal::Observation;
+use gridminer::signal::OperatorAction;
 use gridminer::units::Watts;
 use serde_json::{json, Value};
 

@@ -38,7 +38,7 @@ async fn start_with(id: &str, tables: &str) -> (Running, AsyncClient, tempfile::
     let mqtt = format!("[mqtt]\nbroker = \"embedded\"\nlisten = \"127.0.0.1:{port}\"\n");
     let config = site_config(id, "", &format!("{mqtt}{tables}\n{CPU_LOAD}"));
     std::fs::write(&cfg, config).unwrap();
-    let site = gridminer::cli::run::load(&cfg).expect("config");
+    let site = gridminer::runtime::config::load(&cfg).expect("config");
     let running = runtime::start(site).await.expect("daemon starts");
     let (client, mut rx) = subscriber(port, &format!("gridminer/{id}/#")).await;
     // Subscribed before it says `online`: what the test publishes next is not lost.

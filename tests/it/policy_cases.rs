@@ -1,7 +1,7 @@
 //! Every scenario case of every policy file in `policies/` decides as it says.
 
 use super::support::root;
-use gridminer::policy::cases;
+use gridminer::scenario::cases;
 
 #[test]
 fn every_policy_case_passes() {

@@ -93,7 +93,7 @@ fn build(
     hashprice: f64,
     wear: bool,
 ) -> (
-    gridminer::config::Scenario,
+    gridminer::scenario::Scenario,
     gridminer::signal::replay::Replay,
 ) {
     let per_hour = 12;
@@ -220,7 +220,7 @@ proptest! {
     #[test]
     fn the_memo_never_changes_a_decision(s in site()) {
         use gridminer::controller::Controller;
-        use gridminer::state::{Observation, Quantity};
+        use gridminer::signal::{Observation, Quantity};
         use gridminer::units::{Hashprice, PricePerMwh};
 
         let (sc, replay) = build(&s, s.hashprice, true);
@@ -285,9 +285,10 @@ proptest! {
     ) {
         use gridminer::clock::Timestamp;
         use gridminer::controller::Controller;
-        use gridminer::policy::{FrequencyResponse, OperatorAction, Policy};
+        use gridminer::policy::{FrequencyResponse, Policy};
+        use gridminer::signal::OperatorAction;
         use gridminer::site::{ExportValue, Tariff};
-        use gridminer::state::{Issuer, Observation, Quantity};
+        use gridminer::signal::{Issuer, Observation, Quantity};
         use gridminer::units::{Hashprice, Hertz, PricePerMwh};
 
         let mut params = policy(Mode::Economic, 0.0, 5.0);

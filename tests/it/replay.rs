@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use gridminer::clock::Timestamp;
-use gridminer::config::raw::Interpolate;
-use gridminer::config::SeriesSpec;
 use gridminer::signal::replay::read_series;
+use gridminer::signal::series::Interpolate;
+use gridminer::signal::series::SeriesSpec;
 use polars::prelude::*;
 
 fn spec(dir: &std::path::Path, name: &str, text: &str) -> SeriesSpec {

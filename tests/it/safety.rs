@@ -300,7 +300,7 @@ async fn r9_hole1_a_stale_feed_under_a_curtail_mines_nothing() {
     let site = "st";
     let policy = r#"{ mode = "economic", max_signal_age = "1s", safe_limit = "1 kW" }"#;
     let cfg = config(dir.path(), site, broker.port, policy, "");
-    let site_config = gridminer::cli::run::load(&cfg).expect("config");
+    let site_config = gridminer::runtime::config::load(&cfg).expect("config");
     let running = gridminer::runtime::start(site_config)
         .await
         .expect("daemon starts");

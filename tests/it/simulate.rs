@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
-use gridminer::config::{load_scenario, Override};
-use gridminer::policy::ALL_REASONS;
+use gridminer::config::Override;
+use gridminer::decision::ALL_REASONS;
+use gridminer::scenario::load_scenario;
 use gridminer::signal::replay::Replay;
 use gridminer::sim::{self, SimOptions};
 use polars::prelude::*;
@@ -35,7 +36,7 @@ fn shipped_files_all_check_out() {
 #[test]
 fn a_year_of_the_hybrid_site_balances_and_is_deterministic() {
     let sc = load_scenario(&root().join("simulations/de-2018-hybrid.toml"), &[]).unwrap();
-    let replay = Replay::load(&sc).unwrap();
+    let replay = Replay::load(&sc.history).unwrap();
     assert_eq!(replay.step.as_secs(), 60);
     assert!(replay.len > 525_000, "{}", replay.len);
     let k = sim::run(&sc, &replay, SimOptions::default()).unwrap().kpis;
@@ -95,7 +96,7 @@ fn the_online_policy_never_beats_the_clairvoyant_bound_on_real_data() {
         ],
     )
     .unwrap();
-    let replay = Replay::load(&sc).unwrap();
+    let replay = Replay::load(&sc.history).unwrap();
     let k = sim::run(&sc, &replay, SimOptions::default()).unwrap().kpis;
     let o = sim::optimum(&sc, &replay, k.profit_eur);
     assert!(
@@ -115,7 +116,7 @@ fn measured_pv_gaps_drive_loads_to_the_safe_state_and_are_reported() {
         &[set("end=\"2011-07-01T00:00:00Z\"")],
     )
     .unwrap();
-    let replay = Replay::load(&sc).unwrap();
+    let replay = Replay::load(&sc.history).unwrap();
     let series = &replay.report.series[0];
     assert!(series.empty_cells > 100, "{series:?}");
     assert_eq!(series.resolution_s, 900);
@@ -170,7 +171,7 @@ fn operator_commands_in_a_scenario_cap_mining_while_in_force() {
         ],
     )
     .unwrap();
-    let replay = Replay::load(&sc).unwrap();
+    let replay = Replay::load(&sc.history).unwrap();
     let run = sim::run(
         &sc,
         &replay,
@@ -378,7 +379,7 @@ fn every_shipped_scenario_keeps_its_bounds() {
         "pvdaq-system50",
     ] {
         let sc = load_scenario(&root().join(format!("simulations/{name}.toml")), &[]).unwrap();
-        let replay = Replay::load(&sc).unwrap();
+        let replay = Replay::load(&sc.history).unwrap();
         let k = sim::run(&sc, &replay, SimOptions::default()).unwrap().kpis;
         // The ratio to the optimum is checked by `simulate` itself (and in CI's
         // quick-start run); here the bounds on the run's own KPIs.

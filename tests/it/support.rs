@@ -5,10 +5,11 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use gridminer::clock::Timestamp;
-use gridminer::config::raw::Interpolate;
-use gridminer::config::{Bounds, ColumnRef, HashpriceSource, PowerSource, PriceSource, Scenario};
 use gridminer::policy::{Mode, PolicyParams};
+use gridminer::scenario::{Bounds, Scenario};
 use gridminer::signal::replay::{DataReport, Replay};
+use gridminer::signal::series::Interpolate;
+use gridminer::signal::series::{ColumnRef, HashpriceSource, History, PowerSource, PriceSource};
 use gridminer::site::{
     ExportValue, GridConnection, LoadKind, LoadSpec, PowerLevels, Tariff, WearLimits,
 };
@@ -113,21 +114,23 @@ pub fn scenario_in_memory(
         name: "in-memory".into(),
         description: String::new(),
         file: PathBuf::from("in-memory.toml"),
-        step,
-        start: None,
-        end: None,
-        interpolate: Interpolate::Hold,
-        series: Vec::new(),
-        pv: Some(col("pv")),
-        wind: None,
-        base_load: PowerSource::Series(col("load")),
+        history: History {
+            step,
+            start: None,
+            end: None,
+            interpolate: Interpolate::Hold,
+            series: Vec::new(),
+            pv: Some(col("pv")),
+            wind: None,
+            base_load: PowerSource::Series(col("load")),
+            price: PriceSource::Series(col("price")),
+            hashprice: HashpriceSource::Constant(gridminer::units::Hashprice(hashprice)),
+        },
         grid,
-        price: PriceSource::Series(col("price")),
         tariff: Tariff {
             import_adder: PricePerMwh(80.0),
             export: ExportValue::DayAhead,
         },
-        hashprice: HashpriceSource::Constant(gridminer::units::Hashprice(hashprice)),
         loads,
         policy,
         operator: Vec::new(),

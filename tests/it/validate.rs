@@ -82,7 +82,7 @@ fn write(dir: &Path, config: &str) -> std::path::PathBuf {
 /// The key paths `config check`'s library entry point reports for `config`.
 fn problems(config: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
-    match gridminer::cli::run::load(&write(dir.path(), config)) {
+    match gridminer::runtime::config::load(&write(dir.path(), config)) {
         Ok(_) => Vec::new(),
         Err(ConfigError::Invalid { problems, .. }) => {
             problems.into_iter().map(|p| p.to_string()).collect()
@@ -331,7 +331,7 @@ fn scenario_problems(scenario: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.toml");
     std::fs::write(&path, scenario).unwrap();
-    match gridminer::config::load_scenario(&path, &[]) {
+    match gridminer::scenario::load_scenario(&path, &[]) {
         Ok(_) => Vec::new(),
         Err(e) => e.problems().iter().map(|p| p.to_string()).collect(),
     }

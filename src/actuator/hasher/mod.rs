@@ -29,7 +29,6 @@
 //! - [`stratum`]: the Stratum V1 client that feeds jobs in and sends shares out.
 //! - [`report`]: [`HashingReport`], what the daemon's status and metrics show of a
 //!   hashing load (hashes, hashrate, the pool's share counters).
-//! - [`bench`]: the benchmark behind `gridminer hash bench`.
 //!
 //! Using it as a load:
 //! ```no_run
@@ -47,7 +46,7 @@
 //! pool.shutdown();
 //! ```
 
-pub mod bench;
+pub mod config;
 pub mod job;
 pub mod kernel;
 pub mod pool;

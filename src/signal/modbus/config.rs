@@ -36,7 +36,7 @@ use super::raw::{RawRegister, RawTarget, RegisterType, Table, WordOrder};
 use super::sunspec::Role;
 use super::{DeviceKind, ModbusDevice};
 use crate::config::Problems;
-use crate::state::Quantity;
+use crate::signal::Quantity;
 use crate::units::de_opt_duration;
 
 /// One `[[modbus]]` entry as written; `kind` picks the variant.

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::clock::{Clock, SystemClock};
-use crate::state::Observation;
+use crate::signal::Observation;
 
 pub use config::{validate_device, validate_devices, RawModbusDevice};
 pub use error::{ExceptionCode, ModbusError};

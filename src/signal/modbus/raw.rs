@@ -7,7 +7,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use crate::clock::Timestamp;
-use crate::state::{Observation, Quantity};
+use crate::signal::{Observation, Quantity};
 use crate::units::{Hertz, Watts};
 
 /// Which Modbus register table a value is read from.

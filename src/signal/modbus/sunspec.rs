@@ -34,7 +34,7 @@ use serde::Deserialize;
 use super::error::ModbusError;
 use super::RegisterReader;
 use crate::clock::Timestamp;
-use crate::state::{Observation, Quantity};
+use crate::signal::{Observation, Quantity};
 use crate::units::{Hertz, WattHours, Watts};
 
 /// `SunS` as two registers.

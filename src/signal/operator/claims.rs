@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::error::RefusalReason;
 use crate::clock::Timestamp;
-use crate::policy::OperatorAction;
+use crate::signal::OperatorAction;
 use crate::units::Watts;
 
 /// Longest `jti` accepted (and echoed), in bytes.

@@ -47,7 +47,7 @@ pub enum RefusalReason {
     /// that cannot bind is a mistake (or a trick), not a command.
     OutOfRange,
     /// It would replace or release a command of a higher-priority operator (see
-    /// `state::CommandsInForce` for the authority model).
+    /// `signal::operator::CommandsInForce` for the authority model).
     Outranked,
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::verifier::AcceptedCommand;
 use crate::clock::Timestamp;
-use crate::state::Observation;
+use crate::signal::Observation;
 use crate::units::Watts;
 
 /// `[operator_heartbeat]`, validated.
@@ -110,7 +110,7 @@ impl HeartbeatMonitor {
 mod tests {
     use super::*;
     use crate::signal::operator::claims::Order;
-    use crate::state::Issuer;
+    use crate::signal::Issuer;
 
     fn cmd(operator: &str) -> AcceptedCommand {
         AcceptedCommand {

@@ -23,7 +23,7 @@
 //!
 //! Use: build an [`OperatorCommands`] from [`config::OperatorConfig`]; for each payload
 //! call [`OperatorCommands::receive`] with the commands in force (the authority check
-//! needs them: see `state::CommandsInForce`) and apply the returned observations to
+//! needs them: see `signal::operator::CommandsInForce`) and apply the returned observations to
 //! `SiteState` *before* the controller's `step` in the same iteration (so an accepted
 //! curtail takes effect in the step it arrives), then publish [`Ack::new`] with the limit
 //! the step decided. Call [`OperatorCommands::tick`] every step for the heartbeat
@@ -45,6 +45,7 @@ mod claims;
 pub mod config;
 mod error;
 mod heartbeat;
+mod in_force;
 mod jws;
 mod replay;
 mod replay_file;
@@ -58,6 +59,7 @@ pub use claims::{Order, MAX_JTI_LEN};
 pub use config::{load_operator_config, take_operator_config, OperatorConfig, DEFAULT_STATE_DIR};
 pub use error::{Counters, Refusal, RefusalReason};
 pub use heartbeat::{HeartbeatConfig, HeartbeatMonitor};
+pub use in_force::{ActiveCommand, CommandsInForce, Outranked};
 pub use jws::{
     parse_ed25519_public_key, sign_hs256, Algorithm, HmacSecret, OperatorKey, MAX_TOKEN_BYTES,
 };
@@ -68,8 +70,8 @@ pub use verifier::{
 };
 
 use crate::clock::Timestamp;
-use crate::policy::OperatorAction;
-use crate::state::{CommandsInForce, Issuer, Observation};
+use crate::signal::OperatorAction;
+use crate::signal::{Issuer, Observation};
 use crate::units::Watts;
 
 /// The answer to every command, published on `gridminer/{site}/cmd/ack` as

@@ -24,8 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use super::replay::ReplayEntry;
 use crate::clock::Timestamp;
-use crate::policy::OperatorAction;
-use crate::state::{ActiveCommand, Issuer};
+use crate::signal::operator::ActiveCommand;
+use crate::signal::Issuer;
+use crate::signal::OperatorAction;
 use crate::units::Watts;
 
 const VERSION: u32 = 2;

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::*;
-use crate::policy::OperatorAction;
-use crate::state::CommandsInForce;
+use crate::signal::operator::CommandsInForce;
+use crate::signal::OperatorAction;
 
 fn tso() -> Issuer {
     Issuer {

@@ -11,8 +11,8 @@ use super::error::{Refusal, RefusalReason};
 use super::jws::{self, OperatorKey};
 use super::replay::{Budget, ReplayCache, ReplayEntry};
 use crate::clock::Timestamp;
-use crate::policy::OperatorAction;
-use crate::state::{Issuer, Observation};
+use crate::signal::OperatorAction;
+use crate::signal::{Issuer, Observation};
 use crate::units::Watts;
 
 /// Default lifetime limit of a command token (`exp - iat`).
@@ -28,7 +28,7 @@ pub struct Operator {
     pub key: OperatorKey,
     /// Most `exp - iat` may be.
     pub max_lifetime: Duration,
-    /// Higher outranks lower (see `state::CommandsInForce`).
+    /// Higher outranks lower (see `signal::operator::CommandsInForce`).
     pub priority: u32,
 }
 

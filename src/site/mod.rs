@@ -8,6 +8,8 @@ use serde::Serialize;
 
 use crate::units::{HashRate, Hashprice, PricePerMwh, Watts};
 
+pub mod config;
+
 /// The grid connection.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct GridConnection {

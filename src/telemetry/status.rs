@@ -3,12 +3,15 @@
 
 use serde_json::{json, Value};
 
-use super::Topics;
 use crate::actuator::hasher::HashingReport;
 use crate::clock::Timestamp;
-use crate::policy::{Decision, OperatorAction};
+use crate::decision::Decision;
+use crate::mqtt::Topics;
+use crate::signal::operator::ActiveCommand;
+use crate::signal::OperatorAction;
+use crate::signal::Quantity;
 use crate::site::LoadSpec;
-use crate::state::{ActiveCommand, Quantity, SiteState};
+use crate::state::SiteState;
 use crate::units::Watts;
 
 /// The state document: every signal with value and age, the decision and its reason,
@@ -28,16 +31,7 @@ pub fn state_json(
     };
     let mut signals = serde_json::Map::new();
     for q in Quantity::ALL {
-        let r = match q {
-            Quantity::PvPower => state.pv.map(|r| (r.value.0, r.at)),
-            Quantity::WindPower => state.wind.map(|r| (r.value.0, r.at)),
-            Quantity::SiteLoad => state.site_load.map(|r| (r.value.0, r.at)),
-            Quantity::GridPower => state.grid.map(|r| (r.value.0, r.at)),
-            Quantity::MiningPower => state.mining.map(|r| (r.value.0, r.at)),
-            Quantity::GridFrequency => state.frequency.map(|r| (r.value.0, r.at)),
-            Quantity::Price => state.price.map(|r| (r.value.0, r.at)),
-            Quantity::Hashprice => state.hashprice.map(|r| (r.value.0, r.at)),
-        };
+        let r = state.reading(q).map(|r| (r.value, r.at));
         signals.insert(q.as_str().to_string(), reading(r));
     }
     let loads: Vec<Value> = loads
@@ -212,8 +206,8 @@ mod tests {
             ),
             (OperatorAction::Release, "release", None),
         ] {
-            state.commands = crate::state::CommandsInForce::default();
-            let issuer = crate::state::Issuer {
+            state.commands = crate::signal::operator::CommandsInForce::default();
+            let issuer = crate::signal::Issuer {
                 id: "tso".into(),
                 priority: 10,
             };
@@ -221,10 +215,10 @@ mod tests {
                 .commands
                 .apply(issuer, action, None, at, Watts(2000.0))
                 .unwrap();
-            let decision = crate::policy::Decision {
+            let decision = crate::decision::Decision {
                 at,
                 loads: vec![],
-                reason: crate::policy::Reason::OperatorCurtail,
+                reason: crate::decision::Reason::OperatorCurtail,
                 limit: Some(Watts(1500.0)),
                 held_on: 0,
                 blocked_starts: 0,

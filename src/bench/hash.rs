@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::job::{BlockHeader, FixedHeader, Target};
-use super::kernel::Kernel;
-use super::pool::{HasherConfig, HasherPool};
-use super::rapl::{Rapl, POWERCAP_ROOT};
-use super::throttle::{Duty, ThrottlePlan};
+use crate::actuator::hasher::job::{BlockHeader, FixedHeader, Target};
+use crate::actuator::hasher::kernel::Kernel;
+use crate::actuator::hasher::pool::{HasherConfig, HasherPool};
+use crate::actuator::hasher::rapl::{Rapl, POWERCAP_ROOT};
+use crate::actuator::hasher::throttle::{Duty, ThrottlePlan};
 use crate::units::{HashRate, Watts};
 
 /// What to measure.
@@ -307,9 +307,9 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         ratio: per_core / base_per_core,
         naive_mhs_per_core: naive.0 / 1e6,
         naive_ratio: per_core / naive.0,
-        pause_p50_ms: crate::bench::percentile_ms(&pauses, 0.50),
-        pause_p99_ms: crate::bench::percentile_ms(&pauses, 0.99),
-        pause_max_ms: crate::bench::percentile_ms(&pauses, 1.0),
+        pause_p50_ms: super::percentile_ms(&pauses, 0.50),
+        pause_p99_ms: super::percentile_ms(&pauses, 0.99),
+        pause_max_ms: super::percentile_ms(&pauses, 1.0),
         duty_target,
         duty_achieved,
         duty_error_pct: (duty_achieved - duty_target).abs() / duty_target * 100.0,

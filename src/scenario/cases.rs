@@ -10,15 +10,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Decision, OperatorAction, Policy, Reason};
 use crate::clock::Timestamp;
-use crate::config::raw::{RawExport, RawLoad, RawPolicy};
-use crate::config::validate::{non_negative, price};
-use crate::config::{
-    export_value, read_table, take_load, validate_loads, validate_policy, ConfigError, Problems,
-};
+use crate::config::{non_negative, price, read_table, ConfigError, Problems};
+use crate::decision::{Decision, Reason};
+use crate::policy::config::{validate_policy, RawPolicy};
+use crate::policy::Policy;
+use crate::signal::{Observation, OperatorAction, Quantity};
+use crate::site::config::{export_value, take_load, validate_loads, RawExport, RawLoad};
 use crate::site::{GridConnection, Tariff};
-use crate::state::{Observation, Quantity, Reading, SiteState};
+use crate::state::{Reading, SiteState};
 use crate::units::{de_watts, Hashprice, Hertz, PricePerMwh, Watts};
 
 #[derive(Debug, Deserialize)]
@@ -287,7 +287,7 @@ fn case(p: &mut Problems, at_path: &str, pol: &Policy, c: RawCase) -> Option<Cas
         };
         if let Some(action) = action {
             state.observe(Observation::Operator {
-                issuer: crate::state::Issuer::scenario(),
+                issuer: crate::signal::Issuer::scenario(),
                 action,
                 until: None,
                 at,

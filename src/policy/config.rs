@@ -1,0 +1,150 @@
+//! The `[policy]` section: its file shape and its checks, into `PolicyParams`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{FrequencyResponse, Mode, PolicyParams};
+use crate::config::{non_negative, price, Problems};
+use crate::units::{de_duration, de_opt_duration, Hertz, PricePerMwh, Watts};
+
+/// The `[policy]` table of a policy file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub mode: String,
+    #[serde(default)]
+    pub margin_eur_mwh: f64,
+    #[serde(default)]
+    pub hysteresis_eur_mwh: f64,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub min_on: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub min_off: Option<Duration>,
+    #[serde(default)]
+    pub max_starts_per_day: Option<u32>,
+    #[serde(default = "default_max_age", deserialize_with = "de_duration")]
+    pub max_signal_age: Duration,
+    #[serde(default, deserialize_with = "crate::units::de_opt_watts")]
+    pub safe_limit: Option<Watts>,
+    #[serde(default)]
+    pub frequency: Option<RawFrequency>,
+}
+
+fn default_max_age() -> Duration {
+    Duration::from_secs(300)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFrequency {
+    pub nominal_hz: f64,
+    pub shed_below_hz: f64,
+    pub absorb_above_hz: f64,
+    #[serde(deserialize_with = "de_duration")]
+    pub hold: Duration,
+}
+
+/// Checks a `[policy]` table; `at` is its key path.
+pub fn validate_policy(p: &mut Problems, at: &str, raw: RawPolicy) -> Option<PolicyParams> {
+    let mode = match raw.mode.as_str() {
+        "surplus-only" => Some(Mode::SurplusOnly),
+        "economic" => Some(Mode::Economic),
+        other => {
+            p.push(
+                format!("{at}.mode"),
+                format!("{other:?}: expected \"surplus-only\" or \"economic\""),
+            );
+            None
+        }
+    };
+    price(p, &format!("{at}.margin_eur_mwh"), raw.margin_eur_mwh);
+    if !(raw.hysteresis_eur_mwh.is_finite() && raw.hysteresis_eur_mwh >= 0.0) {
+        p.push(
+            format!("{at}.hysteresis_eur_mwh"),
+            "must be a finite number >= 0",
+        );
+    } else {
+        price(
+            p,
+            &format!("{at}.hysteresis_eur_mwh"),
+            raw.hysteresis_eur_mwh,
+        );
+    }
+    if raw.max_starts_per_day == Some(0) {
+        p.push(
+            format!("{at}.max_starts_per_day"),
+            "0 would never start anything; omit it for no limit",
+        );
+    }
+    if raw.max_signal_age.is_zero() {
+        p.push(format!("{at}.max_signal_age"), "must be > 0");
+    }
+    let safe_limit = raw.safe_limit.unwrap_or(Watts::ZERO);
+    non_negative(p, &format!("{at}.safe_limit"), safe_limit);
+    let frequency = raw.frequency.map(|f| {
+        for (key, hz) in [
+            ("nominal_hz", f.nominal_hz),
+            ("shed_below_hz", f.shed_below_hz),
+            ("absorb_above_hz", f.absorb_above_hz),
+        ] {
+            // A threshold outside the range readings may have would never be crossed.
+            let (lo, hi) = (crate::units::MIN_FREQUENCY, crate::units::MAX_FREQUENCY);
+            if !(lo.0..=hi.0).contains(&hz) {
+                p.push(
+                    format!("{at}.frequency.{key}"),
+                    format!("{hz} is outside {lo}..={hi}"),
+                );
+            }
+        }
+        if !(f.shed_below_hz < f.nominal_hz && f.nominal_hz < f.absorb_above_hz) {
+            p.push(
+                format!("{at}.frequency"),
+                format!(
+                    "need shed_below_hz < nominal_hz < absorb_above_hz, got {} < {} < {}",
+                    f.shed_below_hz, f.nominal_hz, f.absorb_above_hz
+                ),
+            );
+        }
+        FrequencyResponse {
+            nominal: Hertz(f.nominal_hz),
+            shed_below: Hertz(f.shed_below_hz),
+            absorb_above: Hertz(f.absorb_above_hz),
+            hold: f.hold,
+        }
+    });
+    Some(PolicyParams {
+        mode: mode?,
+        margin: PricePerMwh(raw.margin_eur_mwh),
+        hysteresis: PricePerMwh(raw.hysteresis_eur_mwh),
+        min_on: raw.min_on.unwrap_or_default(),
+        min_off: raw.min_off.unwrap_or_default(),
+        max_starts_per_day: raw.max_starts_per_day,
+        max_signal_age: raw.max_signal_age,
+        safe_limit,
+        frequency,
+    })
+}
+
+/// `safe_limit` is the most mining allowed while the signals are stale: the site cannot
+/// supply more than its import limit plus its generation, so more is a config mistake
+/// (it would read as "no limit"). `generation_keys` names where generation is stated.
+pub fn safe_limit_within(
+    p: &mut Problems,
+    at: &str,
+    safe_limit: Watts,
+    import_limit: Watts,
+    generation: Watts,
+    generation_keys: &str,
+) {
+    let most = import_limit + generation;
+    if safe_limit > most {
+        p.push(
+            at,
+            format!(
+                "{safe_limit} is more than the import limit {import_limit} plus the generation capacity {generation} \
+                 ({generation_keys}): it is the most mining allowed while blind"
+            ),
+        );
+    }
+}

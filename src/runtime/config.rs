@@ -1,0 +1,353 @@
+//! The edge controller's config (`gridminer run --config site.toml`): the site, its
+//! policy, the MQTT broker and topic table, and the loads. Components with a config of
+//! their own (operators, Modbus devices, telemetry) take their sections from the table
+//! before the rest is checked here, so unknown keys are still caught everywhere.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::actuator::hasher::config::RawCpuLoad;
+use crate::actuator::hasher::stratum::StratumConfig;
+use crate::config::{
+    hashprice_value, inline_policy, non_negative, price, read_table, show, table_of, ConfigError,
+    Problems,
+};
+use crate::mqtt::config::{Broker, MqttConfig, RawMqtt};
+use crate::policy::config::{safe_limit_within, validate_policy, RawPolicy};
+use crate::policy::{Policy, PolicyParams};
+use crate::signal::modbus::validate_devices;
+use crate::signal::mqtt::{self as mqtt_signals, MqttSignal, RawMqttSignal};
+use crate::signal::operator::take_operator_config;
+use crate::site::config::{export_value, validate_loads, RawAsicGroup, RawExport, RawLoad};
+use crate::site::{GridConnection, LoadSpec, Ratings, Tariff};
+use crate::units::{de_duration, de_opt_watts, de_watts, HashRate, Hashprice, PricePerMwh, Watts};
+
+/// A validated live config.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    pub file: PathBuf,
+    pub site: String,
+    pub tick: Duration,
+    pub policy: PolicyParams,
+    pub grid: GridConnection,
+    /// What the site can physically carry: every measured power is checked against it.
+    pub ratings: Ratings,
+    pub tariff: Tariff,
+    pub has_pv: bool,
+    pub has_wind: bool,
+    /// Used when no MQTT signal carries the hashprice.
+    pub hashprice: Option<Hashprice>,
+    pub broker: Broker,
+    pub mqtt: crate::mqtt::MqttSettings,
+    pub ha_discovery: bool,
+    pub signals: Vec<MqttSignal>,
+    pub loads: Vec<LoadSpec>,
+    /// How each load is driven, by index into `loads`.
+    pub drivers: Vec<LoadDriver>,
+}
+
+/// How a load is driven live.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadDriver {
+    /// The embedded SHA-256d pool.
+    Hasher {
+        threads: usize,
+        watts_per_core: Watts,
+        hashrate_per_core: HashRate,
+        /// The Stratum pool to mine for. Without one the pool hashes a local job (real
+        /// work, no shares); with one it hashes only the pool's jobs, and nothing while
+        /// it has none.
+        pool: Option<StratumConfig>,
+    },
+    /// Equipment controlled by something else: its setpoint is published on `topic`.
+    Mqtt { topic: String },
+}
+
+impl LiveConfig {
+    pub fn policy(&self) -> Policy {
+        Policy::new(
+            self.policy.clone(),
+            self.loads.clone(),
+            self.grid,
+            self.tariff,
+            self.has_pv,
+            self.has_wind,
+        )
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    #[serde(default)]
+    pv: bool,
+    #[serde(default)]
+    wind: bool,
+    #[serde(deserialize_with = "de_watts")]
+    export_limit: Watts,
+    #[serde(deserialize_with = "de_watts")]
+    import_limit: Watts,
+    /// Installed PV; bounds PV readings and counts towards what `safe_limit` may be.
+    #[serde(default, deserialize_with = "de_opt_watts")]
+    pv_capacity: Option<Watts>,
+    /// Installed wind, likewise.
+    #[serde(default, deserialize_with = "de_opt_watts")]
+    wind_capacity: Option<Watts>,
+    /// The grid connection's physical rating, either way, where the limits above are
+    /// contractual and lower. Bounds grid power readings; defaults to the larger limit.
+    #[serde(default, deserialize_with = "de_opt_watts")]
+    connection_rating: Option<Watts>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTariff {
+    import_adder_eur_mwh: f64,
+    export: RawExport,
+}
+
+/// A live `[[loads]]` entry, by its `kind`.
+#[derive(Debug)]
+enum RawLiveLoad {
+    /// The embedded SHA-256d pool.
+    Cpu(RawCpuLoad),
+    /// Anything else, told its setpoint on `topic` over MQTT; the rest as an ASIC group
+    /// (checked as such, unknown keys included).
+    Mqtt { topic: String, group: RawAsicGroup },
+}
+
+/// Takes one live load at `at`: its `kind` first, then that kind's own shape, so that
+/// every bad key is reported at its own path.
+fn take_live_load(p: &mut Problems, at: &str, v: toml::Value) -> Option<RawLiveLoad> {
+    let mut t = table_of(p, at, v)?;
+    let kind = t.remove("kind");
+    match kind.as_ref().and_then(toml::Value::as_str) {
+        Some("cpu") => p.take(at, toml::Value::Table(t)).map(RawLiveLoad::Cpu),
+        Some("mqtt") => {
+            let topic = match t.remove("topic") {
+                Some(toml::Value::String(topic)) if !topic.is_empty() => Some(topic),
+                other => {
+                    p.push(
+                        format!("{at}.topic"),
+                        format!("{}: expected the setpoint topic", show(other.as_ref())),
+                    );
+                    None
+                }
+            };
+            let group = p.take(at, toml::Value::Table(t));
+            Some(RawLiveLoad::Mqtt {
+                topic: topic?,
+                group: group?,
+            })
+        }
+        _ => {
+            p.push(
+                format!("{at}.kind"),
+                format!("{}: expected \"cpu\" or \"mqtt\"", show(kind.as_ref())),
+            );
+            None
+        }
+    }
+}
+
+/// Reads a live config with the sections its components own.
+pub fn load(path: &Path) -> Result<super::Site, ConfigError> {
+    let mut operators = None;
+    let mut modbus = Vec::new();
+    let mut telemetry = None;
+    let config = load_live(path, &mut |t: &mut toml::Table, p: &mut Problems| {
+        operators = take_operator_config(t, path, p);
+        modbus = validate_devices(t, p);
+        telemetry = Some(crate::telemetry::config::validate(p, t, path));
+    })?;
+    Ok(super::Site {
+        config,
+        operators: operators.expect("no problems means the operator sections were taken"),
+        modbus,
+        telemetry: telemetry.expect("taken above"),
+    })
+}
+
+/// Reads and checks a live config. `extra` takes the sections other components own
+/// (e.g. `[[operators]]`) out of the table first, reporting into the same problems.
+pub fn load_live(
+    path: &Path,
+    extra: &mut dyn FnMut(&mut toml::Table, &mut Problems),
+) -> Result<LiveConfig, ConfigError> {
+    let mut table = read_table(path)?;
+    inline_policy(path, &mut table)?;
+    let mut p = Problems::default();
+    extra(&mut table, &mut p);
+    let site: Option<String> = p.section(&mut table, "site_id");
+    let tick = match table.remove("tick") {
+        Some(v) => p.take::<Tick>("tick", v).map(|t| t.0),
+        None => Some(Duration::from_secs(1)),
+    };
+    let raw_site: Option<RawSite> = p.section(&mut table, "site");
+    let tariff: Option<RawTariff> = p.section(&mut table, "tariff");
+    let raw_policy: Option<RawPolicy> = p.section(&mut table, "policy");
+    let hashprice: Option<f64> = table
+        .remove("hashprice")
+        .and_then(|v| p.take("hashprice", v));
+    let raw_mqtt: Option<RawMqtt> = p.section(&mut table, "mqtt");
+    let raw_signals: Vec<(usize, RawMqttSignal)> = p.array(&mut table, "signals", false);
+    let raw_loads = p.array_with(&mut table, "loads", true, take_live_load);
+    for k in table.keys() {
+        p.push(k.clone(), "unknown key");
+    }
+
+    if let Some(s) = &site {
+        if s.is_empty() || s.contains(['/', '+', '#']) {
+            p.push(
+                "site_id",
+                format!("{s:?}: must be non-empty, without / + #"),
+            );
+        }
+    }
+    if let Some(t) = tick {
+        if t < Duration::from_millis(10) || t > Duration::from_secs(60) {
+            p.push("tick", format!("{t:?} is outside 10ms..=60s"));
+        }
+    }
+    let policy = raw_policy.and_then(|r| validate_policy(&mut p, "policy", r));
+    if let Some(s) = &raw_site {
+        non_negative(&mut p, "site.export_limit", s.export_limit);
+        non_negative(&mut p, "site.import_limit", s.import_limit);
+        for (key, generator, cap, has) in [
+            ("pv_capacity", "pv", s.pv_capacity, s.pv),
+            ("wind_capacity", "wind", s.wind_capacity, s.wind),
+        ] {
+            if let Some(c) = cap {
+                non_negative(&mut p, &format!("site.{key}"), c);
+                if !has {
+                    p.push(
+                        format!("site.{key}"),
+                        format!("given, but site.{generator} is not true"),
+                    );
+                }
+            }
+        }
+        if let Some(r) = s.connection_rating {
+            let limits = s.import_limit.max(s.export_limit);
+            if !(r.is_finite() && r >= limits) {
+                p.push(
+                    "site.connection_rating",
+                    format!("{r} must be finite and at least the larger limit, {limits}"),
+                );
+            }
+        }
+    }
+    if let Some(h) = hashprice {
+        hashprice_value(&mut p, "hashprice", h);
+    }
+    let tariff = tariff.map(|t| {
+        price(
+            &mut p,
+            "tariff.import_adder_eur_mwh",
+            t.import_adder_eur_mwh,
+        );
+        Tariff {
+            import_adder: PricePerMwh(t.import_adder_eur_mwh),
+            export: export_value(&mut p, "tariff.export", t.export),
+        }
+    });
+    let signals = mqtt_signals::validate(&mut p, "signals", raw_signals);
+    let has_hashprice_signal = signals
+        .iter()
+        .any(|s| s.carries == mqtt_signals::Carries::Hashprice);
+    if hashprice.is_none() && !has_hashprice_signal {
+        p.push(
+            "hashprice",
+            "missing: give a constant or a signal with quantity = \"hashprice\"",
+        );
+    }
+
+    let mut raw = Vec::new();
+    let mut drivers = Vec::new();
+    for (i, l) in raw_loads {
+        let at = format!("loads[{i}]");
+        match l {
+            RawLiveLoad::Cpu(cpu) => {
+                let cpu = cpu.check(&mut p, &at);
+                raw.push((i, RawLoad::Cpu(cpu.spec)));
+                drivers.push(LoadDriver::Hasher {
+                    threads: cpu.threads,
+                    watts_per_core: cpu.watts_per_core,
+                    hashrate_per_core: cpu.hashrate_per_core,
+                    pool: cpu.pool,
+                });
+            }
+            RawLiveLoad::Mqtt { topic, group } => {
+                raw.push((i, RawLoad::Asic(group)));
+                drivers.push(LoadDriver::Mqtt { topic });
+            }
+        }
+    }
+    // All loads at once, each with its own index: names are checked across them all.
+    let loads = validate_loads(&mut p, "loads", raw);
+    if loads.is_empty() {
+        p.push("loads", "needs at least one load");
+    }
+
+    let mqtt = raw_mqtt.and_then(|m| m.check(&mut p, path, site.as_deref().unwrap_or_default()));
+
+    let mining: Watts = loads
+        .iter()
+        .map(|l| l.rated_power * f64::from(l.count))
+        .sum();
+    let ratings = raw_site.as_ref().map(|s| Ratings {
+        connection: s
+            .connection_rating
+            .unwrap_or(s.import_limit.max(s.export_limit)),
+        pv: s.pv_capacity,
+        wind: s.wind_capacity,
+        mining,
+    });
+    if let (Some(policy), Some(s), Some(r)) = (&policy, &raw_site, &ratings) {
+        safe_limit_within(
+            &mut p,
+            "policy.safe_limit",
+            policy.safe_limit,
+            s.import_limit,
+            r.generation(),
+            "site.pv_capacity and site.wind_capacity",
+        );
+    }
+
+    let config = (|| {
+        let s = raw_site?;
+        let ratings = ratings?;
+        let MqttConfig {
+            broker,
+            connection: mqtt,
+            ha_discovery,
+        } = mqtt?;
+        Some(LiveConfig {
+            file: path.to_path_buf(),
+            site: site?,
+            tick: tick?,
+            policy: policy?,
+            grid: GridConnection {
+                export_limit: s.export_limit,
+                import_limit: s.import_limit,
+            },
+            ratings,
+            tariff: tariff?,
+            has_pv: s.pv,
+            has_wind: s.wind,
+            hashprice: hashprice.map(Hashprice),
+            broker,
+            mqtt,
+            ha_discovery,
+            signals,
+            loads,
+            drivers,
+        })
+    })();
+    p.into_result(path, config)
+}
+
+#[derive(Deserialize)]
+struct Tick(#[serde(deserialize_with = "de_duration")] Duration);
