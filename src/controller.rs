@@ -1,31 +1,71 @@
 //! The controller step: observations -> state -> policy -> decision booked in the state.
 //!
-//! `Controller::step` is the one function both the live loop and the simulator call, so
-//! a policy tuned on history behaves the same at the site. It does no I/O: sources feed
-//! it through `observe`, and the caller hands each `Decision` to the actuators.
+//! `Controller::step` is the one function both the live loop and the simulator call, and
+//! it is the whole step: the loads' own reports become the mining power, readings older
+//! than their signal's maximum age are dropped, the policy decides, and the decision is
+//! booked. So a policy tuned on history behaves the same at the site, stale drops
+//! included. It does no I/O: sources feed it through `observe`, and the caller hands each
+//! `Decision` to the actuators.
+
+use std::time::Duration;
 
 use crate::clock::Timestamp;
-use crate::decision::Decision;
+use crate::decision::{Decision, LoadTarget};
 use crate::policy::{Memo, Policy};
-use crate::signal::Observation;
-use crate::state::SiteState;
+use crate::signal::operator::CommandsInForce;
+use crate::signal::{Observation, Quantity};
+use crate::state::{Reading, SiteState};
+use crate::units::Watts;
+
+/// How old each quantity's reading may be before the controller drops it (and the
+/// policy then sees it missing): the site config's `max_age` per signal live, the
+/// scenario's per series in a simulation. Tighter than the policy's `max_signal_age`
+/// where a source is known to go quiet sooner.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MaxAges([Option<Duration>; Quantity::ALL.len()]);
+
+impl MaxAges {
+    /// Limits `q` to `age`; of two limits on one quantity the tighter holds.
+    pub fn limit(&mut self, q: Quantity, age: Duration) {
+        let slot = &mut self.0[q as usize];
+        *slot = Some(slot.map_or(age, |a| a.min(age)));
+    }
+
+    pub fn get(&self, q: Quantity) -> Option<Duration> {
+        self.0[q as usize]
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Controller {
-    pub policy: Policy,
-    pub state: SiteState,
+    policy: Policy,
+    state: SiteState,
+    max_ages: MaxAges,
     /// The policy's cache between steps of this state.
     memo: Memo,
 }
 
 impl Controller {
-    pub fn new(policy: Policy) -> Self {
+    pub fn new(policy: Policy, max_ages: MaxAges) -> Self {
         let state = SiteState::new(&policy.loads);
         Controller {
             policy,
             state,
+            max_ages,
             memo: Memo::default(),
         }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn state(&self) -> &SiteState {
+        &self.state
+    }
+
+    pub fn max_ages(&self) -> &MaxAges {
+        &self.max_ages
     }
 
     #[inline]
@@ -33,10 +73,85 @@ impl Controller {
         self.state.observe(obs);
     }
 
-    /// Decides for `now` and books the decision (unit switches, policy memory).
-    pub fn step(&mut self, now: Timestamp) -> Decision {
+    /// Drops the reading `obs` would have set: its source reported what cannot be, so
+    /// the signal goes stale now rather than keep an older value.
+    pub fn forget(&mut self, obs: &Observation) {
+        self.state.forget(obs);
+    }
+
+    /// Takes back the commands in force a previous process left (before the first step).
+    pub fn restore_commands(&mut self, commands: CommandsInForce) {
+        self.state.commands = commands;
+    }
+
+    /// What the policy would decide now, booking nothing (for a status before the first
+    /// step).
+    pub fn preview(&self, now: Timestamp) -> Decision {
+        self.policy.decide(&self.state, now)
+    }
+
+    /// One control step at `now`. `loads` is each load's latest power as it reports it
+    /// (in config order; `None` for one that has reported nothing): their sum is the
+    /// mining power, a load that has not confirmed its last command counting at what it
+    /// last confirmed. Then readings past their maximum age are dropped, the policy
+    /// decides, and the decision is booked (unit switches, policy memory).
+    pub fn step(&mut self, now: Timestamp, loads: &[Option<Reading<Watts>>]) -> Decision {
+        self.state.observe(Observation::Power {
+            quantity: Quantity::MiningPower,
+            value: loads.iter().flatten().map(|r| r.value).sum(),
+            at: now,
+        });
+        self.expire(now);
         let decision = self.policy.decide_with(&self.state, now, &mut self.memo);
         self.state.record(&decision, &self.policy.wear);
         decision
+    }
+
+    /// The safe state: every load off, booked as the final decision (shutdown, a task
+    /// that died). The reason stays what the policy would say, so the record shows why
+    /// mining was where it was when it stopped.
+    pub fn safe_state(&mut self, now: Timestamp) -> Decision {
+        let mut d = self.policy.decide(&self.state, now);
+        d.loads.iter_mut().for_each(|t| *t = LoadTarget::OFF);
+        self.state.record(&d, &self.policy.wear);
+        d
+    }
+
+    /// Whether `q`'s reading is missing or older than the policy allows at `now`.
+    pub fn is_stale(&self, q: Quantity, now: Timestamp) -> bool {
+        self.state
+            .reading(q)
+            .is_none_or(|r| r.fresh(now, self.policy.params.max_signal_age).is_none())
+    }
+
+    /// Drops every reading older than its quantity's maximum age.
+    fn expire(&mut self, now: Timestamp) {
+        for q in Quantity::ALL {
+            let Some(max) = self.max_ages.get(q) else {
+                continue;
+            };
+            if self
+                .state
+                .reading(q)
+                .is_some_and(|r| r.fresh(now, max).is_none())
+            {
+                self.state.clear(q);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn of_two_maximum_ages_the_tighter_holds() {
+        let mut m = MaxAges::default();
+        m.limit(Quantity::PvPower, Duration::from_secs(60));
+        m.limit(Quantity::PvPower, Duration::from_secs(30));
+        m.limit(Quantity::PvPower, Duration::from_secs(90));
+        assert_eq!(m.get(Quantity::PvPower), Some(Duration::from_secs(30)));
+        assert_eq!(m.get(Quantity::Price), None);
     }
 }

@@ -19,16 +19,16 @@ use tokio_util::task::TaskTracker;
 
 use crate::actuator::hasher::{HashingReport, PoolActivity};
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::controller::Controller;
-use crate::decision::{Decision, LoadTarget};
+use crate::controller::{Controller, MaxAges};
+use crate::decision::Decision;
 use crate::mqtt::config::Broker;
 use crate::mqtt::{broker::EmbeddedBroker, Inbound, MqttConnection, MqttError, MqttStats, Topics};
 use crate::signal::modbus::{ModbusDevice, ModbusSource};
-use crate::signal::mqtt::{Carries, MqttSignals, RejectReason, SignalStats};
+use crate::signal::mqtt::{MqttSignals, RejectReason, SignalStats};
 use crate::signal::operator::{Ack, OperatorCommands, OperatorConfig, ReplayFile, HARD_CEILING};
 use crate::signal::plausible::Plausibility;
 use crate::signal::Observation;
-use crate::state::SiteState;
+use crate::state::{Reading, SiteState};
 use crate::telemetry::config::TelemetryConfig;
 use crate::telemetry::{metrics::Metrics, metrics::MetricsServer, points, status, TelemetrySender};
 use crate::units::{Hashprice, Watts};
@@ -148,8 +148,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
     }
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let policy = config.policy();
-    let mut controller = Controller::new(policy);
+    let mut core = LiveStep::from_config(&config);
     // No operators, no accepted commands: nothing to remember across restarts.
     let replay_file = (!operators.operators.is_empty())
         .then(|| ReplayFile::new(operators.replay_cache_path(&config.site)));
@@ -158,18 +157,24 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
     // Before the first decision: the commands in force and the failsafe as a previous
     // process left them, so a restart never lifts a cap.
     if let Some(file) = &replay_file {
-        restore_record(&mut commands, &mut controller, file, &metrics, clock.now());
+        restore_record(
+            &mut commands,
+            &mut core.controller,
+            file,
+            &metrics,
+            clock.now(),
+        );
     }
     if let Some(obs) = commands.tick(clock.now()) {
         tracing::warn!(
             "Operator heartbeat failsafe engaged at start: no heartbeat within the timeout"
         );
-        controller.observe(obs);
+        core.controller.observe(obs);
     }
     let first = Arc::new(Snapshot {
         at: clock.now(),
-        decision: controller.policy.decide(&controller.state, clock.now()),
-        state: controller.state.clone(),
+        decision: core.controller.preview(clock.now()),
+        state: core.controller.state().clone(),
         actual: vec![Watts::ZERO; config.loads.len()],
         hashing: vec![None; config.loads.len()],
     });
@@ -278,14 +283,10 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         let counters = counters.clone();
         let client = client.clone();
         let tick = config.tick;
-        let max_ages = signals.max_ages();
-        let hashprice = config.hashprice;
         let names = config.loads.iter().map(|l| l.name.clone()).collect();
         let live = LiveLoop {
-            controller,
-            plausible: Plausibility::new(config.ratings),
+            core,
             warned: [None; RejectReason::ALL.len()],
-            hashprice,
             metrics: metrics.clone(),
             influx,
             names,
@@ -298,7 +299,6 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
             meters,
             snapshots: snap_tx,
             counters,
-            max_ages,
         };
         tracker.spawn(async move { live.run(tick, inbound_rx, obs_rx, shutdown).await });
     }
@@ -336,7 +336,7 @@ fn restore_record(
         Ok(record) => {
             let (live, in_force) = commands.restore(record, now);
             let held = in_force.all().len();
-            controller.state.commands = in_force;
+            controller.restore_commands(in_force);
             tracing::info!(path = %file.path().display(), live, commands_in_force = held, "Operator record restored");
         }
         Err(error) => {
@@ -357,14 +357,68 @@ fn restore_record(
 /// At most one warning per this long for refused signal values.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-struct LiveLoop {
+/// The live loop's control step without the I/O around it: what a value must pass to
+/// reach the state, the configured constants, and `Controller::step`. The loop feeds it
+/// what arrives and when; a test can feed it a recorded stream and compare it with the
+/// simulator, which drives the same `Controller` (tests/it/parity.rs).
+pub struct LiveStep {
     controller: Controller,
     /// What every MQTT and Modbus value must pass before the state sees it.
     plausible: Plausibility,
-    /// When a signal value refused for each reason was last logged as a warning.
-    warned: [Option<Timestamp>; RejectReason::ALL.len()],
     /// A configured constant: observed afresh every step, so it never ages.
     hashprice: Option<Hashprice>,
+}
+
+impl LiveStep {
+    /// The step a site config describes: its policy, each signal's `max_age`, its
+    /// ratings for plausibility, its constant hashprice.
+    pub fn from_config(config: &LiveConfig) -> Self {
+        let mut max_ages = MaxAges::default();
+        for (q, age) in MqttSignals::new(config.signals.clone()).max_ages() {
+            max_ages.limit(q, age);
+        }
+        LiveStep {
+            controller: Controller::new(config.policy(), max_ages),
+            plausible: Plausibility::new(config.ratings),
+            hashprice: config.hashprice,
+        }
+    }
+
+    pub fn controller(&self) -> &Controller {
+        &self.controller
+    }
+
+    /// Takes `obs` if it is plausible at this site. If not, the quantity's last reading
+    /// is dropped and the reason returned: a source that reports what cannot be is
+    /// broken, so its signal goes stale now, and the policy's staleness rule applies
+    /// rather than an old value.
+    pub fn admit(&mut self, obs: Observation, now: Timestamp) -> Result<(), String> {
+        match self.plausible.check(&obs, now) {
+            Ok(()) => {
+                self.controller.observe(obs);
+                Ok(())
+            }
+            Err(detail) => {
+                self.controller.forget(&obs);
+                Err(detail)
+            }
+        }
+    }
+
+    /// One step at `now` with each load's latest reported power.
+    pub fn step(&mut self, now: Timestamp, loads: &[Option<Reading<Watts>>]) -> Decision {
+        if let Some(h) = self.hashprice {
+            self.controller
+                .observe(Observation::Hashprice { value: h, at: now });
+        }
+        self.controller.step(now, loads)
+    }
+}
+
+struct LiveLoop {
+    core: LiveStep,
+    /// When a signal value refused for each reason was last logged as a warning.
+    warned: [Option<Timestamp>; RejectReason::ALL.len()],
     metrics: Metrics,
     influx: Option<TelemetrySender>,
     names: Vec<String>,
@@ -379,7 +433,6 @@ struct LiveLoop {
     meters: Vec<Meter>,
     snapshots: watch::Sender<Arc<Snapshot>>,
     counters: Arc<Counters>,
-    max_ages: Vec<(Carries, Duration)>,
 }
 
 impl LiveLoop {
@@ -399,10 +452,9 @@ impl LiveLoop {
                 _ = shutdown.cancelled() => break,
                 _ = interval.tick() => { self.step(); }
                 Some(obs) = observations.recv() => {
-                    if self.admit(&obs, "modbus") {
+                    let urgent = matches!(obs, Observation::Frequency { .. });
+                    if self.admit(obs, "modbus") {
                         self.metrics.observation("modbus");
-                        let urgent = matches!(obs, Observation::Frequency { .. });
-                        self.controller.observe(obs);
                         if urgent {
                             self.step();
                         }
@@ -414,14 +466,14 @@ impl LiveLoop {
                         self.command(&msg);
                     } else {
                         match self.signals.parse(&msg) {
-                            Ok(obs) if !self.admit(&obs, &msg.topic) => {}
                             Ok(obs) => {
-                                self.counters.signals.accepted.fetch_add(1, Ordering::Relaxed);
-                                self.metrics.observation("mqtt");
                                 let urgent = matches!(obs, Observation::Frequency { .. });
-                                self.controller.observe(obs);
-                                if urgent {
-                                    self.step();
+                                if self.admit(obs, &msg.topic) {
+                                    self.counters.signals.accepted.fetch_add(1, Ordering::Relaxed);
+                                    self.metrics.observation("mqtt");
+                                    if urgent {
+                                        self.step();
+                                    }
                                 }
                             }
                             Err(r) => self.rejected(r.reason, &r.topic, &r.detail),
@@ -432,27 +484,23 @@ impl LiveLoop {
         }
         // Safe state: every load off, published as the final decision.
         let now = self.clock.now();
-        let mut d = self.controller.policy.decide(&self.controller.state, now);
-        d.loads.iter_mut().for_each(|t| *t = LoadTarget::OFF);
-        self.controller
-            .state
-            .record(&d, &self.controller.policy.wear);
+        let d = self.core.controller.safe_state(now);
         let (actual, hashing) = (self.actual_power(), self.hashing_reports());
         self.publish(d, now, actual, hashing);
         tracing::info!("Loads set to the safe state");
     }
 
-    /// Whether `obs` (from `source`: a topic, or `modbus`) is plausible at this site. If
-    /// not, it is counted and logged, and the quantity's last reading is dropped: a source
-    /// that reports what cannot be is broken, so its signal goes stale now, and the
-    /// policy's staleness rule applies rather than an old value.
-    fn admit(&mut self, obs: &Observation, source: &str) -> bool {
-        let Err(detail) = self.plausible.check(obs, self.clock.now()) else {
-            return true;
-        };
-        self.rejected(RejectReason::OutOfRange, source, &detail);
-        self.controller.state.forget(obs);
-        false
+    /// Whether `obs` (from `source`: a topic, or `modbus`) was taken; a refused one is
+    /// counted and logged (see `LiveStep::admit`).
+    fn admit(&mut self, obs: Observation, source: &str) -> bool {
+        let now = self.clock.now();
+        match self.core.admit(obs, now) {
+            Ok(()) => true,
+            Err(detail) => {
+                self.rejected(RejectReason::OutOfRange, source, &detail);
+                false
+            }
+        }
     }
 
     /// Counts and logs a value refused for `reason` from `source` (a topic, or `modbus`).
@@ -479,11 +527,11 @@ impl LiveLoop {
 
     fn command(&mut self, msg: &Inbound) {
         let now = self.clock.now();
-        let received = self
-            .commands
-            .receive(&msg.payload, now, &self.controller.state.commands);
+        let received =
+            self.commands
+                .receive(&msg.payload, now, &self.core.controller.state().commands);
         for obs in received.observations.iter().cloned() {
-            self.controller.observe(obs);
+            self.core.controller.observe(obs);
         }
         if received.outcome.is_ok() {
             // Saved before the command acts: once it has had an effect, a restart must
@@ -516,7 +564,8 @@ impl LiveLoop {
         let Some(file) = &self.replay_file else {
             return;
         };
-        if let Err(error) = file.save(&self.commands.record(&self.controller.state.commands)) {
+        if let Err(error) = file.save(&self.commands.record(&self.core.controller.state().commands))
+        {
             // The command is still obeyed: refusing a curtailment because a disk is full
             // would hurt the grid more than what a restart could then forget.
             self.metrics.replay_cache_error();
@@ -528,29 +577,23 @@ impl LiveLoop {
         let now = self.clock.now();
         if let Some(obs) = self.commands.tick(now) {
             tracing::warn!("Operator heartbeat failsafe engaged: no heartbeat within the timeout");
-            self.controller.observe(obs);
-        }
-        self.expire(now);
-        if let Some(h) = self.hashprice {
-            self.controller
-                .observe(Observation::Hashprice { value: h, at: now });
+            self.core.controller.observe(obs);
         }
         let actual = self.actual_power();
-        self.controller.observe(Observation::Power {
-            quantity: crate::signal::Quantity::MiningPower,
-            value: actual.iter().copied().sum(),
-            at: now,
-        });
-        let d = self.controller.step(now);
+        let readings: Vec<Option<Reading<Watts>>> = actual
+            .iter()
+            .map(|&value| Some(Reading { value, at: now }))
+            .collect();
+        let d = self.core.step(now, &readings);
         self.counters.steps.fetch_add(1, Ordering::Relaxed);
         let actual_opt: Vec<Option<Watts>> = actual.iter().map(|w| Some(*w)).collect();
         self.metrics.decision(&d);
-        self.metrics.state(&self.controller.state);
+        self.metrics.state(self.core.controller.state());
         self.metrics.loads(&self.names, &d, &actual_opt);
         let hashing = self.hashing_reports();
         self.metrics.hashing(&self.names, &hashing);
         if let Some(sender) = &self.influx {
-            sender.send_all(points::signal_points(&self.controller.state, now));
+            sender.send_all(points::signal_points(self.core.controller.state(), now));
             sender.send(points::decision_point(&d));
             sender.send_all(points::load_points(&self.names, &d, &actual_opt));
             sender.send_all(points::hashing_points(&self.names, &hashing, now));
@@ -580,43 +623,9 @@ impl LiveLoop {
         self.snapshots.send_replace(Arc::new(Snapshot {
             at: now,
             decision,
-            state: self.controller.state.clone(),
+            state: self.core.controller.state().clone(),
             actual,
             hashing,
         }));
-    }
-
-    /// Per-signal maximum ages: an older reading is dropped, so the policy sees it stale.
-    fn expire(&mut self, now: Timestamp) {
-        let s = &mut self.controller.state;
-        for &(carries, max) in &self.max_ages {
-            let too_old = |at: Timestamp| now.since(at) > max;
-            match carries {
-                Carries::Power(q) => {
-                    let Some(slot) = s.power_slot(q) else {
-                        continue;
-                    };
-                    if slot.is_some_and(|r| too_old(r.at)) {
-                        *slot = None;
-                    }
-                }
-                Carries::Frequency => {
-                    if s.frequency.is_some_and(|r| too_old(r.at)) {
-                        s.frequency = None;
-                    }
-                }
-                Carries::Price => {
-                    if s.price.is_some_and(|r| too_old(r.at)) {
-                        s.price = None;
-                    }
-                }
-                Carries::Hashprice => {
-                    if s.hashprice.is_some_and(|r| too_old(r.at)) {
-                        s.hashprice = None;
-                    }
-                }
-                Carries::PriceSchedule => {}
-            }
-        }
     }
 }

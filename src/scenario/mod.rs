@@ -124,10 +124,14 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
                     format!("{:?} is defined twice", s.name),
                 );
             }
+            if s.max_age.is_some_and(|a| a.is_zero()) {
+                p.push(format!("series[{i}].max_age"), "must be more than 0 s");
+            }
             SeriesSpec {
                 path: relative_to(path, &s.file),
                 name: s.name,
                 time_column: s.time_column,
+                max_age: s.max_age,
             }
         })
         .collect();
@@ -446,6 +450,11 @@ pub struct RawSeries {
     pub file: String,
     #[serde(default = "default_time_column")]
     pub time_column: String,
+    /// A reading from this series older than this is dropped, as a live signal's
+    /// `max_age` drops it, so the policy sees it stale. Default: only the policy's
+    /// `max_signal_age` applies.
+    #[serde(default, deserialize_with = "crate::units::de_opt_duration")]
+    pub max_age: Option<Duration>,
 }
 
 fn default_time_column() -> String {

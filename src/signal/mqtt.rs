@@ -27,6 +27,19 @@ pub enum Carries {
     PriceSchedule,
 }
 
+impl Carries {
+    /// The quantity whose reading this signal sets (`None` for a price schedule).
+    pub fn quantity(self) -> Option<Quantity> {
+        match self {
+            Carries::Power(q) => Some(q),
+            Carries::Frequency => Some(Quantity::GridFrequency),
+            Carries::Price => Some(Quantity::Price),
+            Carries::Hashprice => Some(Quantity::Hashprice),
+            Carries::PriceSchedule => None,
+        }
+    }
+}
+
 /// One row of the topic table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MqttSignal {
@@ -186,10 +199,11 @@ impl MqttSignals {
     }
 
     /// Per-signal maximum ages, by quantity.
-    pub fn max_ages(&self) -> Vec<(Carries, Duration)> {
+    /// Each signal's `max_age`, by the quantity it carries (a schedule has none).
+    pub fn max_ages(&self) -> Vec<(Quantity, Duration)> {
         self.by_topic
             .values()
-            .filter_map(|s| s.max_age.map(|a| (s.carries, a)))
+            .filter_map(|s| Some((s.carries.quantity()?, s.max_age?)))
             .collect()
     }
 

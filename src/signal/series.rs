@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::clock::Timestamp;
+use crate::signal::Quantity;
 use crate::units::{Hashprice, PricePerMwh, Watts};
 
 /// How a series is brought to the control step.
@@ -27,6 +28,8 @@ pub struct SeriesSpec {
     pub name: String,
     pub path: PathBuf,
     pub time_column: String,
+    /// How old a reading from this series may be before it is dropped.
+    pub max_age: Option<Duration>,
 }
 
 /// A column of a series and the factor that turns its numbers into the model's unit
@@ -70,4 +73,34 @@ pub struct History {
     pub base_load: PowerSource,
     pub price: PriceSource,
     pub hashprice: HashpriceSource,
+}
+
+impl History {
+    /// The quantities this history feeds, each with the column it comes from.
+    pub fn columns(&self) -> Vec<(Quantity, &ColumnRef)> {
+        let mut out = Vec::new();
+        out.extend(self.pv.iter().map(|c| (Quantity::PvPower, c)));
+        out.extend(self.wind.iter().map(|c| (Quantity::WindPower, c)));
+        if let PowerSource::Series(c) = &self.base_load {
+            out.push((Quantity::SiteLoad, c));
+        }
+        if let PriceSource::Series(c) = &self.price {
+            out.push((Quantity::Price, c));
+        }
+        if let HashpriceSource::Series(c) = &self.hashprice {
+            out.push((Quantity::Hashprice, c));
+        }
+        out
+    }
+
+    /// The maximum age of each quantity read from a series that has one.
+    pub fn max_ages(&self) -> Vec<(Quantity, Duration)> {
+        self.columns()
+            .into_iter()
+            .filter_map(|(q, c)| {
+                let s = self.series.iter().find(|s| s.name == c.series)?;
+                Some((q, s.max_age?))
+            })
+            .collect()
+    }
 }

@@ -105,6 +105,9 @@ pub struct Kpis {
     pub import_over_limit_steps: usize,
     /// Steps per decision reason.
     pub reasons: Vec<(String, usize)>,
+    /// Per quantity the series feed: steps at which its reading was missing or older
+    /// than the policy allows (after the series' `max_age` dropped it, if set).
+    pub stale_steps: Vec<(String, usize)>,
     pub loads: Vec<LoadKpis>,
     pub months: Vec<MonthKpis>,
     /// Per UTC day: (day start, mining from curtailment MWh), for picking a week to plot.

@@ -18,12 +18,13 @@ use std::time::Duration;
 use crate::actuator::simulated::SimulatedLoad;
 use crate::clock::Timestamp;
 use crate::config::ConfigError;
-use crate::controller::Controller;
-use crate::decision::{Reason, ALL_REASONS};
+use crate::controller::{Controller, MaxAges};
+use crate::decision::{Decision, Reason, ALL_REASONS};
 use crate::policy::{Policy, Tiers};
 use crate::scenario::Scenario;
 use crate::signal::replay::{Replay, SignalError};
 use crate::signal::{Observation, Quantity};
+use crate::state::Reading;
 use crate::units::{Hashprice, PricePerMwh, Watts};
 
 use kpi::Accumulator;
@@ -58,6 +59,8 @@ pub struct SimOptions {
     pub record: bool,
     /// Keep every unit's switch times (for checking wear limits).
     pub trace_switches: bool,
+    /// Keep every step's decision (for comparing with the live step path).
+    pub decisions: bool,
 }
 
 /// A unit switching, as the simulator saw it.
@@ -74,6 +77,8 @@ pub struct SimRun {
     pub kpis: Kpis,
     pub timeseries: Option<Timeseries>,
     pub switches: Vec<Switch>,
+    /// Every step's decision, with `SimOptions::decisions`.
+    pub decisions: Vec<Decision>,
 }
 
 /// Builds the policy a scenario describes.
@@ -88,10 +93,25 @@ pub fn policy_for(sc: &Scenario) -> Policy {
     )
 }
 
+/// The maximum age of each quantity the scenario's series feed.
+pub fn max_ages_for(sc: &Scenario) -> MaxAges {
+    let mut ages = MaxAges::default();
+    for (q, age) in sc.history.max_ages() {
+        ages.limit(q, age);
+    }
+    ages
+}
+
 /// Replays `replay` through the scenario's policy.
 pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, SimError> {
     let policy = policy_for(sc);
-    let mut ctl = Controller::new(policy);
+    let mut ctl = Controller::new(policy, max_ages_for(sc));
+    // What the loads drew over the step before, as they report it: the mining power the
+    // controller sees, as live it reads the loads' meters.
+    let mut drawn: Vec<Option<Reading<Watts>>> = vec![None; sc.loads.len()];
+    let fed: Vec<Quantity> = sc.history.columns().into_iter().map(|(q, _)| q).collect();
+    let mut stale_steps = vec![0usize; fed.len()];
+    let mut decisions = Vec::new();
     let mut loads: Vec<SimulatedLoad> = sc.loads.iter().map(SimulatedLoad::new).collect();
     let step = replay.step;
     let step_h = step.as_secs_f64() / 3600.0;
@@ -153,15 +173,24 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
             next_op += 1;
         }
 
-        let decision = ctl.step(now);
+        let decision = ctl.step(now, &drawn);
+        for (n, q) in stale_steps.iter_mut().zip(&fed) {
+            if ctl.is_stale(*q, now) {
+                *n += 1;
+            }
+        }
 
         let mut mining = 0.0;
         let mut hashes = 0.0;
         let mut per_load = [0.0f64; 16];
-        for (k, (sim, ledger)) in loads.iter_mut().zip(&ctl.state.loads).enumerate() {
+        for (k, (sim, ledger)) in loads.iter_mut().zip(&ctl.state().loads).enumerate() {
             // The ledger's booking: the units actually switched, with the target power.
             sim.apply(ledger.target);
             let o = sim.advance(step);
+            drawn[k] = Some(Reading {
+                value: o.power,
+                at: now + step,
+            });
             mining += o.power.0;
             hashes += o.hashes;
             if k < per_load.len() {
@@ -170,7 +199,7 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
             acc.load(k, o.power.0 * step_h, o.hashes, hp_or(hp, phys.hashprice));
         }
         if opts.trace_switches {
-            for (k, ledger) in ctl.state.loads.iter().enumerate() {
+            for (k, ledger) in ctl.state().loads.iter().enumerate() {
                 for (u, unit) in ledger.units.iter().enumerate() {
                     if unit.on != prev_on[k][u] {
                         switches.push(Switch {
@@ -249,12 +278,21 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
                 [mining, export, import, curtailed, curtailed_without],
             );
         }
+        if opts.decisions {
+            decisions.push(decision);
+        }
     }
-    let kpis = acc.finish(&ctl.state.loads);
+    let mut kpis = acc.finish(&ctl.state().loads);
+    kpis.stale_steps = fed
+        .iter()
+        .zip(stale_steps)
+        .map(|(q, n)| (q.as_str().to_string(), n))
+        .collect();
     Ok(SimRun {
         kpis,
         timeseries: ts,
         switches,
+        decisions,
     })
 }
 

@@ -132,6 +132,14 @@ pub fn markdown(sc: &Scenario, k: &Kpis, week_from: Option<Timestamp>) -> String
     for (r, n) in &k.reasons {
         let _ = writeln!(s, "| {r} | {n} |");
     }
+    let _ = writeln!(
+        s,
+        "\n## Signals\n\nSteps at which a signal the series feed was stale: missing, dropped past its series' `max_age`, or older than the policy's `max_signal_age`.\n\n| signal | stale steps | share |\n|---|---|---|"
+    );
+    for (q, n) in &k.stale_steps {
+        let share = *n as f64 / k.steps.max(1) as f64;
+        let _ = writeln!(s, "| {q} | {n} | {:.2} % |", share * 100.0);
+    }
     let _ = writeln!(s, "\n## Months\n\n| month | from curtailment MWh | from export MWh | from import MWh | otherwise curtailed MWh | revenue EUR | energy cost EUR | profit EUR |\n|---|---|---|---|---|---|---|---|");
     for m in &k.months {
         let _ = writeln!(

@@ -12,6 +12,7 @@ mod modbus;
 mod mqtt_limits;
 mod mqtt_tls;
 mod operator;
+mod parity;
 mod peers;
 mod plausible;
 mod policy_cases;

@@ -224,7 +224,7 @@ proptest! {
         use gridminer::units::{Hashprice, PricePerMwh};
 
         let (sc, replay) = build(&s, s.hashprice, true);
-        let mut ctl = Controller::new(sim::policy_for(&sc));
+        let mut ctl = Controller::new(sim::policy_for(&sc), sim::max_ages_for(&sc));
         for i in 0..replay.len {
             let at = replay.time(i);
             let power = |quantity, v: f64| Observation::Power { quantity, value: Watts(v), at };
@@ -237,8 +237,8 @@ proptest! {
             // Every fourth step decides twice at the same moment, as a live loop does when
             // a command arrives between ticks.
             for _ in 0..1 + (i % 4 == 0) as usize {
-                let fresh = ctl.policy.decide(&ctl.state, at);
-                let memoised = ctl.step(at);
+                let fresh = ctl.preview(at);
+                let memoised = ctl.step(at, &[]);
                 prop_assert_eq!(&memoised, &fresh, "step {} at {}", i, at);
             }
         }
@@ -309,7 +309,7 @@ proptest! {
         ];
         let grid = GridConnection { export_limit: Watts(5_000.0), import_limit: Watts(import_limit) };
         let tariff = Tariff { import_adder: PricePerMwh(0.0), export: ExportValue::DayAhead };
-        let mut ctl = Controller::new(Policy::new(params, loads, grid, tariff, true, false));
+        let mut ctl = Controller::new(Policy::new(params, loads, grid, tariff, true, false), Default::default());
         let operators = [("tso", 100u32), ("agg", 10), ("agg2", 10)];
         let mut now = Timestamp(1_527_854_400_000);
         // What this test knows independently of the state.
@@ -339,7 +339,7 @@ proptest! {
                         _ => OperatorAction::Release,
                     };
                     let issuer = Issuer { id: id.into(), priority };
-                    let admitted = ctl.state.commands.admit(&issuer, &action, now).is_ok();
+                    let admitted = ctl.state().commands.admit(&issuer, &action, now).is_ok();
                     ctl.observe(Observation::Operator { issuer, action, until: None, at: now });
                     if id == "tso" {
                         tso_curtail = match action {
@@ -347,7 +347,7 @@ proptest! {
                             _ => None,
                         };
                     } else if tso_curtail.is_some() {
-                        prop_assert!(!(a == 2 && admitted && ctl.state.commands.all().iter().all(|c| c.issuer.id != "tso")),
+                        prop_assert!(!(a == 2 && admitted && ctl.state().commands.all().iter().all(|c| c.issuer.id != "tso")),
                             "{id} released the TSO's curtailment");
                     }
                 }
@@ -357,7 +357,7 @@ proptest! {
                 }
                 Event::Wait(s) => now = now + Duration::from_secs(s),
             }
-            let d = ctl.step(now);
+            let d = ctl.step(now, &[]);
             let total = d.total().0;
             let mut cap = f64::INFINITY;
             let fresh = last_feed.filter(|(at, _, _)| now.since(*at) <= Duration::from_secs(120));
@@ -373,10 +373,10 @@ proptest! {
             }
             if let Some(w) = tso_curtail {
                 cap = cap.min(w);
-                prop_assert!(ctl.state.commands.all().iter().any(|c| c.issuer.id == "tso"),
+                prop_assert!(ctl.state().commands.all().iter().any(|c| c.issuer.id == "tso"),
                     "the TSO's curtailment was lost");
             }
-            for c in ctl.state.commands.all() {
+            for c in ctl.state().commands.all() {
                 if let OperatorAction::CurtailTo(w) = c.action {
                     cap = cap.min(w.0);
                 }

@@ -17,6 +17,7 @@ fn spec(dir: &std::path::Path, name: &str, text: &str) -> SeriesSpec {
         name: name.into(),
         path,
         time_column: "timestamp".into(),
+        max_age: None,
     }
 }
 
@@ -133,6 +134,7 @@ fn parquet_series_read_like_csv() {
         name: "s".into(),
         path,
         time_column: "timestamp".into(),
+        max_age: None,
     };
     let table = read_series(&s, &["price"]).unwrap();
     assert_eq!(table.columns["price"], vec![1.5, 2.5, 3.5]);
