@@ -274,7 +274,7 @@ fn rapl_watts_per_core(pool: &HasherPool, threads: usize, phase: Duration) -> Op
 pub fn run(opts: &BenchOptions) -> BenchReport {
     let threads = opts.threads.max(1);
     let best = Kernel::best();
-    let baseline = Kernel::Portable;
+    let baseline = Kernel::portable();
 
     let pool = start_pool(best, threads);
     let single = measure(&pool, full(1), opts.phase);

@@ -194,10 +194,7 @@ fn run_scan(
     }
     let target = Target::from_compact(header.bits()).context("the header's bits")?;
     let kernel = match kernel {
-        Some(name) => Kernel::by_name(name).with_context(|| {
-            let names: Vec<_> = Kernel::available().iter().map(|k| k.name()).collect();
-            format!("kernel {name:?} is not available here (available: {names:?})")
-        })?,
+        Some(name) => Kernel::by_name(name).context("--kernel")?,
         None => Kernel::best(),
     };
     let job = header.prepare(target);

@@ -33,7 +33,7 @@ pub fn simulate(
         },
     )?;
     if with_optimum {
-        run.kpis.optimum = Some(sim::optimum(&sc, &replay, run.kpis.profit_eur));
+        run.kpis.optimum = Some(sim::optimum(&sc, &replay, run.kpis.profit_eur)?);
     }
     let out = out.unwrap_or_else(|| PathBuf::from("out").join(&sc.name));
     let written = report::write_outputs(&sc, &run, &out)?;

@@ -45,6 +45,10 @@ pub enum SimError {
     },
     #[error("writing {path}: {message}")]
     Output { path: String, message: String },
+    /// The clairvoyant optimum's input was rejected (a replay with values it cannot
+    /// price, such as an overflowing tier); the run's own KPIs are unaffected.
+    #[error("clairvoyant optimum: {0}")]
+    Optimum(#[from] optimum::InputError),
     #[error("scenario {scenario:?} broke its bounds:\n  - {}", broken.join("\n  - "))]
     Bounds {
         scenario: String,
@@ -413,7 +417,11 @@ pub fn span(replay: &Replay) -> Duration {
 }
 
 /// The clairvoyant optimum on the same data and limits as `sc`, compared with `online`.
-pub fn optimum(sc: &Scenario, replay: &Replay, online_profit: f64) -> kpi::OptimumKpis {
+pub fn optimum(
+    sc: &Scenario,
+    replay: &Replay,
+    online_profit: f64,
+) -> Result<kpi::OptimumKpis, SimError> {
     let t0 = std::time::Instant::now();
     let n = replay.len;
     let mut phys = Physics::default();
@@ -497,7 +505,7 @@ pub fn optimum(sc: &Scenario, replay: &Replay, online_profit: f64) -> kpi::Optim
     };
     // The best schedule that keeps every wear limit, with units drawing at least their
     // lowest power whenever on.
-    let feasible = optimum::solve(&input);
+    let feasible = optimum::solve(&input)?;
     // The bound: simulated units draw less than that while they wake and ramp, so the
     // bound lets an "on" unit draw anything down to zero. That makes it the optimum
     // without wear limits, a little looser, but one no realised schedule can beat.
@@ -511,9 +519,9 @@ pub fn optimum(sc: &Scenario, replay: &Replay, online_profit: f64) -> kpi::Optim
     let bound = optimum::solve(&optimum::OptimumInput {
         classes: &relaxed,
         ..input
-    });
+    })?;
     let upper = bound.upper_bound_eur;
-    kpi::OptimumKpis {
+    Ok(kpi::OptimumKpis {
         upper_bound_eur: upper,
         feasible_eur: feasible.feasible_eur,
         ratio: if upper > 0.0 {
@@ -523,5 +531,5 @@ pub fn optimum(sc: &Scenario, replay: &Replay, online_profit: f64) -> kpi::Optim
         },
         iterations: feasible.iterations + bound.iterations,
         solve_seconds: t0.elapsed().as_secs_f64(),
-    }
+    })
 }

@@ -161,55 +161,66 @@ pub struct OptimumResult {
     pub feasible_power_w: Vec<f64>,
 }
 
-/// Why an input cannot be solved.
-#[derive(Clone, Debug, PartialEq)]
+/// Why an input cannot be solved or a schedule cannot be priced: the boundary error of
+/// [`validate`], [`solve`] and [`schedule_profit`], which check rather than panic.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum InputError {
     /// A per-step series does not have `day.len()` entries.
+    #[error("{field} has {len} steps, expected {expected}")]
     LengthMismatch {
         field: &'static str,
         len: usize,
         expected: usize,
     },
     /// `step_h` is not a positive finite number.
+    #[error("step_h must be positive and finite")]
     BadStep,
+    /// `tolerance` is NaN or negative.
+    #[error("tolerance must be a finite number >= 0")]
+    BadTolerance,
     /// `day` decreases at this step.
+    #[error("day decreases at step {step}")]
     DayDecreases { step: usize },
     /// A value is NaN or infinite, or a power is negative.
+    #[error("{field} at step {step} is not finite (or is a negative power)")]
     BadValue { field: &'static str, step: usize },
+    /// Finite values whose sum or product is not: the step's tiers (power or cost) or a
+    /// class's value at some step overflow to infinity.
+    #[error("{field} at step {step} overflows: the values are too large to add up")]
+    Overflow { field: &'static str, step: usize },
     /// A class parameter is out of range.
+    #[error("class {class:?}: {reason}")]
     BadClass { class: String, reason: &'static str },
+    /// A schedule to price does not have one series per class, or a series has the
+    /// wrong length.
+    #[error("the schedule has {len} series of {steps_found} steps, expected {expected} classes of {steps} steps")]
+    ScheduleShape {
+        len: usize,
+        expected: usize,
+        steps_found: usize,
+        steps: usize,
+    },
+    /// A schedule to price has a negative or non-finite power.
+    #[error("the schedule's power for class {class:?} at step {step} is negative or not finite")]
+    ScheduleValue { class: String, step: usize },
+    /// A schedule to price draws more than the tiers hold: it is not feasible and has no
+    /// price.
+    #[error("step {step}: mining power {total_w} W exceeds the tiers' total {capacity_w} W")]
+    ScheduleOverdraws {
+        step: usize,
+        total_w: f64,
+        capacity_w: f64,
+    },
 }
-
-impl std::fmt::Display for InputError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            InputError::LengthMismatch {
-                field,
-                len,
-                expected,
-            } => {
-                write!(f, "{field} has {len} steps, expected {expected}")
-            }
-            InputError::BadStep => write!(f, "step_h must be positive and finite"),
-            InputError::DayDecreases { step } => write!(f, "day decreases at step {step}"),
-            InputError::BadValue { field, step } => {
-                write!(
-                    f,
-                    "{field} at step {step} is not finite (or is a negative power)"
-                )
-            }
-            InputError::BadClass { class, reason } => write!(f, "class {class:?}: {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for InputError {}
 
 /// Checks every invariant [`solve`] relies on; returns the first problem found.
 pub fn validate(input: &OptimumInput) -> Result<(), InputError> {
     let steps = input.day.len();
     if !(input.step_h.is_finite() && input.step_h > 0.0) {
         return Err(InputError::BadStep);
+    }
+    if !(input.tolerance.is_finite() && input.tolerance >= 0.0) {
+        return Err(InputError::BadTolerance);
     }
     let series: [(&'static str, &[f64], bool); 6] = [
         ("hashprice", input.hashprice, false),
@@ -237,6 +248,18 @@ pub fn validate(input: &OptimumInput) -> Result<(), InputError> {
     if let Some(step) = (1..steps).find(|&t| input.day[t] < input.day[t - 1]) {
         return Err(InputError::DayDecreases { step });
     }
+    // Finite parts can still add up to infinity, and an infinite tier total would make
+    // every comparison with it meaningless (the feasible schedule could no longer be
+    // shown to fit).
+    if let Some(step) = (0..steps).find(|&t| {
+        let curve = StepCurve::new(&input.tiers, t);
+        !(curve.edge_w.iter().chain(&curve.integral)).all(|v| v.is_finite())
+    }) {
+        return Err(InputError::Overflow {
+            field: "tiers",
+            step,
+        });
+    }
     for class in input.classes {
         let bad = |reason| {
             Err(InputError::BadClass {
@@ -247,11 +270,24 @@ pub fn validate(input: &OptimumInput) -> Result<(), InputError> {
         if !(class.rated_w.is_finite() && class.rated_w > 0.0) {
             return bad("rated_w must be positive and finite");
         }
+        if !(class.count as f64 * class.rated_w).is_finite() {
+            return bad("count * rated_w must be finite");
+        }
         if !class.value_per_hashprice.is_finite() {
             return bad("value_per_hashprice must be finite");
         }
         if !class.continuous && !(0.0..=class.rated_w).contains(&class.min_power_w) {
             return bad("min_power_w must lie in [0, rated_w]");
+        }
+        if let Some(step) = input
+            .hashprice
+            .iter()
+            .position(|h| !(h * class.value_per_hashprice).is_finite())
+        {
+            return Err(InputError::Overflow {
+                field: "hashprice * value_per_hashprice",
+                step,
+            });
         }
     }
     Ok(())
@@ -267,20 +303,38 @@ fn mwh_per_w_step(input: &OptimumInput) -> f64 {
 /// earned minus the tier cost of the summed power. It does not check wear
 /// limits or unit counts, only the tiers' total.
 ///
-/// # Panics
-/// If the input is invalid (see [`validate`]), if the shape does not match, or
-/// if the summed power exceeds the tiers' total at some step by more than a
-/// rounding slack: such a schedule is not feasible and has no price.
-pub fn schedule_profit(input: &OptimumInput, per_class_power_w: &[Vec<f64>]) -> f64 {
-    if let Err(error) = validate(input) {
-        panic!("invalid optimum input: {error}");
-    }
-    assert_eq!(
-        per_class_power_w.len(),
-        input.classes.len(),
-        "one power series per class"
-    );
+/// Errors if the input is invalid (see [`validate`]), if the shape does not match, if a
+/// power is negative or not finite, or if the summed power exceeds the tiers' total at
+/// some step by more than a rounding slack: such a schedule is not feasible and has no
+/// price.
+pub fn schedule_profit(
+    input: &OptimumInput,
+    per_class_power_w: &[Vec<f64>],
+) -> Result<f64, InputError> {
+    validate(input)?;
     let steps = input.day.len();
+    let shape_error = |steps_found| InputError::ScheduleShape {
+        len: per_class_power_w.len(),
+        expected: input.classes.len(),
+        steps_found,
+        steps,
+    };
+    if per_class_power_w.len() != input.classes.len() {
+        return Err(shape_error(
+            per_class_power_w.first().map_or(steps, Vec::len),
+        ));
+    }
+    if let Some(power) = per_class_power_w.iter().find(|p| p.len() != steps) {
+        return Err(shape_error(power.len()));
+    }
+    for (class, power) in input.classes.iter().zip(per_class_power_w) {
+        if let Some(step) = power.iter().position(|p| !(p.is_finite() && *p >= 0.0)) {
+            return Err(InputError::ScheduleValue {
+                class: class.name.clone(),
+                step,
+            });
+        }
+    }
     let energy = mwh_per_w_step(input);
     let mut profit = 0.0;
     for t in 0..steps {
@@ -288,54 +342,52 @@ pub fn schedule_profit(input: &OptimumInput, per_class_power_w: &[Vec<f64>]) -> 
         let mut total_w = 0.0;
         let mut value = 0.0;
         for (class, power) in input.classes.iter().zip(per_class_power_w) {
-            assert_eq!(
-                power.len(),
-                steps,
-                "class {:?} power has the wrong length",
-                class.name
-            );
             total_w += power[t];
             value += power[t] * input.hashprice[t] * class.value_per_hashprice;
         }
         let capacity_w = curve.total_w();
-        assert!(
-            total_w <= capacity_w + CAPACITY_REL_SLACK * capacity_w.max(1.0),
-            "step {t}: mining power {total_w} W exceeds the tiers' total {capacity_w} W"
-        );
+        // The powers are finite and >= 0 and the capacity finite (both checked above), so
+        // this also catches a sum of powers that overflowed to infinity.
+        if total_w > capacity_w + CAPACITY_REL_SLACK * capacity_w.max(1.0) {
+            return Err(InputError::ScheduleOverdraws {
+                step: t,
+                total_w,
+                capacity_w,
+            });
+        }
         profit += (value - curve.integral_to(total_w.min(capacity_w))) * energy;
     }
-    profit
+    Ok(profit)
 }
 
 /// Solves the clairvoyant problem: Lagrangian upper bound plus a feasible
-/// schedule. Deterministic for a given input.
-///
-/// # Panics
-/// If the input is invalid; call [`validate`] first to get the reason as a value.
-pub fn solve(input: &OptimumInput) -> OptimumResult {
-    if let Err(error) = validate(input) {
-        panic!("invalid optimum input: {error}");
-    }
+/// schedule. Deterministic for a given input. Errors, rather than panicking, on an
+/// input [`validate`] rejects.
+pub fn solve(input: &OptimumInput) -> Result<OptimumResult, InputError> {
+    validate(input)?;
     let steps = input.day.len();
     let curves: Vec<StepCurve> = (0..steps)
         .map(|t| StepCurve::new(&input.tiers, t))
         .collect();
 
     let feasible = build_feasible(input, &curves);
-    let feasible_eur = schedule_profit(input, &feasible.class_power_w);
+    // Built within the tiers from a validated input (every tier total finite), so pricing
+    // it cannot fail; an error here is a bug in `build_feasible`, not bad input.
+    let feasible_eur = schedule_profit(input, &feasible.class_power_w)
+        .expect("the feasible schedule fits the tiers by construction");
     let feasible_power_w: Vec<f64> = (0..steps)
         .map(|t| feasible.class_power_w.iter().map(|p| p[t]).sum())
         .collect();
 
     let (upper_bound_eur, iterations) = tighten_bound(input, &curves, feasible_eur);
     let gap = relative_gap(upper_bound_eur, feasible_eur);
-    OptimumResult {
+    Ok(OptimumResult {
         upper_bound_eur,
         feasible_eur,
         iterations,
         gap,
         feasible_power_w,
-    }
+    })
 }
 
 fn relative_gap(upper: f64, lower: f64) -> f64 {
@@ -472,8 +524,13 @@ struct Wear {
 
 impl Wear {
     fn new(class: &UnitClass, day: &[i64]) -> Self {
-        let min_on = class.min_on_steps.max(1) as usize;
-        let min_off = class.min_off_steps.max(1) as usize;
+        // A minimum longer than the horizon means the same as one of the horizon's length
+        // (a run cut by the end need not complete), and keeps the delay lines, which are
+        // `min_on - 1` slots long, from asking for memory that a huge `min_on_steps`
+        // (u32::MAX: 32 GiB) cannot have.
+        let horizon = day.len().max(1);
+        let min_on = (class.min_on_steps.max(1) as usize).min(horizon);
+        let min_off = (class.min_off_steps.max(1) as usize).min(horizon);
         let longest_day = longest_run(day);
         // Consecutive starts are at least min_on + min_off steps apart.
         let possible_starts = if longest_day == 0 {
@@ -545,7 +602,7 @@ struct UnitDp {
     choice: Vec<u8>,
     /// At each day boundary, for each phase position, the starts level whose
     /// value survived the reset to level 0.
-    day_argmax: Vec<u16>,
+    day_argmax: Vec<u32>,
     /// On/off schedule of the last solution.
     on: Vec<bool>,
 }
@@ -779,7 +836,10 @@ fn update_line(
 }
 
 /// Keeps the best value at level 0 and clears the others; returns the level kept.
-fn reset_levels(values: &mut [f64]) -> u16 {
+/// Levels are at most the longest day's steps (see `Wear::new`), and a horizon of more
+/// than 2^32 steps could not be held in memory, so the level fits a `u32` (a `u16` did
+/// not, for a limit above 65535 starts on days of more steps than that).
+fn reset_levels(values: &mut [f64]) -> u32 {
     let mut arg = 0;
     for k in 1..values.len() {
         if values[k] > values[arg] {
@@ -789,7 +849,7 @@ fn reset_levels(values: &mut [f64]) -> u16 {
     let best = values[arg];
     values.fill(UNREACHABLE);
     values[0] = best;
-    arg as u16
+    arg as u32
 }
 
 // ---------------------------------------------------------------------------
@@ -1505,7 +1565,7 @@ mod tests {
         fn bounds_bracket_brute_force(seed in any::<u64>(), steps in 1usize..=8) {
             let instance = random_tiny_instance(seed, steps);
             let input = instance.input();
-            let result = solve(&input);
+            let result = solve(&input).unwrap();
             let optimum = brute_force_optimum(&input);
             let slack = 1e-9 * (1.0 + optimum.abs());
             prop_assert!(result.feasible_eur <= optimum + slack,
@@ -1575,7 +1635,7 @@ mod tests {
         for seed in 0..20 {
             for with_wear in [false, true] {
                 let instance = random_convex_instance(seed, 48, with_wear);
-                let result = solve(&instance.input());
+                let result = solve(&instance.input()).unwrap();
                 let scale = result.upper_bound_eur.abs().max(1.0);
                 assert!(
                     (result.upper_bound_eur - result.feasible_eur).abs() <= 1e-6 * scale,
@@ -1624,7 +1684,7 @@ mod tests {
             (vec![1.0e6, 1.0e6, 1.0e6], vec![100.0, 25.0, 50.0]),
             class("unit", 1, 1.0e6, 1.0),
         );
-        let result = solve(&instance.input());
+        let result = solve(&instance.input()).unwrap();
         assert!((result.feasible_eur - 86.5).abs() < 1e-9, "{result:?}");
         assert!((result.upper_bound_eur - 86.5).abs() < 1e-9, "{result:?}");
         assert_eq!(result.feasible_power_w, vec![1.0e6, 1.0e6, 1.0e6]);
@@ -1642,7 +1702,7 @@ mod tests {
             (vec![1.0e6], vec![20.0]),
             class("unit", 1, 2.0e6, 1.0),
         );
-        let result = solve(&instance.input());
+        let result = solve(&instance.input()).unwrap();
         assert!((result.feasible_eur - 20.0).abs() < 1e-9, "{result:?}");
         assert!((result.upper_bound_eur - 20.0).abs() < 1e-9, "{result:?}");
     }
@@ -1665,13 +1725,13 @@ mod tests {
         // Same day: on through all three steps, 60 - 45 + 60 = 75 (better than
         // 60 from one step). The dual of this instance is also 75 (prices 15,
         // 100, 15 certify it), so the bound must come close.
-        let result = solve(&instance.input());
+        let result = solve(&instance.input()).unwrap();
         assert!((result.feasible_eur - 75.0).abs() < 1e-9, "{result:?}");
         assert!(result.upper_bound_eur >= 75.0 - 1e-9);
         assert!(result.upper_bound_eur <= 75.0 * 1.01, "{result:?}");
         // A new day at step 2 gives a second start: off through step 1, 120.
         instance.day = vec![0, 1, 1];
-        let result = solve(&instance.input());
+        let result = solve(&instance.input()).unwrap();
         assert!((result.feasible_eur - 120.0).abs() < 1e-9, "{result:?}");
         assert!((result.upper_bound_eur - 120.0).abs() < 1e-9, "{result:?}");
     }
@@ -1750,7 +1810,7 @@ mod tests {
         }
         instance.max_iterations = 200;
         let input = instance.input();
-        let result = solve(&input);
+        let result = solve(&input).unwrap();
         let curves: Vec<StepCurve> = (0..input.day.len())
             .map(|t| StepCurve::new(&input.tiers, t))
             .collect();
@@ -1763,7 +1823,7 @@ mod tests {
                 c.min_off_steps = 1;
                 c.max_starts_per_day = None;
             }
-            solve(&free.input())
+            solve(&free.input()).unwrap()
         };
         assert!(result.feasible_eur <= result.upper_bound_eur);
         // The limits must actually cost something here, or this test checks nothing.
@@ -1775,7 +1835,8 @@ mod tests {
             assert!(result.feasible_power_w[t] <= curves[t].total_w() * (1.0 + 1e-12) + 1e-9);
         }
         assert!(
-            (schedule_profit(&input, &schedule.class_power_w) - result.feasible_eur).abs() < 1e-9
+            (schedule_profit(&input, &schedule.class_power_w).unwrap() - result.feasible_eur).abs()
+                < 1e-9
         );
     }
 
@@ -1788,7 +1849,7 @@ mod tests {
             (vec![], vec![]),
             class("unit", 2, 1.0e6, 1.0),
         );
-        let result = solve(&instance.input());
+        let result = solve(&instance.input()).unwrap();
         assert_eq!(
             (result.upper_bound_eur, result.feasible_eur, result.gap),
             (0.0, 0.0, 0.0)
@@ -1796,17 +1857,248 @@ mod tests {
         assert!(result.feasible_power_w.is_empty());
     }
 
+    /// A two-step instance every r10 test below breaks in one way.
+    fn good_instance() -> Instance {
+        hand_instance(
+            vec![60.0, 60.0],
+            vec![1.0e6, 1.0e6],
+            (vec![0.5e6; 2], vec![40.0; 2]),
+            (vec![0.5e6; 2], vec![80.0; 2]),
+            class("unit", 2, 1.0e6, 1.0),
+        )
+    }
+
+    /// r10 (issue 10, soundness): every input `validate` rejects is an error from `solve`
+    /// (the simulation report used to panic on it) and the reason names what is wrong.
+    /// Catches a check that is dropped or a `solve` that panics again.
     #[test]
-    #[should_panic(expected = "exceeds the tiers' total")]
-    fn pricing_an_overdrawn_schedule_panics() {
-        let instance = hand_instance(
-            vec![60.0],
-            vec![1.0e6],
-            (vec![0.0], vec![0.0]),
-            (vec![0.0], vec![0.0]),
-            class("unit", 1, 2.0e6, 1.0),
+    fn r10_solve_rejects_bad_input_with_its_reason() {
+        assert!(solve(&good_instance().input()).is_ok());
+        type Breaks<T> = Box<dyn Fn(&mut T)>;
+        let cases: Vec<(&str, Breaks<Instance>, InputError)> = vec![
+            (
+                "zero step",
+                Box::new(|i| i.step_h = 0.0),
+                InputError::BadStep,
+            ),
+            (
+                "NaN step",
+                Box::new(|i| i.step_h = f64::NAN),
+                InputError::BadStep,
+            ),
+            (
+                "NaN tolerance",
+                Box::new(|i| i.tolerance = f64::NAN),
+                InputError::BadTolerance,
+            ),
+            (
+                "negative tolerance",
+                Box::new(|i| i.tolerance = -1.0),
+                InputError::BadTolerance,
+            ),
+            (
+                "short series",
+                Box::new(|i| i.import_cost.truncate(1)),
+                InputError::LengthMismatch {
+                    field: "import_cost",
+                    len: 1,
+                    expected: 2,
+                },
+            ),
+            (
+                "day going back",
+                Box::new(|i| i.day = vec![5, 4]),
+                InputError::DayDecreases { step: 1 },
+            ),
+            (
+                "NaN price",
+                Box::new(|i| i.export_cost[1] = f64::NAN),
+                InputError::BadValue {
+                    field: "export_cost",
+                    step: 1,
+                },
+            ),
+            (
+                "infinite hashprice",
+                Box::new(|i| i.hashprice[0] = f64::INFINITY),
+                InputError::BadValue {
+                    field: "hashprice",
+                    step: 0,
+                },
+            ),
+            (
+                "negative power",
+                Box::new(|i| i.import_w[0] = -1.0),
+                InputError::BadValue {
+                    field: "import_w",
+                    step: 0,
+                },
+            ),
+            (
+                "tiers adding up to infinity",
+                Box::new(|i| {
+                    i.free_w[1] = f64::MAX;
+                    i.export_w[1] = f64::MAX;
+                }),
+                InputError::Overflow {
+                    field: "tiers",
+                    step: 1,
+                },
+            ),
+            (
+                "tier cost overflowing",
+                Box::new(|i| i.import_cost[0] = f64::MAX),
+                InputError::Overflow {
+                    field: "tiers",
+                    step: 0,
+                },
+            ),
+            (
+                "value overflowing",
+                Box::new(|i| i.classes[0].value_per_hashprice = f64::MAX),
+                InputError::Overflow {
+                    field: "hashprice * value_per_hashprice",
+                    step: 0,
+                },
+            ),
+        ];
+        let class_cases: Vec<(&str, Breaks<UnitClass>, &str)> = vec![
+            (
+                "zero rating",
+                Box::new(|c| c.rated_w = 0.0),
+                "rated_w must be positive and finite",
+            ),
+            (
+                "NaN rating",
+                Box::new(|c| c.rated_w = f64::NAN),
+                "rated_w must be positive and finite",
+            ),
+            (
+                "fleet overflowing",
+                Box::new(|c| {
+                    c.rated_w = f64::MAX;
+                    c.count = 4;
+                }),
+                "count * rated_w must be finite",
+            ),
+            (
+                "NaN value",
+                Box::new(|c| c.value_per_hashprice = f64::NAN),
+                "value_per_hashprice must be finite",
+            ),
+            (
+                "least power above rated",
+                Box::new(|c| c.min_power_w = 2.0e6),
+                "min_power_w must lie in [0, rated_w]",
+            ),
+            (
+                "negative least power",
+                Box::new(|c| c.min_power_w = -1.0),
+                "min_power_w must lie in [0, rated_w]",
+            ),
+        ];
+        let cases = cases
+            .into_iter()
+            .chain(class_cases.into_iter().map(|(what, f, reason)| {
+                let f: Breaks<Instance> = Box::new(move |i| f(&mut i.classes[0]));
+                let want = InputError::BadClass {
+                    class: "unit".into(),
+                    reason,
+                };
+                (what, f, want)
+            }));
+        for (what, break_it, want) in cases {
+            let mut instance = good_instance();
+            break_it(&mut instance);
+            assert_eq!(
+                solve(&instance.input()).map(|_| ()),
+                Err(want.clone()),
+                "{what}"
+            );
+            assert_eq!(validate(&instance.input()), Err(want.clone()), "{what}");
+            let schedule = vec![vec![0.0; instance.hashprice.len()]];
+            assert_eq!(
+                schedule_profit(&instance.input(), &schedule),
+                Err(want),
+                "{what}"
+            );
+        }
+    }
+
+    /// r10: a schedule that cannot be priced is an error, not a panic: the wrong shape, a
+    /// negative or NaN power, or more power than the tiers hold.
+    #[test]
+    fn r10_schedule_profit_rejects_what_it_cannot_price() {
+        let instance = good_instance();
+        let input = instance.input();
+        assert!(schedule_profit(&input, &[vec![1.0e6, 2.0e6]]).is_ok());
+        assert_eq!(
+            schedule_profit(&input, &[vec![1.5e6, 2.5e6]]),
+            Err(InputError::ScheduleOverdraws {
+                step: 1,
+                total_w: 2.5e6,
+                capacity_w: 2.0e6
+            })
         );
-        schedule_profit(&instance.input(), &[vec![1.5e6]]);
+        assert_eq!(
+            schedule_profit(&input, &[]),
+            Err(InputError::ScheduleShape {
+                len: 0,
+                expected: 1,
+                steps_found: 2,
+                steps: 2
+            })
+        );
+        assert_eq!(
+            schedule_profit(&input, &[vec![0.0]]),
+            Err(InputError::ScheduleShape {
+                len: 1,
+                expected: 1,
+                steps_found: 1,
+                steps: 2
+            })
+        );
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(
+                schedule_profit(&input, &[vec![0.0, bad]]),
+                Err(InputError::ScheduleValue {
+                    class: "unit".into(),
+                    step: 1
+                })
+            );
+        }
+        let err = schedule_profit(&input, &[vec![1.5e6, 2.5e6]]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "step 1: mining power 2500000 W exceeds the tiers' total 2000000 W"
+        );
+    }
+
+    /// r10: wear minimums far beyond the horizon (u32::MAX steps, which used to size the
+    /// programme's delay lines: 32 GiB) mean what a minimum of the horizon's length means,
+    /// and solve to exactly that.
+    #[test]
+    fn r10_minimums_beyond_the_horizon_are_the_horizon() {
+        let mut instance = synthetic_instance(3, 1, 48, 0.3);
+        let steps = instance.day.len() as u32;
+        let mut huge = instance.clone();
+        for (c, h) in instance.classes.iter_mut().zip(&mut huge.classes) {
+            c.min_on_steps = steps;
+            c.min_off_steps = steps;
+            h.min_on_steps = u32::MAX;
+            h.min_off_steps = u32::MAX;
+        }
+        let (a, b) = (
+            solve(&instance.input()).unwrap(),
+            solve(&huge.input()).unwrap(),
+        );
+        assert_eq!(a.feasible_eur, b.feasible_eur);
+        assert_eq!(a.upper_bound_eur, b.upper_bound_eur);
+        assert_eq!(a.feasible_power_w, b.feasible_power_w);
+        assert!(
+            a.feasible_eur > 0.0,
+            "the instance must earn something: {a:?}"
+        );
     }
 
     #[test]
@@ -1842,7 +2134,7 @@ mod tests {
         for min_power_share in [0.0, 0.3] {
             let instance = synthetic_instance(2024, 365, 1440, min_power_share);
             let started = std::time::Instant::now();
-            let result = solve(&instance.input());
+            let result = solve(&instance.input()).unwrap();
             let elapsed = started.elapsed();
             println!(
                 "year, min_power {:.0}% of rated: {:.2} s, bound {:.2} EUR, feasible {:.2} EUR, gap {:.4}%, {} evaluations",

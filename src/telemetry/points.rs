@@ -386,7 +386,7 @@ mod tests {
             threads: 1,
             watts_per_core: Watts(10.0),
             hashrate_per_core: HashRate(2.5e7),
-            kernel: Kernel::Portable,
+            kernel: Kernel::portable(),
         });
         let idle = pool.status();
         pool.shutdown();

@@ -159,7 +159,7 @@ proptest! {
         if s.surplus_only {
             prop_assert!(k.mining_from_import_mwh.abs() < 1e-12, "imported {} MWh", k.mining_from_import_mwh);
         }
-        let o = sim::optimum(&sc, &replay, k.profit_eur);
+        let o = sim::optimum(&sc, &replay, k.profit_eur).expect("the replay is a valid optimum input");
         prop_assert!(k.profit_eur <= o.upper_bound_eur + 1e-9 * (1.0 + o.upper_bound_eur.abs()),
             "online {} > bound {}", k.profit_eur, o.upper_bound_eur);
         prop_assert!(o.feasible_eur <= o.upper_bound_eur + 1e-9 * (1.0 + o.upper_bound_eur.abs()));

@@ -98,7 +98,7 @@ fn the_online_policy_never_beats_the_clairvoyant_bound_on_real_data() {
     .unwrap();
     let replay = Replay::load(&sc.history).unwrap();
     let k = sim::run(&sc, &replay, SimOptions::default()).unwrap().kpis;
-    let o = sim::optimum(&sc, &replay, k.profit_eur);
+    let o = sim::optimum(&sc, &replay, k.profit_eur).unwrap();
     assert!(
         k.profit_eur <= o.upper_bound_eur + 1e-6,
         "{} > {}",

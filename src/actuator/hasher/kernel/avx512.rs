@@ -99,16 +99,21 @@ fn prepare(job: &ScanJob) -> Pre {
 
 type V = __m512i;
 
-// The helpers below are only ever inlined into `#[target_feature(enable = "avx512f")]`
-// functions; their callers guarantee the feature.
+// The helpers below are safe `#[target_feature]` functions: the compiler lets only code
+// that has AVX-512F enabled call them without `unsafe`, so nothing here can reach an
+// AVX-512 instruction except through `scan`. `#[inline(always)]` cannot be combined with
+// `#[target_feature]` on stable; `#[inline]` is enough for LLVM to inline them into
+// callers with the same features (`hash bench` measured no change).
 
-#[inline(always)]
-unsafe fn splat(x: u32) -> V {
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn splat(x: u32) -> V {
     _mm512_set1_epi32(x as i32)
 }
 /// A state (or message) of 8 words, broadcast to every lane.
-#[inline(always)]
-unsafe fn splat8(x: &[u32; 8]) -> [V; 8] {
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn splat8(x: &[u32; 8]) -> [V; 8] {
     let [a, b, c, d, e, f, g, h] = *x;
     [
         splat(a),
@@ -121,49 +126,57 @@ unsafe fn splat8(x: &[u32; 8]) -> [V; 8] {
         splat(h),
     ]
 }
-#[inline(always)]
-unsafe fn add(a: V, b: V) -> V {
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn add(a: V, b: V) -> V {
     _mm512_add_epi32(a, b)
 }
-#[inline(always)]
-unsafe fn xor3(a: V, b: V, c: V) -> V {
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn xor3(a: V, b: V, c: V) -> V {
     _mm512_ternarylogic_epi32::<0x96>(a, b, c)
 }
 /// `a ? b : c` bitwise (Ch).
-#[inline(always)]
-unsafe fn choose(a: V, b: V, c: V) -> V {
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn choose(a: V, b: V, c: V) -> V {
     _mm512_ternarylogic_epi32::<0xCA>(a, b, c)
 }
-#[inline(always)]
-unsafe fn maj(a: V, b: V, c: V) -> V {
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn maj(a: V, b: V, c: V) -> V {
     _mm512_ternarylogic_epi32::<0xE8>(a, b, c)
 }
-#[inline(always)]
-unsafe fn vbsig0(x: V) -> V {
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn vbsig0(x: V) -> V {
     xor3(
         _mm512_ror_epi32::<2>(x),
         _mm512_ror_epi32::<13>(x),
         _mm512_ror_epi32::<22>(x),
     )
 }
-#[inline(always)]
-unsafe fn vbsig1(x: V) -> V {
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn vbsig1(x: V) -> V {
     xor3(
         _mm512_ror_epi32::<6>(x),
         _mm512_ror_epi32::<11>(x),
         _mm512_ror_epi32::<25>(x),
     )
 }
-#[inline(always)]
-unsafe fn vssig0(x: V) -> V {
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn vssig0(x: V) -> V {
     xor3(
         _mm512_ror_epi32::<7>(x),
         _mm512_ror_epi32::<18>(x),
         _mm512_srli_epi32::<3>(x),
     )
 }
-#[inline(always)]
-unsafe fn vssig1(x: V) -> V {
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn vssig1(x: V) -> V {
     xor3(
         _mm512_ror_epi32::<17>(x),
         _mm512_ror_epi32::<19>(x),
@@ -171,8 +184,9 @@ unsafe fn vssig1(x: V) -> V {
     )
 }
 /// Each lane's 32-bit word byte-swapped (AVX-512F only: two rotations and a blend).
-#[inline(always)]
-unsafe fn bswap(x: V) -> V {
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn bswap(x: V) -> V {
     choose(
         splat(0xff00_ff00),
         _mm512_ror_epi32::<8>(x),
@@ -181,14 +195,16 @@ unsafe fn bswap(x: V) -> V {
 }
 
 /// T1 of a round: H + (K + W) first, so constant parts can be folded and hoisted.
-#[inline(always)]
-unsafe fn t1(s: &[V; 8], kw: V) -> V {
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn t1(s: &[V; 8], kw: V) -> V {
     add(add(add(s[7], kw), vbsig1(s[4])), choose(s[4], s[5], s[6]))
 }
 
 /// One round on 16 lanes, `kw` = K + W.
-#[inline(always)]
-unsafe fn round(s: [V; 8], kw: V) -> [V; 8] {
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn round(s: [V; 8], kw: V) -> [V; 8] {
     let t1 = t1(&s, kw);
     let [a, b, c, d, e, f, g, _] = s;
     let t2 = add(vbsig0(a), maj(a, b, c));
@@ -197,8 +213,9 @@ unsafe fn round(s: [V; 8], kw: V) -> [V; 8] {
 
 /// A round whose new A is never read (the second hash's rounds 57-59: A reaches D only
 /// after round 60). The old A stands in for it.
-#[inline(always)]
-unsafe fn round_e(s: [V; 8], kw: V) -> [V; 8] {
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn round_e(s: [V; 8], kw: V) -> [V; 8] {
     let t1 = t1(&s, kw);
     let [a, b, c, d, e, f, g, _] = s;
     [a, a, b, c, add(d, t1), e, f, g]
@@ -234,7 +251,7 @@ macro_rules! sched_rounds {
 /// Double SHA-256 of nonces `nonce .. nonce + 16` (wrapping); bit l of the result is set
 /// if lane l's hash passes the target's top word.
 #[target_feature(enable = "avx512f")]
-unsafe fn hash16(p: &Pre, nonce: u32) -> u16 {
+fn hash16(p: &Pre, nonce: u32) -> u16 {
     let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     // The nonce is the header's little-endian word; SHA reads W3 big-endian.
     let w3 = bswap(add(splat(nonce), lanes));
@@ -328,10 +345,10 @@ unsafe fn hash16(p: &Pre, nonce: u32) -> u16 {
 
 /// See [`super::Kernel::scan`].
 ///
-/// # Safety
-/// The CPU must support AVX-512F ([`supported`]).
+/// A `#[target_feature]` function: calling it from code without AVX-512F enabled takes
+/// `unsafe`, and is sound only once [`supported`] said yes (the instructions would fault).
 #[target_feature(enable = "avx512f")]
-pub unsafe fn scan<F: FnMut(u32)>(job: &ScanJob, start: u32, count: u32, mut on_candidate: F) {
+pub fn scan<F: FnMut(u32)>(job: &ScanJob, start: u32, count: u32, mut on_candidate: F) {
     let p = prepare(job);
     let end = start as u64 + count as u64;
     let mut n = start as u64;

@@ -13,15 +13,27 @@ use std::time::{Duration, Instant};
 
 use super::job::{BlockHeader, ScanJob, Target};
 
+// Private: their `scan`s are `#[target_feature]` functions, callable only through
+// `Kernel::scan`, which only a detected `Kernel` reaches.
 #[cfg(target_arch = "x86_64")]
-pub mod avx512;
-pub mod portable;
+mod avx512;
+mod portable;
 #[cfg(target_arch = "x86_64")]
-pub mod shani;
+mod shani;
 
-/// A SHA-256d nonce-scanning implementation.
+/// A SHA-256d nonce-scanning implementation that this CPU runs.
+///
+/// The only ways to get one are [`Kernel::best`], [`Kernel::available`], [`Kernel::by_name`]
+/// and [`Kernel::portable`], and each hands out a hand-written kernel only after the CPU
+/// reported its features at run time: holding a `Kernel` is the proof that
+/// [`Kernel::scan`] may execute its instructions. Safe code cannot name the
+/// representation, so it cannot make an AVX-512 kernel on a CPU without AVX-512.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kernel {
+pub struct Kernel(Imp);
+
+/// The representation behind [`Kernel`]; never constructed outside detection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Imp {
     /// Hand-written x86_64 AVX-512 kernel: 16 nonces per zmm register, no SHA unit.
     #[cfg(target_arch = "x86_64")]
     Avx512,
@@ -30,6 +42,33 @@ pub enum Kernel {
     ShaNi,
     /// sha2's `compress256` with the same midstate scheme: works everywhere.
     Portable,
+}
+
+/// Every kernel gridminer has, on any CPU, by reported name, with what the CPU must
+/// report to run it: one table for `name`, the lookup and its error.
+const KERNELS: [(&str, &str); 3] = [
+    ("avx512", "x86_64 with AVX-512F"),
+    ("sha-ni", "x86_64 with SHA, SSSE3 and SSE4.1"),
+    ("sha2-compress256", "nothing (it runs everywhere)"),
+];
+
+/// Why no kernel was handed out for a name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KernelError {
+    /// A kernel gridminer has, which this CPU does not run.
+    #[error("kernel {name:?} needs {needs}, which this CPU does not report; it runs: {}", .detected.join(", "))]
+    NotDetected {
+        name: String,
+        needs: &'static str,
+        detected: Vec<&'static str>,
+    },
+    /// No kernel has this name.
+    #[error("no kernel is called {name:?} (kernels: {}); this CPU runs: {}", .known.join(", "), .detected.join(", "))]
+    Unknown {
+        name: String,
+        known: Vec<&'static str>,
+        detected: Vec<&'static str>,
+    },
 }
 
 impl Kernel {
@@ -44,11 +83,17 @@ impl Kernel {
         })
     }
 
+    /// sha2's `compress256` kernel: runs on every CPU (sha2 picks its own instructions at
+    /// run time), so it needs no detection; the baseline the others are measured against.
+    pub const fn portable() -> Kernel {
+        Kernel(Imp::Portable)
+    }
+
     /// Which of `kernels` hashes fastest here, by the best of a few alternating bursts of
     /// nonces each (other load can only slow a burst down); returns it with each one's best
-    /// burst time. Ties go to the earlier kernel. Which kernel wins depends on the CPU
-    /// (AVX-512 on 256-bit units, or a fast SHA unit, can turn the order round), so it is
-    /// measured rather than assumed.
+    /// burst time. Ties go to the earlier kernel; an empty list gives the portable kernel.
+    /// Which kernel wins depends on the CPU (AVX-512 on 256-bit units, or a fast SHA unit,
+    /// can turn the order round), so it is measured rather than assumed.
     pub fn calibrate(kernels: &[Kernel]) -> (Kernel, Vec<(&'static str, Duration)>) {
         const ROUNDS: u32 = 3;
         const NONCES: u32 = 1 << 14;
@@ -56,49 +101,73 @@ impl Kernel {
         let mut best = vec![Duration::MAX; kernels.len()];
         if kernels.len() > 1 {
             for r in 0..ROUNDS {
-                for (i, k) in kernels.iter().enumerate() {
+                for (k, best) in kernels.iter().zip(best.iter_mut()) {
                     let t0 = Instant::now();
                     k.scan(&job, r * NONCES, NONCES, |n| {
                         std::hint::black_box(n);
                     });
-                    best[i] = best[i].min(t0.elapsed());
+                    *best = (*best).min(t0.elapsed());
                 }
             }
         }
-        let fastest = (0..kernels.len()).min_by_key(|&i| best[i]).unwrap_or(0);
+        let fastest = kernels
+            .iter()
+            .zip(&best)
+            .min_by_key(|(_, t)| **t)
+            .map_or(Kernel::portable(), |(k, _)| *k);
         let times = kernels.iter().map(|k| k.name()).zip(best).collect();
-        (kernels[fastest], times)
+        (fastest, times)
     }
 
-    /// Every kernel this CPU runs, in the order measured by `hash bench` on an Ice Lake
-    /// server (AVX-512, SHA-NI, sha2): the default when calibration cannot tell.
+    /// Every kernel this CPU runs, found by asking the CPU at run time, in the order
+    /// measured by `hash bench` on an Ice Lake server (AVX-512, SHA-NI, sha2): the default
+    /// when calibration cannot tell.
     pub fn available() -> Vec<Kernel> {
         let mut v = Vec::new();
         #[cfg(target_arch = "x86_64")]
         if avx512::supported() {
-            v.push(Kernel::Avx512);
+            v.push(Kernel(Imp::Avx512));
         }
         #[cfg(target_arch = "x86_64")]
         if shani::supported() {
-            v.push(Kernel::ShaNi);
+            v.push(Kernel(Imp::ShaNi));
         }
-        v.push(Kernel::Portable);
+        v.push(Kernel::portable());
         v
     }
 
-    /// A kernel by its reported name, if this CPU runs it.
-    pub fn by_name(name: &str) -> Option<Kernel> {
-        Kernel::available().into_iter().find(|k| k.name() == name)
+    /// The kernel reported as `name`, if this CPU runs it; otherwise an error that says
+    /// whether the name is unknown or the CPU lacks what the kernel needs.
+    pub fn by_name(name: &str) -> Result<Kernel, KernelError> {
+        let detected = Kernel::available();
+        if let Some(k) = detected.iter().find(|k| k.name() == name) {
+            return Ok(*k);
+        }
+        let detected = detected.iter().map(|k| k.name()).collect();
+        match KERNELS.iter().find(|(n, _)| *n == name) {
+            Some(&(_, needs)) => Err(KernelError::NotDetected {
+                name: name.to_owned(),
+                needs,
+                detected,
+            }),
+            None => Err(KernelError::Unknown {
+                name: name.to_owned(),
+                known: KERNELS.iter().map(|(n, _)| *n).collect(),
+                detected,
+            }),
+        }
     }
 
+    /// The name reports, `--kernel` and the metrics use.
     pub fn name(self) -> &'static str {
-        match self {
+        let row = match self.0 {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => "avx512",
+            Imp::Avx512 => 0,
             #[cfg(target_arch = "x86_64")]
-            Kernel::ShaNi => "sha-ni",
-            Kernel::Portable => "sha2-compress256",
-        }
+            Imp::ShaNi => 1,
+            Imp::Portable => 2,
+        };
+        KERNELS[row].0
     }
 
     /// Hashes nonces `start .. start + count` (the caller keeps `start + count <= 2^32`)
@@ -107,17 +176,18 @@ impl Kernel {
     #[inline]
     pub fn scan<F: FnMut(u32)>(self, job: &ScanJob, start: u32, count: u32, on_candidate: F) {
         debug_assert!(start as u64 + count as u64 <= 1 << 32);
-        match self {
+        match self.0 {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Avx512` is only ever constructed by `best()`/`available()` after
-            // `avx512::supported()` confirmed AVX-512F at run time.
-            Kernel::Avx512 => unsafe { avx512::scan(job, start, count, on_candidate) },
+            // SAFETY: `avx512::scan` needs AVX-512F. `Imp::Avx512` is private and built in
+            // one place only, `Kernel::available`, right after `avx512::supported()` saw
+            // AVX-512F reported by this CPU (run-time CPUID, not a build flag).
+            Imp::Avx512 => unsafe { avx512::scan(job, start, count, on_candidate) },
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `ShaNi` is only ever constructed by `best()`/`available()` after
-            // `shani::supported()` confirmed the CPU features at run time.
-            Kernel::ShaNi => unsafe { shani::scan(job, start, count, on_candidate) },
-
-            Kernel::Portable => portable::scan(job, start, count, on_candidate),
+            // SAFETY: `shani::scan` needs SHA, SSE2, SSSE3 and SSE4.1. `Imp::ShaNi` is
+            // private and built in one place only, `Kernel::available`, right after
+            // `shani::supported()` saw all four reported by this CPU at run time.
+            Imp::ShaNi => unsafe { shani::scan(job, start, count, on_candidate) },
+            Imp::Portable => portable::scan(job, start, count, on_candidate),
         }
     }
 }
@@ -155,26 +225,110 @@ mod tests {
         found
     }
 
+    /// Every kernel safe code can obtain here: the detected list, each name the lookup
+    /// accepts, and the calibrated best (each must be one of the detected).
+    fn obtainable() -> Vec<Kernel> {
+        let by_name = KERNELS
+            .iter()
+            .filter_map(|(name, _)| Kernel::by_name(name).ok());
+        let mut all = Vec::new();
+        for k in Kernel::available()
+            .into_iter()
+            .chain(by_name)
+            .chain([Kernel::best(), Kernel::portable()])
+        {
+            if !all.contains(&k) {
+                all.push(k);
+            }
+        }
+        assert_eq!(
+            all,
+            Kernel::available(),
+            "a kernel obtainable but not detected"
+        );
+        all
+    }
+
+    /// r10 (issue 10, soundness): on the real block headers in data/, every kernel safe code
+    /// can obtain on this machine reports exactly the portable kernel's candidates, with
+    /// the block's own target and with an easy one (top word 0x00ffffff: about 8 of the
+    /// 2003 nonces pass, so lanes other than the winning nonce's are compared too), and
+    /// the candidates that meet the full target are the real nonce alone.
     #[test]
     fn every_kernel_finds_the_real_blocks() {
         let csv = include_str!("../../../../data/bitcoin-block-headers.csv");
+        let mut easy = Target([u32::MAX; 8]);
+        easy.0[7] = 0x00ff_ffff;
         for line in csv.lines().skip(1) {
             let cols: Vec<&str> = line.split(',').collect();
             let header = BlockHeader::from_hex(cols[1]).unwrap();
             let nonce: u32 = cols[3].parse().unwrap();
             let target = Target::from_compact(header.bits()).unwrap();
-            for k in Kernel::available() {
-                // A range that straddles the nonce at an odd offset, so lane tails are hit.
-                let found = kernel_finds(k, &header, target, nonce - 1001, 2003);
+            assert_eq!(header.with_nonce(nonce).block_hash().display_hex(), cols[2]);
+            // A range that straddles the nonce at an odd offset, so lane tails are hit.
+            let (start, count) = (nonce - 1001, 2003);
+            let portable = Kernel::portable();
+            let want_real = kernel_finds(portable, &header, target, start, count);
+            let want_easy = kernel_finds(portable, &header, easy, start, count);
+            assert_eq!(want_easy, reference(&header, easy, start, count));
+            assert!(
+                want_easy.len() > 1,
+                "block {}: too few easy candidates",
+                cols[0]
+            );
+            for k in obtainable() {
+                let found = kernel_finds(k, &header, target, start, count);
+                assert_eq!(found, want_real, "{k} vs portable on block {}", cols[0]);
+                let easy_found = kernel_finds(k, &header, easy, start, count);
+                assert_eq!(
+                    easy_found, want_easy,
+                    "{k} vs portable on block {}",
+                    cols[0]
+                );
                 let real: Vec<u32> = found
                     .iter()
                     .copied()
                     .filter(|&n| target.is_met_by(&header.with_nonce(n).block_hash()))
                     .collect();
                 assert_eq!(real, vec![nonce], "{k} on block {}", cols[0]);
-                assert_eq!(header.with_nonce(nonce).block_hash().display_hex(), cols[2]);
             }
         }
+    }
+
+    /// r10 (issue 10, soundness): the lookup by name hands out a kernel exactly when the
+    /// CPU reported it, and otherwise says which of the two failures it is. Catches a
+    /// lookup that builds a kernel from its name alone (an AVX-512 kernel on a CPU
+    /// without AVX-512 would fault on its first instruction).
+    #[test]
+    fn r10_by_name_hands_out_only_detected_kernels() {
+        let detected: Vec<&str> = Kernel::available().iter().map(|k| k.name()).collect();
+        for (name, needs) in KERNELS {
+            match Kernel::by_name(name) {
+                Ok(k) => {
+                    assert_eq!(k.name(), name);
+                    assert!(detected.contains(&name), "{name} handed out undetected");
+                }
+                Err(e) => {
+                    assert!(!detected.contains(&name), "{name} detected but refused");
+                    assert_eq!(
+                        e,
+                        KernelError::NotDetected {
+                            name: name.to_owned(),
+                            needs,
+                            detected: detected.clone(),
+                        }
+                    );
+                }
+            }
+        }
+        let err = Kernel::by_name("avx1024").unwrap_err();
+        assert!(matches!(&err, KernelError::Unknown { name, .. } if name == "avx1024"));
+        let shown = err.to_string();
+        for name in KERNELS.map(|(n, _)| n) {
+            assert!(shown.contains(name), "{shown:?} does not list {name}");
+        }
+        assert!(detected.contains(&"sha2-compress256"));
+        assert_eq!(Kernel::by_name("sha2-compress256"), Ok(Kernel::portable()));
     }
 
     proptest! {
@@ -202,7 +356,11 @@ mod tests {
         assert!(all.contains(&k));
         let names: Vec<_> = times.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, all.iter().map(|k| k.name()).collect::<Vec<_>>());
-        assert_eq!(Kernel::calibrate(&[Kernel::Portable]).0, Kernel::Portable);
+        assert_eq!(
+            Kernel::calibrate(&[Kernel::portable()]).0,
+            Kernel::portable()
+        );
+        assert_eq!(Kernel::calibrate(&[]).0, Kernel::portable());
         assert!(all.contains(&Kernel::best()));
     }
 

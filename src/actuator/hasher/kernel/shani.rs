@@ -27,22 +27,27 @@ pub fn supported() -> bool {
         && is_x86_feature_detected!("sse4.1")
 }
 
+// The helpers are safe `#[target_feature]` functions (rather than `#[inline(always)]`,
+// which stable Rust does not combine with it): only code with the features enabled can
+// call them without `unsafe`, so no SHA instruction is reachable except through `scan`.
+
 /// Four message words W[i..i+4] (lane 0 = W[i]).
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "sse2")]
 fn words(w: [u32; 4]) -> __m128i {
-    // SAFETY: SSE2 is part of the x86_64 baseline.
-    unsafe { _mm_set_epi32(w[3] as i32, w[2] as i32, w[1] as i32, w[0] as i32) }
+    _mm_set_epi32(w[3] as i32, w[2] as i32, w[1] as i32, w[0] as i32)
 }
 
 /// (ABEF, CDGH): the register layout `sha256rnds2` works on.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "sse2")]
 fn abef_cdgh(s: &[u32; 8]) -> (__m128i, __m128i) {
     let [a, b, c, d, e, f, g, h] = s.map(|x| x as i32);
-    // SAFETY: SSE2 is part of the x86_64 baseline.
-    unsafe { (_mm_set_epi32(a, b, e, f), _mm_set_epi32(c, d, g, h)) }
+    (_mm_set_epi32(a, b, e, f), _mm_set_epi32(c, d, g, h))
 }
 
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "sse2")]
 fn kv(i: usize) -> __m128i {
     words([K[i], K[i + 1], K[i + 2], K[i + 3]])
 }
@@ -81,7 +86,7 @@ struct Pre {
 }
 
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-unsafe fn prepare(job: &ScanJob) -> Pre {
+fn prepare(job: &ScanJob) -> Pre {
     let (mid0, mid1) = abef_cdgh(&job.midstate);
     let [w0, w1, w2] = job.tail;
     let wk01 = words([w0.wrapping_add(K[0]), w1.wrapping_add(K[1]), 0, 0]);
@@ -176,7 +181,7 @@ macro_rules! rounds_32_to_60 {
 /// Double SHA-256 of `LANES` nonces; returns each hash's most significant 32 bits
 /// (little-endian reading), which is all the early rejection needs.
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-unsafe fn hash_lanes(p: &Pre, nonces: [u32; LANES]) -> [u32; LANES] {
+fn hash_lanes(p: &Pre, nonces: [u32; LANES]) -> [u32; LANES] {
     // First hash, second block. The nonce is the 4th message word, read big-endian.
     let mut s1 = [p.r2_abef; LANES];
     let mut s0 = [p.mid0; LANES];
@@ -249,10 +254,11 @@ unsafe fn hash_lanes(p: &Pre, nonces: [u32; LANES]) -> [u32; LANES] {
 
 /// See [`super::Kernel::scan`].
 ///
-/// # Safety
-/// The CPU must support SHA, SSE2, SSSE3 and SSE4.1 ([`supported`]).
+/// A `#[target_feature]` function: calling it from code without these features enabled
+/// takes `unsafe`, and is sound only once [`supported`] said yes (SHA instructions would
+/// fault on a CPU without them).
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-pub unsafe fn scan<F: FnMut(u32)>(job: &ScanJob, start: u32, count: u32, mut on_candidate: F) {
+pub fn scan<F: FnMut(u32)>(job: &ScanJob, start: u32, count: u32, mut on_candidate: F) {
     let p = prepare(job);
     let top = job.target.top_word();
     let end = start as u64 + count as u64;
