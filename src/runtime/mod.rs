@@ -29,6 +29,7 @@ use crate::signal::modbus::{ModbusDevice, ModbusSource};
 use crate::signal::mqtt::{Carries, MqttSignals, RejectReason, SignalStats};
 use crate::signal::operator::{Ack, OperatorCommands, OperatorConfig, ReplayFile, HARD_CEILING};
 use crate::signal::plausible::Plausibility;
+use crate::signal::rejected::{self, LastRejected, LogLine, RejectLog};
 use crate::state::{Observation, SiteState};
 use crate::telemetry::config::TelemetryConfig;
 use crate::telemetry::{metrics::Metrics, metrics::MetricsServer, points, TelemetrySender};
@@ -283,7 +284,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         let live = LiveLoop {
             controller,
             plausible: Plausibility::new(config.ratings),
-            warned: [None; RejectReason::ALL.len()],
+            reject_log: RejectLog::default(),
             hashprice,
             metrics: metrics.clone(),
             influx,
@@ -353,15 +354,12 @@ fn restore_record(
     }
 }
 
-/// At most one warning per this long for refused signal values.
-const WARN_EVERY: Duration = Duration::from_secs(10);
-
 struct LiveLoop {
     controller: Controller,
     /// What every MQTT and Modbus value must pass before the state sees it.
     plausible: Plausibility,
-    /// When a signal value refused for each reason was last logged as a warning.
-    warned: [Option<Timestamp>; RejectReason::ALL.len()],
+    /// The rate limit on logging refused signal values.
+    reject_log: RejectLog,
     /// A configured constant: observed afresh every step, so it never ages.
     hashprice: Option<Hashprice>,
     metrics: Metrics,
@@ -398,7 +396,7 @@ impl LiveLoop {
                 _ = shutdown.cancelled() => break,
                 _ = interval.tick() => { self.step(); }
                 Some(obs) = observations.recv() => {
-                    if self.admit(&obs, "modbus") {
+                    if self.admit(&obs, "modbus", None) {
                         self.metrics.observation("modbus");
                         let urgent = matches!(obs, Observation::Frequency { .. });
                         self.controller.observe(obs);
@@ -413,7 +411,7 @@ impl LiveLoop {
                         self.command(&msg);
                     } else {
                         match self.signals.parse(&msg) {
-                            Ok(obs) if !self.admit(&obs, &msg.topic) => {}
+                            Ok(obs) if !self.admit(&obs, &msg.topic, Some(&msg.payload)) => {}
                             Ok(obs) => {
                                 self.counters.signals.accepted.fetch_add(1, Ordering::Relaxed);
                                 self.metrics.observation("mqtt");
@@ -423,7 +421,10 @@ impl LiveLoop {
                                     self.step();
                                 }
                             }
-                            Err(r) => self.rejected(r.reason, &r.topic, &r.detail),
+                            Err(r) => {
+                                let signal = self.signals.signal(&r.topic);
+                                self.rejected(r.reason, &r.topic, signal, &msg.payload, &r.detail);
+                            }
                         }
                     }
                 }
@@ -441,38 +442,103 @@ impl LiveLoop {
         tracing::info!("Loads set to the safe state");
     }
 
-    /// Whether `obs` (from `source`: a topic, or `modbus`) is plausible at this site. If
-    /// not, it is counted and logged, and the quantity's last reading is dropped: a source
-    /// that reports what cannot be is broken, so its signal goes stale now, and the
-    /// policy's staleness rule applies rather than an old value.
-    fn admit(&mut self, obs: &Observation, source: &str) -> bool {
+    /// Whether `obs` (from `source`: a topic with its `payload`, or `modbus`) is plausible
+    /// at this site. If not, it is counted and logged, and the quantity's last reading is
+    /// dropped: a source that reports what cannot be is broken, so its signal goes stale
+    /// now, and the policy's staleness rule applies rather than an old value.
+    fn admit(&mut self, obs: &Observation, source: &str, payload: Option<&[u8]>) -> bool {
         let Err(detail) = self.plausible.check(obs, self.clock.now()) else {
             return true;
         };
-        self.rejected(RejectReason::OutOfRange, source, &detail);
+        // Modbus has no payload: the refused value is shown with its unit.
+        let shown;
+        let payload = match payload {
+            Some(p) => p,
+            None => {
+                shown = rejected::shown_value(obs);
+                shown.as_bytes()
+            }
+        };
+        let signal = rejected::signal_of(obs);
+        self.rejected(RejectReason::OutOfRange, source, signal, payload, &detail);
         self.controller.state.forget(obs);
         false
     }
 
-    /// Counts and logs a value refused for `reason` from `source` (a topic, or `modbus`).
-    /// One warning per reason per `WARN_EVERY` at most, the rest at debug: a flood of bad
-    /// values must not flood the log (the counters have them all).
-    fn rejected(&mut self, reason: RejectReason, source: &str, detail: &str) {
+    /// Counts, logs and shows a value refused for `reason` from `source` (a topic, or
+    /// `modbus`) meant for `signal`: the state keeps it as the signal's `last_rejected`,
+    /// and the log has the first of each source and reason with its payload, then a count
+    /// once a minute (`RejectLog`): a flood of bad values must not flood the log.
+    fn rejected(
+        &mut self,
+        reason: RejectReason,
+        source: &str,
+        signal: Option<crate::state::Quantity>,
+        payload: &[u8],
+        detail: &str,
+    ) {
         self.counters.signals.reject(reason);
         self.metrics.reject(reason.as_str());
         let now = self.clock.now();
-        let warned = &mut self.warned[reason as usize];
-        let reason = reason.as_str();
-        if warned.is_none_or(|t| now.since(t) >= WARN_EVERY) {
-            *warned = Some(now);
-            tracing::warn!(
+        let prefix = rejected::payload_prefix(payload);
+        match self.reject_log.note(source, reason, &prefix, now) {
+            LogLine::First => {
+                tracing::warn!(
+                    source,
+                    reason = reason.as_str(),
+                    payload = format_args!("\"{prefix}\""),
+                    detail,
+                    "Refused a signal value; a signal with no usable value goes stale"
+                );
+                if let Some(sender) = &self.influx {
+                    sender.send(points::rejected_point(signal, source, reason, 1, now));
+                }
+            }
+            LogLine::Summary { count, over } => {
+                self.refusals(signal, source, reason, count, over, &prefix);
+            }
+            LogLine::Quiet => tracing::debug!(
                 source,
-                reason,
+                reason = reason.as_str(),
+                payload = format_args!("\"{prefix}\""),
                 detail,
-                "Refused a signal value; a signal with no usable value goes stale"
-            );
-        } else {
-            tracing::debug!(source, reason, detail, "Refused a signal value");
+                "Refused a signal value"
+            ),
+        }
+        if let Some(signal) = signal {
+            let last = LastRejected {
+                reason,
+                at: now,
+                source: source.into(),
+                payload_prefix: prefix.into(),
+            };
+            self.controller.state.rejected.record(signal, last);
+        }
+    }
+
+    /// The once-a-minute line (and InfluxDB point) for a run of `count` refused values
+    /// (see `RejectLog`), the latest with payload prefix `latest`.
+    fn refusals(
+        &self,
+        signal: Option<crate::state::Quantity>,
+        source: &str,
+        reason: RejectReason,
+        count: u64,
+        over: Duration,
+        latest: &str,
+    ) {
+        tracing::warn!(
+            source,
+            reason = reason.as_str(),
+            count,
+            over_s = over.as_secs(),
+            latest = format_args!("\"{latest}\""),
+            "Refused signal values, {count} in the last {}s",
+            over.as_secs()
+        );
+        if let Some(sender) = &self.influx {
+            let now = self.clock.now();
+            sender.send(points::rejected_point(signal, source, reason, count, now));
         }
     }
 
@@ -530,6 +596,10 @@ impl LiveLoop {
             self.controller.observe(obs);
         }
         self.expire(now);
+        for d in self.reject_log.due(now) {
+            let signal = self.signals.signal(&d.source);
+            self.refusals(signal, &d.source, d.reason, d.count, d.over, &d.latest);
+        }
         if let Some(h) = self.hashprice {
             self.controller
                 .observe(Observation::Hashprice { value: h, at: now });
