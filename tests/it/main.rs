@@ -22,3 +22,4 @@ mod stratum;
 mod support;
 mod telemetry;
 mod validate;
+mod visible;
