@@ -13,6 +13,7 @@ use crate::clock::Timestamp;
 use crate::decision::{Decision, LoadTarget};
 use crate::policy::{Memo, Policy};
 use crate::signal::operator::CommandsInForce;
+use crate::signal::rejected::LastRejected;
 use crate::signal::{Observation, Quantity};
 use crate::state::{Reading, SiteState};
 use crate::units::Watts;
@@ -77,6 +78,11 @@ impl Controller {
     /// the signal goes stale now rather than keep an older value.
     pub fn forget(&mut self, obs: &Observation) {
         self.state.forget(obs);
+    }
+
+    /// Shows a value refused for `q` as the signal's `last_rejected` in the state.
+    pub fn note_rejected(&mut self, q: Quantity, last: LastRejected) {
+        self.state.rejected.record(q, last);
     }
 
     /// Takes back the commands in force a previous process left (before the first step).

@@ -369,6 +369,9 @@ pub struct SiteState {
     pub loads: Vec<LoadLedger>,
     /// What the policy asked to remember from its last decision.
     pub memory: PolicyMemory,
+    /// The last refused value of each signal, for the state document; the policy never
+    /// reads it.
+    pub rejected: crate::signal::rejected::Rejections,
 }
 
 impl SiteState {
@@ -387,6 +390,7 @@ impl SiteState {
             price_schedule: Vec::new(),
             loads: loads.iter().map(LoadLedger::new).collect(),
             memory: PolicyMemory::default(),
+            rejected: Default::default(),
         }
     }
 

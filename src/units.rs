@@ -4,8 +4,11 @@
 //! magnitudes. Power is always in watts internally (never kW), energy in watt-hours,
 //! prices in EUR per MWh, hashprice in EUR per PH/s per day.
 //!
-//! Config files may write power as `"10 MW"`, `"250 kW"`, `"800 W"` or a bare number of
-//! watts, and durations as `"500ms"`, `"30s"`, `"15m"`, `"1h"`, `"1d"`.
+//! Config files write power as `"10 MW"`, `"250 kW"`, `"800 W"` (a unit is required:
+//! a bare `6` could be 6 W or 6 MW; only `0` may stand alone), hash rates likewise
+//! (`"95 TH/s"`), and durations as `"500ms"`, `"30s"`, `"15m"`, `"1h"`, `"1d"` (or a
+//! number of seconds). Values from devices and signals arrive as numbers in a unit their
+//! config declares; they never pass through these parsers.
 
 use std::fmt;
 use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub, SubAssign};
@@ -141,11 +144,12 @@ pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
 #[error("{0}")]
 pub struct UnitError(pub String);
 
-/// Parses `"10 MW"`, `"250kW"`, `"800 W"`, `"1.5 GW"` or a bare number of watts.
+/// Parses `"10 MW"`, `"250kW"`, `"800 W"`, `"1.5 GW"`; a bare number only if it is 0.
 pub fn parse_watts(s: &str) -> Result<Watts, UnitError> {
     let (num, unit) = split_number(s)?;
     let k = match unit {
-        "" | "W" => 1.0,
+        "" => return bare(num, "MW", "W, kW, MW or GW").map(Watts),
+        "W" => 1.0,
         "kW" => 1e3,
         "MW" => 1e6,
         "GW" => 1e9,
@@ -156,6 +160,19 @@ pub fn parse_watts(s: &str) -> Result<Watts, UnitError> {
         }
     };
     finite_watts(num * k, s)
+}
+
+/// A number written without its unit where one is required: `--set site.export_limit=6`
+/// was 6 W without a word, when 6 MW was meant. Refused with the example to follow
+/// (`6: give a unit, e.g. "6 MW"`), except zero, which is zero in any unit.
+fn bare(n: f64, example: &str, units: &str) -> Result<f64, UnitError> {
+    if n == 0.0 {
+        Ok(0.0)
+    } else {
+        Err(UnitError(format!(
+            "{n}: give a unit, e.g. \"{n} {example}\" ({units})"
+        )))
+    }
 }
 
 /// A power after its unit's scale: `"1e308 GW"` is a finite number but not a power.
@@ -246,13 +263,18 @@ enum NumOrStr {
     Str(String),
 }
 
-/// Serde adapter: power as `"10 MW"` or a number of watts.
+/// Serde adapter: power as `"10 MW"` (a bare number only if it is 0).
 pub fn de_watts<'de, D: Deserializer<'de>>(d: D) -> Result<Watts, D::Error> {
+    // Range checks belong to the key's meaning (a limit >= 0, a rated power > 0), and
+    // made there they keep the rest of the table in view. A string must give a finite
+    // power.
     match NumOrStr::deserialize(d)? {
-        // Any number, `nan` and `inf` included: range checks belong to the key's meaning
-        // (a limit >= 0, a rated power > 0), and made there they keep the rest of the
-        // table in view. A string is parsed, and must give a finite power.
-        NumOrStr::Num(n) => Ok(Watts(n)),
+        // `nan` and `inf` have no unit to give: they go on to those checks, which refuse
+        // them beside every other problem of the table.
+        NumOrStr::Num(n) if !n.is_finite() => Ok(Watts(n)),
+        NumOrStr::Num(n) => bare(n, "MW", "W, kW, MW or GW")
+            .map(Watts)
+            .map_err(serde::de::Error::custom),
         NumOrStr::Str(s) => parse_watts(&s).map_err(serde::de::Error::custom),
     }
 }
@@ -286,8 +308,8 @@ mod tests {
             ("250kW", 250e3),
             ("800 W", 800.0),
             ("1.5 GW", 1.5e9),
-            ("42", 42.0),
             ("1e3 kW", 1e6),
+            ("0", 0.0),
         ] {
             assert_eq!(parse_watts(s).unwrap(), Watts(w), "{s}");
         }
@@ -301,6 +323,45 @@ mod tests {
             .unwrap_err()
             .0
             .contains("not a finite power"));
+    }
+
+    /// r10: a bare number for a power or a hash rate said nothing of its unit and was
+    /// taken as W or H/s (`--set site.export_limit=6` was 6 W). Now it is refused with the
+    /// example to follow, as a string or a TOML number alike; zero needs no unit.
+    #[test]
+    fn r10_a_bare_power_is_refused_with_the_unit_to_give() {
+        assert_eq!(
+            parse_watts("6").unwrap_err().0,
+            "6: give a unit, e.g. \"6 MW\" (W, kW, MW or GW)"
+        );
+        assert!(parse_hashrate("95")
+            .unwrap_err()
+            .0
+            .starts_with("95: give a unit, e.g. \"95 TH/s\""));
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)] // Read only through Debug.
+        struct T {
+            #[serde(deserialize_with = "de_watts")]
+            w: Watts,
+        }
+        for (toml, err) in [
+            ("w = 3000", Some("3000: give a unit, e.g. \"3000 MW\"")),
+            ("w = 2.5", Some("2.5: give a unit")),
+            // No unit to give: refused by the key's range check, beside the rest.
+            ("w = nan", None),
+            ("w = \"6\"", Some("6: give a unit")),
+            ("w = 0", None),
+            ("w = \"6 kW\"", None),
+        ] {
+            let got = toml::from_str::<T>(toml);
+            match err {
+                None => assert!(got.is_ok(), "{toml}: {got:?}"),
+                Some(e) => {
+                    let m = got.unwrap_err().to_string();
+                    assert!(m.contains(e), "{toml}: {m}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -330,11 +391,15 @@ mod tests {
     }
 }
 
-/// Parses `"95 TH/s"`, `"200 MH/s"`, `"1.2 PH/s"` or a bare number of H/s.
+/// Parses `"95 TH/s"`, `"200 MH/s"`, `"1.2 PH/s"`; a bare number only if it is 0 (as
+/// for powers: `95` was 95 H/s, a load worth nothing, when 95 TH/s was meant).
 pub fn parse_hashrate(s: &str) -> Result<HashRate, UnitError> {
     let (num, unit) = split_number(s)?;
     let k = match unit {
-        "" | "H/s" => 1.0,
+        "" => {
+            return bare(num, "TH/s", "H/s, kH/s, ... TH/s, PH/s or EH/s").map(HashRate)
+        }
+        "H/s" => 1.0,
         "kH/s" => 1e3,
         "MH/s" => 1e6,
         "GH/s" => 1e9,
@@ -354,13 +419,15 @@ pub fn parse_hashrate(s: &str) -> Result<HashRate, UnitError> {
     Ok(HashRate(h))
 }
 
-/// Serde adapter: hash rate as `"95 TH/s"` or a number of H/s.
+/// Serde adapter: hash rate as `"95 TH/s"` (a bare number only if it is 0).
 pub fn de_hashrate<'de, D: Deserializer<'de>>(d: D) -> Result<HashRate, D::Error> {
     match NumOrStr::deserialize(d)? {
-        NumOrStr::Num(n) if n.is_finite() => Ok(HashRate(n)),
-        NumOrStr::Num(n) => Err(serde::de::Error::custom(format!(
+        NumOrStr::Num(n) if !n.is_finite() => Err(serde::de::Error::custom(format!(
             "{n} is not a finite hash rate"
         ))),
+        NumOrStr::Num(n) => bare(n, "TH/s", "H/s, kH/s, ... TH/s, PH/s or EH/s")
+            .map(HashRate)
+            .map_err(serde::de::Error::custom),
         NumOrStr::Str(s) => parse_hashrate(&s).map_err(serde::de::Error::custom),
     }
 }

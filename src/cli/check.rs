@@ -9,22 +9,22 @@ pub fn check(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let mut bad = 0;
     for f in files {
         match check_file(f) {
-            Ok(kind) => println!("{}: ok ({kind})", f.display()),
+            Ok(kind) => outln!("{}: ok ({kind})", f.display())?,
             Err(e) => {
                 bad += 1;
                 match e {
                     config::ConfigError::Invalid { path, problems } => {
-                        println!(
+                        outln!(
                             "{}: {} problem{}",
                             path.display(),
                             problems.len(),
                             if problems.len() == 1 { "" } else { "s" }
-                        );
+                        )?;
                         for p in problems {
-                            println!("  {p}");
+                            outln!("  {p}")?;
                         }
                     }
-                    other => println!("{other}"),
+                    other => outln!("{other}")?,
                 }
             }
         }

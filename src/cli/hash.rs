@@ -4,6 +4,7 @@
 //! Role: CLI glue (argument parsing, printing, the Tokio runtime for `mine`). Must not
 //! contain hashing or protocol logic; it calls `actuator::hasher`.
 
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,48 +136,53 @@ fn run_bench(threads: usize, seconds: f64, pauses: usize, json: bool) -> anyhow:
         pauses,
     });
     if json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        outln!("{}", serde_json::to_string_pretty(&r)?)?;
         return Ok(());
     }
-    println!("kernel            {} ({} threads)", r.kernel, r.threads);
-    println!(
+    outln!("kernel            {} ({} threads)", r.kernel, r.threads)?;
+    outln!(
         "hashrate          {:.2} MH/s per core, {:.2} MH/s total ({:.2} MH/s on one thread alone, scaling {:.1} %)",
         r.mhs_per_core,
         r.mhs_total,
         r.mhs_single_thread,
         r.scaling * 100.0
-    );
-    println!(
+    )?;
+    outln!(
         "baseline          {} {:.2} MH/s per core: ratio {:.2}",
-        r.baseline_kernel, r.baseline_mhs_per_core, r.ratio
-    );
-    println!(
+        r.baseline_kernel,
+        r.baseline_mhs_per_core,
+        r.ratio
+    )?;
+    outln!(
         "naive             Sha256::digest twice {:.2} MH/s per core: ratio {:.2}",
-        r.naive_mhs_per_core, r.naive_ratio
-    );
-    println!(
+        r.naive_mhs_per_core,
+        r.naive_ratio
+    )?;
+    outln!(
         "pause latency     p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-        r.pause_p50_ms, r.pause_p99_ms, r.pause_max_ms
-    );
-    println!(
+        r.pause_p50_ms,
+        r.pause_p99_ms,
+        r.pause_max_ms
+    )?;
+    outln!(
         "duty cycle        target {:.3}, achieved {:.3} over {} seconds of 10 x 100 ms (error {:.2} %, worst second {:.2} %)",
         r.duty_target, r.duty_achieved, r.duty_seconds, r.duty_error_pct, r.duty_error_worst_second_pct
-    );
+    )?;
     let seconds: Vec<String> = r
         .duty_each_second
         .iter()
         .map(|d| format!("{:+.1} % ({:.0} %)", d.error_pct, d.flat_out_spread_pct))
         .collect();
-    println!(
+    outln!(
         "  each second     error (spread of the flat-out windows under it): {}",
         seconds.join(", ")
-    );
+    )?;
     for (name, mhs) in &r.kernels_best_burst_mhs {
-        println!("one thread, best   {name} {mhs:.2} MH/s (per on-CPU second)");
+        outln!("one thread, best   {name} {mhs:.2} MH/s (per on-CPU second)")?;
     }
     match r.rapl_watts_per_core {
-        Some(w) => println!("RAPL              {w:.1} W per busy core"),
-        None => println!("RAPL              not available on this machine"),
+        Some(w) => outln!("RAPL              {w:.1} W per busy core")?,
+        None => outln!("RAPL              not available on this machine")?,
     }
     Ok(())
 }
@@ -239,12 +245,14 @@ fn run_scan(
             "seconds": secs,
             "found": results.iter().map(|(n, h)| serde_json::json!({"nonce": n, "hash": h})).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         for (n, h) in &results {
-            println!("{n} {h}");
+            outln!("{n} {h}")?;
         }
-        eprintln!(
+        // A closed stderr is no reason to fail a scan whose results are out.
+        let _ = writeln!(
+            std::io::stderr(),
             "scanned {total} nonces with {} in {secs:.3} s; {} found",
             kernel.name(),
             results.len()
@@ -290,12 +298,12 @@ fn run_mine(
                 _ = tick.tick() => {
                     let st = pool.status();
                     let c = stats.snapshot();
-                    println!(
+                    outln!(
                         "{} {:.2} MH/s ({} threads, duty {:.2}, {:.1} W model) accepted {} rejected {} stale-dropped {} malformed {}",
                         if c.connected { "connected" } else { "not connected" },
                         st.hashrate.0 / 1e6, st.active_threads, st.duty.get(), st.power.0,
                         c.accepted, c.rejected, c.stale_dropped, c.malformed
-                    );
+                    )?;
                 }
             }
         }
@@ -304,9 +312,12 @@ fn run_mine(
         pool.shutdown();
     }
     let c = stats.snapshot();
-    println!(
+    // Printed whatever ended the run, the pool's refusal included; then that reason.
+    let printed = outln!(
         "accepted {} rejected {} submitted {}",
-        c.accepted, c.rejected, c.submitted
+        c.accepted,
+        c.rejected,
+        c.submitted
     );
-    result
+    result.and(printed)
 }

@@ -1,8 +1,27 @@
 //! The command line: clap definitions and the glue that runs each command. The only
 //! place besides `main.rs` where `anyhow` appears.
 
+/// `println!` that returns an error instead of panicking when stdout cannot be written:
+/// `gridminer ... | head` closes the pipe, and the command ends quietly ([`StdoutClosed`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        $crate::cli::stdout_result(writeln!(std::io::stdout().lock(), $($arg)*))
+    }};
+}
+
+/// `print!` as [`outln!`] is `println!`.
+#[cfg_attr(not(feature = "sim"), allow(unused_macros))] // Only the simulator prints so.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        $crate::cli::stdout_result(write!(std::io::stdout().lock(), $($arg)*))
+    }};
+}
+
 pub mod check;
 pub mod hash;
+pub mod logs;
 pub mod run;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -122,6 +141,22 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Whoever reads stdout stopped reading (`| head -c 10`): not a failure of the command,
+/// so `main` exits 0 without a word, as `cat` or `rg` would. Only stdout's broken pipe
+/// is this; a socket's is an error like any other.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed")]
+pub struct StdoutClosed;
+
+/// A write to stdout, its broken pipe as [`StdoutClosed`].
+pub fn stdout_result(r: std::io::Result<()>) -> anyhow::Result<()> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("writing to stdout")),
+    }
 }
 
 /// Runs a parsed command line.

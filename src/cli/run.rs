@@ -44,11 +44,11 @@ pub fn bench(opts: crate::bench::live::LiveOptions, json: bool) -> anyhow::Resul
         .context("starting the async runtime")?;
     let b = runtime.block_on(crate::bench::live::live(&opts))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&b)?);
+        outln!("{}", serde_json::to_string_pretty(&b)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let budget = &b.budget;
-    println!(
+    outln!(
         "ingest            {:.0} msg/s accepted ({} messages, {} lost); bare subscriber {:.0} msg/s, ratio {:.2} (budget {:.0} msg/s)\n\
          paced ingest      {:.0} msg/s: lag {:.1} ms in the first second, {:.1} ms in the last; {} of {} accepted\n\
          signal to load    p50 {:.2} ms, p99 {:.2} ms; broker round trip alone p50 {:.2} ms, p99 {:.2} ms (budget p99 {} ms)\n\
@@ -59,6 +59,6 @@ pub fn bench(opts: crate::bench::live::LiveOptions, json: bool) -> anyhow::Resul
         b.signal_to_load_p50_ms, b.signal_to_load_p99_ms, b.baseline_round_trip_p50_ms, b.baseline_round_trip_p99_ms, budget.signal_to_load_p99_ms,
         b.curtail_to_stop_p50_ms, b.curtail_to_stop_p99_ms, budget.curtail_to_stop_p99_ms,
         b.idle_rss_mb, b.idle_cpu_percent, b.idle_seconds, budget.idle_rss_mb, budget.idle_cpu_percent
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -38,10 +38,10 @@ pub fn simulate(
     let out = out.unwrap_or_else(|| PathBuf::from("out").join(&sc.name));
     let written = report::write_outputs(&sc, &run, &out)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&run.kpis)?);
+        outln!("{}", serde_json::to_string_pretty(&run.kpis)?)?;
     } else {
-        print!("{}", report::summary_table(&run.kpis));
-        println!("  written to {}", written.display());
+        out!("{}", report::summary_table(&run.kpis))?;
+        outln!("  written to {}", written.display())?;
     }
     sim::check_bounds(&sc, &run.kpis)?;
     Ok(ExitCode::SUCCESS)
@@ -85,18 +85,18 @@ pub fn sweep(
     }
     let written = stage.commit()?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&result.rows)?);
+        outln!("{}", serde_json::to_string_pretty(&result.rows)?)?;
     } else {
-        print!("{}", result.table());
+        out!("{}", result.table())?;
         if let Some(best) = result.rows.first() {
             let s: Vec<String> = best
                 .settings
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
-            println!("best: {} ({:.0} EUR profit)", s.join(" "), best.profit_eur);
+            outln!("best: {} ({:.0} EUR profit)", s.join(" "), best.profit_eur)?;
         }
-        println!("written to {}", written.display());
+        outln!("written to {}", written.display())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -104,27 +104,32 @@ pub fn sweep(
 pub fn bench(scenario: &Path, variants: usize, json: bool) -> anyhow::Result<ExitCode> {
     let b = crate::bench::sim(scenario, variants)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&b)?);
+        outln!("{}", serde_json::to_string_pretty(&b)?)?;
     } else {
-        println!("scenario {}: {} steps", b.scenario, b.steps);
-        println!(
+        outln!("scenario {}: {} steps", b.scenario, b.steps)?;
+        outln!(
             "  load + align      {:.3} s   (budget {} s)",
-            b.load_seconds, b.budget.load_seconds
-        );
-        println!(
+            b.load_seconds,
+            b.budget.load_seconds
+        )?;
+        outln!(
             "  run               {:.3} s   {:.0} steps/s (budget {} s)",
-            b.run_seconds, b.steps_per_second, b.budget.run_seconds
-        );
-        println!(
+            b.run_seconds,
+            b.steps_per_second,
+            b.budget.run_seconds
+        )?;
+        outln!(
             "  baseline pass     {:.4} s   run/baseline = {:.1}",
-            b.baseline_seconds, b.ratio_vs_baseline
-        );
-        println!("  recorded run      {:.3} s", b.recorded_run_seconds);
-        println!("  sweep             {} variants in {:.1} s = {:.1} variants/s on {} threads (budget {} s)", b.sweep_variants, b.sweep_seconds, b.variants_per_second, b.sweep_threads, b.budget.sweep_seconds);
-        println!(
+            b.baseline_seconds,
+            b.ratio_vs_baseline
+        )?;
+        outln!("  recorded run      {:.3} s", b.recorded_run_seconds)?;
+        outln!("  sweep             {} variants in {:.1} s = {:.1} variants/s on {} threads (budget {} s)", b.sweep_variants, b.sweep_seconds, b.variants_per_second, b.sweep_threads, b.budget.sweep_seconds)?;
+        outln!(
             "  peak memory       {:.0} MB (budget {} MB)",
-            b.peak_rss_mb, b.budget.peak_rss_mb
-        );
+            b.peak_rss_mb,
+            b.budget.peak_rss_mb
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

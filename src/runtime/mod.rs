@@ -27,6 +27,7 @@ use crate::signal::modbus::{ModbusDevice, ModbusSource};
 use crate::signal::mqtt::{MqttSignals, RejectReason, SignalStats};
 use crate::signal::operator::{Ack, OperatorCommands, OperatorConfig, ReplayFile, HARD_CEILING};
 use crate::signal::plausible::Plausibility;
+use crate::signal::rejected::{self, LastRejected, LogLine, RejectLog};
 use crate::signal::Observation;
 use crate::state::{Reading, SiteState};
 use crate::telemetry::config::TelemetryConfig;
@@ -286,7 +287,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         let names = config.loads.iter().map(|l| l.name.clone()).collect();
         let live = LiveLoop {
             core,
-            warned: [None; RejectReason::ALL.len()],
+            reject_log: RejectLog::default(),
             metrics: metrics.clone(),
             influx,
             names,
@@ -354,9 +355,6 @@ fn restore_record(
     }
 }
 
-/// At most one warning per this long for refused signal values.
-const WARN_EVERY: Duration = Duration::from_secs(10);
-
 /// The live loop's control step without the I/O around it: what a value must pass to
 /// reach the state, the configured constants, and `Controller::step`. The loop feeds it
 /// what arrives and when; a test can feed it a recorded stream and compare it with the
@@ -417,8 +415,8 @@ impl LiveStep {
 
 struct LiveLoop {
     core: LiveStep,
-    /// When a signal value refused for each reason was last logged as a warning.
-    warned: [Option<Timestamp>; RejectReason::ALL.len()],
+    /// The rate limit on logging refused signal values.
+    reject_log: RejectLog,
     metrics: Metrics,
     influx: Option<TelemetrySender>,
     names: Vec<String>,
@@ -453,7 +451,7 @@ impl LiveLoop {
                 _ = interval.tick() => { self.step(); }
                 Some(obs) = observations.recv() => {
                     let urgent = matches!(obs, Observation::Frequency { .. });
-                    if self.admit(obs, "modbus") {
+                    if self.admit(obs, "modbus", None) {
                         self.metrics.observation("modbus");
                         if urgent {
                             self.step();
@@ -468,7 +466,7 @@ impl LiveLoop {
                         match self.signals.parse(&msg) {
                             Ok(obs) => {
                                 let urgent = matches!(obs, Observation::Frequency { .. });
-                                if self.admit(obs, &msg.topic) {
+                                if self.admit(obs, &msg.topic, Some(&msg.payload)) {
                                     self.counters.signals.accepted.fetch_add(1, Ordering::Relaxed);
                                     self.metrics.observation("mqtt");
                                     if urgent {
@@ -476,7 +474,10 @@ impl LiveLoop {
                                     }
                                 }
                             }
-                            Err(r) => self.rejected(r.reason, &r.topic, &r.detail),
+                            Err(r) => {
+                                let signal = self.signals.signal(&r.topic);
+                                self.rejected(r.reason, &r.topic, signal, &msg.payload, &r.detail);
+                            }
                         }
                     }
                 }
@@ -490,38 +491,96 @@ impl LiveLoop {
         tracing::info!("Loads set to the safe state");
     }
 
-    /// Whether `obs` (from `source`: a topic, or `modbus`) was taken; a refused one is
-    /// counted and logged (see `LiveStep::admit`).
-    fn admit(&mut self, obs: Observation, source: &str) -> bool {
+    /// Whether `obs` (from `source`: a topic with its `payload`, or `modbus`) was taken;
+    /// a refused one is counted, logged and shown as its signal's `last_rejected` (see
+    /// `LiveStep::admit`).
+    fn admit(&mut self, obs: Observation, source: &str, payload: Option<&[u8]>) -> bool {
+        let signal = rejected::signal_of(&obs);
+        // Modbus has no payload: the refused value is shown with its unit.
+        let shown = payload.is_none().then(|| rejected::shown_value(&obs));
         let now = self.clock.now();
-        match self.core.admit(obs, now) {
-            Ok(()) => true,
-            Err(detail) => {
-                self.rejected(RejectReason::OutOfRange, source, &detail);
-                false
-            }
-        }
+        let Err(detail) = self.core.admit(obs, now) else {
+            return true;
+        };
+        let payload = payload.unwrap_or_else(|| shown.as_deref().unwrap_or_default().as_bytes());
+        self.rejected(RejectReason::OutOfRange, source, signal, payload, &detail);
+        false
     }
 
-    /// Counts and logs a value refused for `reason` from `source` (a topic, or `modbus`).
-    /// One warning per reason per `WARN_EVERY` at most, the rest at debug: a flood of bad
-    /// values must not flood the log (the counters have them all).
-    fn rejected(&mut self, reason: RejectReason, source: &str, detail: &str) {
+    /// Counts, logs and shows a value refused for `reason` from `source` (a topic, or
+    /// `modbus`) meant for `signal`: the state keeps it as the signal's `last_rejected`,
+    /// and the log has the first of each source and reason with its payload, then a count
+    /// once a minute (`RejectLog`): a flood of bad values must not flood the log.
+    fn rejected(
+        &mut self,
+        reason: RejectReason,
+        source: &str,
+        signal: Option<crate::signal::Quantity>,
+        payload: &[u8],
+        detail: &str,
+    ) {
         self.counters.signals.reject(reason);
         self.metrics.reject(reason.as_str());
         let now = self.clock.now();
-        let warned = &mut self.warned[reason as usize];
-        let reason = reason.as_str();
-        if warned.is_none_or(|t| now.since(t) >= WARN_EVERY) {
-            *warned = Some(now);
-            tracing::warn!(
+        let prefix = rejected::payload_prefix(payload);
+        match self.reject_log.note(source, reason, &prefix, now) {
+            LogLine::First => {
+                tracing::warn!(
+                    source,
+                    reason = reason.as_str(),
+                    payload = format_args!("\"{prefix}\""),
+                    detail,
+                    "Refused a signal value; a signal with no usable value goes stale"
+                );
+                if let Some(sender) = &self.influx {
+                    sender.send(points::rejected_point(signal, source, reason, 1, now));
+                }
+            }
+            LogLine::Summary { count, over } => {
+                self.refusals(signal, source, reason, count, over, &prefix);
+            }
+            LogLine::Quiet => tracing::debug!(
                 source,
-                reason,
+                reason = reason.as_str(),
+                payload = format_args!("\"{prefix}\""),
                 detail,
-                "Refused a signal value; a signal with no usable value goes stale"
-            );
-        } else {
-            tracing::debug!(source, reason, detail, "Refused a signal value");
+                "Refused a signal value"
+            ),
+        }
+        if let Some(signal) = signal {
+            let last = LastRejected {
+                reason,
+                at: now,
+                source: source.into(),
+                payload_prefix: prefix.into(),
+            };
+            self.core.controller.note_rejected(signal, last);
+        }
+    }
+
+    /// The once-a-minute line (and InfluxDB point) for a run of `count` refused values
+    /// (see `RejectLog`), the latest with payload prefix `latest`.
+    fn refusals(
+        &self,
+        signal: Option<crate::signal::Quantity>,
+        source: &str,
+        reason: RejectReason,
+        count: u64,
+        over: Duration,
+        latest: &str,
+    ) {
+        tracing::warn!(
+            source,
+            reason = reason.as_str(),
+            count,
+            over_s = over.as_secs(),
+            latest = format_args!("\"{latest}\""),
+            "Refused signal values, {count} in the last {}s",
+            over.as_secs()
+        );
+        if let Some(sender) = &self.influx {
+            let now = self.clock.now();
+            sender.send(points::rejected_point(signal, source, reason, count, now));
         }
     }
 
@@ -578,6 +637,10 @@ impl LiveLoop {
         if let Some(obs) = self.commands.tick(now) {
             tracing::warn!("Operator heartbeat failsafe engaged: no heartbeat within the timeout");
             self.core.controller.observe(obs);
+        }
+        for d in self.reject_log.due(now) {
+            let signal = self.signals.signal(&d.source);
+            self.refusals(signal, &d.source, d.reason, d.count, d.over, &d.latest);
         }
         let actual = self.actual_power();
         let readings: Vec<Option<Reading<Watts>>> = actual

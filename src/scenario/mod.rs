@@ -485,11 +485,30 @@ pub struct RawGenerator {
     pub reference_capacity: Option<Watts>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum RawPowerSource {
-    Constant(#[serde(deserialize_with = "de_watts")] Watts),
+    Constant(Watts),
     Series(RawColumnRef),
+}
+
+/// A constant power or a series column. Not `untagged` on the two: a bare number would
+/// get "did not match any variant" rather than the unit it needs.
+impl<'de> Deserialize<'de> for RawPowerSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::IntoDeserializer;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Shape {
+            Num(f64),
+            Str(String),
+            Series(RawColumnRef),
+        }
+        match Shape::deserialize(d)? {
+            Shape::Num(n) => de_watts(n.into_deserializer()).map(RawPowerSource::Constant),
+            Shape::Str(s) => de_watts(s.into_deserializer()).map(RawPowerSource::Constant),
+            Shape::Series(c) => Ok(RawPowerSource::Series(c)),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -116,42 +116,7 @@ pub fn validate(p: &mut Problems, at: &str, raw: Vec<(usize, RawMqttSignal)>) ->
         .collect()
 }
 
-/// Why a message was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectReason {
-    UnknownTopic,
-    NotUtf8,
-    NotANumber,
-    MissingField,
-    NotFinite,
-    BadSchedule,
-    /// Parsed, but not a value the site could have measured (`signal::plausible`); also
-    /// counts Modbus readings refused for the same reason.
-    OutOfRange,
-}
-
-impl RejectReason {
-    pub const ALL: [RejectReason; 7] = [
-        RejectReason::UnknownTopic,
-        RejectReason::NotUtf8,
-        RejectReason::NotANumber,
-        RejectReason::MissingField,
-        RejectReason::NotFinite,
-        RejectReason::BadSchedule,
-        RejectReason::OutOfRange,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::UnknownTopic => "unknown_topic",
-            RejectReason::NotUtf8 => "not_utf8",
-            RejectReason::NotANumber => "not_a_number",
-            RejectReason::MissingField => "missing_field",
-            RejectReason::NotFinite => "not_finite",
-            RejectReason::BadSchedule => "bad_schedule",
-            RejectReason::OutOfRange => "out_of_range",
-        }
-    }
-}
+pub use super::rejected::RejectReason;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reject {
@@ -196,6 +161,16 @@ impl MqttSignals {
         let mut t: Vec<String> = self.by_topic.keys().cloned().collect();
         t.sort();
         t
+    }
+
+    /// The signal a topic feeds, as the state names it (a price schedule feeds the price).
+    pub fn signal(&self, topic: &str) -> Option<Quantity> {
+        self.by_topic.get(topic).map(|s| match s.carries {
+            Carries::Power(q) => q,
+            Carries::Frequency => Quantity::GridFrequency,
+            Carries::Price | Carries::PriceSchedule => Quantity::Price,
+            Carries::Hashprice => Quantity::Hashprice,
+        })
     }
 
     /// Per-signal maximum ages, by quantity.

@@ -14,8 +14,8 @@ use std::fmt::Write as _;
 use crate::actuator::hasher::HashingReport;
 use crate::clock::Timestamp;
 use crate::decision::Decision;
-use crate::signal::OperatorAction;
-use crate::signal::Quantity;
+use crate::signal::rejected::RejectReason;
+use crate::signal::{OperatorAction, Quantity};
 use crate::state::SiteState;
 use crate::units::Watts;
 
@@ -31,6 +31,9 @@ pub mod measurement {
     pub const OPERATOR_COMMAND: &str = "operator_command";
     /// A cpu load's hashing, and its Stratum pool's counters when it mines for one.
     pub const HASHING: &str = "hashing";
+    /// Signal values refused (tags `quantity` where known, `reason`, `source`), written
+    /// as they are logged: the first of a source and reason, then a count a minute.
+    pub const SIGNAL_REJECTED: &str = "signal_rejected";
 }
 
 /// Tag keys.
@@ -45,6 +48,10 @@ pub mod tag {
     pub const ACTION: &str = "action";
     /// `accepted` or `rejected` on `operator_command`.
     pub const OUTCOME: &str = "outcome";
+    /// `RejectReason::as_str` on `signal_rejected`.
+    pub const REJECT_REASON: &str = "reason";
+    /// The topic, or `modbus`, on `signal_rejected`.
+    pub const SOURCE: &str = "source";
 }
 
 /// Field keys. The suffix gives the unit: `_w` watts, `_ms` milliseconds; plain names are
@@ -76,6 +83,8 @@ pub mod field {
     pub const UNTIL_MS: &str = "until_ms";
     /// `operator_command`: 1 when accepted, 0 when rejected.
     pub const ACCEPTED: &str = "accepted";
+    /// `signal_rejected`: values refused since the last point of its source and reason.
+    pub const COUNT: &str = "count";
     /// `hashing`: measured hashrate, hashes per second.
     pub const HASHRATE_HS: &str = "hashrate_hs";
     /// `hashing`: nonces hashed since start.
@@ -224,6 +233,22 @@ pub fn signal_points(state: &SiteState, now: Timestamp) -> Vec<Point> {
             )
         })
         .collect()
+}
+
+/// A `signal_rejected` point: `count` values of `signal` (if known) from `source` refused
+/// for `reason`, the last at `at`.
+pub fn rejected_point(
+    signal: Option<Quantity>,
+    source: &str,
+    reason: RejectReason,
+    count: u64,
+    at: Timestamp,
+) -> Point {
+    Point::new(measurement::SIGNAL_REJECTED, at)
+        .tag(tag::QUANTITY, signal.map_or("", Quantity::as_str))
+        .tag(tag::REJECT_REASON, reason.as_str())
+        .tag(tag::SOURCE, source)
+        .int(field::COUNT, i64::try_from(count).unwrap_or(i64::MAX))
 }
 
 /// The `decision` point.
@@ -431,6 +456,27 @@ mod tests {
                 "hashing,load=cpu hashrate_hs=25000000.0,hashes=1000i,hashing_threads=1i,shares_found=3i 5",
                 "hashing,load=cpu\\ pool hashrate_hs=25000000.0,hashes=2000i,hashing_threads=1i,shares_found=3i,pool_connected=1i,pool_connections=2i,pool_jobs=7i,pool_submitted=3i,pool_accepted=2i,pool_rejected=1i,pool_stale_dropped=0i,pool_invalid_dropped=0i,pool_malformed=4i,pool_refusals=0i 5",
             ]
+        );
+    }
+
+    #[test]
+    fn rejections_are_tagged_by_signal_reason_and_source() {
+        let p = rejected_point(
+            Some(Quantity::PvPower),
+            "site/pv",
+            RejectReason::NotANumber,
+            57,
+            Timestamp(1000),
+        );
+        assert_eq!(
+            p.to_line(),
+            "signal_rejected,quantity=pv_power,reason=not_a_number,source=site/pv count=57i 1000"
+        );
+        // Modbus readings have no topic that names their signal here: no quantity tag.
+        let p = rejected_point(None, "modbus", RejectReason::OutOfRange, 1, Timestamp(1));
+        assert_eq!(
+            p.to_line(),
+            "signal_rejected,reason=out_of_range,source=modbus count=1i 1"
         );
     }
 

@@ -14,9 +14,9 @@ use crate::site::LoadSpec;
 use crate::state::SiteState;
 use crate::units::Watts;
 
-/// The state document: every signal with value and age, the decision and its reason,
-/// each load's target and actual power (and, for a hashing load, its hashing and pool
-/// counters), the operator command in force.
+/// The state document: every signal with value and age and its last refused value, the
+/// decision and its reason, each load's target and actual power (and, for a hashing load,
+/// its hashing and pool counters), the operator command in force.
 pub fn state_json(
     state: &SiteState,
     decision: &Decision,
@@ -25,14 +25,18 @@ pub fn state_json(
     hashing: &[Option<HashingReport>],
     now: Timestamp,
 ) -> Value {
-    let reading = |v: Option<(f64, Timestamp)>| match v {
-        Some((value, at)) => json!({ "value": value, "age_s": now.since(at).as_secs_f64() }),
-        None => Value::Null,
+    // Every signal is an object, with nulls for what is unknown, so a consumer reading
+    // `signals.pv_power.value` never meets a null object.
+    let reading = |v: Option<(f64, Timestamp)>, q: Quantity| {
+        let (value, age) = v.map_or((None, None), |(value, at)| {
+            (Some(value), Some(now.since(at).as_secs_f64()))
+        });
+        json!({ "value": value, "age_s": age, "last_rejected": state.rejected.last(q) })
     };
     let mut signals = serde_json::Map::new();
     for q in Quantity::ALL {
         let r = state.reading(q).map(|r| (r.value, r.at));
-        signals.insert(q.as_str().to_string(), reading(r));
+        signals.insert(q.as_str().to_string(), reading(r, q));
     }
     let loads: Vec<Value> = loads
         .iter()

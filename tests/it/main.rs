@@ -24,3 +24,4 @@ mod stratum;
 mod support;
 mod telemetry;
 mod validate;
+mod visible;

@@ -554,7 +554,7 @@ impl SiteFile {
         } else {
             self.import_kw * 1000
         };
-        t += &format!("safe_limit = {safe}\n");
+        t += &format!("safe_limit = \"{safe} W\"\n");
         t += &format!(
             "frequency = {{ nominal_hz = 50.0, shed_below_hz = {}, absorb_above_hz = 50.2, hold = {} }}\n",
             self.pick(Injected::ShedHz, "49.8".into(), "-5.0"),
