@@ -21,7 +21,8 @@
 //! - [`actuator`]: OUT: loads that take power targets (simulated dynamics here).
 //! - [`controller`]: the one step both live and simulated runs call.
 //! - [`mqtt`]: the MQTT transport: embedded broker, connection, topics, status.
-//! - [`runtime`]: the edge daemon: tasks, shutdown in order.
+//! - [`runtime`]: the edge daemon: tasks, their supervision and the systemd watchdog,
+//!   shutdown in order.
 //! - [`sim`]: the simulation runner, KPIs, the clairvoyant optimum, reports, sweeps.
 //! - [`bench`]: the `bench` subcommands' measurements.
 
