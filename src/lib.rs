@@ -24,7 +24,8 @@
 //! - [`controller`]: the one step both live and simulated runs call.
 //! - [`mqtt`]: the MQTT transport: embedded broker, connection, topics, status.
 //! - [`scenario`]: scenario and policy-case files, read and checked for the simulator.
-//! - [`runtime`]: the edge daemon: tasks, shutdown in order.
+//! - [`runtime`]: the edge daemon: tasks, their supervision and the systemd watchdog,
+//!   shutdown in order.
 //! - [`sim`]: the simulation runner, KPIs, the clairvoyant optimum, reports, sweeps.
 //! - [`bench`]: the `bench` subcommands' measurements.
 

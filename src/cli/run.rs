@@ -1,5 +1,6 @@
 //! Glue for `gridminer run`: read the site config, start the daemon on a Tokio runtime,
-//! stop it in order on SIGINT or SIGTERM.
+//! stop it in order on SIGINT or SIGTERM, or when a task it depends on dies (then the
+//! exit is non-zero and the error names the task).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -17,8 +18,12 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let running = crate::runtime::start(site).await?;
         tracing::info!(config = %path.display(), "gridminer running");
-        wait_for_signal().await;
-        tracing::info!("Shutting down");
+        // A failed task stops the daemon the same orderly way, and `stop` then returns
+        // it as the error: a non-zero exit, so systemd restarts us.
+        tokio::select! {
+            _ = wait_for_signal() => tracing::info!("Shutting down"),
+            failure = running.failed() => tracing::error!(%failure, "Shutting down after a failure"),
+        }
         running.stop(Duration::from_secs(10)).await?;
         anyhow::Ok(())
     })?;

@@ -44,6 +44,8 @@ pub enum MqttError {
     Tls(String),
     #[error("MQTT relay socket: {0}")]
     Relay(String),
+    #[error("MQTT connection to {host}: {detail}")]
+    Connection { host: String, detail: String },
 }
 
 /// The default of `mqtt.max_packet_size`: far above any message the daemon reads (a
@@ -334,9 +336,12 @@ impl MqttConnection {
                     };
                     // Backpressure: the controller must keep up; waiting here slows the
                     // broker rather than dropping readings.
+                    // A closed channel means the controller is gone: the connection
+                    // stays up (the message is dropped) until the daemon stops it, since
+                    // the loads' safe state still has to go out through it.
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        r = self.inbound.send(msg) => if r.is_err() { break },
+                        _ = self.inbound.send(msg) => {}
                     }
                 }
                 Ok(_) => {}
@@ -414,6 +419,68 @@ impl MqttConnection {
         })
         .await;
     }
+}
+
+/// Publishes `messages` (topic, body; retained, QoS 1) on a connection of its own, waits
+/// until the broker has acknowledged each, and disconnects; at most `deadline`. This is
+/// how the loads' safe state reaches the broker when the daemon's own connection is what
+/// died. It sets no last will (the dead connection's says `offline`), subscribes to
+/// nothing (so nothing can arrive, and no relay is needed), and logs in as
+/// `<client_id>-safe`: a broker drops the older of two connections sharing an id.
+pub async fn publish_once(
+    settings: &MqttSettings,
+    messages: &[(String, String)],
+    deadline: Duration,
+) -> Result<(), MqttError> {
+    let host = format!("{}:{}", settings.host, settings.port);
+    let failed = |detail: String| MqttError::Connection {
+        host: host.clone(),
+        detail,
+    };
+    let mut opts = MqttOptions::new(
+        format!("{}-safe", settings.client_id),
+        &settings.host,
+        settings.port,
+    );
+    if let Some(ca_path) = &settings.tls_ca {
+        install_crypto_provider();
+        let config = relay::tls_config(&read_ca(ca_path)?)?;
+        opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(config)));
+    }
+    opts.set_keep_alive(settings.keep_alive)
+        .set_clean_session(true)
+        .set_max_packet_size(MAX_OUTGOING_PACKET_SIZE, MAX_OUTGOING_PACKET_SIZE);
+    if let (Some(u), Some(p)) = (&settings.username, &settings.password) {
+        opts.set_credentials(u, p);
+    }
+    let (client, mut eventloop) = AsyncClient::new(opts, messages.len() + 1);
+    eventloop.network_options = network_options();
+    for (topic, body) in messages {
+        client
+            .try_publish(topic.as_str(), QoS::AtLeastOnce, true, body.clone())
+            .map_err(|e| failed(e.to_string()))?;
+    }
+    let acked = tokio::time::timeout(deadline, async {
+        let mut acked = 0;
+        while acked < messages.len() {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+                Ok(_) => {}
+                // One attempt: the caller's deadline is short, and a broker that cannot
+                // be reached now is reported rather than retried.
+                Err(e) => return Err(failed(e.to_string())),
+            }
+        }
+        let _ = client.try_disconnect();
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return Ok(()),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    acked.unwrap_or_else(|_| Err(failed(format!("no acknowledgement within {deadline:?}"))))
 }
 
 /// The remaining length of a PUBLISH as it came: topic (with its 2-byte length), packet

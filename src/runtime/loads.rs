@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::LoadDriver;
+use super::fault::Fault;
+use super::supervise::{Supervisor, Task};
 use super::Snapshot;
 use crate::actuator::hasher::stratum::{StratumClient, StratumStats};
 use crate::actuator::hasher::{HasherConfig, HasherPool, HashingReport, Kernel, PoolActivity};
@@ -65,6 +67,8 @@ pub(super) struct Wiring<'a> {
     pub client: &'a AsyncClient,
     pub tracker: &'a TaskTracker,
     pub shutdown: &'a CancellationToken,
+    pub supervisor: &'a Supervisor,
+    pub fault: Fault,
 }
 
 /// Starts load `i` (named `name`) and the tasks that drive it; returns its meter.
@@ -105,22 +109,23 @@ pub(super) fn start(driver: LoadDriver, i: usize, name: &str, w: &Wiring<'_>) ->
                     tracing::info!(load = name, pool = %config.addr, user = config.user, "Mining for a Stratum pool");
                     let client = StratumClient::new(config);
                     let stats = client.stats();
-                    let (pool, shutdown, name) =
-                        (pool.clone(), w.shutdown.clone(), name.to_owned());
-                    w.tracker.spawn(async move {
-                        // Transport failures and refusals are retried inside; only a
-                        // configuration the client cannot use ends it.
-                        if let Err(error) = client.run(pool, shares, shutdown).await {
-                            tracing::error!(%error, load = name, "Stratum client stopped; the load hashes nothing until restarted");
-                        }
-                    });
+                    let (pool, shutdown) = (pool.clone(), w.shutdown.clone());
+                    // Transport failures and refusals are retried inside; only a refusal
+                    // the config says to give up on ends it (see `Task::critical`).
+                    w.supervisor.spawn(
+                        w.tracker,
+                        Task::Stratum(name.to_owned()),
+                        client.run(pool, shares, shutdown),
+                    );
                     Some(stats)
                 }
             };
             let p = pool.clone();
-            w.tracker.spawn(follow(rx, i, move |t: LoadTarget| {
-                p.set_power_target(t.power)
-            }));
+            let apply = w
+                .fault
+                .driver(i, move |t: LoadTarget| p.set_power_target(t.power));
+            w.supervisor
+                .spawn(w.tracker, Task::Load(name.to_owned()), follow(rx, i, apply));
             Meter::Hasher {
                 pool,
                 stratum: stats,
@@ -130,16 +135,17 @@ pub(super) fn start(driver: LoadDriver, i: usize, name: &str, w: &Wiring<'_>) ->
             let client = w.client.clone();
             let power = Arc::new(AtomicU64::new(0f64.to_bits()));
             let reported = power.clone();
-            w.tracker.spawn(follow(rx, i, move |t: LoadTarget| {
-                let body =
-                    serde_json::json!({ "power_w": t.power.0, "units_on": t.units_on }).to_string();
+            let apply = w.fault.driver(i, move |t: LoadTarget| {
                 // Retained, so equipment that reconnects learns its setpoint at once.
-                if let Err(error) = client.try_publish(topic.clone(), QoS::AtLeastOnce, true, body)
+                if let Err(error) =
+                    client.try_publish(topic.clone(), QoS::AtLeastOnce, true, setpoint(t))
                 {
                     tracing::warn!(%error, topic, "Could not queue a load setpoint");
                 }
                 reported.store(t.power.0.to_bits(), Ordering::Relaxed);
-            }));
+            });
+            w.supervisor
+                .spawn(w.tracker, Task::Load(name.to_owned()), follow(rx, i, apply));
             Meter::Setpoint(power)
         }
     }
@@ -149,7 +155,11 @@ pub(super) fn start(driver: LoadDriver, i: usize, name: &str, w: &Wiring<'_>) ->
 /// queue. Ends after applying the safe state when the controller is gone. `apply` owns
 /// (a handle on) the load's driver: the hashing pool joins its threads when the last
 /// handle goes.
-async fn follow<F>(mut rx: watch::Receiver<Arc<Snapshot>>, i: usize, mut apply: F)
+async fn follow<F>(
+    mut rx: watch::Receiver<Arc<Snapshot>>,
+    i: usize,
+    mut apply: F,
+) -> Result<(), std::convert::Infallible>
 where
     F: FnMut(LoadTarget) + Send + 'static,
 {
@@ -172,6 +182,26 @@ where
     }
     // The controller's final decision was the safe state; make sure it holds.
     apply(LoadTarget::OFF);
+    Ok(())
+}
+
+/// The body of an MQTT load's setpoint message.
+fn setpoint(t: LoadTarget) -> String {
+    serde_json::json!({ "power_w": t.power.0, "units_on": t.units_on }).to_string()
+}
+
+/// The safe state of every load that outlives the process: each MQTT load's setpoint
+/// topic with a 0 W setpoint. It is retained at the broker, so unless it is replaced the
+/// equipment keeps (and, reconnecting, relearns) the last target of a dead daemon. The
+/// embedded pools need nothing: their threads end with the process.
+pub(super) fn safe_setpoints(drivers: &[LoadDriver]) -> Vec<(String, String)> {
+    drivers
+        .iter()
+        .filter_map(|d| match d {
+            LoadDriver::Mqtt { topic } => Some((topic.clone(), setpoint(LoadTarget::OFF))),
+            LoadDriver::Hasher { .. } => None,
+        })
+        .collect()
 }
 
 /// The genesis block's header at an unreachable difficulty: real SHA-256d work for a

@@ -7,6 +7,10 @@
 //! commands in, decisions out on a `watch`), one task per load following the latest
 //! decision ([`loads`], with the Stratum client of an embedded pool that mines for a
 //! pool), and the status publisher. Hashing runs on the pool's own OS threads.
+//!
+//! Every task is supervised ([`supervise`]): one that ends or panics while no shutdown
+//! was asked makes [`Running::failed`] resolve, and `gridminer run` then stops in the
+//! same order and exits non-zero.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -37,7 +41,13 @@ use config::LiveConfig;
 use loads::Meter;
 
 pub mod config;
+mod fault;
 mod loads;
+pub mod supervise;
+
+pub use fault::ENV as FAULT_ENV;
+use supervise::Supervisor;
+pub use supervise::{Ended, Task, TaskFailure};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -45,6 +55,9 @@ pub enum RuntimeError {
     Mqtt(#[from] MqttError),
     #[error("shutdown took longer than {0:?}")]
     ShutdownTimeout(Duration),
+    /// Not `#[from]`: the failure is the message, not a source to print again.
+    #[error("{0}; the daemon stopped with its loads in the safe state")]
+    Task(TaskFailure),
 }
 
 /// What the controller publishes after every step.
@@ -83,20 +96,58 @@ pub struct Running {
     transport: CancellationToken,
     tracker: TaskTracker,
     transport_tracker: TaskTracker,
+    supervisor: Supervisor,
+    /// Each MQTT load's setpoint topic with its safe (0 W) setpoint.
+    safe_setpoints: Vec<(String, String)>,
+    client: AsyncClient,
+    mqtt_settings: crate::mqtt::MqttSettings,
 }
 
 impl Running {
-    /// Stops in order and waits, at most `deadline`.
+    /// Resolves when a task the daemon depends on has ended or panicked while no
+    /// shutdown was asked (see [`Task::critical`]); then [`Running::stop`] it.
+    pub async fn failed(&self) -> TaskFailure {
+        self.supervisor.failed().await
+    }
+
+    /// Stops in order and waits, at most `deadline` per phase. `Err(Task)` if a task
+    /// failed (before or while stopping), after the same orderly stop.
     pub async fn stop(self, deadline: Duration) -> Result<(), RuntimeError> {
+        supervise::notify_stopping();
         self.shutdown.cancel();
         self.tracker.close();
         let t = tokio::time::timeout(deadline, self.tracker.wait()).await;
+        self.safe_setpoints_out(deadline).await;
         // Only now the connection goes: the final state and the loads' safe state are out.
         self.transport.cancel();
         self.transport_tracker.close();
         let u = tokio::time::timeout(deadline, self.transport_tracker.wait()).await;
+        if let Some(failure) = self.supervisor.first() {
+            return Err(RuntimeError::Task(failure));
+        }
         t.and(u)
             .map_err(|_| RuntimeError::ShutdownTimeout(deadline))
+    }
+
+    /// The MQTT loads' safe state once more, after their drivers: a driver that died
+    /// never applied it. Queued on the daemon's connection (ahead of its goodbye) while
+    /// that lives; when the connection is what died, sent on one of its own.
+    async fn safe_setpoints_out(&self, deadline: Duration) {
+        let queued = self.safe_setpoints.iter().all(|(topic, body)| {
+            self.client
+                .try_publish(topic.as_str(), QoS::AtLeastOnce, true, body.clone())
+                .is_ok()
+        });
+        if queued {
+            return;
+        }
+        match crate::mqtt::publish_once(&self.mqtt_settings, &self.safe_setpoints, deadline).await {
+            Ok(()) => tracing::info!("MQTT loads told the safe state on a new connection"),
+            Err(error) => tracing::error!(
+                %error,
+                "Could not tell the MQTT loads the safe state: their retained setpoints stand until the next start"
+            ),
+        }
     }
 }
 
@@ -139,14 +190,15 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
     let transport = CancellationToken::new();
     let tracker = TaskTracker::new();
     let transport_tracker = TaskTracker::new();
-    {
-        let t = transport.clone();
-        transport_tracker.spawn(async move {
-            if let Err(error) = connection.run(t).await {
-                tracing::error!(%error, "MQTT connection task failed");
-            }
-        });
-    }
+    let supervisor = Supervisor::new(shutdown.clone());
+    let fault = fault::Fault::from_env();
+    // Its last will says `offline` (retained) if it dies: the broker announces it.
+    let mqtt_task = supervisor.spawn(
+        &transport_tracker,
+        Task::Mqtt,
+        connection.run(transport.clone()),
+    );
+    fault.arm_mqtt(mqtt_task, &tracker, &shutdown);
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut core = LiveStep::from_config(&config);
@@ -189,6 +241,8 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         client: &client,
         tracker: &tracker,
         shutdown: &shutdown,
+        supervisor: &supervisor,
+        fault,
     };
     let meters: Vec<Meter> = config
         .drivers
@@ -206,7 +260,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         let loads = config.loads.clone();
         let topics = topics.clone();
         let ha = config.ha_discovery;
-        tracker.spawn(async move {
+        supervisor.spawn(&tracker, Task::Status, async move {
             if ha {
                 for (topic, body) in status::ha_discovery(&topics, &loads) {
                     let _ = client.publish(topic, QoS::AtLeastOnce, true, body).await;
@@ -228,6 +282,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
                     break;
                 }
             }
+            Ok::<(), std::convert::Infallible>(())
         });
     }
 
@@ -238,12 +293,11 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         match crate::telemetry::writer(cfg, metrics.clone()) {
             Ok((sender, writer)) => {
                 influx = Some(sender);
-                let t = transport.clone();
-                transport_tracker.spawn(async move {
-                    if let Err(error) = writer.run(t).await {
-                        tracing::error!(%error, "InfluxDB writer failed");
-                    }
-                });
+                supervisor.spawn(
+                    &transport_tracker,
+                    Task::Influx,
+                    writer.run(transport.clone()),
+                );
             }
             Err(error) => tracing::error!(%error, "InfluxDB writer not started"),
         }
@@ -253,12 +307,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         match MetricsServer::bind(m.listen, metrics.clone()).await {
             Ok(server) => {
                 metrics_addr = server.local_addr().ok();
-                let t = shutdown.clone();
-                tracker.spawn(async move {
-                    if let Err(error) = server.run(t).await {
-                        tracing::error!(%error, "Metrics endpoint failed");
-                    }
-                });
+                supervisor.spawn(&tracker, Task::Metrics, server.run(shutdown.clone()));
             }
             Err(error) => tracing::error!(%error, "Metrics endpoint not started"),
         }
@@ -267,14 +316,11 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
     // Modbus devices: each polls on its own task and reconnects inside.
     let (obs_tx, obs_rx) = mpsc::channel::<Observation>(1024);
     for device in modbus {
-        let name = device.name.clone();
+        // Its one error (a device that cannot serve its role) is logged inside; its
+        // signals then go stale.
+        let task = Task::Modbus(device.name.clone());
         let source = ModbusSource::new(device);
-        let (tx, shutdown) = (obs_tx.clone(), shutdown.clone());
-        tracker.spawn(async move {
-            if let Err(error) = source.run(tx, shutdown).await {
-                tracing::error!(%error, device = name, "Modbus device cannot serve its role; its signals will go stale");
-            }
-        });
+        supervisor.spawn(&tracker, task, source.run(obs_tx.clone(), shutdown.clone()));
     }
     drop(obs_tx);
 
@@ -300,9 +346,16 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
             meters,
             snapshots: snap_tx,
             counters,
+            watchdog: supervise::Watchdog::new(tick),
         };
-        tracker.spawn(async move { live.run(tick, inbound_rx, obs_rx, shutdown).await });
+        supervisor.spawn(
+            &tracker,
+            Task::Controller,
+            live.run(tick, inbound_rx, obs_rx, shutdown),
+        );
     }
+    let safe_setpoints = loads::safe_setpoints(&config.drivers);
+    supervise::notify_ready();
     Ok(Running {
         metrics,
         metrics_addr,
@@ -315,6 +368,10 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         transport,
         tracker,
         transport_tracker,
+        supervisor,
+        safe_setpoints,
+        client,
+        mqtt_settings: config.mqtt.clone(),
     })
 }
 
@@ -431,6 +488,8 @@ struct LiveLoop {
     meters: Vec<Meter>,
     snapshots: watch::Sender<Arc<Snapshot>>,
     counters: Arc<Counters>,
+    /// Fed after every tick's step, so a hung loop stops feeding it.
+    watchdog: supervise::Watchdog,
 }
 
 impl LiveLoop {
@@ -442,13 +501,16 @@ impl LiveLoop {
         mut inbound: mpsc::Receiver<Inbound>,
         mut observations: mpsc::Receiver<Observation>,
         shutdown: CancellationToken,
-    ) {
+    ) -> Result<(), std::convert::Infallible> {
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = interval.tick() => { self.step(); }
+                _ = interval.tick() => {
+                    self.step();
+                    self.watchdog.stepped();
+                }
                 Some(obs) = observations.recv() => {
                     let urgent = matches!(obs, Observation::Frequency { .. });
                     if self.admit(obs, "modbus", None) {
@@ -458,8 +520,9 @@ impl LiveLoop {
                         }
                     }
                 }
-                msg = inbound.recv() => {
-                    let Some(msg) = msg else { break };
+                // Closed only if the MQTT connection died: the supervisor stops the
+                // daemon, and until then the loop steps on (the loads follow it).
+                Some(msg) = inbound.recv() => {
                     if msg.topic == self.topics.cmd() {
                         self.command(&msg);
                     } else {
@@ -489,6 +552,7 @@ impl LiveLoop {
         let (actual, hashing) = (self.actual_power(), self.hashing_reports());
         self.publish(d, now, actual, hashing);
         tracing::info!("Loads set to the safe state");
+        Ok(())
     }
 
     /// Whether `obs` (from `source`: a topic with its `payload`, or `modbus`) was taken;

@@ -21,6 +21,7 @@ mod replay;
 mod safety;
 mod simulate;
 mod stratum;
+mod supervise;
 mod support;
 mod telemetry;
 mod validate;

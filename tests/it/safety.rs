@@ -92,7 +92,7 @@ impl Drop for Daemon {
 }
 
 /// The next message on `topic` that `ok` accepts, as JSON; panics after 20 s.
-async fn until(
+pub(super) async fn until(
     rx: &mut mpsc::Receiver<(String, Vec<u8>)>,
     topic: &str,
     what: &str,
@@ -116,7 +116,7 @@ async fn until(
     }
 }
 
-async fn feed(client: &rumqttc::AsyncClient, site: &str) {
+pub(super) async fn feed(client: &rumqttc::AsyncClient, site: &str) {
     for (topic, value) in [("pv", "3000"), ("load", "500"), ("price", "30")] {
         client
             .publish(format!("{site}/{topic}"), QoS::AtLeastOnce, false, value)
@@ -129,7 +129,7 @@ fn target(state: &Value) -> f64 {
     state["decision"]["target_w"].as_f64().unwrap_or(f64::NAN)
 }
 
-type Inbox = mpsc::Receiver<(String, Vec<u8>)>;
+pub(super) type Inbox = mpsc::Receiver<(String, Vec<u8>)>;
 
 /// Sends `token` to the site's command topic and returns its ack.
 async fn command(
