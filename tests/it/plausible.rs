@@ -47,8 +47,9 @@ async fn start_with(id: &str, tables: &str) -> (Running, AsyncClient, tempfile::
     (running, client, dir)
 }
 
-/// Site `id` with PV in kW, site load, frequency, and a price topic carrying `price`.
-async fn start(id: &str, price: &str) -> (Running, AsyncClient, tempfile::TempDir) {
+/// `[[signals]]` for `{id}/pv` (kW), `{id}/hz`, `{id}/load` (W) and `{id}/price`
+/// carrying `price`.
+pub(crate) fn feeds(id: &str, price: &str) -> String {
     let pv_and_hz = format!(
         r#"
 [[signals]]
@@ -61,7 +62,12 @@ topic = "{id}/hz"
 quantity = "grid_frequency"
 "#
     );
-    start_with(id, &(pv_and_hz + &load_and_price(id, price))).await
+    pv_and_hz + &load_and_price(id, price)
+}
+
+/// Site `id` with PV in kW, site load, frequency, and a price topic carrying `price`.
+async fn start(id: &str, price: &str) -> (Running, AsyncClient, tempfile::TempDir) {
+    start_with(id, &feeds(id, price)).await
 }
 
 async fn publish(client: &AsyncClient, topic: &str, payload: impl Into<Vec<u8>>) {
