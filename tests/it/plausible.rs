@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use gridminer::runtime::{self, Running};
 use gridminer::signal::mqtt::RejectReason;
+use gridminer::state::Quantity;
 use rumqttc::{AsyncClient, QoS};
 use serde_json::json;
 
@@ -270,5 +271,16 @@ timeout = "200ms"
     .await;
     assert_eq!(s.decision.total().0, 0.0);
     assert!(running.counters.signals.rejected(RejectReason::OutOfRange) > before);
+    // r10: and shown as the signal's last refusal, from `modbus`, the value with its unit.
+    let last = s
+        .state
+        .rejected
+        .last(Quantity::PvPower)
+        .expect("pv_power's last_rejected");
+    assert_eq!(
+        (last.reason, last.source.as_str()),
+        (RejectReason::OutOfRange, "modbus")
+    );
+    assert!(last.payload_prefix.ends_with(" W"), "{last:?}");
     running.stop(Duration::from_secs(10)).await.unwrap();
 }
