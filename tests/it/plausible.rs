@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use gridminer::runtime::{self, Running};
 use gridminer::signal::mqtt::RejectReason;
+use gridminer::signal::Quantity;
 use rumqttc::{AsyncClient, QoS};
 use serde_json::json;
 
@@ -47,8 +48,9 @@ async fn start_with(id: &str, tables: &str) -> (Running, AsyncClient, tempfile::
     (running, client, dir)
 }
 
-/// Site `id` with PV in kW, site load, frequency, and a price topic carrying `price`.
-async fn start(id: &str, price: &str) -> (Running, AsyncClient, tempfile::TempDir) {
+/// `[[signals]]` for `{id}/pv` (kW), `{id}/hz`, `{id}/load` (W) and `{id}/price`
+/// carrying `price`.
+pub(crate) fn feeds(id: &str, price: &str) -> String {
     let pv_and_hz = format!(
         r#"
 [[signals]]
@@ -61,7 +63,12 @@ topic = "{id}/hz"
 quantity = "grid_frequency"
 "#
     );
-    start_with(id, &(pv_and_hz + &load_and_price(id, price))).await
+    pv_and_hz + &load_and_price(id, price)
+}
+
+/// Site `id` with PV in kW, site load, frequency, and a price topic carrying `price`.
+async fn start(id: &str, price: &str) -> (Running, AsyncClient, tempfile::TempDir) {
+    start_with(id, &feeds(id, price)).await
 }
 
 async fn publish(client: &AsyncClient, topic: &str, payload: impl Into<Vec<u8>>) {
@@ -264,5 +271,16 @@ timeout = "200ms"
     .await;
     assert_eq!(s.decision.total().0, 0.0);
     assert!(running.counters.signals.rejected(RejectReason::OutOfRange) > before);
+    // r10: and shown as the signal's last refusal, from `modbus`, the value with its unit.
+    let last = s
+        .state
+        .rejected
+        .last(Quantity::PvPower)
+        .expect("pv_power's last_rejected");
+    assert_eq!(
+        (last.reason, last.source.as_str()),
+        (RejectReason::OutOfRange, "modbus")
+    );
+    assert!(last.payload_prefix.ends_with(" W"), "{last:?}");
     running.stop(Duration::from_secs(10)).await.unwrap();
 }

@@ -16,38 +16,15 @@ use serde_json::Value;
 
 use super::brokers::free_port;
 use super::live::{subscriber, CPU_LOAD};
+use super::plausible::feeds;
 use super::support::{gridminer, root, site_config, text};
 use super::validate::GOOD_SITE;
 
-/// `[[signals]]` for `{id}/pv` (kW), `{id}/load`, `{id}/price` and `{id}/hz`.
-fn signals(id: &str) -> String {
-    format!(
-        r#"
-[[signals]]
-topic = "{id}/pv"
-quantity = "pv_power"
-unit = "kW"
-
-[[signals]]
-topic = "{id}/load"
-quantity = "site_load"
-
-[[signals]]
-topic = "{id}/price"
-quantity = "price"
-
-[[signals]]
-topic = "{id}/hz"
-quantity = "grid_frequency"
-"#
-    )
-}
-
-/// The config of site `id` on an embedded broker at `port`, with `signals` and the
-/// one-worker pool as the load.
+/// The config of site `id` on an embedded broker at `port`, with PV (kW), frequency,
+/// site load and price topics (`plausible::feeds`) and the one-worker pool as the load.
 fn embedded_site(id: &str, port: u16) -> String {
     let mqtt = format!("[mqtt]\nbroker = \"embedded\"\nlisten = \"127.0.0.1:{port}\"\n");
-    site_config(id, "", &format!("{mqtt}{}\n{CPU_LOAD}", signals(id)))
+    site_config(id, "", &format!("{mqtt}{}\n{CPU_LOAD}", feeds(id, "price")))
 }
 
 /// r10: `3.2 kW` where a number is expected, `abc`, and an implausible price were
