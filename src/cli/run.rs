@@ -38,9 +38,13 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        // Before the loads start: failing here later (it was an `expect`) would have
+        // panicked past `stop`, leaving the loads where they were instead of safe.
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
         let running = crate::runtime::start(site).await?;
         tracing::info!(config = %path.display(), "gridminer running");
-        wait_for_signal().await;
+        wait_for_signal(term).await;
         tracing::info!("Shutting down");
         running.stop(Duration::from_secs(10)).await?;
         anyhow::Ok(())
@@ -48,9 +52,7 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+async fn wait_for_signal(mut term: tokio::signal::unix::Signal) {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
