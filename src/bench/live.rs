@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use super::percentile_ms;
 use crate::runtime::{self, Running};
 use crate::signal::operator::sign_hs256;
+use crate::units::seconds;
 
 /// What `bench live` is asked to do.
 #[derive(Debug, Clone)]
@@ -113,6 +114,10 @@ pub enum LiveBenchError {
     Timeout(String),
     #[error("reading /proc: {0}")]
     Proc(String),
+    /// An option that is not a duration (negative, NaN, too long): refused before the
+    /// daemon starts, where `Duration::from_secs_f64` would have panicked later.
+    #[error("{0}")]
+    Option(#[from] crate::units::UnitError),
 }
 
 const SITE: &str = "bench";
@@ -335,6 +340,14 @@ fn command(act: &str, jti: &str) -> String {
 
 /// Runs every phase; takes about `idle_seconds` plus 15 s.
 pub async fn live(opts: &LiveOptions) -> Result<LiveBench, LiveBenchError> {
+    let idle_window = seconds(
+        opts.idle_seconds,
+        &format!("--idle-seconds {}", opts.idle_seconds),
+    )?;
+    seconds(
+        opts.paced_seconds,
+        &format!("--paced-seconds {}", opts.paced_seconds),
+    )?;
     let scratch = Scratch::new()?;
     let port = free_port()?;
     let path = scratch.write("site.toml", &site_config(port, true))?;
@@ -342,7 +355,7 @@ pub async fn live(opts: &LiveOptions) -> Result<LiveBench, LiveBenchError> {
     let result = phases(opts, &running, port).await;
     running.stop(Duration::from_secs(10)).await?;
     let mut bench = result?;
-    let (rss, cpu) = idle(&scratch, opts.idle_seconds)?;
+    let (rss, cpu) = idle(&scratch, idle_window)?;
     bench.idle_rss_mb = rss;
     bench.idle_cpu_percent = cpu;
     Ok(bench)
@@ -536,8 +549,8 @@ async fn receive(
 }
 
 /// A `gridminer run` of its own on the bench site without the hashing pool: resident
-/// memory and CPU share over `seconds` once it is up.
-fn idle(scratch: &Scratch, seconds: f64) -> Result<(f64, f64), LiveBenchError> {
+/// memory and CPU share over `window` once it is up.
+fn idle(scratch: &Scratch, window: Duration) -> Result<(f64, f64), LiveBenchError> {
     let port = free_port()?;
     let path = scratch.write("idle.toml", &site_config(port, false))?;
     let mut child = std::process::Command::new(std::env::current_exe()?)
@@ -561,7 +574,7 @@ fn idle(scratch: &Scratch, seconds: f64) -> Result<(f64, f64), LiveBenchError> {
         let pid = child.id();
         let a = cpu_ticks(pid)?;
         let t = Instant::now();
-        std::thread::sleep(Duration::from_secs_f64(seconds));
+        std::thread::sleep(window);
         let b = cpu_ticks(pid)?;
         let cpu = (b - a) as f64 / CLOCK_TICKS_PER_S / t.elapsed().as_secs_f64() * 100.0;
         let rss = super::proc_memory_mb(&pid.to_string(), "VmRSS:")

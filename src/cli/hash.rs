@@ -127,7 +127,7 @@ pub fn run(cmd: HashCommand) -> anyhow::Result<()> {
 }
 
 fn run_bench(threads: usize, seconds: f64, pauses: usize, json: bool) -> anyhow::Result<()> {
-    if !(seconds > 0.0) {
+    if seconds.is_nan() || seconds <= 0.0 {
         bail!("--seconds must be positive");
     }
     let r = bench::run(&BenchOptions {
@@ -205,18 +205,15 @@ fn run_scan(
     };
     let job = header.prepare(target);
     let started = std::time::Instant::now();
-    // Split the range across cores; each part is small enough to be done in one call.
     let total = to as u64 - from as u64 + 1;
-    let parts = (default_threads() as u64).min(total).max(1);
     let mut found: Vec<u32> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..parts)
-            .map(|i| {
-                let lo = from as u64 + total * i / parts;
-                let hi = from as u64 + total * (i + 1) / parts;
+        let handles: Vec<_> = nonce_parts(from, to, default_threads())
+            .into_iter()
+            .map(|(start, count)| {
                 let job = &job;
                 s.spawn(move || {
                     let mut hits = Vec::new();
-                    kernel.scan(job, lo as u32, (hi - lo) as u32, |n| {
+                    kernel.scan(job, start, count, |n| {
                         if target.is_met_by(&header.with_nonce(n).block_hash()) {
                             hits.push(n);
                         }
@@ -259,6 +256,27 @@ fn run_scan(
         );
     }
     Ok(())
+}
+
+/// `from..=to` split into one `(start, count)` per thread, each one kernel call. The
+/// whole nonce space (2^32) does not fit one call's u32 count, so it takes two parts even
+/// with one thread (one part used to truncate the count to 0 and scan nothing).
+fn nonce_parts(from: u32, to: u32, threads: usize) -> Vec<(u32, u32)> {
+    let total = to as u64 - from as u64 + 1;
+    let parts = (threads as u64)
+        .min(total)
+        .max(total.div_ceil(u32::MAX as u64))
+        .max(1);
+    (0..parts)
+        .map(|i| {
+            let lo = from as u64 + total * i / parts;
+            let hi = from as u64 + total * (i + 1) / parts;
+            // lo < to + 1 <= 2^32, and parts >= total / u32::MAX keeps each part shorter.
+            let start = u32::try_from(lo).expect("a part starts at or below `to`");
+            let count = u32::try_from(hi - lo).expect("each part has fewer than 2^32 nonces");
+            (start, count)
+        })
+        .collect()
 }
 
 fn run_mine(
@@ -320,4 +338,38 @@ fn run_mine(
         c.submitted
     );
     result.and(printed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nonce_parts;
+
+    /// r10 (issue 10): on one thread the whole nonce space is scanned (it was one part of
+    /// 2^32 nonces, whose u32 count truncated to 0), and any split covers the range
+    /// exactly once, in order.
+    #[test]
+    fn r10_nonce_parts_cover_the_range_on_any_thread_count() {
+        for (from, to) in [
+            (0, u32::MAX),
+            (0, 0),
+            (7, 7),
+            (2083236000, 2083237000),
+            (u32::MAX - 5, u32::MAX),
+        ] {
+            for threads in [0, 1, 2, 3, 64] {
+                let parts = nonce_parts(from, to, threads);
+                let mut next = from as u64;
+                for &(start, count) in &parts {
+                    assert_eq!(start as u64, next, "{from}..={to} on {threads}: {parts:?}");
+                    assert!(count > 0, "{from}..={to} on {threads}: {parts:?}");
+                    next += count as u64;
+                }
+                assert_eq!(next, to as u64 + 1, "{from}..={to} on {threads}: {parts:?}");
+            }
+        }
+        assert_eq!(
+            nonce_parts(0, u32::MAX, 1),
+            vec![(0, 1 << 31), (1 << 31, 1 << 31)]
+        );
+    }
 }

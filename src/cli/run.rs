@@ -16,12 +16,16 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        // Before the loads start: failing here later (it was an `expect`) would have
+        // panicked past `stop`, leaving the loads where they were instead of safe.
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
         let running = crate::runtime::start(site).await?;
         tracing::info!(config = %path.display(), "gridminer running");
         // A failed task stops the daemon the same orderly way, and `stop` then returns
         // it as the error: a non-zero exit, so systemd restarts us.
         tokio::select! {
-            _ = wait_for_signal() => tracing::info!("Shutting down"),
+            _ = wait_for_signal(term) => tracing::info!("Shutting down"),
             failure = running.failed() => tracing::error!(%failure, "Shutting down after a failure"),
         }
         running.stop(Duration::from_secs(10)).await?;
@@ -30,9 +34,7 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+async fn wait_for_signal(mut term: tokio::signal::unix::Signal) {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

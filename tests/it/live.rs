@@ -460,6 +460,29 @@ secret = "{SECRET}"
     running.stop(Duration::from_secs(10)).await.expect("stops");
 }
 
+/// r10 (issue 10, soundness): a window `bench live` cannot wait (negative, NaN) is refused
+/// with the option's name before the daemon starts; it used to run every phase and then
+/// panic in `Duration::from_secs_f64`.
+#[test]
+fn r10_bench_live_refuses_a_window_that_is_not_a_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    for (option, value) in [
+        ("--idle-seconds", "-1"),
+        ("--idle-seconds", "NaN"),
+        ("--paced-seconds", "-0.5"),
+    ] {
+        let arg = format!("{option}={value}");
+        let out = super::support::gridminer(&["bench", "live", &arg], dir.path());
+        let shown = super::support::text(&out);
+        assert!(!out.status.success(), "{option} {value}: {shown}");
+        assert!(
+            shown.contains(&format!("{option} {value} is not a duration")),
+            "{shown}"
+        );
+        assert!(!shown.contains("panicked"), "{shown}");
+    }
+}
+
 /// `gridminer bench live`, small: every phase runs to the end against the real embedded
 /// broker, daemon and idle child process. The figures are the benchmark's business and
 /// are not judged here; only that each was measured.

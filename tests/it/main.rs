@@ -1,5 +1,8 @@
 //! Integration tests, one binary (see `Cargo.toml` `[[test]]`).
 
+// A test's unwrap that fails is a failed test; `unwrap_used` is for the crate's own code.
+#![allow(clippy::unwrap_used)]
+
 mod bad_input;
 mod brokers;
 mod examples;

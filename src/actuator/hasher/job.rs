@@ -127,7 +127,10 @@ pub struct Hash256(pub [u8; 32]);
 impl Hash256 {
     /// The hash as a 256-bit little-endian number, least significant 32-bit limb first.
     pub fn limbs(&self) -> [u32; 8] {
-        std::array::from_fn(|i| u32::from_le_bytes(self.0[4 * i..4 * i + 4].try_into().unwrap()))
+        std::array::from_fn(|i| {
+            let limb = self.0[4 * i..4 * i + 4].try_into();
+            u32::from_le_bytes(limb.expect("i < 8: four of the hash's 32 bytes"))
+        })
     }
     /// Display order (byte-reversed) hex, e.g. `000000000019d668…` for the genesis block.
     pub fn display_hex(&self) -> String {
