@@ -4,9 +4,10 @@
 //! MQTT connection says `offline` and disconnects.
 //!
 //! Tasks: MQTT connection (transport), the controller loop (observations and operator
-//! commands in, decisions out on a `watch`), one task per load following the latest
-//! decision ([`loads`], with the Stratum client of an embedded pool that mines for a
-//! pool), and the status publisher. Hashing runs on the pool's own OS threads.
+//! commands in, decisions out on a `watch`), per load a task following the latest
+//! decision through the actuator seam and one reading back what it draws ([`loads`],
+//! with an MQTT load's own connection, or the Stratum client of an embedded pool that
+//! mines for a pool), and the status publisher. Hashing runs on the pool's own OS threads.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::actuator::hasher::{HashingReport, PoolActivity};
+use crate::actuator::status::LoadStatus;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::controller::Controller;
 use crate::decision::{Decision, LoadTarget};
@@ -28,7 +30,7 @@ use crate::signal::mqtt::{Carries, MqttSignals, RejectReason, SignalStats};
 use crate::signal::operator::{Ack, OperatorCommands, OperatorConfig, ReplayFile, HARD_CEILING};
 use crate::signal::plausible::Plausibility;
 use crate::signal::Observation;
-use crate::state::SiteState;
+use crate::state::{Reading, SiteState};
 use crate::telemetry::config::TelemetryConfig;
 use crate::telemetry::{metrics::Metrics, metrics::MetricsServer, points, status, TelemetrySender};
 use crate::units::{Hashprice, Watts};
@@ -52,8 +54,9 @@ pub struct Snapshot {
     pub at: Timestamp,
     pub decision: Decision,
     pub state: SiteState,
-    /// Power each load reports drawing, read before the decision.
-    pub actual: Vec<Watts>,
+    /// What each load's driver reports (commanded, confirmed actual power, last error,
+    /// latency), in config order, read before the decision.
+    pub loads: Vec<LoadStatus>,
     /// Each hashing load's report (hashes, hashrate, Stratum counters), read after the
     /// decision was made, before the loads apply it; `None` for other loads.
     pub hashing: Vec<Option<HashingReport>>,
@@ -170,7 +173,12 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         at: clock.now(),
         decision: controller.policy.decide(&controller.state, clock.now()),
         state: controller.state.clone(),
-        actual: vec![Watts::ZERO; config.loads.len()],
+        loads: config
+            .drivers
+            .iter()
+            .zip(&config.loads)
+            .map(|(driver, spec)| loads::initial_status(spec, driver))
+            .collect(),
         hashing: vec![None; config.loads.len()],
     });
     let (snap_tx, snap_rx) = watch::channel(first);
@@ -180,7 +188,8 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
     // The loads.
     let wiring = loads::Wiring {
         snapshots: &snap_rx,
-        client: &client,
+        mqtt: &config.mqtt,
+        clock: &clock,
         tracker: &tracker,
         shutdown: &shutdown,
     };
@@ -189,8 +198,8 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         .iter()
         .zip(&config.loads)
         .enumerate()
-        .map(|(i, (driver, load))| loads::start(driver.clone(), i, &load.name, &wiring))
-        .collect();
+        .map(|(i, (driver, spec))| loads::start(driver.clone(), i, spec, &wiring))
+        .collect::<Result<_, _>>()?;
     let hashers = meters.iter().filter_map(Meter::activity).collect();
 
     // Status and Home Assistant discovery.
@@ -212,7 +221,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
                     &snap.state,
                     &snap.decision,
                     &loads,
-                    &snap.actual,
+                    &snap.loads,
                     &snap.hashing,
                     snap.at,
                 )
@@ -437,8 +446,8 @@ impl LiveLoop {
         self.controller
             .state
             .record(&d, &self.controller.policy.wear);
-        let (actual, hashing) = (self.actual_power(), self.hashing_reports());
-        self.publish(d, now, actual, hashing);
+        let (loads, hashing) = (self.load_statuses(), self.hashing_reports());
+        self.publish(d, now, loads, hashing);
         tracing::info!("Loads set to the safe state");
     }
 
@@ -535,33 +544,38 @@ impl LiveLoop {
             self.controller
                 .observe(Observation::Hashprice { value: h, at: now });
         }
-        let actual = self.actual_power();
+        let readings = self.readings();
+        let loads = self.load_statuses();
         self.controller.observe(Observation::Power {
             quantity: crate::signal::Quantity::MiningPower,
-            value: actual.iter().copied().sum(),
+            value: readings.iter().flatten().map(|r| r.value).sum(),
             at: now,
         });
         let d = self.controller.step(now);
         self.counters.steps.fetch_add(1, Ordering::Relaxed);
-        let actual_opt: Vec<Option<Watts>> = actual.iter().map(|w| Some(*w)).collect();
         self.metrics.decision(&d);
         self.metrics.state(&self.controller.state);
-        self.metrics.loads(&self.names, &d, &actual_opt);
+        self.metrics.loads(&self.names, &d, &loads);
         let hashing = self.hashing_reports();
         self.metrics.hashing(&self.names, &hashing);
         if let Some(sender) = &self.influx {
             sender.send_all(points::signal_points(&self.controller.state, now));
             sender.send(points::decision_point(&d));
-            sender.send_all(points::load_points(&self.names, &d, &actual_opt));
+            sender.send_all(points::load_points(&self.names, &d, &loads));
             sender.send_all(points::hashing_points(&self.names, &hashing, now));
         }
-        self.publish(d.clone(), now, actual, hashing);
+        self.publish(d.clone(), now, loads, hashing);
         d
     }
 
-    /// What each load reports drawing now.
-    fn actual_power(&self) -> Vec<Watts> {
-        self.meters.iter().map(Meter::power).collect()
+    /// What each load is counted as drawing now (`Meter::reading`), in config order.
+    fn readings(&self) -> Vec<Option<Reading<Watts>>> {
+        self.meters.iter().map(Meter::reading).collect()
+    }
+
+    /// What each load's driver reports now, in config order.
+    fn load_statuses(&self) -> Vec<LoadStatus> {
+        self.meters.iter().map(Meter::status).collect()
     }
 
     /// What each hashing load reports now (`None` for the others).
@@ -569,19 +583,19 @@ impl LiveLoop {
         self.meters.iter().map(Meter::hashing).collect()
     }
 
-    /// Publishes a decision with the load powers it was decided on.
+    /// Publishes a decision with the load statuses it was decided on.
     fn publish(
         &self,
         decision: Decision,
         now: Timestamp,
-        actual: Vec<Watts>,
+        loads: Vec<LoadStatus>,
         hashing: Vec<Option<HashingReport>>,
     ) {
         self.snapshots.send_replace(Arc::new(Snapshot {
             at: now,
             decision,
             state: self.controller.state.clone(),
-            actual,
+            loads,
             hashing,
         }));
     }

@@ -92,7 +92,11 @@ pub fn policy_for(sc: &Scenario) -> Policy {
 pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, SimError> {
     let policy = policy_for(sc);
     let mut ctl = Controller::new(policy);
-    let mut loads: Vec<SimulatedLoad> = sc.loads.iter().map(SimulatedLoad::new).collect();
+    let mut loads: Vec<SimulatedLoad> = sc
+        .loads
+        .iter()
+        .map(|l| SimulatedLoad::new(l).starting_at(replay.start))
+        .collect();
     let step = replay.step;
     let step_h = step.as_secs_f64() / 3600.0;
     let mut acc = Accumulator::new(sc, replay);

@@ -18,6 +18,7 @@ mod policy_cases;
 mod properties;
 mod replay;
 mod safety;
+mod seam;
 mod simulate;
 mod stratum;
 mod support;
