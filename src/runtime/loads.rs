@@ -220,6 +220,24 @@ pub(super) fn start(
     }
 }
 
+/// The target of load `i` in a decision.
+fn target_of(s: &Snapshot, i: usize) -> LoadTarget {
+    s.decision.loads.get(i).copied().unwrap_or(LoadTarget::OFF)
+}
+
+/// Returns once the decisions ask load `i` for something other than `target` (`false`)
+/// or end (`true`: the controller is gone).
+async fn superseded(rx: &mut watch::Receiver<Arc<Snapshot>>, i: usize, target: LoadTarget) -> bool {
+    loop {
+        if rx.changed().await.is_err() {
+            return true;
+        }
+        if target_of(&rx.borrow_and_update(), i) != target {
+            return false;
+        }
+    }
+}
+
 /// What a load's tasks share: where decisions come from, and where results go.
 #[derive(Clone)]
 struct Follower {
@@ -240,25 +258,27 @@ impl Follower {
         let mut retry = RETRY_FIRST;
         let mut failing = false;
         loop {
-            let target = self
-                .snapshots
-                .borrow_and_update()
-                .decision
-                .loads
-                .get(self.i)
-                .copied()
-                .unwrap_or(LoadTarget::OFF);
+            let target = target_of(&self.snapshots.borrow_and_update(), self.i);
             let mut again = None;
             if written != Some(target) {
-                match driver.set(target).await {
-                    Ok(c) => {
+                // A write still waiting for its confirmation gives way to a newer target
+                // (or to the end): the latest wins, and a dead broker must not hold up
+                // the safe state. What became of it is unknown, so nothing is booked.
+                let outcome = tokio::select! {
+                    r = driver.set(target) => Ok(r),
+                    ended = superseded(&mut self.snapshots, self.i, target) => Err(ended),
+                };
+                match outcome {
+                    Err(true) => break,
+                    Err(false) => continue,
+                    Ok(Ok(c)) => {
                         if failing {
                             tracing::info!(load = self.name, "Load setpoint written again");
                         }
                         lock(&self.status).commanded(c);
                         (written, retry, failing) = (Some(target), RETRY_FIRST, false);
                     }
-                    Err(error) => {
+                    Ok(Err(error)) => {
                         if error.is_transient() {
                             again = Some(retry);
                             retry = (retry * 2).min(RETRY_MAX);
