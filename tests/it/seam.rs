@@ -313,3 +313,67 @@ async fn r10_readback_confirms_the_target_with_its_age_and_latency() {
         .await
         .expect("clean shutdown");
 }
+
+/// Catches a refused setpoint booked as drawn. mosquitto's ACL lets the daemon read its
+/// miners' setpoint topic but not write it: MQTT 3.1.1 acknowledges the publish all the
+/// same and drops it, so only the missing echo shows the refusal. The load is told
+/// 1000 W by the policy and counted at nothing; the state says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_a_setpoint_the_broker_refuses_is_an_error_not_power() {
+    let Some(bin) = Mosquitto::find() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let site = "r10acl";
+    let acl = dir.path().join("acl");
+    let writable = ["gridminer/#", "r10acl/pv", "r10acl/load", "r10acl/price"];
+    let mut rules: String = writable
+        .iter()
+        .map(|t| format!("topic readwrite {t}\n"))
+        .collect();
+    rules += "topic read r10acl/miners/setpoint\n";
+    std::fs::write(&acl, rules).unwrap();
+    let settings = format!("allow_anonymous true\nacl_file {}\n", acl.display());
+    let port = free_port();
+    let _broker = Mosquitto::start_with(&bin, dir.path(), port, &settings);
+    let cfg = dir.path().join("site.toml");
+    let tables = external_broker(port, "") + &mqtt_load(site, "miners", "");
+    std::fs::write(&cfg, config(site, "1h", &tables)).unwrap();
+    let site_cfg = gridminer::runtime::config::load(&cfg).expect("config");
+    let running = runtime::start(site_cfg).await.expect("daemon starts");
+    let mut snaps = running.snapshots.clone();
+    let state_topic = format!("gridminer/{site}/state");
+    let (client, mut states) = subscriber(port, &state_topic).await;
+
+    let refused = feed_until(&client, site, &mut snaps, "1000 W refused", |s| {
+        s.decision.loads[0].power.0 == 1000.0
+            && s.loads[0]
+                .last_error
+                .as_ref()
+                .is_some_and(|e| e.message().contains("not confirmed") && s.loads[0].errors >= 2)
+    })
+    .await;
+    let miners = &refused.loads[0];
+    assert_eq!(miners.commanded, None, "{miners:?}");
+    assert_eq!(miners.reading(), None, "a refused write booked as drawn");
+    let next = wait_for_within(&mut snaps, "the next step", Duration::from_secs(5), |s| {
+        s.at > refused.at
+    })
+    .await;
+    let mining = next.state.mining.expect("mining power observed every step");
+    assert_eq!(mining.value.0, 0.0);
+
+    let state = loop {
+        let v = next_message(&mut states, &state_topic).await;
+        if v["loads"][0]["target_w"] == 1000.0 && v["loads"][0]["errors"].as_u64() >= Some(2) {
+            break v;
+        }
+    };
+    let load = &state["loads"][0];
+    assert_eq!(load["actual_w"], Value::Null, "{load}");
+    assert_eq!(load["commanded"], Value::Null, "{load}");
+    let message = load["last_error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("set: not confirmed within"), "{load}");
+    running
+        .stop(Duration::from_secs(15))
+        .await
+        .expect("clean shutdown");
+}
