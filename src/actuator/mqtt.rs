@@ -65,7 +65,6 @@ pub struct MqttSetpoint {
     echo: watch::Receiver<Option<Inbound>>,
     stats: Arc<MqttStats>,
     clock: Arc<dyn Clock>,
-    confirm_within: Duration,
 }
 
 /// Reads the equipment's reports ([`ReadPower`]).
@@ -107,7 +106,6 @@ pub fn connect(
         echo,
         stats: connection.stats.clone(),
         clock,
-        confirm_within: CONFIRM_WITHIN,
     };
     let readback = load.readback.as_ref().map(|topic| MqttReadback {
         topic: topic.clone(),
@@ -126,13 +124,6 @@ pub fn connect(
 }
 
 impl MqttSetpoint {
-    /// Waits at most `d` for a setpoint to come back (tests; the daemon uses
-    /// [`CONFIRM_WITHIN`]).
-    pub fn confirm_within(mut self, d: Duration) -> Self {
-        self.confirm_within = d;
-        self
-    }
-
     /// Whether the driver's connection is up.
     pub fn connected(&self) -> bool {
         self.stats.connected.load(Ordering::Relaxed)
@@ -141,7 +132,7 @@ impl MqttSetpoint {
 
 impl SetPower for MqttSetpoint {
     async fn set(&mut self, target: LoadTarget) -> Result<Commanded, ActuatorError> {
-        let deadline = tokio::time::Instant::now() + self.confirm_within;
+        let deadline = tokio::time::Instant::now() + CONFIRM_WITHIN;
         // A connection still coming up (at start, after a reconnect) is waited for,
         // within the same deadline: a write queued while it is down would be dropped.
         while !self.connected() {
@@ -154,7 +145,7 @@ impl SetPower for MqttSetpoint {
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 return Err(ActuatorError::Transport(format!(
                     "no connection to the MQTT broker within {:?}",
-                    self.confirm_within
+                    CONFIRM_WITHIN
                 )));
             }
         }
@@ -189,7 +180,7 @@ impl SetPower for MqttSetpoint {
             Ok(Ok(())) => Ok(Commanded { target, at }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(ActuatorError::NotConfirmed {
-                within: self.confirm_within,
+                within: CONFIRM_WITHIN,
                 what: format!("the broker did not return the setpoint on {}", self.topic),
             }),
         }
