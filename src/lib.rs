@@ -20,7 +20,9 @@
 //!   policy and state.
 //! - [`state`]: `SiteState`, the latest value of every quantity with its age, and wear ledgers.
 //! - [`policy`]: DECIDE: the pure rule stack and the allocator.
-//! - [`actuator`]: OUT: loads that take power targets (simulated dynamics here).
+//! - [`actuator`]: OUT: loads that take power targets, behind one seam (`SetPower`,
+//!   `ReadPower`, `ActuatorError`): the embedded pool, MQTT setpoint loads, simulated
+//!   dynamics; `LoadStatus` is what is known of each (commanded, confirmed, errors).
 //! - [`controller`]: the one step both live and simulated runs call.
 //! - [`mqtt`]: the MQTT transport: embedded broker, connection, topics, status.
 //! - [`scenario`]: scenario and policy-case files, read and checked for the simulator.

@@ -8,12 +8,20 @@
 //! the group is kept as cohorts in start order rather than unit by unit, and stops take
 //! the oldest cohorts first, as the wear ledger does: a group of 10,000 miners costs a
 //! handful of cohorts per step.
+//!
+//! The simulator is synchronous and calls the core (`apply`, `advance`) directly; the
+//! same load is also a driver behind the actuator seam ([`SetPower`] applies a target at
+//! the load's own time, [`ReadPower`] reads the power drawn at that instant), so it can
+//! stand where a real load does. The load's time moves only with `advance`.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::{ActuatorError, Commanded, ReadPower, SetPower};
+use crate::clock::Timestamp;
 use crate::decision::LoadTarget;
 use crate::site::LoadSpec;
+use crate::state::Reading;
 use crate::units::Watts;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,9 +54,12 @@ pub struct SimulatedLoad {
     target: f64,
     /// W per second while ramping.
     ramp_rate: f64,
+    /// The load's time: its start, plus every `advance` since.
+    now: Timestamp,
 }
 
 impl SimulatedLoad {
+    /// A load at rest at `Timestamp(0)`; see [`SimulatedLoad::starting_at`].
     pub fn new(spec: &LoadSpec) -> Self {
         let ramp_rate = if spec.ramp.is_zero() {
             f64::INFINITY
@@ -61,7 +72,20 @@ impl SimulatedLoad {
             running: 0,
             target: 0.0,
             ramp_rate,
+            now: Timestamp(0),
         }
+    }
+
+    /// The load with its time starting at `start` (what the seam stamps on writes and
+    /// readings).
+    pub fn starting_at(mut self, start: Timestamp) -> Self {
+        self.now = start;
+        self
+    }
+
+    /// The load's time.
+    pub fn now(&self) -> Timestamp {
+        self.now
     }
 
     /// Follows `target` as the wear ledger booked it: `units_on` running, sharing
@@ -98,6 +122,7 @@ impl SimulatedLoad {
     /// Advances `dt`, returning the average power and the hashes made.
     #[inline]
     pub fn advance(&mut self, dt: Duration) -> StepOutput {
+        self.now = self.now + dt;
         if self.cohorts.is_empty() {
             return StepOutput::default();
         }
@@ -148,6 +173,28 @@ impl SimulatedLoad {
     /// Power drawn at this instant.
     pub fn power_now(&self) -> Watts {
         Watts(self.cohorts.iter().map(|c| c.power * c.units as f64).sum())
+    }
+}
+
+impl SetPower for SimulatedLoad {
+    /// Applies at once: a model has no way to fail.
+    async fn set(&mut self, target: LoadTarget) -> Result<Commanded, ActuatorError> {
+        self.apply(target);
+        Ok(Commanded {
+            target,
+            at: self.now,
+        })
+    }
+}
+
+impl ReadPower for SimulatedLoad {
+    /// The power drawn at the load's present instant; it does not move time (only
+    /// `advance` does), so reading twice reads the same.
+    async fn read(&mut self) -> Result<Reading<Watts>, ActuatorError> {
+        Ok(Reading {
+            value: self.power_now(),
+            at: self.now,
+        })
     }
 }
 
@@ -224,5 +271,40 @@ mod tests {
             power: Watts(2000.0),
         });
         assert_eq!(load.advance(Duration::from_secs(60)).power, Watts(2000.0));
+    }
+
+    /// r10: the seam adds nothing to the model. A load driven through `SetPower` and
+    /// `ReadPower` draws exactly what the core the simulator calls does, step by step,
+    /// and stamps its writes and readings with its own time.
+    #[tokio::test]
+    async fn r10_the_seam_is_the_core() {
+        let t = |units_on, w| LoadTarget {
+            units_on,
+            power: Watts(w),
+        };
+        let targets = [
+            t(1, 3000.0),
+            t(3, 9000.0),
+            t(3, 6000.0),
+            LoadTarget::OFF,
+            t(2, 5000.0),
+        ];
+        let mut core = SimulatedLoad::new(&spec(30, 90));
+        let start = Timestamp(1_000);
+        let mut seam = SimulatedLoad::new(&spec(30, 90)).starting_at(start);
+        let step = Duration::from_secs(45);
+        for (k, &target) in targets.iter().enumerate() {
+            // Two steps per target.
+            let at = start + step * (2 * k as u32);
+            core.apply(target);
+            let c = seam.set(target).await.unwrap();
+            assert_eq!(c, Commanded { target, at });
+            for _ in 0..2 {
+                assert_eq!(core.advance(step), seam.advance(step), "target {k}");
+            }
+            let r = seam.read().await.unwrap();
+            assert_eq!(r.value, core.power_now());
+            assert_eq!(r.at, at + step * 2);
+        }
     }
 }

@@ -16,7 +16,7 @@ mod relay;
 pub mod topics;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -111,6 +111,18 @@ pub struct MqttStats {
     /// Messages dropped for being over `max_packet_size` (by the relay, unread, or on
     /// arrival from the embedded broker).
     pub oversized: AtomicU64,
+    /// Whether the connection is up now (a CONNACK came, no error since): a driver
+    /// refuses to write through a connection known to be down rather than queue.
+    pub connected: AtomicBool,
+    /// Woken whenever `connected` changes.
+    pub connection_changed: tokio::sync::Notify,
+}
+
+impl MqttStats {
+    fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::Relaxed);
+        self.connection_changed.notify_waiters();
+    }
 }
 
 /// When to try again after a failed or lost connection: doubling waits, started again
@@ -152,7 +164,9 @@ pub struct MqttConnection {
     client: AsyncClient,
     subscriptions: Vec<String>,
     inbound: mpsc::Sender<Inbound>,
-    topics: Topics,
+    /// The site's topics, for its availability; `None` on a driver's connection, which
+    /// announces nothing (the daemon's own connection speaks for the site).
+    topics: Option<Topics>,
     /// `host:port`, for logs.
     host: String,
     /// Taken by `run`, which serves it; `None` when the broker enforces the limit.
@@ -208,6 +222,26 @@ impl MqttConnection {
         subscriptions: Vec<String>,
         inbound: mpsc::Sender<Inbound>,
     ) -> Result<(Self, AsyncClient), MqttError> {
+        Self::build(settings, Some(topics), subscriptions, inbound)
+    }
+
+    /// A connection of a driver of its own (an MQTT load): the same broker, login, TLS
+    /// and packet limit, under `settings.client_id`, with no last will and no
+    /// availability, and a connection state of its own.
+    pub fn for_driver(
+        settings: &MqttSettings,
+        subscriptions: Vec<String>,
+        inbound: mpsc::Sender<Inbound>,
+    ) -> Result<(Self, AsyncClient), MqttError> {
+        Self::build(settings, None, subscriptions, inbound)
+    }
+
+    fn build(
+        settings: &MqttSettings,
+        topics: Option<Topics>,
+        subscriptions: Vec<String>,
+        inbound: mpsc::Sender<Inbound>,
+    ) -> Result<(Self, AsyncClient), MqttError> {
         let tls = match &settings.tls_ca {
             Some(ca_path) => {
                 install_crypto_provider();
@@ -245,13 +279,15 @@ impl MqttConnection {
         };
         opts.set_keep_alive(settings.keep_alive)
             .set_clean_session(true)
-            .set_inflight(100)
-            .set_last_will(LastWill::new(
+            .set_inflight(100);
+        if let Some(topics) = &topics {
+            opts.set_last_will(LastWill::new(
                 topics.availability(),
                 topics::OFFLINE,
                 QoS::AtLeastOnce,
                 true,
             ));
+        }
         if let (Some(u), Some(p)) = (&settings.username, &settings.password) {
             opts.set_credentials(u, p);
         }
@@ -295,6 +331,7 @@ impl MqttConnection {
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                    self.stats.set_connected(true);
                     backoff.connected(Instant::now());
                     if down_logged {
                         tracing::info!(host = %self.host, "MQTT connection restored");
@@ -308,12 +345,14 @@ impl MqttConnection {
                     if !self.subscriptions.is_empty() {
                         let _ = self.client.try_subscribe_many(filters);
                     }
-                    let _ = self.client.try_publish(
-                        self.topics.availability(),
-                        QoS::AtLeastOnce,
-                        true,
-                        topics::ONLINE,
-                    );
+                    if let Some(t) = &self.topics {
+                        let _ = self.client.try_publish(
+                            t.availability(),
+                            QoS::AtLeastOnce,
+                            true,
+                            topics::ONLINE,
+                        );
+                    }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     self.stats.received.fetch_add(1, Ordering::Relaxed);
@@ -347,6 +386,7 @@ impl MqttConnection {
                 Ok(_) => {}
                 Err(error) => {
                     self.stats.connection_errors.fetch_add(1, Ordering::Relaxed);
+                    self.stats.set_connected(false);
                     let refused = match &error {
                         rumqttc::ConnectionError::ConnectionRefused(code) => Some(*code),
                         _ => None,
@@ -402,12 +442,12 @@ impl MqttConnection {
     /// Publishes `offline` and disconnects, driving the event loop until the disconnect
     /// is out or a short deadline passes (a dead broker must not hold up shutdown).
     async fn goodbye(&mut self) {
-        let _ = self.client.try_publish(
-            self.topics.availability(),
-            QoS::AtLeastOnce,
-            true,
-            topics::OFFLINE,
-        );
+        self.stats.set_connected(false);
+        if let Some(t) = &self.topics {
+            let _ =
+                self.client
+                    .try_publish(t.availability(), QoS::AtLeastOnce, true, topics::OFFLINE);
+        }
         let _ = self.client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             loop {

@@ -61,8 +61,12 @@ pub enum LoadDriver {
         /// it has none.
         pool: Option<StratumConfig>,
     },
-    /// Equipment controlled by something else: its setpoint is published on `topic`.
-    Mqtt { topic: String },
+    /// Equipment controlled by something else: its setpoint is published on `topic`;
+    /// where it reports its measured power (W), that comes on `readback`.
+    Mqtt {
+        topic: String,
+        readback: Option<String>,
+    },
 }
 
 impl LiveConfig {
@@ -113,9 +117,43 @@ struct RawTariff {
 enum RawLiveLoad {
     /// The embedded SHA-256d pool.
     Cpu(RawCpuLoad),
-    /// Anything else, told its setpoint on `topic` over MQTT; the rest as an ASIC group
-    /// (checked as such, unknown keys included).
-    Mqtt { topic: String, group: RawAsicGroup },
+    /// Anything else, told its setpoint on `topic` over MQTT and reporting its power on
+    /// `readback` if it can; the rest as an ASIC group (checked as such, unknown keys
+    /// included).
+    Mqtt {
+        topic: String,
+        readback: Option<String>,
+        group: RawAsicGroup,
+    },
+}
+
+/// Takes the topic at `key` of `t`: a string naming one topic (no `+` or `#`: the load
+/// publishes to it, or must know whose report it is). `required`: whether it may be
+/// missing. `Err(())` when a problem was pushed.
+fn take_topic(
+    p: &mut Problems,
+    at: &str,
+    t: &mut toml::Table,
+    key: &str,
+    what: &str,
+    required: bool,
+) -> Result<Option<String>, ()> {
+    match t.remove(key) {
+        None if !required => Ok(None),
+        Some(toml::Value::String(topic)) if !topic.is_empty() && !topic.contains(['+', '#']) => {
+            Ok(Some(topic))
+        }
+        other => {
+            p.push(
+                format!("{at}.{key}"),
+                format!(
+                    "{}: expected {what} (one topic, no wildcards)",
+                    show(other.as_ref())
+                ),
+            );
+            Err(())
+        }
+    }
 }
 
 /// Takes one live load at `at`: its `kind` first, then that kind's own shape, so that
@@ -126,19 +164,27 @@ fn take_live_load(p: &mut Problems, at: &str, v: toml::Value) -> Option<RawLiveL
     match kind.as_ref().and_then(toml::Value::as_str) {
         Some("cpu") => p.take(at, toml::Value::Table(t)).map(RawLiveLoad::Cpu),
         Some("mqtt") => {
-            let topic = match t.remove("topic") {
-                Some(toml::Value::String(topic)) if !topic.is_empty() => Some(topic),
-                other => {
+            let topic = take_topic(p, at, &mut t, "topic", "the setpoint topic", true);
+            let readback = take_topic(
+                p,
+                at,
+                &mut t,
+                "readback",
+                "the topic the equipment reports its power on",
+                false,
+            );
+            if let (Ok(Some(setpoint)), Ok(Some(report))) = (&topic, &readback) {
+                if setpoint == report {
                     p.push(
-                        format!("{at}.topic"),
-                        format!("{}: expected the setpoint topic", show(other.as_ref())),
+                        format!("{at}.readback"),
+                        format!("\"{report}\": the setpoint's own topic; the equipment reports its power on another"),
                     );
-                    None
                 }
-            };
+            }
             let group = p.take(at, toml::Value::Table(t));
             Some(RawLiveLoad::Mqtt {
-                topic: topic?,
+                topic: topic.ok()??,
+                readback: readback.ok()?,
                 group: group?,
             })
         }
@@ -279,9 +325,13 @@ pub fn load_live(
                     pool: cpu.pool,
                 });
             }
-            RawLiveLoad::Mqtt { topic, group } => {
+            RawLiveLoad::Mqtt {
+                topic,
+                readback,
+                group,
+            } => {
                 raw.push((i, RawLoad::Asic(group)));
-                drivers.push(LoadDriver::Mqtt { topic });
+                drivers.push(LoadDriver::Mqtt { topic, readback });
             }
         }
     }

@@ -14,6 +14,7 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::actuator::{ActuatorError, Commanded, SetPower};
 use crate::decision::LoadTarget;
 
 /// The variable that arms a fault.
@@ -73,18 +74,28 @@ impl Fault {
         });
     }
 
-    /// `apply` for load `i`'s driver, which with `driver` panics after applying the
-    /// first non-zero target of load 0.
-    pub(super) fn driver<F>(self, i: usize, mut apply: F) -> impl FnMut(LoadTarget) + Send
-    where
-        F: FnMut(LoadTarget) + Send,
-    {
-        let armed = self == Fault::Driver && i == 0;
-        move |t: LoadTarget| {
-            apply(t);
-            if armed && t.power.0 > 0.0 {
-                panic!("fault injection ({ENV}=driver): the driver died with its load on");
-            }
+    /// Load `i`'s driver, which with `driver` panics after applying the first non-zero
+    /// target of load 0.
+    pub(super) fn driver<D: SetPower + Send>(self, i: usize, inner: D) -> Faulty<D> {
+        Faulty {
+            inner,
+            armed: self == Fault::Driver && i == 0,
         }
+    }
+}
+
+/// A driver that can be made to die with its load on (see [`Fault::driver`]).
+pub(super) struct Faulty<D> {
+    inner: D,
+    armed: bool,
+}
+
+impl<D: SetPower + Send> SetPower for Faulty<D> {
+    async fn set(&mut self, target: LoadTarget) -> Result<Commanded, ActuatorError> {
+        let done = self.inner.set(target).await;
+        if self.armed && target.power.0 > 0.0 && done.is_ok() {
+            panic!("fault injection ({ENV}=driver): the driver died with its load on");
+        }
+        done
     }
 }

@@ -1,15 +1,16 @@
-//! The daemon's loads: one task per load following the latest decision, the embedded
-//! pool's Stratum client where a pool is configured, and the meters the controller
-//! reads every step.
+//! The daemon's loads: each driver behind the actuator seam, one task following the
+//! latest decision through [`SetPower`] and, for a load that reports its power, one
+//! reading it through [`ReadPower`]; the embedded pool's Stratum client where a pool is
+//! configured; and the meters the controller reads every step.
 //!
-//! Role: turn each `LoadDriver` into running drivers. Must not decide how much a load
-//! draws (the controller does), and must never make the control loop wait: a meter is
-//! read from atomics and short, uncontended locks, never across an `.await`.
+//! Role: turn each `LoadDriver` into running drivers and book every result in the load's
+//! [`LoadStatus`]. Must not decide how much a load draws (the controller does), and must
+//! never make the control loop wait: a meter is read from atomics and short, uncontended
+//! locks, never held across an `.await`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use rumqttc::{AsyncClient, QoS};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -17,63 +18,124 @@ use tokio_util::task::TaskTracker;
 use super::config::LoadDriver;
 use super::fault::Fault;
 use super::supervise::{Supervisor, Task};
-use super::Snapshot;
+use super::{RuntimeError, Snapshot};
 use crate::actuator::hasher::stratum::{StratumClient, StratumStats};
-use crate::actuator::hasher::{HasherConfig, HasherPool, HashingReport, Kernel, PoolActivity};
+use crate::actuator::hasher::{
+    load::READ_EVERY, HasherConfig, HasherPool, HashingReport, Kernel, PoolActivity, PoolLoad,
+};
+use crate::actuator::mqtt::{self as mqtt_load, setpoint_body, MqttLoad};
+use crate::actuator::status::{LoadStatus, Operation};
+use crate::actuator::{ActuatorError, ReadPower, SetPower};
+use crate::clock::Clock;
 use crate::decision::LoadTarget;
+use crate::mqtt::MqttSettings;
+use crate::site::LoadSpec;
+use crate::state::Reading;
 use crate::units::Watts;
 
-/// How the controller learns what a load draws.
-pub(super) enum Meter {
-    /// Not measured: the setpoint last applied stands in (W, as f64 bits).
-    Setpoint(Arc<AtomicU64>),
-    /// The embedded pool, read where it runs: with a Stratum pool configured it draws
-    /// nothing while it has no job, whatever its target.
-    Hasher {
-        pool: Arc<HasherPool>,
-        stratum: Option<Arc<StratumStats>>,
-    },
+/// The first wait before writing a target again after a transient failure, doubled
+/// after each failure up to `RETRY_MAX`: the equipment must get its target once the way
+/// to it is back, even if the target does not change in the meantime.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// How the controller and the status learn what a load does.
+pub(super) struct Meter {
+    status: Arc<Mutex<LoadStatus>>,
+    /// The embedded pool, for its hashing report: with a Stratum pool configured it
+    /// draws nothing while it has no job, whatever its target.
+    hasher: Option<(Arc<HasherPool>, Option<Arc<StratumStats>>)>,
+}
+
+/// A poisoned lock still holds a consistent status (each update is one assignment
+/// series that cannot panic), so it is used rather than propagated.
+fn lock(status: &Mutex<LoadStatus>) -> MutexGuard<'_, LoadStatus> {
+    status.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Meter {
-    /// Power the load draws now (W, consumption positive).
-    pub(super) fn power(&self) -> Watts {
-        match self {
-            Meter::Setpoint(w) => Watts(f64::from_bits(w.load(Ordering::Relaxed))),
-            Meter::Hasher { pool, .. } => pool.power(),
-        }
+    /// What the load is counted as drawing (W, consumption positive), never waiting: for
+    /// a load with read-back its last reading, for one without the last setpoint written,
+    /// stamped at the write. A failed write leaves it as it was. See
+    /// [`LoadStatus::reading`].
+    pub(super) fn reading(&self) -> Option<Reading<Watts>> {
+        lock(&self.status).reading()
+    }
+
+    /// Everything known of the load from its driver.
+    pub(super) fn status(&self) -> LoadStatus {
+        lock(&self.status).clone()
     }
 
     /// A view of a hashing load's workers; `None` for anything else.
     pub(super) fn activity(&self) -> Option<PoolActivity> {
-        match self {
-            Meter::Setpoint(_) => None,
-            Meter::Hasher { pool, .. } => Some(pool.activity()),
-        }
+        self.hasher.as_ref().map(|(pool, _)| pool.activity())
     }
 
     /// The hashing report of a hashing load; `None` for anything else.
     pub(super) fn hashing(&self) -> Option<HashingReport> {
+        let (pool, stratum) = self.hasher.as_ref()?;
+        Some(HashingReport::read(pool, stratum.as_deref()))
+    }
+}
+
+impl LoadDriver {
+    /// Whether the load reports what it draws (so its power can be confirmed).
+    pub fn reports_power(&self) -> bool {
         match self {
-            Meter::Setpoint(_) => None,
-            Meter::Hasher { pool, stratum } => Some(HashingReport::read(pool, stratum.as_deref())),
+            LoadDriver::Hasher { .. } => true,
+            LoadDriver::Mqtt { readback, .. } => readback.is_some(),
         }
     }
+}
+
+/// The status of load `spec` driven by `driver` before anything was written or read.
+pub(super) fn initial_status(spec: &LoadSpec, driver: &LoadDriver) -> LoadStatus {
+    LoadStatus::new(rating(spec), driver.reports_power())
+}
+
+/// Count × rating.
+fn rating(spec: &LoadSpec) -> Watts {
+    spec.rated_power * f64::from(spec.count)
 }
 
 /// What starting a load needs from the daemon.
 pub(super) struct Wiring<'a> {
     pub snapshots: &'a watch::Receiver<Arc<Snapshot>>,
-    pub client: &'a AsyncClient,
+    /// The daemon's broker settings: an MQTT load connects with them, as a client of
+    /// its own.
+    pub mqtt: &'a MqttSettings,
+    pub clock: &'a Arc<dyn Clock>,
     pub tracker: &'a TaskTracker,
     pub shutdown: &'a CancellationToken,
     pub supervisor: &'a Supervisor,
     pub fault: Fault,
 }
 
-/// Starts load `i` (named `name`) and the tasks that drive it; returns its meter.
-pub(super) fn start(driver: LoadDriver, i: usize, name: &str, w: &Wiring<'_>) -> Meter {
-    let rx = w.snapshots.clone();
+/// A load task's body as the supervisor takes it: it only ever ends, never fails (what
+/// goes wrong is booked in the load's status), so any end while the daemon runs is news.
+async fn ends(work: impl std::future::Future<Output = ()>) -> Result<(), std::convert::Infallible> {
+    work.await;
+    Ok(())
+}
+
+/// Starts load `i` (as `spec` describes it) and the tasks that drive it; returns its
+/// meter.
+pub(super) fn start(
+    driver: LoadDriver,
+    i: usize,
+    spec: &LoadSpec,
+    w: &Wiring<'_>,
+) -> Result<Meter, RuntimeError> {
+    let name = spec.name.as_str();
+    let status = Arc::new(Mutex::new(initial_status(spec, &driver)));
+    let follower = Follower {
+        snapshots: w.snapshots.clone(),
+        i,
+        status: status.clone(),
+        clock: w.clock.clone(),
+        name: name.to_owned(),
+    };
     match driver {
         LoadDriver::Hasher {
             threads,
@@ -109,99 +171,192 @@ pub(super) fn start(driver: LoadDriver, i: usize, name: &str, w: &Wiring<'_>) ->
                     tracing::info!(load = name, pool = %config.addr, user = config.user, "Mining for a Stratum pool");
                     let client = StratumClient::new(config);
                     let stats = client.stats();
-                    let (pool, shutdown) = (pool.clone(), w.shutdown.clone());
-                    // Transport failures and refusals are retried inside; only a refusal
-                    // the config says to give up on ends it (see `Task::critical`).
+                    // Transport failures are retried inside; only a refusal the config
+                    // says to give up on ends it (see `Task::critical`).
                     w.supervisor.spawn(
                         w.tracker,
                         Task::Stratum(name.to_owned()),
-                        client.run(pool, shares, shutdown),
+                        client.run(pool.clone(), shares, w.shutdown.clone()),
                     );
                     Some(stats)
                 }
             };
-            let p = pool.clone();
-            let apply = w
-                .fault
-                .driver(i, move |t: LoadTarget| p.set_power_target(t.power));
+            // Each task owns a handle on the pool: it joins its threads when the last
+            // handle goes.
+            let load = PoolLoad::new(pool.clone(), w.clock.clone(), READ_EVERY);
+            let task = || Task::Load(name.to_owned());
+            w.supervisor.spawn(
+                w.tracker,
+                task(),
+                ends(follower.clone().read(load.clone(), w.shutdown.clone())),
+            );
+            w.supervisor.spawn(
+                w.tracker,
+                task(),
+                ends(follower.follow(w.fault.driver(i, load))),
+            );
+            Ok(Meter {
+                status,
+                hasher: Some((pool, stats)),
+            })
+        }
+        LoadDriver::Mqtt { topic, readback } => {
+            let mut settings = w.mqtt.clone();
+            // Unique per load: a broker drops the older of two connections sharing an id.
+            settings.client_id = format!("{}-load{i}", settings.client_id);
+            let load = MqttLoad {
+                topic,
+                readback,
+                rated: rating(spec),
+            };
+            let (setpoint, reader, link) = mqtt_load::connect(&settings, &load, w.clock.clone())?;
+            // The link outlives the controller: the safe state goes out through it, and
+            // only then is it stopped.
+            let stop = CancellationToken::new();
+            let task = || Task::Load(name.to_owned());
+            // Without its connection the load's setpoints cannot be written.
             w.supervisor
-                .spawn(w.tracker, Task::Load(name.to_owned()), follow(rx, i, apply));
-            Meter::Hasher {
-                pool,
-                stratum: stats,
+                .spawn(w.tracker, task(), link.run(stop.clone()));
+            if let Some(reader) = reader {
+                w.supervisor.spawn(
+                    w.tracker,
+                    task(),
+                    ends(follower.clone().read(reader, w.shutdown.clone())),
+                );
+            }
+            // The guard stops the link however the follower ends, a panic included: a
+            // link left running would hold up the shutdown.
+            let guard = stop.drop_guard();
+            let driver = w.fault.driver(i, setpoint);
+            w.supervisor.spawn(
+                w.tracker,
+                task(),
+                ends(async move {
+                    let _guard = guard;
+                    follower.follow(driver).await;
+                }),
+            );
+            Ok(Meter {
+                status,
+                hasher: None,
+            })
+        }
+    }
+}
+
+/// The target of load `i` in a decision.
+fn target_of(s: &Snapshot, i: usize) -> LoadTarget {
+    s.decision.loads.get(i).copied().unwrap_or(LoadTarget::OFF)
+}
+
+/// Returns once the decisions ask load `i` for something other than `target` (`false`)
+/// or end (`true`: the controller is gone).
+async fn superseded(rx: &mut watch::Receiver<Arc<Snapshot>>, i: usize, target: LoadTarget) -> bool {
+    loop {
+        if rx.changed().await.is_err() {
+            return true;
+        }
+        if target_of(&rx.borrow_and_update(), i) != target {
+            return false;
+        }
+    }
+}
+
+/// What a load's tasks share: where decisions come from, and where results go.
+#[derive(Clone)]
+struct Follower {
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    i: usize,
+    status: Arc<Mutex<LoadStatus>>,
+    clock: Arc<dyn Clock>,
+    name: String,
+}
+
+impl Follower {
+    /// Follows the latest decision for the load: the newest target wins, stale ones never
+    /// queue. A write that failed for a transient reason is tried again (backing off)
+    /// until it works or a newer target replaces it. Ends after applying the safe state
+    /// when the controller is gone.
+    async fn follow(mut self, mut driver: impl SetPower + Send + 'static) {
+        let mut written = None;
+        let mut retry = RETRY_FIRST;
+        let mut failing = false;
+        loop {
+            let target = target_of(&self.snapshots.borrow_and_update(), self.i);
+            let mut again = None;
+            if written != Some(target) {
+                // A write still waiting for its confirmation gives way to a newer target
+                // (or to the end): the latest wins, and a dead broker must not hold up
+                // the safe state. What became of it is unknown, so nothing is booked.
+                let outcome = tokio::select! {
+                    r = driver.set(target) => Ok(r),
+                    ended = superseded(&mut self.snapshots, self.i, target) => Err(ended),
+                };
+                match outcome {
+                    Err(true) => break,
+                    Err(false) => continue,
+                    Ok(Ok(c)) => {
+                        if failing {
+                            tracing::info!(load = self.name, "Load setpoint written again");
+                        }
+                        lock(&self.status).commanded(c);
+                        (written, retry, failing) = (Some(target), RETRY_FIRST, false);
+                    }
+                    Ok(Err(error)) => {
+                        if error.is_transient() {
+                            again = Some(retry);
+                            retry = (retry * 2).min(RETRY_MAX);
+                        }
+                        self.failed(Operation::Set, error, &mut failing);
+                    }
+                }
+            }
+            tokio::select! {
+                changed = self.snapshots.changed() => if changed.is_err() { break },
+                _ = tokio::time::sleep(again.unwrap_or_default()), if again.is_some() => {}
             }
         }
-        LoadDriver::Mqtt { topic } => {
-            let client = w.client.clone();
-            let power = Arc::new(AtomicU64::new(0f64.to_bits()));
-            let reported = power.clone();
-            let apply = w.fault.driver(i, move |t: LoadTarget| {
-                // Retained, so equipment that reconnects learns its setpoint at once.
-                if let Err(error) =
-                    client.try_publish(topic.clone(), QoS::AtLeastOnce, true, setpoint(t))
-                {
-                    tracing::warn!(%error, topic, "Could not queue a load setpoint");
+        // The controller's final decision was the safe state; make sure it holds.
+        match driver.set(LoadTarget::OFF).await {
+            Ok(c) => lock(&self.status).commanded(c),
+            Err(error) => {
+                tracing::error!(%error, load = self.name, "Could not apply the safe state to the load");
+                lock(&self.status).failed(Operation::Set, error, self.clock.now());
+            }
+        }
+    }
+
+    /// Books every reading of the load until `shutdown` or the driver stops.
+    async fn read(self, mut driver: impl ReadPower + Send + 'static, shutdown: CancellationToken) {
+        let mut failing = false;
+        loop {
+            let read = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = driver.read() => r,
+            };
+            match read {
+                Ok(r) => {
+                    lock(&self.status).observed(r);
+                    failing = false;
                 }
-                reported.store(t.power.0.to_bits(), Ordering::Relaxed);
-            });
-            w.supervisor
-                .spawn(w.tracker, Task::Load(name.to_owned()), follow(rx, i, apply));
-            Meter::Setpoint(power)
+                Err(ActuatorError::Stopped) => break,
+                Err(error) => self.failed(Operation::Read, error, &mut failing),
+            }
         }
     }
-}
 
-/// Follows the latest decision for load `i`: the newest target wins, stale ones never
-/// queue. Ends after applying the safe state when the controller is gone. `apply` owns
-/// (a handle on) the load's driver: the hashing pool joins its threads when the last
-/// handle goes.
-async fn follow<F>(
-    mut rx: watch::Receiver<Arc<Snapshot>>,
-    i: usize,
-    mut apply: F,
-) -> Result<(), std::convert::Infallible>
-where
-    F: FnMut(LoadTarget) + Send + 'static,
-{
-    let mut last = None;
-    loop {
-        let target = rx
-            .borrow_and_update()
-            .decision
-            .loads
-            .get(i)
-            .copied()
-            .unwrap_or(LoadTarget::OFF);
-        if last != Some(target) {
-            apply(target);
-            last = Some(target);
+    /// Books a failure; logs the first of a run of them as a warning, the rest at debug
+    /// (a dead broker must not flood the log; the status and metrics count them all).
+    fn failed(&self, op: Operation, error: ActuatorError, failing: &mut bool) {
+        let op_name = op.as_str();
+        if *failing {
+            tracing::debug!(%error, load = self.name, op = op_name, "Load still failing");
+        } else {
+            tracing::warn!(%error, load = self.name, op = op_name, "Load write or read failed; the load is counted at what it last confirmed");
         }
-        if rx.changed().await.is_err() {
-            break;
-        }
+        *failing = true;
+        lock(&self.status).failed(op, error, self.clock.now());
     }
-    // The controller's final decision was the safe state; make sure it holds.
-    apply(LoadTarget::OFF);
-    Ok(())
-}
-
-/// The body of an MQTT load's setpoint message.
-fn setpoint(t: LoadTarget) -> String {
-    serde_json::json!({ "power_w": t.power.0, "units_on": t.units_on }).to_string()
-}
-
-/// The safe state of every load that outlives the process: each MQTT load's setpoint
-/// topic with a 0 W setpoint. It is retained at the broker, so unless it is replaced the
-/// equipment keeps (and, reconnecting, relearns) the last target of a dead daemon. The
-/// embedded pools need nothing: their threads end with the process.
-pub(super) fn safe_setpoints(drivers: &[LoadDriver]) -> Vec<(String, String)> {
-    drivers
-        .iter()
-        .filter_map(|d| match d {
-            LoadDriver::Mqtt { topic } => Some((topic.clone(), setpoint(LoadTarget::OFF))),
-            LoadDriver::Hasher { .. } => None,
-        })
-        .collect()
 }
 
 /// The genesis block's header at an unreachable difficulty: real SHA-256d work for a
@@ -213,4 +368,18 @@ fn local_job() -> crate::actuator::hasher::FixedHeader {
         header: BlockHeader::from_hex(GENESIS).expect("a valid header"),
         target: Target::from_difficulty(1e15).expect("a valid difficulty"),
     }
+}
+
+/// The safe state of every load that outlives the process: each MQTT load's setpoint
+/// topic with a 0 W setpoint. It is retained at the broker, so unless it is replaced the
+/// equipment keeps (and, reconnecting, relearns) the last target of a dead daemon. The
+/// embedded pools need nothing: their threads end with the process.
+pub(super) fn safe_setpoints(drivers: &[LoadDriver]) -> Vec<(String, String)> {
+    drivers
+        .iter()
+        .filter_map(|d| match d {
+            LoadDriver::Mqtt { topic, .. } => Some((topic.clone(), setpoint_body(LoadTarget::OFF))),
+            LoadDriver::Hasher { .. } => None,
+        })
+        .collect()
 }

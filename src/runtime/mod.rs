@@ -4,9 +4,10 @@
 //! MQTT connection says `offline` and disconnects.
 //!
 //! Tasks: MQTT connection (transport), the controller loop (observations and operator
-//! commands in, decisions out on a `watch`), one task per load following the latest
-//! decision ([`loads`], with the Stratum client of an embedded pool that mines for a
-//! pool), and the status publisher. Hashing runs on the pool's own OS threads.
+//! commands in, decisions out on a `watch`), per load a task following the latest
+//! decision through the actuator seam and one reading back what it draws ([`loads`],
+//! with an MQTT load's own connection, or the Stratum client of an embedded pool that
+//! mines for a pool), and the status publisher. Hashing runs on the pool's own OS threads.
 //!
 //! Every task is supervised ([`supervise`]): one that ends or panics while no shutdown
 //! was asked makes [`Running::failed`] resolve, and `gridminer run` then stops in the
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::actuator::hasher::{HashingReport, PoolActivity};
+use crate::actuator::status::LoadStatus;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::controller::{Controller, MaxAges};
 use crate::decision::Decision;
@@ -66,8 +68,9 @@ pub struct Snapshot {
     pub at: Timestamp,
     pub decision: Decision,
     pub state: SiteState,
-    /// Power each load reports drawing, read before the decision.
-    pub actual: Vec<Watts>,
+    /// What each load's driver reports (commanded, confirmed actual power, last error,
+    /// latency), in config order, read before the decision.
+    pub loads: Vec<LoadStatus>,
     /// Each hashing load's report (hashes, hashrate, Stratum counters), read after the
     /// decision was made, before the loads apply it; `None` for other loads.
     pub hashing: Vec<Option<HashingReport>>,
@@ -228,7 +231,12 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         at: clock.now(),
         decision: core.controller.preview(clock.now()),
         state: core.controller.state().clone(),
-        actual: vec![Watts::ZERO; config.loads.len()],
+        loads: config
+            .drivers
+            .iter()
+            .zip(&config.loads)
+            .map(|(driver, spec)| loads::initial_status(spec, driver))
+            .collect(),
         hashing: vec![None; config.loads.len()],
     });
     let (snap_tx, snap_rx) = watch::channel(first);
@@ -238,7 +246,8 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
     // The loads.
     let wiring = loads::Wiring {
         snapshots: &snap_rx,
-        client: &client,
+        mqtt: &config.mqtt,
+        clock: &clock,
         tracker: &tracker,
         shutdown: &shutdown,
         supervisor: &supervisor,
@@ -249,8 +258,8 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         .iter()
         .zip(&config.loads)
         .enumerate()
-        .map(|(i, (driver, load))| loads::start(driver.clone(), i, &load.name, &wiring))
-        .collect();
+        .map(|(i, (driver, spec))| loads::start(driver.clone(), i, spec, &wiring))
+        .collect::<Result<_, _>>()?;
     let hashers = meters.iter().filter_map(Meter::activity).collect();
 
     // Status and Home Assistant discovery.
@@ -272,7 +281,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
                     &snap.state,
                     &snap.decision,
                     &loads,
-                    &snap.actual,
+                    &snap.loads,
                     &snap.hashing,
                     snap.at,
                 )
@@ -549,8 +558,8 @@ impl LiveLoop {
         // Safe state: every load off, published as the final decision.
         let now = self.clock.now();
         let d = self.core.controller.safe_state(now);
-        let (actual, hashing) = (self.actual_power(), self.hashing_reports());
-        self.publish(d, now, actual, hashing);
+        let (loads, hashing) = (self.load_statuses(), self.hashing_reports());
+        self.publish(d, now, loads, hashing);
         tracing::info!("Loads set to the safe state");
         Ok(())
     }
@@ -706,32 +715,33 @@ impl LiveLoop {
             let signal = self.signals.signal(&d.source);
             self.refusals(signal, &d.source, d.reason, d.count, d.over, &d.latest);
         }
-        let actual = self.actual_power();
-        let readings: Vec<Option<Reading<Watts>>> = actual
-            .iter()
-            .map(|&value| Some(Reading { value, at: now }))
-            .collect();
+        let readings = self.readings();
+        let loads = self.load_statuses();
         let d = self.core.step(now, &readings);
         self.counters.steps.fetch_add(1, Ordering::Relaxed);
-        let actual_opt: Vec<Option<Watts>> = actual.iter().map(|w| Some(*w)).collect();
         self.metrics.decision(&d);
         self.metrics.state(self.core.controller.state());
-        self.metrics.loads(&self.names, &d, &actual_opt);
+        self.metrics.loads(&self.names, &d, &loads);
         let hashing = self.hashing_reports();
         self.metrics.hashing(&self.names, &hashing);
         if let Some(sender) = &self.influx {
             sender.send_all(points::signal_points(self.core.controller.state(), now));
             sender.send(points::decision_point(&d));
-            sender.send_all(points::load_points(&self.names, &d, &actual_opt));
+            sender.send_all(points::load_points(&self.names, &d, &loads));
             sender.send_all(points::hashing_points(&self.names, &hashing, now));
         }
-        self.publish(d.clone(), now, actual, hashing);
+        self.publish(d.clone(), now, loads, hashing);
         d
     }
 
-    /// What each load reports drawing now.
-    fn actual_power(&self) -> Vec<Watts> {
-        self.meters.iter().map(Meter::power).collect()
+    /// What each load is counted as drawing now (`Meter::reading`), in config order.
+    fn readings(&self) -> Vec<Option<Reading<Watts>>> {
+        self.meters.iter().map(Meter::reading).collect()
+    }
+
+    /// What each load's driver reports now, in config order.
+    fn load_statuses(&self) -> Vec<LoadStatus> {
+        self.meters.iter().map(Meter::status).collect()
     }
 
     /// What each hashing load reports now (`None` for the others).
@@ -739,19 +749,19 @@ impl LiveLoop {
         self.meters.iter().map(Meter::hashing).collect()
     }
 
-    /// Publishes a decision with the load powers it was decided on.
+    /// Publishes a decision with the load statuses it was decided on.
     fn publish(
         &self,
         decision: Decision,
         now: Timestamp,
-        actual: Vec<Watts>,
+        loads: Vec<LoadStatus>,
         hashing: Vec<Option<HashingReport>>,
     ) {
         self.snapshots.send_replace(Arc::new(Snapshot {
             at: now,
             decision,
             state: self.core.controller.state().clone(),
-            actual,
+            loads,
             hashing,
         }));
     }

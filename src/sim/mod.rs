@@ -116,7 +116,11 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
     let fed: Vec<Quantity> = sc.history.columns().into_iter().map(|(q, _)| q).collect();
     let mut stale_steps = vec![0usize; fed.len()];
     let mut decisions = Vec::new();
-    let mut loads: Vec<SimulatedLoad> = sc.loads.iter().map(SimulatedLoad::new).collect();
+    let mut loads: Vec<SimulatedLoad> = sc
+        .loads
+        .iter()
+        .map(|l| SimulatedLoad::new(l).starting_at(replay.start))
+        .collect();
     let step = replay.step;
     let step_h = step.as_secs_f64() / 3600.0;
     let mut acc = Accumulator::new(sc, replay);

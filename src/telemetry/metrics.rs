@@ -20,11 +20,11 @@ use tokio_util::sync::CancellationToken;
 use super::error::TelemetryError;
 use crate::actuator::hasher::stratum::StratumCounts;
 use crate::actuator::hasher::HashingReport;
+use crate::actuator::status::{Confirmation, LoadStatus};
 use crate::decision::{Decision, ALL_REASONS};
 use crate::mqtt::MqttStats;
 use crate::signal::Quantity;
 use crate::state::SiteState;
-use crate::units::Watts;
 
 /// Metric names and their labels: the one table.
 pub mod name {
@@ -48,10 +48,27 @@ pub mod name {
     pub const MINING_ACTUAL: &str = "gridminer_mining_actual_watts";
     /// Gauge, label `load`: power the load was told, W.
     pub const LOAD_TARGET: &str = "gridminer_load_target_watts";
-    /// Gauge, label `load`: power the load reports drawing, W.
+    /// Gauge, label `load`: power the load is counted as drawing, W: its read-back, or
+    /// without one the last setpoint written.
     pub const LOAD_ACTUAL: &str = "gridminer_load_actual_watts";
     /// Gauge, label `load`: units told to run.
     pub const LOAD_UNITS_ON: &str = "gridminer_load_units_on";
+    /// Gauge, label `load`: power last written to the load successfully, W.
+    pub const LOAD_COMMANDED: &str = "gridminer_load_commanded_watts";
+    /// Gauge, label `load`: power the load last reported drawing (read-back), W.
+    pub const LOAD_READBACK: &str = "gridminer_load_readback_watts";
+    /// Gauge, label `load`: age of that report at the last step, s.
+    pub const LOAD_READBACK_AGE: &str = "gridminer_load_readback_age_seconds";
+    /// Gauge, label `load`: 1 while the read-back matches what was written, else 0
+    /// (always 0 for a load without read-back).
+    pub const LOAD_CONFIRMED: &str = "gridminer_load_confirmed";
+    /// Gauge, label `load`: time from the last confirmed write to the first read-back
+    /// that matched it, s.
+    pub const LOAD_CONFIRM_LATENCY: &str = "gridminer_load_confirmation_latency_seconds";
+    /// Counter, label `load`: failed writes and reads.
+    pub const LOAD_ERRORS: &str = "gridminer_load_errors_total";
+    /// Gauge, label `load`: when the last write or read failed, s since the epoch.
+    pub const LOAD_LAST_ERROR: &str = "gridminer_load_last_error_timestamp_seconds";
     /// Counter: telemetry points the server accepted.
     pub const POINTS_WRITTEN: &str = "gridminer_telemetry_points_written_total";
     /// Counter: telemetry points put in the on-disk buffer.
@@ -183,7 +200,86 @@ struct LoadGauges {
     target: f64,
     actual: Option<f64>,
     units_on: u32,
+    commanded: Option<f64>,
+    readback: Option<f64>,
+    readback_age: Option<f64>,
+    confirmed: bool,
+    latency: Option<f64>,
+    errors: u64,
+    last_error: Option<f64>,
 }
+
+/// The metric families labelled `load` of [`Metrics::loads`]: (name, type, help, value;
+/// `None` leaves the load's sample out).
+type LoadFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&LoadGauges) -> Option<f64>,
+);
+
+const LOAD_FAMILIES: [LoadFamily; 10] = [
+    (
+        name::LOAD_TARGET,
+        "gauge",
+        "Power each load was told, W.",
+        |l| Some(l.target),
+    ),
+    (
+        name::LOAD_ACTUAL,
+        "gauge",
+        "Power each load is counted as drawing (read-back, or the setpoint written), W.",
+        |l| l.actual,
+    ),
+    (
+        name::LOAD_UNITS_ON,
+        "gauge",
+        "Units each load was told to run.",
+        |l| Some(f64::from(l.units_on)),
+    ),
+    (
+        name::LOAD_COMMANDED,
+        "gauge",
+        "Power last written to each load successfully, W.",
+        |l| l.commanded,
+    ),
+    (
+        name::LOAD_READBACK,
+        "gauge",
+        "Power each load last reported drawing, W.",
+        |l| l.readback,
+    ),
+    (
+        name::LOAD_READBACK_AGE,
+        "gauge",
+        "Age of that report at the last step, s.",
+        |l| l.readback_age,
+    ),
+    (
+        name::LOAD_CONFIRMED,
+        "gauge",
+        "1 while the read-back matches what was written.",
+        |l| Some(if l.confirmed { 1.0 } else { 0.0 }),
+    ),
+    (
+        name::LOAD_CONFIRM_LATENCY,
+        "gauge",
+        "Time from the last confirmed write to the read-back matching it, s.",
+        |l| l.latency,
+    ),
+    (
+        name::LOAD_ERRORS,
+        "counter",
+        "Failed writes and reads, by load.",
+        |l| Some(l.errors as f64),
+    ),
+    (
+        name::LOAD_LAST_ERROR,
+        "gauge",
+        "When the last write or read failed, s since the epoch.",
+        |l| l.last_error,
+    ),
+];
 
 fn bump(family: &Mutex<Vec<(String, u64)>>, label: &str) {
     let mut f = family
@@ -237,22 +333,35 @@ impl Metrics {
         }
     }
 
-    /// Sets each load's target (from `d`) and actual power (as reported; `None` unknown),
-    /// and the mining total over the loads that report. In config order, as `d.loads`.
-    pub fn loads(&self, names: &[String], d: &Decision, actual: &[Option<Watts>]) {
+    /// Sets each load's target (from `d`) and what its driver reports (`status`: the
+    /// power it is counted at, commanded, read-back and its age at the decision,
+    /// confirmation, errors), and the mining total over the loads whose power is known.
+    /// In config order, as `d.loads`; a load missing from `status` shows its target only.
+    pub fn loads(&self, names: &[String], d: &Decision, status: &[LoadStatus]) {
         let mut loads = self.0.loads.lock().expect("metrics lock is never poisoned");
         loads.clear();
         let mut total = None::<f64>;
         for (i, (name, t)) in names.iter().zip(&d.loads).enumerate() {
-            let a = actual.get(i).copied().flatten().map(|w| w.0);
+            let s = status.get(i);
+            let a = s.and_then(LoadStatus::reading).map(|r| r.value.0);
             if let Some(a) = a {
                 total = Some(total.unwrap_or(0.0) + a);
             }
+            let readback = s.and_then(|s| s.actual);
             loads.push(LoadGauges {
                 name: name.clone(),
                 target: t.power.0,
                 actual: a,
                 units_on: t.units_on,
+                commanded: s.and_then(|s| s.commanded).map(|c| c.target.power.0),
+                readback: readback.map(|r| r.value.0),
+                readback_age: readback.map(|r| r.age(d.at).as_secs_f64()),
+                confirmed: s.is_some_and(|s| s.confirmation() == Confirmation::Confirmed),
+                latency: s.and_then(|s| s.latency).map(|l| l.as_secs_f64()),
+                errors: s.map_or(0, |s| s.errors),
+                last_error: s
+                    .and_then(|s| s.last_error.as_ref())
+                    .map(|e| e.at.0 as f64 / 1000.0),
             });
         }
         self.0.mining_actual.set(total);
@@ -426,39 +535,13 @@ impl Metrics {
             .lock()
             .expect("metrics lock is never poisoned")
             .clone();
-        header(
-            &mut out,
-            name::LOAD_TARGET,
-            "gauge",
-            "Power each load was told, W.",
-        );
-        for l in &loads {
-            sample(&mut out, name::LOAD_TARGET, &[("load", &l.name)], l.target);
-        }
-        header(
-            &mut out,
-            name::LOAD_ACTUAL,
-            "gauge",
-            "Power each load reports drawing, W.",
-        );
-        for l in &loads {
-            if let Some(a) = l.actual {
-                sample(&mut out, name::LOAD_ACTUAL, &[("load", &l.name)], a);
+        for (metric, kind, help, value) in LOAD_FAMILIES {
+            header(&mut out, metric, kind, help);
+            for l in &loads {
+                if let Some(v) = value(l) {
+                    sample(&mut out, metric, &[("load", &l.name)], v);
+                }
             }
-        }
-        header(
-            &mut out,
-            name::LOAD_UNITS_ON,
-            "gauge",
-            "Units each load was told to run.",
-        );
-        for l in &loads {
-            sample(
-                &mut out,
-                name::LOAD_UNITS_ON,
-                &[("load", &l.name)],
-                l.units_on as f64,
-            );
         }
 
         for (metric, v, help) in [

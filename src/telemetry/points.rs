@@ -12,12 +12,12 @@
 use std::fmt::Write as _;
 
 use crate::actuator::hasher::HashingReport;
-use crate::clock::Timestamp;
+use crate::actuator::status::{Confirmation, LoadStatus};
+use crate::clock::{saturating_millis, Timestamp};
 use crate::decision::Decision;
 use crate::signal::rejected::RejectReason;
 use crate::signal::{OperatorAction, Quantity};
 use crate::state::SiteState;
-use crate::units::Watts;
 
 /// Measurement names.
 pub mod measurement {
@@ -25,7 +25,8 @@ pub mod measurement {
     pub const SIGNAL: &str = "signal";
     /// One policy decision.
     pub const DECISION: &str = "decision";
-    /// One load's target and actual power.
+    /// One load: its target, and what its driver reports (commanded, read-back,
+    /// confirmation, errors).
     pub const LOAD: &str = "load";
     /// A grid operator's command and what became of it.
     pub const OPERATOR_COMMAND: &str = "operator_command";
@@ -73,10 +74,25 @@ pub mod field {
     pub const BLOCKED_STARTS: &str = "blocked_starts";
     /// `load`: power the load was told, W.
     pub const TARGET_W: &str = "target_w";
-    /// `load`: power the load reports drawing, W (absent when unknown).
+    /// `load`: power the load is counted as drawing, W: its read-back, or without one
+    /// the last setpoint written (absent when unknown).
     pub const ACTUAL_W: &str = "actual_w";
     /// `load`: units told to run.
     pub const UNITS_ON: &str = "units_on";
+    /// `load`: power last written to the load successfully, W (absent before the first).
+    pub const COMMANDED_W: &str = "commanded_w";
+    /// `load`: power the load last reported drawing, W (absent without read-back).
+    pub const READBACK_W: &str = "readback_w";
+    /// `load`: age of that report at the decision, ms.
+    pub const READBACK_AGE_MS: &str = "readback_age_ms";
+    /// `load`, with read-back: 1 while it matches what was written, else 0.
+    pub const CONFIRMED: &str = "confirmed";
+    /// `load`: time from the last confirmed write to the read-back matching it, ms.
+    pub const CONFIRM_LATENCY_MS: &str = "confirm_latency_ms";
+    /// `load`: failed writes and reads since start.
+    pub const ERRORS: &str = "errors";
+    /// `load`: when the last write or read failed, ms since the epoch (absent: never).
+    pub const LAST_ERROR_MS: &str = "last_error_ms";
     /// `operator_command`: the power the command names, W (absent for `release`).
     pub const POWER_W: &str = "power_w";
     /// `operator_command`: when the command ends, ms since the epoch (absent: open-ended).
@@ -264,10 +280,10 @@ pub fn decision_point(d: &Decision) -> Point {
     p
 }
 
-/// One `load` point per load: target from the decision, actual as the load reports it.
-/// `names` and `actual` are in config order, like `Decision::loads`; a missing actual
-/// (`None`, or a shorter slice) leaves the field out.
-pub fn load_points(names: &[String], d: &Decision, actual: &[Option<Watts>]) -> Vec<Point> {
+/// One `load` point per load: target from the decision, the rest as the load's driver
+/// reports it (`status`, in config order like `Decision::loads`; ages at the decision).
+/// What is unknown is left out; a load missing from `status` has its target only.
+pub fn load_points(names: &[String], d: &Decision, status: &[LoadStatus]) -> Vec<Point> {
     names
         .iter()
         .zip(&d.loads)
@@ -277,8 +293,28 @@ pub fn load_points(names: &[String], d: &Decision, actual: &[Option<Watts>]) -> 
                 .tag(tag::LOAD, name.as_str())
                 .float(field::TARGET_W, target.power.0)
                 .int(field::UNITS_ON, target.units_on as i64);
-            if let Some(Some(a)) = actual.get(i) {
-                p = p.float(field::ACTUAL_W, a.0);
+            let Some(s) = status.get(i) else { return p };
+            if let Some(r) = s.reading() {
+                p = p.float(field::ACTUAL_W, r.value.0);
+            }
+            if let Some(c) = s.commanded {
+                p = p.float(field::COMMANDED_W, c.target.power.0);
+            }
+            if let Some(r) = s.actual {
+                p = p
+                    .float(field::READBACK_W, r.value.0)
+                    .int(field::READBACK_AGE_MS, saturating_millis(r.age(d.at)));
+            }
+            if s.readback {
+                let confirmed = s.confirmation() == Confirmation::Confirmed;
+                p = p.int(field::CONFIRMED, confirmed as i64);
+            }
+            if let Some(l) = s.latency {
+                p = p.int(field::CONFIRM_LATENCY_MS, saturating_millis(l));
+            }
+            p = p.int(field::ERRORS, s.errors as i64);
+            if let Some(e) = &s.last_error {
+                p = p.int(field::LAST_ERROR_MS, e.at.0);
             }
             p
         })
@@ -360,9 +396,11 @@ mod tests {
     use super::*;
     use crate::actuator::hasher::stratum::StratumCounts;
     use crate::actuator::hasher::{HasherConfig, HasherPool, HasherStatus, Kernel};
+    use crate::actuator::status::Operation;
+    use crate::actuator::{ActuatorError, Commanded};
     use crate::decision::{LoadTarget, PolicyMemory, Reason};
     use crate::state::Reading;
-    use crate::units::{HashRate, Hertz};
+    use crate::units::{HashRate, Hertz, Watts};
 
     fn decision() -> Decision {
         Decision {
@@ -390,14 +428,44 @@ mod tests {
         );
     }
 
+    /// r10: each load's point carries what its driver reports: a load with read-back
+    /// its reading, age, confirmation and latency; one without, the setpoint written as
+    /// its power and no confirmation; failures as a count and a time.
     #[test]
-    fn load_lines_with_and_without_actual() {
+    fn r10_load_lines_with_and_without_readback() {
         let names = vec!["s19 rack".to_string(), "cpu".to_string()];
-        let p = load_points(&names, &decision(), &[Some(Watts(9700.5))]);
+        let d = decision();
+        let t0 = Timestamp(d.at.0 - 3000);
+        let mut rack = LoadStatus::new(Watts(13_000.0), true);
+        rack.commanded(Commanded {
+            target: d.loads[0],
+            at: t0,
+        });
+        rack.observed(Reading {
+            value: Watts(9700.5),
+            at: Timestamp(d.at.0 - 500),
+        });
+        let mut cpu = LoadStatus::new(Watts(10.0), false);
+        cpu.commanded(Commanded {
+            target: LoadTarget {
+                units_on: 1,
+                power: Watts(8.0),
+            },
+            at: t0,
+        });
+        let error = ActuatorError::Transport("down".into());
+        cpu.failed(Operation::Set, error, Timestamp(d.at.0 - 100));
+        let p = load_points(&names, &d, &[rack, cpu]);
         assert_eq!(
             p[0].to_line(),
-            "load,load=s19\\ rack target_w=9750.0,units_on=3i,actual_w=9700.5 1700000000000"
+            "load,load=s19\\ rack target_w=9750.0,units_on=3i,actual_w=9700.5,commanded_w=9750.0,readback_w=9700.5,readback_age_ms=500i,confirmed=1i,confirm_latency_ms=2500i,errors=0i 1700000000000"
         );
+        assert_eq!(
+            p[1].to_line(),
+            "load,load=cpu target_w=0.0,units_on=0i,actual_w=8.0,commanded_w=8.0,errors=1i,last_error_ms=1699999999900i 1700000000000"
+        );
+        // Without a status, the target only.
+        let p = load_points(&names, &d, &[]);
         assert_eq!(
             p[1].to_line(),
             "load,load=cpu target_w=0.0,units_on=0i 1700000000000"

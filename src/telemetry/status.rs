@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::actuator::hasher::HashingReport;
+use crate::actuator::status::LoadStatus;
 use crate::clock::Timestamp;
 use crate::decision::Decision;
 use crate::mqtt::Topics;
@@ -12,16 +13,16 @@ use crate::signal::OperatorAction;
 use crate::signal::Quantity;
 use crate::site::LoadSpec;
 use crate::state::SiteState;
-use crate::units::Watts;
 
 /// The state document: every signal with value and age and its last refused value, the
-/// decision and its reason, each load's target and actual power (and, for a hashing load,
-/// its hashing and pool counters), the operator command in force.
+/// decision and its reason, each load's target and what its driver reports (`status`:
+/// commanded, read-back with its age, confirmation, latency, last error; and, for a
+/// hashing load, its hashing and pool counters), the operator command in force.
 pub fn state_json(
     state: &SiteState,
     decision: &Decision,
     loads: &[LoadSpec],
-    actual: &[Watts],
+    status: &[LoadStatus],
     hashing: &[Option<HashingReport>],
     now: Timestamp,
 ) -> Value {
@@ -42,13 +43,19 @@ pub fn state_json(
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            json!({
+            let mut v = json!({
                 "name": l.name,
                 "target_w": decision.loads.get(i).map_or(0.0, |t| t.power.0),
                 "units_on": decision.loads.get(i).map_or(0, |t| t.units_on),
-                "actual_w": actual.get(i).map_or(0.0, |w| w.0),
                 "hashing": hashing.get(i).and_then(Option::as_ref).map(hashing_json),
-            })
+            });
+            if let Some(s) = status.get(i) {
+                if let (Value::Object(o), Value::Object(more)) = (&mut v, load_status_json(s, now))
+                {
+                    o.extend(more);
+                }
+            }
+            v
         })
         .collect();
     // In the operator's own vocabulary (`act`, `limit_w`, `setpoint_w`), as commanded.
@@ -97,6 +104,37 @@ pub fn state_json(
         "operator_command": command,
         "operator_commands": commands,
         "failsafe_w": state.failsafe.map(|w| w.0),
+    })
+}
+
+/// What a load's driver reports: `actual_w` (what the load is counted as drawing: its
+/// read-back, or without one the last setpoint written; null until known), `commanded`
+/// (the last write that succeeded), `readback` (the last report, with its age),
+/// `confirmation` (`confirmed`, `pending` or `unconfirmed`), `confirm_latency_s`,
+/// `last_error` and the `errors` count.
+fn load_status_json(s: &LoadStatus, now: Timestamp) -> Value {
+    let age = |at: Timestamp| now.since(at).as_secs_f64();
+    json!({
+        "actual_w": s.reading().map(|r| r.value.0),
+        "commanded": s.commanded.map(|c| json!({
+            "power_w": c.target.power.0,
+            "units_on": c.target.units_on,
+            "at": c.at.to_rfc3339(),
+            "age_s": age(c.at),
+        })),
+        "readback": s.actual.map(|r| json!({
+            "power_w": r.value.0,
+            "at": r.at.to_rfc3339(),
+            "age_s": age(r.at),
+        })),
+        "confirmation": s.confirmation().as_str(),
+        "confirm_latency_s": s.latency.map(|l| l.as_secs_f64()),
+        "last_error": s.last_error.as_ref().map(|e| json!({
+            "message": e.message(),
+            "at": e.at.to_rfc3339(),
+            "age_s": age(e.at),
+        })),
+        "errors": s.errors,
     })
 }
 
@@ -190,6 +228,7 @@ pub fn ha_discovery(topics: &Topics, loads: &[LoadSpec]) -> Vec<(String, String)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::Watts;
 
     /// The state of a site under a curtailment: once this panicked in serde (an
     /// internally tagged enum holding a float), killing the status task.

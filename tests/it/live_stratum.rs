@@ -100,6 +100,15 @@ fn pool(s: &Snapshot) -> StratumCounts {
     hashing(s).pool.expect("the cpu load mines for a pool")
 }
 
+/// What the cpu load is counted as drawing, W: its pool's power as last read.
+fn actual(s: &Snapshot) -> f64 {
+    s.loads[0]
+        .reading()
+        .expect("the pool's power is read")
+        .value
+        .0
+}
+
 /// The value of one sample line of the Prometheus text, e.g. `name{load="cpu"}`.
 fn metric(text: &str, series: &str) -> f64 {
     text.lines()
@@ -134,7 +143,7 @@ async fn the_daemon_mines_verified_shares_for_its_pool_and_stops_submitting_at_z
     .await;
     assert!(pool(&s).connected);
     assert_eq!(pool(&s).malformed, 0);
-    assert!(s.actual[0].0 > 9.9, "a load with a job draws its target");
+    assert!(actual(&s) > 9.9, "a load with a job draws its target");
 
     // The same counters in the retained state document and in the metrics.
     let state = loop {
@@ -194,6 +203,9 @@ async fn the_daemon_mines_verified_shares_for_its_pool_and_stops_submitting_at_z
                 && h.hashing_threads == 0
                 && c.submitted + c.stale_dropped + c.invalid_dropped == h.shares
                 && c.accepted + c.rejected == c.submitted
+                // The pool's power is read back every 100 ms: it reaches 0 W one read
+                // after the threads rest.
+                && actual(s) == 0.0
         },
     )
     .await;
@@ -204,7 +216,7 @@ async fn the_daemon_mines_verified_shares_for_its_pool_and_stops_submitting_at_z
     );
     // The pool records a submission before it answers, so every one is in the file.
     assert_eq!(submissions(&harness).len() as u64, sent);
-    assert_eq!(quiet.actual[0].0, 0.0);
+    assert_eq!(actual(&quiet), 0.0);
     // Ten further control steps at 0 W: not one nonce hashed, share found or sent.
     let mut prev = quiet.clone();
     for _ in 0..10 {
@@ -254,7 +266,7 @@ async fn a_pool_that_never_answers_leaves_the_load_at_zero_actual_power() {
     .await;
     let s = wait_for(&mut snaps, "the next step", |s| s.at > told.at).await;
     assert!(s.decision.loads[0].power.0 > 9.9);
-    assert_eq!(s.actual[0].0, 0.0, "no job, no power");
+    assert_eq!(actual(&s), 0.0, "no job, no power");
     let (h, c) = (&hashing(&s).hasher, pool(&s));
     assert_eq!((h.hashes, h.hashing_threads, h.power.0), (0, 0, 0.0));
     assert!(!c.connected);
@@ -308,7 +320,7 @@ async fn a_pool_that_refuses_the_login_is_counted_and_the_daemon_stays_up() {
     assert!(!c.connected);
     assert_eq!((c.connections, c.jobs, c.submitted), (1, 0, 0));
     let s = wait_for(&mut snaps, "the next step", |n| n.at > s.at).await;
-    assert_eq!(s.actual[0].0, 0.0, "no job, no power");
+    assert_eq!(actual(&s), 0.0, "no job, no power");
     let refusals = metric(
         &running.metrics.render(),
         r#"gridminer_stratum_refusals_total{load="cpu"}"#,

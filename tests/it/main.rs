@@ -22,6 +22,7 @@ mod policy_cases;
 mod properties;
 mod replay;
 mod safety;
+mod seam;
 mod simulate;
 mod stratum;
 mod supervise;

@@ -180,9 +180,8 @@ policy = {{ mode = "economic", max_signal_age = "1h" }}
     )
 }
 
-/// `[[signals]]` for `{site}/pv`, `{site}/load` (both W) and `{site}/price`, and one MQTT
-/// load `miners` of `count` 500 W units, its setpoint on `{site}/miners/setpoint`.
-pub fn site_feeds(site: &str, count: u32) -> String {
+/// `[[signals]]` for `{site}/pv`, `{site}/load` (both W) and `{site}/price`.
+pub fn site_signals(site: &str) -> String {
     format!(
         r#"
 [[signals]]
@@ -194,6 +193,16 @@ quantity = "site_load"
 [[signals]]
 topic = "{site}/price"
 quantity = "price"
+"#
+    )
+}
+
+/// `site_signals`, and one MQTT load `miners` of `count` 500 W units, its setpoint on
+/// `{site}/miners/setpoint`.
+pub fn site_feeds(site: &str, count: u32) -> String {
+    site_signals(site)
+        + &format!(
+            r#"
 [[loads]]
 kind = "mqtt"
 topic = "{site}/miners/setpoint"
@@ -202,7 +211,7 @@ count = {count}
 rated_power = "500 W"
 hashrate = "20 TH/s"
 "#
-    )
+        )
 }
 
 /// An `[mqtt]` section for an external broker on 127.0.0.1:`port`, with `more` keys.

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use gridminer::actuator::hasher::stratum::StratumCounts;
 use gridminer::actuator::hasher::{Duty, HasherStatus, HashingReport};
+use gridminer::actuator::status::{LoadStatus, Operation};
+use gridminer::actuator::{ActuatorError, Commanded};
 use gridminer::clock::Timestamp;
 use gridminer::decision::{Decision, LoadTarget, PolicyMemory, Reason};
 use gridminer::signal::OperatorAction;
@@ -262,11 +264,25 @@ async fn every_kind_of_point_arrives_with_its_values() {
     let names = vec!["s19".to_string(), "cpu pool".to_string()];
     let mut all = points::signal_points(&state, at + Duration::from_millis(250));
     all.push(points::decision_point(&decision));
-    all.extend(points::load_points(
-        &names,
-        &decision,
-        &[Some(Watts(6480.0)), None],
-    ));
+    // The rack wrote 6500 W 2 s ago and reads back 6480 W (matched 1 s later); the cpu
+    // pool has written nothing and failed once.
+    let mut rack = LoadStatus::new(Watts(7000.0), true);
+    let before = |ms: u64| at - Duration::from_millis(ms);
+    rack.commanded(Commanded {
+        target: decision.loads[0],
+        at: before(2000),
+    });
+    rack.observed(Reading {
+        value: Watts(6480.0),
+        at: before(1000),
+    });
+    let mut pool = LoadStatus::new(Watts(10.0), true);
+    pool.failed(
+        Operation::Set,
+        ActuatorError::Transport("down".into()),
+        before(500),
+    );
+    all.extend(points::load_points(&names, &decision, &[rack, pool]));
     let hashing = HashingReport {
         hasher: HasherStatus {
             kernel: "avx512",
@@ -321,6 +337,15 @@ async fn every_kind_of_point_arrives_with_its_values() {
         (r#"load_target_w{load="s19"}"#, 6500.0),
         (r#"load_actual_w{load="s19"}"#, 6480.0),
         (r#"load_units_on{load="s19"}"#, 2.0),
+        (r#"load_commanded_w{load="s19"}"#, 6500.0),
+        (r#"load_readback_w{load="s19"}"#, 6480.0),
+        (r#"load_readback_age_ms{load="s19"}"#, 1000.0),
+        (r#"load_confirmed{load="s19"}"#, 1.0),
+        (r#"load_confirm_latency_ms{load="s19"}"#, 1000.0),
+        (r#"load_errors{load="s19"}"#, 0.0),
+        (r#"load_confirmed{load="cpu pool"}"#, 0.0),
+        (r#"load_errors{load="cpu pool"}"#, 1.0),
+        (r#"load_last_error_ms{load="cpu pool"}"#, (T0 - 500) as f64),
         (r#"load_target_w{load="cpu pool"}"#, 0.0),
         (r#"hashing_hashrate_hs{load="cpu pool"}"#, 2.5e7),
         (r#"hashing_hashes{load="cpu pool"}"#, 123_456.0),
@@ -538,7 +563,19 @@ async fn metrics_endpoint_serves_counters_and_gauges() {
     metrics.state(&state);
     metrics.decision(&d);
     metrics.decision(&d);
-    metrics.loads(&["s19".to_string()], &d, &[Some(Watts(3200.0))]);
+    // Told 3250 W 4 s ago, reads back 3200 W since 1 s after, failed a read 500 ms ago.
+    let mut s19 = LoadStatus::new(Watts(6500.0), true);
+    s19.commanded(Commanded {
+        target: d.loads[0],
+        at: at - Duration::from_secs(4),
+    });
+    s19.observed(Reading {
+        value: Watts(3200.0),
+        at: at - Duration::from_secs(3),
+    });
+    let bad = ActuatorError::BadReading("abc".into());
+    s19.failed(Operation::Read, bad, at - Duration::from_millis(500));
+    metrics.loads(&["s19".to_string()], &d, &[s19]);
     metrics.observation("meter");
     metrics.reject("unparseable");
     metrics.reject("unparseable");
@@ -552,6 +589,19 @@ async fn metrics_endpoint_serves_counters_and_gauges() {
         ("gridminer_mining_actual_watts", 3200.0),
         (r#"gridminer_load_target_watts{load="s19"}"#, 3250.0),
         (r#"gridminer_load_actual_watts{load="s19"}"#, 3200.0),
+        (r#"gridminer_load_commanded_watts{load="s19"}"#, 3250.0),
+        (r#"gridminer_load_readback_watts{load="s19"}"#, 3200.0),
+        (r#"gridminer_load_readback_age_seconds{load="s19"}"#, 3.0),
+        (r#"gridminer_load_confirmed{load="s19"}"#, 1.0),
+        (
+            r#"gridminer_load_confirmation_latency_seconds{load="s19"}"#,
+            1.0,
+        ),
+        (r#"gridminer_load_errors_total{load="s19"}"#, 1.0),
+        (
+            r#"gridminer_load_last_error_timestamp_seconds{load="s19"}"#,
+            (T0 - 500) as f64 / 1000.0,
+        ),
         (r#"gridminer_observations_total{source="meter"}"#, 1.0),
         (
             r#"gridminer_rejected_messages_total{reason="unparseable"}"#,

@@ -253,6 +253,44 @@ fn r9_hole7_limits_prices_names_and_indices_are_checked() {
 
 /// r9 hole 7: an "everything wrong at once" config listed 4 of its 6 problems. Now each
 /// one, with its own path, from both `config check` and `run --config`.
+/// r10: a load's `readback` is one topic other than its setpoint's, and neither topic has
+/// a wildcard (the driver must know whose report a message is); each wrong one is
+/// reported at its own key, and a good one is taken.
+#[test]
+fn r10_readback_topics_are_checked() {
+    use gridminer::runtime::config::LoadDriver;
+    let at_b = "topic = \"v9/b/setpoint\"";
+    for (to, path) in [
+        ("readback = \"v9/b/+/power\"", "loads[1].readback"),
+        ("readback = \"v9/b/setpoint\"", "loads[1].readback"),
+        ("readback = 5", "loads[1].readback"),
+        ("readback = \"\"", "loads[1].readback"),
+    ] {
+        assert_reported(
+            &GOOD_SITE.replacen(at_b, &format!("{at_b}\n{to}"), 1),
+            &[path],
+        );
+    }
+    assert_reported(
+        &GOOD_SITE.replacen(at_b, "topic = \"v9/#\"", 1),
+        &["loads[1].topic"],
+    );
+    let good = GOOD_SITE.replacen(at_b, &format!("{at_b}\nreadback = \"v9/b/power\""), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let site = gridminer::runtime::config::load(&write(dir.path(), &good)).expect("valid");
+    assert_eq!(
+        site.config.drivers[1],
+        LoadDriver::Mqtt {
+            topic: "v9/b/setpoint".into(),
+            readback: Some("v9/b/power".into()),
+        }
+    );
+    assert!(matches!(
+        &site.config.drivers[0],
+        LoadDriver::Mqtt { readback: None, .. }
+    ));
+}
+
 #[test]
 fn r9_hole7_everything_wrong_at_once_is_listed_at_once() {
     let broken = GOOD_SITE

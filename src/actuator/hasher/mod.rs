@@ -27,6 +27,8 @@
 //! - [`rapl`]: measured package energy from `/sys/class/powercap`, where the machine has it,
 //!   to calibrate watts per core.
 //! - [`stratum`]: the Stratum V1 client that feeds jobs in and sends shares out.
+//! - [`load`]: [`PoolLoad`], the pool behind the actuator seam (set its target, read
+//!   its power).
 //! - [`report`]: [`HashingReport`], what the daemon's status and metrics show of a
 //!   hashing load (hashes, hashrate, the pool's share counters).
 //!
@@ -52,6 +54,7 @@ pub mod job;
 // SIMD kernel, sound because a `Kernel` exists only for features the CPU reported.
 #[allow(unsafe_code)]
 pub mod kernel;
+pub mod load;
 pub mod pool;
 pub mod rapl;
 pub mod report;
@@ -60,6 +63,7 @@ pub mod throttle;
 
 pub use job::{BlockHeader, FixedHeader, Hash256, HeaderSource, JobError, Target};
 pub use kernel::Kernel;
+pub use load::PoolLoad;
 pub use pool::{HasherConfig, HasherPool, HasherStatus, JobSeq, PoolActivity, Share};
 pub use report::HashingReport;
 pub use throttle::{plan_for_power, Duty, ThrottlePlan};
