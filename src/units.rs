@@ -297,6 +297,61 @@ pub fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duratio
     de_duration(d).map(Some)
 }
 
+/// The ranges a frequency, a price and a hashprice can have at all, wherever they come
+/// from (a config, a signal): a value outside is a mistake or a broken source.
+/// Lowest grid frequency a reading may show. Grids trip well above it (50 Hz grids shed
+/// load at 49 Hz and disconnect by 47.5 Hz), so anything lower is a broken sensor.
+pub const MIN_FREQUENCY: Hertz = Hertz(40.0);
+/// Highest grid frequency a reading may show (60 Hz grids disconnect by 62-63 Hz).
+pub const MAX_FREQUENCY: Hertz = Hertz(70.0);
+/// Largest energy price, either sign. European day-ahead prices are capped at +4,000 and
+/// -500 EUR/MWh; intraday and balancing prices stay within +-10,000.
+pub const MAX_PRICE: PricePerMwh = PricePerMwh(100_000.0);
+/// Largest hashprice. Today's is about 50 EUR per PH/s per day; at this one a miner's
+/// hashes would be worth more than any allowed energy price.
+pub const MAX_HASHPRICE: Hashprice = Hashprice(10_000.0);
+
+/// Parses `"95 TH/s"`, `"200 MH/s"`, `"1.2 PH/s"`; a bare number only if it is 0 (as
+/// for powers: `95` was 95 H/s, a load worth nothing, when 95 TH/s was meant).
+pub fn parse_hashrate(s: &str) -> Result<HashRate, UnitError> {
+    let (num, unit) = split_number(s)?;
+    let k = match unit {
+        "" => {
+            return bare(num, "TH/s", "H/s, kH/s, ... TH/s, PH/s or EH/s").map(HashRate)
+        }
+        "H/s" => 1.0,
+        "kH/s" => 1e3,
+        "MH/s" => 1e6,
+        "GH/s" => 1e9,
+        "TH/s" => 1e12,
+        "PH/s" => 1e15,
+        "EH/s" => 1e18,
+        other => {
+            return Err(UnitError(format!(
+                "unknown hash rate unit {other:?} in {s:?} (expected H/s, kH/s, MH/s, GH/s, TH/s, PH/s or EH/s)"
+            )))
+        }
+    };
+    let h = num * k;
+    if !h.is_finite() {
+        return Err(UnitError(format!("{s} is not a finite hash rate")));
+    }
+    Ok(HashRate(h))
+}
+
+/// Serde adapter: hash rate as `"95 TH/s"` (a bare number only if it is 0).
+pub fn de_hashrate<'de, D: Deserializer<'de>>(d: D) -> Result<HashRate, D::Error> {
+    match NumOrStr::deserialize(d)? {
+        NumOrStr::Num(n) if !n.is_finite() => Err(serde::de::Error::custom(format!(
+            "{n} is not a finite hash rate"
+        ))),
+        NumOrStr::Num(n) => bare(n, "TH/s", "H/s, kH/s, ... TH/s, PH/s or EH/s")
+            .map(HashRate)
+            .map_err(serde::de::Error::custom),
+        NumOrStr::Str(s) => parse_hashrate(&s).map_err(serde::de::Error::custom),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,58 +445,3 @@ mod tests {
         assert!((v.0 - 60.897).abs() < 0.01, "{v}");
     }
 }
-
-/// Parses `"95 TH/s"`, `"200 MH/s"`, `"1.2 PH/s"`; a bare number only if it is 0 (as
-/// for powers: `95` was 95 H/s, a load worth nothing, when 95 TH/s was meant).
-pub fn parse_hashrate(s: &str) -> Result<HashRate, UnitError> {
-    let (num, unit) = split_number(s)?;
-    let k = match unit {
-        "" => {
-            return bare(num, "TH/s", "H/s, kH/s, ... TH/s, PH/s or EH/s").map(HashRate)
-        }
-        "H/s" => 1.0,
-        "kH/s" => 1e3,
-        "MH/s" => 1e6,
-        "GH/s" => 1e9,
-        "TH/s" => 1e12,
-        "PH/s" => 1e15,
-        "EH/s" => 1e18,
-        other => {
-            return Err(UnitError(format!(
-                "unknown hash rate unit {other:?} in {s:?} (expected H/s, kH/s, MH/s, GH/s, TH/s, PH/s or EH/s)"
-            )))
-        }
-    };
-    let h = num * k;
-    if !h.is_finite() {
-        return Err(UnitError(format!("{s} is not a finite hash rate")));
-    }
-    Ok(HashRate(h))
-}
-
-/// Serde adapter: hash rate as `"95 TH/s"` (a bare number only if it is 0).
-pub fn de_hashrate<'de, D: Deserializer<'de>>(d: D) -> Result<HashRate, D::Error> {
-    match NumOrStr::deserialize(d)? {
-        NumOrStr::Num(n) if !n.is_finite() => Err(serde::de::Error::custom(format!(
-            "{n} is not a finite hash rate"
-        ))),
-        NumOrStr::Num(n) => bare(n, "TH/s", "H/s, kH/s, ... TH/s, PH/s or EH/s")
-            .map(HashRate)
-            .map_err(serde::de::Error::custom),
-        NumOrStr::Str(s) => parse_hashrate(&s).map_err(serde::de::Error::custom),
-    }
-}
-
-/// The ranges a frequency, a price and a hashprice can have at all, wherever they come
-/// from (a config, a signal): a value outside is a mistake or a broken source.
-/// Lowest grid frequency a reading may show. Grids trip well above it (50 Hz grids shed
-/// load at 49 Hz and disconnect by 47.5 Hz), so anything lower is a broken sensor.
-pub const MIN_FREQUENCY: Hertz = Hertz(40.0);
-/// Highest grid frequency a reading may show (60 Hz grids disconnect by 62-63 Hz).
-pub const MAX_FREQUENCY: Hertz = Hertz(70.0);
-/// Largest energy price, either sign. European day-ahead prices are capped at +4,000 and
-/// -500 EUR/MWh; intraday and balancing prices stay within +-10,000.
-pub const MAX_PRICE: PricePerMwh = PricePerMwh(100_000.0);
-/// Largest hashprice. Today's is about 50 EUR per PH/s per day; at this one a miner's
-/// hashes would be worth more than any allowed energy price.
-pub const MAX_HASHPRICE: Hashprice = Hashprice(10_000.0);
