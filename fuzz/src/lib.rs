@@ -86,7 +86,13 @@ fn is_open_hole(info: &std::panic::PanicHookInfo<'_>) -> bool {
         return false;
     }
     let file = info.location().map(|l| l.file()).unwrap_or("");
-    let msg = info.payload_as_str().unwrap_or("");
+    // `PanicHookInfo::payload_as_str` is Rust 1.91; the crate supports 1.89.
+    let payload = info.payload();
+    let msg = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("");
     OPEN_HOLES
         .iter()
         .any(|(f, m)| (f.is_empty() || file.ends_with(f)) && msg.contains(m))
