@@ -30,7 +30,6 @@ use crate::clock::Clock;
 use crate::decision::LoadTarget;
 use crate::mqtt::MqttSettings;
 use crate::site::LoadSpec;
-use crate::state::Reading;
 use crate::units::Watts;
 
 /// The first wait before writing a target again after a transient failure, doubled
@@ -54,15 +53,8 @@ fn lock(status: &Mutex<LoadStatus>) -> MutexGuard<'_, LoadStatus> {
 }
 
 impl Meter {
-    /// What the load is counted as drawing (W, consumption positive), never waiting: for
-    /// a load with read-back its last reading, for one without the last setpoint written,
-    /// stamped at the write. A failed write leaves it as it was. See
-    /// [`LoadStatus::reading`].
-    pub(super) fn reading(&self) -> Option<Reading<Watts>> {
-        lock(&self.status).reading()
-    }
-
-    /// Everything known of the load from its driver.
+    /// Everything known of the load from its driver, never waiting; what the controller
+    /// counts the load as drawing is its [`LoadStatus::reading`].
     pub(super) fn status(&self) -> LoadStatus {
         lock(&self.status).clone()
     }

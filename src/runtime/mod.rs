@@ -438,8 +438,10 @@ impl LiveStep {
     /// ratings for plausibility, its constant hashprice.
     pub fn from_config(config: &LiveConfig) -> Self {
         let mut max_ages = MaxAges::default();
-        for (q, age) in MqttSignals::new(config.signals.clone()).max_ages() {
-            max_ages.limit(q, age);
+        for s in &config.signals {
+            if let (Some(q), Some(age)) = (s.carries.quantity(), s.max_age) {
+                max_ages.limit(q, age);
+            }
         }
         LiveStep {
             controller: Controller::new(config.policy(), max_ages),
@@ -715,8 +717,9 @@ impl LiveLoop {
             let signal = self.signals.signal(&d.source);
             self.refusals(signal, &d.source, d.reason, d.count, d.over, &d.latest);
         }
-        let readings = self.readings();
+        // One look at each load: what it is counted as drawing is what the status shows.
         let loads = self.load_statuses();
+        let readings: Vec<Option<Reading<Watts>>> = loads.iter().map(LoadStatus::reading).collect();
         let d = self.core.step(now, &readings);
         self.counters.steps.fetch_add(1, Ordering::Relaxed);
         self.metrics.decision(&d);
@@ -732,11 +735,6 @@ impl LiveLoop {
         }
         self.publish(d.clone(), now, loads, hashing);
         d
-    }
-
-    /// What each load is counted as drawing now (`Meter::reading`), in config order.
-    fn readings(&self) -> Vec<Option<Reading<Watts>>> {
-        self.meters.iter().map(Meter::reading).collect()
     }
 
     /// What each load's driver reports now, in config order.

@@ -174,14 +174,6 @@ impl MqttSignals {
     }
 
     /// Per-signal maximum ages, by quantity.
-    /// Each signal's `max_age`, by the quantity it carries (a schedule has none).
-    pub fn max_ages(&self) -> Vec<(Quantity, Duration)> {
-        self.by_topic
-            .values()
-            .filter_map(|s| Some((s.carries.quantity()?, s.max_age?)))
-            .collect()
-    }
-
     pub fn parse(&self, msg: &Inbound) -> Result<Observation, Reject> {
         let reject = |reason, detail: String| Reject {
             topic: msg.topic.clone(),

@@ -96,11 +96,8 @@ pub fn payload_prefix(payload: &[u8]) -> String {
 /// feeds the price. `None` for what is not a signal (operator commands, the failsafe).
 pub fn signal_of(obs: &Observation) -> Option<Quantity> {
     match obs {
-        Observation::Power { quantity, .. } => Some(*quantity),
-        Observation::Frequency { .. } => Some(Quantity::GridFrequency),
-        Observation::Price { .. } | Observation::PriceSchedule { .. } => Some(Quantity::Price),
-        Observation::Hashprice { .. } => Some(Quantity::Hashprice),
-        Observation::Operator { .. } | Observation::Failsafe { .. } => None,
+        Observation::PriceSchedule { .. } => Some(Quantity::Price),
+        other => other.quantity(),
     }
 }
 

@@ -14,24 +14,14 @@ use tokio::sync::watch;
 
 use super::brokers::{free_port, Mosquitto};
 use super::live::{next_message, subscriber, wait_for_within};
-use super::support::{external_broker, site_signals, SURPLUS_SITE};
+use super::support::{external_broker, site_config_aged, site_signals};
 
 /// A site `site` with signals on `{site}/pv`, `{site}/load`, `{site}/price` that go
 /// stale after `max_age`, a constant hashprice, and `tables` (the `[mqtt]` section and
 /// the loads).
 fn config(site: &str, max_age: &str, tables: &str) -> String {
-    format!(
-        r#"
-site_id = "{site}"
-tick = "100ms"
-hashprice = 50.0
-policy = {{ mode = "economic", max_signal_age = "{max_age}" }}
-{SURPLUS_SITE}
-{signals}
-{tables}
-"#,
-        signals = site_signals(site),
-    )
+    let tables = format!("{}\n{tables}", site_signals(site));
+    site_config_aged(site, max_age, "", &tables)
 }
 
 /// An MQTT load `name` of two 500 W miners, its setpoint on `{site}/{name}/setpoint`,

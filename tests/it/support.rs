@@ -167,12 +167,17 @@ export = "day-ahead"
 /// economic policy that tolerates old readings, and `SURPLUS_SITE`. `top` adds top-level
 /// keys; `tables` the `[mqtt]` section, signals, loads and the rest.
 pub fn site_config(site: &str, top: &str, tables: &str) -> String {
+    site_config_aged(site, "1h", top, tables)
+}
+
+/// `site_config` with the policy's `max_signal_age` at `max_age`.
+pub fn site_config_aged(site: &str, max_age: &str, top: &str, tables: &str) -> String {
     format!(
         r#"
 site_id = "{site}"
 tick = "100ms"
 hashprice = 50.0
-policy = {{ mode = "economic", max_signal_age = "1h" }}
+policy = {{ mode = "economic", max_signal_age = "{max_age}" }}
 {top}
 {SURPLUS_SITE}
 {tables}
