@@ -21,6 +21,7 @@ use crate::decision::LoadTarget;
 use crate::state::Reading;
 use crate::units::Watts;
 
+pub mod asic;
 pub mod hasher;
 pub mod mqtt;
 pub mod simulated;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::actuator::asic::config::{FleetConfig, RawAsicFleet};
 use crate::actuator::hasher::config::RawCpuLoad;
 use crate::actuator::hasher::stratum::StratumConfig;
 use crate::config::{
@@ -46,6 +47,9 @@ pub struct LiveConfig {
     pub loads: Vec<LoadSpec>,
     /// How each load is driven, by index into `loads`.
     pub drivers: Vec<LoadDriver>,
+    /// The ASIC fleets: their groups join `loads` at start, once the miners have said
+    /// what models they are (`runtime::fleet::resolve`).
+    pub fleets: Vec<FleetConfig>,
 }
 
 /// How a load is driven live.
@@ -67,6 +71,8 @@ pub enum LoadDriver {
         topic: String,
         readback: Option<String>,
     },
+    /// One model's group of ASIC fleet `fleet` (index into the started fleets).
+    Asic { fleet: usize, group: usize },
 }
 
 impl LiveConfig {
@@ -125,6 +131,8 @@ enum RawLiveLoad {
         readback: Option<String>,
         group: RawAsicGroup,
     },
+    /// Miners driven through their firmware's API (asic-rs), grouped by model at start.
+    Fleet(RawAsicFleet),
 }
 
 /// Takes the topic at `key` of `t`: a string naming one topic (no `+` or `#`: the load
@@ -163,6 +171,7 @@ fn take_live_load(p: &mut Problems, at: &str, v: toml::Value) -> Option<RawLiveL
     let kind = t.remove("kind");
     match kind.as_ref().and_then(toml::Value::as_str) {
         Some("cpu") => p.take(at, toml::Value::Table(t)).map(RawLiveLoad::Cpu),
+        Some("asic-fleet") => p.take(at, toml::Value::Table(t)).map(RawLiveLoad::Fleet),
         Some("mqtt") => {
             let topic = take_topic(p, at, &mut t, "topic", "the setpoint topic", true);
             let readback = take_topic(
@@ -191,7 +200,10 @@ fn take_live_load(p: &mut Problems, at: &str, v: toml::Value) -> Option<RawLiveL
         _ => {
             p.push(
                 format!("{at}.kind"),
-                format!("{}: expected \"cpu\" or \"mqtt\"", show(kind.as_ref())),
+                format!(
+                    "{}: expected \"cpu\", \"mqtt\" or \"asic-fleet\"",
+                    show(kind.as_ref())
+                ),
             );
             None
         }
@@ -312,6 +324,8 @@ pub fn load_live(
 
     let mut raw = Vec::new();
     let mut drivers = Vec::new();
+    let mut fleets: Vec<FleetConfig> = Vec::new();
+    let base = path.parent().unwrap_or(Path::new("."));
     for (i, l) in raw_loads {
         let at = format!("loads[{i}]");
         match l {
@@ -333,12 +347,27 @@ pub fn load_live(
                 raw.push((i, RawLoad::Asic(group)));
                 drivers.push(LoadDriver::Mqtt { topic, readback });
             }
+            RawLiveLoad::Fleet(f) => {
+                if let Some(f) = f.check(&mut p, &at, base) {
+                    fleets.push(f);
+                }
+            }
         }
     }
     // All loads at once, each with its own index: names are checked across them all.
     let loads = validate_loads(&mut p, "loads", raw);
-    if loads.is_empty() {
+    if loads.is_empty() && fleets.is_empty() {
         p.push("loads", "needs at least one load");
+    }
+    for (i, f) in fleets.iter().enumerate() {
+        let clash =
+            loads.iter().any(|l| l.name == f.name) || fleets[..i].iter().any(|o| o.name == f.name);
+        if clash {
+            p.push(
+                "loads",
+                format!("{:?} is used twice as a load name", f.name),
+            );
+        }
     }
 
     let mqtt = raw_mqtt.and_then(|m| m.check(&mut p, path, site.as_deref().unwrap_or_default()));
@@ -394,6 +423,7 @@ pub fn load_live(
             signals,
             loads,
             drivers,
+            fleets,
         })
     })();
     p.into_result(path, config)

@@ -19,6 +19,7 @@ use super::config::LoadDriver;
 use super::fault::Fault;
 use super::supervise::{Supervisor, Task};
 use super::{RuntimeError, Snapshot};
+use crate::actuator::asic::{Fleet, MinerStatus};
 use crate::actuator::hasher::stratum::{StratumClient, StratumStats};
 use crate::actuator::hasher::{
     load::READ_EVERY, HasherConfig, HasherPool, HashingReport, Kernel, PoolActivity, PoolLoad,
@@ -44,6 +45,8 @@ pub(super) struct Meter {
     /// The embedded pool, for its hashing report: with a Stratum pool configured it
     /// draws nothing while it has no job, whatever its target.
     hasher: Option<(Arc<HasherPool>, Option<Arc<StratumStats>>)>,
+    /// An ASIC group: its fleet and the group's index in it.
+    fleet: Option<(Fleet, usize)>,
 }
 
 /// A poisoned lock still holds a consistent status (each update is one assignment
@@ -64,6 +67,11 @@ impl Meter {
         self.hasher.as_ref().map(|(pool, _)| pool.activity())
     }
 
+    /// Every miner of an ASIC group; `None` for any other load.
+    pub(super) fn miners(&self) -> Option<Vec<MinerStatus>> {
+        self.fleet.as_ref().map(|(f, g)| f.statuses(Some(*g)))
+    }
+
     /// The hashing report of a hashing load; `None` for anything else.
     pub(super) fn hashing(&self) -> Option<HashingReport> {
         let (pool, stratum) = self.hasher.as_ref()?;
@@ -77,6 +85,7 @@ impl LoadDriver {
         match self {
             LoadDriver::Hasher { .. } => true,
             LoadDriver::Mqtt { readback, .. } => readback.is_some(),
+            LoadDriver::Asic { .. } => true,
         }
     }
 }
@@ -102,6 +111,10 @@ pub(super) struct Wiring<'a> {
     pub shutdown: &'a CancellationToken,
     pub supervisor: &'a Supervisor,
     pub fault: Fault,
+    /// The started ASIC fleets, as `LoadDriver::Asic` names them, each with the guard
+    /// that stops its miners' tasks once every group's follower has applied the safe
+    /// state.
+    pub fleets: &'a [(Fleet, Arc<tokio_util::sync::DropGuard>)],
 }
 
 /// A load task's body as the supervisor takes it: it only ever ends, never fails (what
@@ -190,6 +203,7 @@ pub(super) fn start(
             Ok(Meter {
                 status,
                 hasher: Some((pool, stats)),
+                fleet: None,
             })
         }
         LoadDriver::Mqtt { topic, readback } => {
@@ -231,6 +245,39 @@ pub(super) fn start(
             Ok(Meter {
                 status,
                 hasher: None,
+                fleet: None,
+            })
+        }
+        LoadDriver::Asic { fleet, group } => {
+            let (fleet, guard) = w.fleets.get(fleet).ok_or_else(|| {
+                RuntimeError::Fleet(super::fleet::FleetError::Empty(name.to_owned()))
+            })?;
+            let task = || Task::Load(name.to_owned());
+            w.supervisor.spawn(
+                w.tracker,
+                task(),
+                ends(
+                    follower
+                        .clone()
+                        .read(fleet.group(group), w.shutdown.clone()),
+                ),
+            );
+            // The miners' tasks outlive the controller: the safe state goes out through
+            // them, and only when every group has applied it do they stop.
+            let guard = guard.clone();
+            let driver = w.fault.driver(i, fleet.group(group));
+            w.supervisor.spawn(
+                w.tracker,
+                task(),
+                ends(async move {
+                    let _guard = guard;
+                    follower.follow(driver).await;
+                }),
+            );
+            Ok(Meter {
+                status,
+                hasher: None,
+                fleet: Some((fleet.clone(), group)),
             })
         }
     }
@@ -371,7 +418,7 @@ pub(super) fn safe_setpoints(drivers: &[LoadDriver]) -> Vec<(String, String)> {
         .iter()
         .filter_map(|d| match d {
             LoadDriver::Mqtt { topic, .. } => Some((topic.clone(), setpoint_body(LoadTarget::OFF))),
-            LoadDriver::Hasher { .. } => None,
+            LoadDriver::Hasher { .. } | LoadDriver::Asic { .. } => None,
         })
         .collect()
 }

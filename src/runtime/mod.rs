@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::actuator::asic::MinerStatus;
 use crate::actuator::hasher::{HashingReport, PoolActivity};
 use crate::actuator::status::LoadStatus;
 use crate::clock::{Clock, SystemClock, Timestamp};
@@ -44,6 +45,7 @@ use loads::Meter;
 
 pub mod config;
 mod fault;
+pub mod fleet;
 mod loads;
 pub mod supervise;
 
@@ -55,6 +57,8 @@ pub use supervise::{Ended, Task, TaskFailure};
 pub enum RuntimeError {
     #[error(transparent)]
     Mqtt(#[from] MqttError),
+    #[error(transparent)]
+    Fleet(#[from] fleet::FleetError),
     #[error("shutdown took longer than {0:?}")]
     ShutdownTimeout(Duration),
     /// Not `#[from]`: the failure is the message, not a source to print again.
@@ -74,6 +78,8 @@ pub struct Snapshot {
     /// Each hashing load's report (hashes, hashrate, Stratum counters), read after the
     /// decision was made, before the loads apply it; `None` for other loads.
     pub hashing: Vec<Option<HashingReport>>,
+    /// Every miner of the ASIC fleets, group by group.
+    pub fleet: Vec<MinerStatus>,
 }
 
 /// Shared counters of the daemon, for metrics and tests.
@@ -165,11 +171,14 @@ pub struct Site {
 /// Starts the daemon.
 pub async fn start(site: Site) -> Result<Running, RuntimeError> {
     let Site {
-        config,
+        mut config,
         operators,
         modbus,
         telemetry,
     } = site;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // The fleets' groups are loads of the policy: found before anything decides.
+    let fleets = fleet::resolve(&mut config, clock.clone()).await?;
     if let Broker::Embedded(settings) = &config.broker {
         let settings = settings.clone();
         let addr = settings.listen;
@@ -203,7 +212,6 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
     );
     fault.arm_mqtt(mqtt_task, &tracker, &shutdown);
 
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut core = LiveStep::from_config(&config);
     // No operators, no accepted commands: nothing to remember across restarts.
     let replay_file = (!operators.operators.is_empty())
@@ -238,11 +246,27 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
             .map(|(driver, spec)| loads::initial_status(spec, driver))
             .collect(),
         hashing: vec![None; config.loads.len()],
+        fleet: Vec::new(),
     });
     let (snap_tx, snap_rx) = watch::channel(first);
     let counters = Arc::new(Counters::default());
     let operator_counters = commands.counters();
 
+    // The fleets' miners: each fleet's tasks stop once every one of its groups has
+    // applied the safe state (the last follower drops the guard).
+    let fleets: Vec<_> = fleets
+        .into_iter()
+        .map(|f| {
+            let stop = CancellationToken::new();
+            for task in f.tasks(stop.clone()) {
+                supervisor.spawn(&tracker, Task::Load("fleet".into()), async move {
+                    task.await;
+                    Ok::<(), std::convert::Infallible>(())
+                });
+            }
+            (f, Arc::new(stop.drop_guard()))
+        })
+        .collect();
     // The loads.
     let wiring = loads::Wiring {
         snapshots: &snap_rx,
@@ -252,6 +276,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         shutdown: &shutdown,
         supervisor: &supervisor,
         fault,
+        fleets: &fleets,
     };
     let meters: Vec<Meter> = config
         .drivers
@@ -283,6 +308,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
                     &loads,
                     &snap.loads,
                     &snap.hashing,
+                    &snap.fleet,
                     snap.at,
                 )
                 .to_string();
@@ -761,6 +787,12 @@ impl LiveLoop {
             state: self.core.controller.state().clone(),
             loads,
             hashing,
+            fleet: self
+                .meters
+                .iter()
+                .filter_map(Meter::miners)
+                .flatten()
+                .collect(),
         }));
     }
 }

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use crate::actuator::asic::MinerStatus;
 use crate::actuator::hasher::HashingReport;
 use crate::actuator::status::LoadStatus;
 use crate::clock::Timestamp;
@@ -24,6 +25,7 @@ pub fn state_json(
     loads: &[LoadSpec],
     status: &[LoadStatus],
     hashing: &[Option<HashingReport>],
+    fleet: &[MinerStatus],
     now: Timestamp,
 ) -> Value {
     // Every signal is an object, with nulls for what is unknown, so a consumer reading
@@ -101,6 +103,7 @@ pub fn state_json(
             "limit_w": decision.limit.map(|l| l.0),
         },
         "loads": loads,
+        "fleet": fleet,
         "operator_command": command,
         "operator_commands": commands,
         "failsafe_w": state.failsafe.map(|w| w.0),
@@ -267,7 +270,7 @@ mod tests {
                 blocked_starts: 0,
                 memory: Default::default(),
             };
-            let v = state_json(&state, &decision, &[], &[], &[], at);
+            let v = state_json(&state, &decision, &[], &[], &[], &[], at);
             if action == OperatorAction::Release {
                 // A release leaves nothing in force.
                 assert!(v["operator_command"].is_null(), "{v}");
