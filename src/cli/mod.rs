@@ -20,6 +20,7 @@ macro_rules! out {
 }
 
 pub mod check;
+pub mod fleet_ops;
 pub mod hash;
 pub mod logs;
 pub mod run;

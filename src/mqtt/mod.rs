@@ -523,6 +523,69 @@ pub async fn publish_once(
     acked.unwrap_or_else(|_| Err(failed(format!("no acknowledgement within {deadline:?}"))))
 }
 
+/// Reads the retained message on `topic` on a connection of its own (as
+/// `<client_id>-read`), then disconnects: `None` if the broker holds none (it answers a
+/// subscription with the retained message first, so one that has not come once the
+/// subscription is acknowledged and `settle` has passed is not there). At most `deadline`.
+pub async fn read_retained(
+    settings: &MqttSettings,
+    topic: &str,
+    settle: Duration,
+    deadline: Duration,
+) -> Result<Option<bytes::Bytes>, MqttError> {
+    let host = format!("{}:{}", settings.host, settings.port);
+    let failed = |detail: String| MqttError::Connection {
+        host: host.clone(),
+        detail,
+    };
+    let mut opts = MqttOptions::new(
+        format!("{}-read", settings.client_id),
+        &settings.host,
+        settings.port,
+    );
+    if let Some(ca_path) = &settings.tls_ca {
+        install_crypto_provider();
+        let config = relay::tls_config(&read_ca(ca_path)?)?;
+        opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(config)));
+    }
+    opts.set_keep_alive(settings.keep_alive)
+        .set_clean_session(true)
+        .set_max_packet_size(usize::MAX >> 4, MAX_OUTGOING_PACKET_SIZE);
+    if let (Some(u), Some(p)) = (&settings.username, &settings.password) {
+        opts.set_credentials(u, p);
+    }
+    let (client, mut eventloop) = AsyncClient::new(opts, 4);
+    eventloop.network_options = network_options();
+    client
+        .try_subscribe(topic, QoS::AtLeastOnce)
+        .map_err(|e| failed(e.to_string()))?;
+    let read = tokio::time::timeout(deadline, async {
+        let mut settled: Option<tokio::time::Instant> = None;
+        loop {
+            let event = match settled {
+                Some(at) => match tokio::time::timeout_at(at, eventloop.poll()).await {
+                    Ok(e) => e,
+                    Err(_) => return Ok(None),
+                },
+                None => eventloop.poll().await,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == topic => {
+                    return Ok(Some(p.payload))
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    settled = Some(tokio::time::Instant::now() + settle)
+                }
+                Ok(_) => {}
+                Err(e) => return Err(failed(e.to_string())),
+            }
+        }
+    })
+    .await;
+    let _ = client.try_disconnect();
+    read.unwrap_or_else(|_| Err(failed(format!("no answer within {deadline:?}"))))
+}
+
 /// The remaining length of a PUBLISH as it came: topic (with its 2-byte length), packet
 /// id (QoS 1 and 2) and payload.
 fn remaining_length(p: &rumqttc::Publish) -> usize {

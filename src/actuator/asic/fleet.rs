@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::assign::{assign, Member, Model};
 use super::client::{self, AsicMiner, Identity};
-use super::control::{Command, CommandRecord, Control, Goal, Learned, MinerState, Timings};
+use super::control::{Command, CommandRecord, Control, Goal, MinerState, Timings};
 use crate::actuator::{ActuatorError, Commanded, ReadPower, SetPower};
 use crate::clock::{Clock, Timestamp};
 use crate::decision::LoadTarget;
@@ -100,7 +100,11 @@ pub struct MinerStatus {
     /// Its send-to-confirmation time, s.
     pub confirm_latency_s: Option<f64>,
     pub starts_today: u32,
-    pub learned: Learned,
+    /// Learned from its read-backs: resume to hashing, hashing to full power, s; and the
+    /// power it draws over its limit.
+    pub wake_s: Option<f64>,
+    pub ramp_s: Option<f64>,
+    pub power_per_limit: Option<f64>,
     /// What it may draw while out of the capacity, W.
     pub uncontrolled_w: f64,
     pub read_at: Option<Timestamp>,
@@ -256,7 +260,9 @@ impl Inner {
                 .map(|d| d.as_secs_f64()),
             last_command: cmd,
             starts_today: c.starts_on(now.day()),
-            learned: c.learned(),
+            wake_s: c.learned().wake.map(|d| d.as_secs_f64()),
+            ramp_s: c.learned().ramp.map(|d| d.as_secs_f64()),
+            power_per_limit: c.learned().power_per_limit,
             uncontrolled_w: c.uncontrolled(now).0,
             read_at: last.map(|o| o.at),
             failures: c.failures,
