@@ -20,6 +20,7 @@ macro_rules! out {
 }
 
 pub mod check;
+pub mod fleet;
 pub mod hash;
 pub mod logs;
 pub mod run;
@@ -93,6 +94,11 @@ pub enum Command {
     Hash {
         #[command(subcommand)]
         command: hash::HashCommand,
+    },
+    /// ASIC fleets: the simulated fleet (Whatsminer API v2 on loopback).
+    Fleet {
+        #[command(subcommand)]
+        command: fleet::FleetCommand,
     },
     /// Benchmarks that print figures and ratios against a baseline.
     Bench {
@@ -182,6 +188,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Config {
             command: ConfigCommand::Check { files },
         } => check::check(&files),
+        Command::Fleet { command } => fleet::run(command),
         Command::Hash { command } => hash::run(command).map(|()| std::process::ExitCode::SUCCESS),
         #[cfg(feature = "sim")]
         Command::Bench {
