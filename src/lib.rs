@@ -12,6 +12,8 @@
 //! Layout:
 //! - [`units`]: power, energy, prices, hashprice as types.
 //! - [`clock`]: `Timestamp`, and the `Clock` that says "now" (system or simulated).
+//! - [`emulator`]: faithful emulations of field devices that cannot run here (a simulated
+//!   Whatsminer fleet on loopback), checked by independent clients.
 //! - [`config`]: TOML files to validated, typed values; every problem with its key path.
 //! - [`site`]: the site model: grid connection, tariff, mining loads and their limits.
 //! - [`signal`]: IN: everything that produces an `Observation` (history replay, signed
@@ -38,6 +40,7 @@ pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod decision;
+pub mod emulator;
 pub mod mqtt;
 pub mod policy;
 pub mod runtime;

@@ -20,6 +20,7 @@ macro_rules! out {
 }
 
 pub mod check;
+pub mod fleet;
 pub mod fleet_ops;
 pub mod hash;
 pub mod logs;
@@ -94,6 +95,11 @@ pub enum Command {
     Hash {
         #[command(subcommand)]
         command: hash::HashCommand,
+    },
+    /// ASIC fleets: the simulated fleet (Whatsminer API v2 on loopback).
+    Fleet {
+        #[command(subcommand)]
+        command: fleet::FleetCommand,
     },
     /// Benchmarks that print figures and ratios against a baseline.
     Bench {
@@ -183,6 +189,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Config {
             command: ConfigCommand::Check { files },
         } => check::check(&files),
+        Command::Fleet { command } => fleet::run(command),
         Command::Hash { command } => hash::run(command).map(|()| std::process::ExitCode::SUCCESS),
         #[cfg(feature = "sim")]
         Command::Bench {
