@@ -163,8 +163,12 @@ pub fn config_snippet(found: &[Identity]) -> String {
             s.push_str(&format!("hashrate = \"{:.1} TH/s\"\n", h / 1e12));
         }
         if ms.iter().all(|m| m.supports_power_limit) {
-            if let Some(w) = max(&|m| m.min_power.map(|w| w.0)) {
-                s.push_str(&format!("min_power = \"{}\"\n", Watts(w)));
+            match max(&|m| m.min_power.map(|w| w.0)) {
+                Some(w) => s.push_str(&format!("min_power = \"{}\"\n", Watts(w))),
+                None => s.push_str(
+                    "# It takes power limits but reports no range: give its lowest to run it\n\
+                     # by power limit (otherwise on/off), e.g.\n# min_power = \"1800 W\"\n",
+                ),
             }
         } else {
             s.push_str("on_off = true\n");

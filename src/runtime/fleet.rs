@@ -25,6 +25,9 @@ use crate::units::{HashRate, Watts};
 /// How long discovery may take per address.
 pub const IDENTIFY_WITHIN: Duration = Duration::from_secs(10);
 
+/// How often a listed miner is asked at start before it counts as not answering.
+pub const DISCOVERY_ATTEMPTS: usize = 3;
+
 /// Why a fleet could not be made into loads.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -58,11 +61,17 @@ pub async fn discover(fleet: &FleetConfig) -> Vec<Option<AsicMiner>> {
     let factory = &factory;
     let mut found: Vec<(usize, Option<AsicMiner>)> = stream::iter(fleet.miners.iter().enumerate())
         .map(|(i, m)| async move {
-            let r = client::discover(factory, m.address, m.password.as_deref()).await;
-            if let Err(e) = &r {
-                tracing::debug!(miner = %m.address, error = %e, "No miner found");
+            // A listed miner is expected: asked again when a first answer was lost (a
+            // flaky link drops a connection of the several discovery makes).
+            let attempts = if m.listed { DISCOVERY_ATTEMPTS } else { 1 };
+            for _ in 0..attempts {
+                match client::discover(factory, m.address, m.password.as_deref()).await {
+                    Ok(Some(found)) => return (i, Some(found)),
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(miner = %m.address, error = %e, "No miner found"),
+                }
             }
-            (i, r.ok().flatten())
+            (i, None)
         })
         .buffer_unordered(fleet.concurrency)
         .collect()
@@ -118,6 +127,93 @@ fn model_spec(
     Ok((rated, hashrate, levels))
 }
 
+/// Discovers the miners of `fleet` and groups them by model: the fleet, and one load
+/// of the policy per group (in the fleet's group order).
+pub async fn build(
+    fleet: &FleetConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<(Fleet, Vec<LoadSpec>), FleetError> {
+    let found = discover(fleet).await;
+    // Model of each miner: as found, else as configured (listed ones only).
+    let mut by_model: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, (m, found)) in fleet.miners.iter().zip(&found).enumerate() {
+        let model = match found {
+            Some(a) => Some(a.identity.model.clone()),
+            None if m.listed => {
+                if m.model.is_none() {
+                    tracing::warn!(fleet = fleet.name, miner = %m.address, "Listed miner did not answer and has no `model`: left out until the next start");
+                }
+                m.model.clone()
+            }
+            None => None,
+        };
+        if let Some(model) = model {
+            by_model.entry(model).or_default().push(i);
+        }
+    }
+    if by_model.is_empty() {
+        return Err(FleetError::Empty(fleet.name.clone()));
+    }
+    let mut miners = Vec::new();
+    let mut groups = Vec::new();
+    let mut loads = Vec::new();
+    for (model, members) in &by_model {
+        let raw = fleet.models.get(model).cloned().unwrap_or_default();
+        let present: Vec<&AsicMiner> = members.iter().filter_map(|&i| found[i].as_ref()).collect();
+        let (rated, hashrate, levels) = model_spec(fleet, model, &raw, &present)?;
+        let wear = WearLimits {
+            min_on: raw.min_on.unwrap_or_default(),
+            min_off: raw.min_off.unwrap_or_default(),
+            max_starts_per_day: raw.max_starts_per_day,
+        };
+        let name = group_name(&fleet.name, model);
+        let first = miners.len();
+        for &i in members {
+            let m = &fleet.miners[i];
+            miners.push((
+                MinerSpec {
+                    address: m.address,
+                    password: m.password.clone(),
+                    model: Some(model.clone()),
+                },
+                found[i].clone(),
+                rated,
+            ));
+        }
+        groups.push(GroupSpec {
+            name: name.clone(),
+            model: Model {
+                rated,
+                levels,
+                wear,
+            },
+            members: (first..miners.len()).collect(),
+        });
+        tracing::info!(
+            fleet = fleet.name,
+            group = name,
+            model,
+            miners = members.len(),
+            answering = present.len(),
+            rated = %rated,
+            "ASIC group ready"
+        );
+        loads.push(LoadSpec {
+            name,
+            kind: LoadKind::Asic,
+            count: members.len() as u32,
+            rated_power: rated,
+            hashrate,
+            levels,
+            ramp: raw.ramp.unwrap_or_default(),
+            wake: raw.wake.unwrap_or_default(),
+            wear,
+        });
+    }
+    let fleet = Fleet::new(miners, groups, fleet.timings, fleet.concurrency, clock);
+    Ok((fleet, loads))
+}
+
 /// Discovers every fleet of `config` and makes its groups loads: appended to
 /// `config.loads` with `LoadDriver::Asic` drivers, the mining rating updated. Returns
 /// the fleets, by the index the drivers name.
@@ -126,95 +222,13 @@ pub async fn resolve(
     clock: Arc<dyn Clock>,
 ) -> Result<Vec<Fleet>, FleetError> {
     let mut fleets = Vec::new();
-    for (f, fleet) in config.fleets.clone().into_iter().enumerate() {
-        let found = discover(&fleet).await;
-        // Model of each miner: as found, else as configured (listed ones only).
-        let mut by_model: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (i, (m, found)) in fleet.miners.iter().zip(&found).enumerate() {
-            let model = match found {
-                Some(a) => Some(a.identity.model.clone()),
-                None if m.listed => {
-                    if m.model.is_none() {
-                        tracing::warn!(fleet = fleet.name, miner = %m.address, "Listed miner did not answer and has no `model`: left out until the next start");
-                    }
-                    m.model.clone()
-                }
-                None => None,
-            };
-            if let Some(model) = model {
-                by_model.entry(model).or_default().push(i);
-            }
+    for (f, fleet) in config.fleets.clone().iter().enumerate() {
+        let (started, loads) = build(fleet, clock.clone()).await?;
+        for (g, spec) in loads.into_iter().enumerate() {
+            config.drivers.push(LoadDriver::Asic { fleet: f, group: g });
+            config.loads.push(spec);
         }
-        if by_model.is_empty() {
-            return Err(FleetError::Empty(fleet.name.clone()));
-        }
-        let mut miners = Vec::new();
-        let mut groups = Vec::new();
-        for (model, members) in &by_model {
-            let raw = fleet.models.get(model).cloned().unwrap_or_default();
-            let present: Vec<&AsicMiner> =
-                members.iter().filter_map(|&i| found[i].as_ref()).collect();
-            let (rated, hashrate, levels) = model_spec(&fleet, model, &raw, &present)?;
-            let wear = WearLimits {
-                min_on: raw.min_on.unwrap_or_default(),
-                min_off: raw.min_off.unwrap_or_default(),
-                max_starts_per_day: raw.max_starts_per_day,
-            };
-            let name = group_name(&fleet.name, model);
-            let first = miners.len();
-            for &i in members {
-                let m = &fleet.miners[i];
-                miners.push((
-                    MinerSpec {
-                        address: m.address,
-                        password: m.password.clone(),
-                        model: Some(model.clone()),
-                    },
-                    found[i].clone(),
-                    rated,
-                ));
-            }
-            groups.push(GroupSpec {
-                name: name.clone(),
-                model: Model {
-                    rated,
-                    levels,
-                    wear,
-                },
-                members: (first..miners.len()).collect(),
-            });
-            tracing::info!(
-                fleet = fleet.name,
-                group = name,
-                model,
-                miners = members.len(),
-                answering = present.len(),
-                rated = %rated,
-                "ASIC group ready"
-            );
-            config.drivers.push(LoadDriver::Asic {
-                fleet: f,
-                group: groups.len() - 1,
-            });
-            config.loads.push(LoadSpec {
-                name,
-                kind: LoadKind::Asic,
-                count: members.len() as u32,
-                rated_power: rated,
-                hashrate,
-                levels,
-                ramp: raw.ramp.unwrap_or_default(),
-                wake: raw.wake.unwrap_or_default(),
-                wear,
-            });
-        }
-        fleets.push(Fleet::new(
-            miners,
-            groups,
-            fleet.timings,
-            fleet.concurrency,
-            clock.clone(),
-        ));
+        fleets.push(started);
     }
     config.ratings.mining = config
         .loads

@@ -575,11 +575,10 @@ impl Control {
         if shows {
             let mut done = self.pending.take().expect("checked above").record;
             done.confirmed = Some(o.at);
-            // Complying with what it is asked readmits a miner; an escalation that took
-            // (a pause in place of a limit) does not.
-            if self.satisfies(done.command) {
-                self.unresponsive_since = None;
-            }
+            // An unresponsive miner stays out until `readmit_after`, even when a later
+            // command takes: out of the capacity it is told to stop, and a stop that
+            // works says nothing about the command it failed (flapping in and out would
+            // spend its starts and the group's stability).
             self.finish(done);
         }
     }
