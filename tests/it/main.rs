@@ -6,11 +6,13 @@
 mod bad_input;
 mod brokers;
 mod examples;
+mod fleet_emulator;
 mod fuzz_corpus;
 mod hasher;
 mod layers;
 mod live;
 mod live_stratum;
+mod loopback;
 mod modbus;
 mod mqtt_limits;
 mod mqtt_tls;
