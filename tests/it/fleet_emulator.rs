@@ -389,3 +389,66 @@ async fn r11_stop_closes_every_listener() {
         assert!(raw(ip, r#"{"command":"status"}"#).await.is_err(), "{ip} still listens");
     }
 }
+
+// ---------------------------------------------------------------- the CLI
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_fleet_simulate_serves_what_it_prints_and_stops_on_sigint() {
+    // The command a user runs: it lists each miner with model and fault, serves them,
+    // and Ctrl-C closes every listener and exits 0.
+    let first = loopback::block(3);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gridminer"))
+        .args(["fleet", "simulate", "--miners", "3", "--model", "M30S+", "--model", "m60"])
+        .args(["--fault", "liar:34%", "--wake", "1s", "--ramp", "1s", "--first"])
+        .arg(first.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("gridminer runs");
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut lines = Vec::new();
+    while lines.len() < 4 {
+        let line = tokio::time::timeout(Duration::from_secs(30), out.next_line())
+            .await
+            .expect("gridminer prints its fleet")
+            .unwrap()
+            .unwrap_or_else(|| panic!("gridminer ended early: {lines:?}"));
+        lines.push(line);
+    }
+    let ip = |i: u32| Ipv4Addr::from(u32::from(first) + i);
+    assert_eq!(lines[0], format!("{}:4028\tM30S+\thealthy\t3400 W", ip(0)));
+    assert_eq!(lines[1], format!("{}:4028\tM60\thealthy\t3422 W", ip(1)));
+    assert_eq!(lines[2], format!("{}:4028\tM30S+\tliar\t3400 W", ip(2)));
+    assert!(lines[3].starts_with("serving 3 miners"), "{lines:?}");
+    let d = raw(ip(1), r#"{"command":"devdetails"}"#).await.unwrap();
+    assert!(d.contains("M60_VK10"), "{d}");
+
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("gridminer stops on SIGINT")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    for i in 0..3 {
+        assert!(raw(ip(i), r#"{"command":"summary"}"#).await.is_err());
+    }
+}
+
+#[test]
+fn r11_fleet_simulate_refuses_bad_options_with_a_clear_error() {
+    let cwd = peers::repo();
+    for (args, says) in [
+        (&["--model", "S9"][..], "unknown model \"S9\" (known: M30S+, M50S, M60)"),
+        (&["--fault", "lazy:0.1"][..], "bad fault \"lazy:0.1\""),
+        (&["--fault", "liar:0.6", "--fault", "dead:0.6"][..], "the faults take 2 miners, the fleet has 1"),
+        (&["--first", "192.168.1.10"][..], "192.168.1.10 is not a loopback address"),
+        (&["--wake", "soon"][..], "invalid value 'soon' for '--wake"),
+    ] {
+        let o = crate::support::gridminer(&[&["fleet", "simulate"][..], args].concat(), &cwd);
+        let text = crate::support::text(&o);
+        assert!(!o.status.success(), "{args:?}: {text}");
+        assert!(text.contains(says), "{args:?}: {text}");
+    }
+}
