@@ -7,6 +7,7 @@ mod bad_input;
 mod brokers;
 mod examples;
 mod fleet_driver;
+mod fleet_emulator;
 mod fuzz_corpus;
 mod hasher;
 mod layers;

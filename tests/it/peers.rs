@@ -42,3 +42,23 @@ pub fn on_path(program: &str) -> bool {
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// The Python with pyasic, the independent client of the simulated ASIC fleet:
+/// `$GRIDMINER_PYASIC_PYTHON`, else `target/pyasic-venv` (what `.ci/setup-pyasic.sh`
+/// creates), else `python3` if it imports pyasic.
+pub fn pyasic_python() -> Option<PathBuf> {
+    let works = |p: &PathBuf| {
+        Command::new(p)
+            .args(["-c", "import pyasic"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    [
+        std::env::var_os("GRIDMINER_PYASIC_PYTHON").map(PathBuf::from),
+        Some(repo().join("target/pyasic-venv/bin/python")),
+        Some(PathBuf::from("python3")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(works)
+}
