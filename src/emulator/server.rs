@@ -78,7 +78,11 @@ async fn connection(station: &Station, mut socket: TcpStream, epoch: Instant) {
                 .expect("no panic while the miner is locked");
             u64::from(st.miner.dynamics.drop_every.max(1))
         };
-        if n % every == 0 {
+        // One in `every` on average, spread by a fixed hash of the connection's number
+        // as a flaky link spreads them: a strict every-other pattern would lock onto a
+        // client's fixed sequence of requests (asic-rs's discovery makes an even number)
+        // and fail it every time, which no real link does.
+        if scatter(n) % every == 0 {
             return;
         }
     }
@@ -97,6 +101,14 @@ async fn connection(station: &Station, mut socket: TcpStream, epoch: Instant) {
             let _ = socket.shutdown().await;
         }
     }
+}
+
+/// SplitMix64's finaliser: a fixed, well-spread hash of `n`.
+fn scatter(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Reads until the bytes form one JSON value (clients send no terminator and wait), the

@@ -240,6 +240,8 @@ pub struct Control {
     goal_since: Option<Timestamp>,
     /// For wake learning when a resume is confirmed before its ramp ends.
     ramping: Option<(Timestamp, Watts)>,
+    /// When the last command was given up.
+    gave_up_at: Option<Timestamp>,
     /// Sends and read-backs that failed since start.
     pub failures: u64,
 }
@@ -263,6 +265,7 @@ impl Control {
             starts: (i64::MIN, 0),
             goal_since: None,
             ramping: None,
+            gave_up_at: None,
             failures: 0,
         }
     }
@@ -407,21 +410,21 @@ impl Control {
             // Readmitted on trial later; meanwhile only a stop is ever sent (a miner
             // out of the capacity must not draw).
             if now.since(since) < self.timings.readmit_after {
+                // A stop that failed is tried again every two pause deadlines: a miner
+                // out of the capacity that still draws must be stopped, and a link that
+                // drops most connections lets one through now and then.
                 let stop = !self.goal.mining && self.drawing() && !self.cut;
-                let tried = !self.last_failed_is_not(Command::Pause)
-                    || !self.last_failed_is_not(Command::HardCut);
-                return (stop && !tried).then_some(Command::Pause);
+                let failed_stop = self
+                    .history
+                    .back()
+                    .filter(|r| r.failed && matches!(r.command, Command::Pause | Command::HardCut));
+                let due = failed_stop.is_none_or(|r| {
+                    now.since(self.gave_up_at.unwrap_or(r.sent)) >= self.timings.pause_within * 2
+                });
+                return (stop && due).then_some(Command::Pause);
             }
         }
         self.step_toward_goal()
-    }
-
-    /// Whether the last finished command was not a failed `c` (so it is not sent again
-    /// and again while unresponsive).
-    fn last_failed_is_not(&self, c: Command) -> bool {
-        self.history
-            .back()
-            .is_none_or(|r| !(r.failed && r.command == c))
     }
 
     /// Whether the last read-back says the miner draws (or it was never read).
@@ -647,6 +650,7 @@ impl Control {
         };
         let mut rec = p.record;
         rec.failed = true;
+        self.gave_up_at = Some(now);
         let command = rec.command;
         self.finish(rec);
         // Escalation: a limit that was not taken becomes a pause when it was meant to

@@ -379,7 +379,10 @@ impl Inner {
                     self.find(i).await;
                 }
             }
-            let command = {
+            let client = lock(&miner.client).clone();
+            // Nothing is sent to a miner not found yet (it is unknown, out of the
+            // capacity, counted at its rating); what it is asked waits for it.
+            let command = if client.is_some() {
                 let mut c = lock(&miner.control);
                 c.readmit(now);
                 c.tick(now);
@@ -388,8 +391,9 @@ impl Inner {
                     c.sent(cmd, now);
                 }
                 cmd
+            } else {
+                None
             };
-            let client = lock(&miner.client).clone();
             if let (Some(cmd), Some(client)) = (command, &client) {
                 let result = tokio::select! {
                     _ = stop.cancelled() => return,
@@ -404,16 +408,6 @@ impl Inner {
                 last_read = at;
                 self.bump();
                 continue;
-            } else if let Some(cmd) = command {
-                lock(&miner.control).acked(
-                    Err(ActuatorError::Transport(format!(
-                        "{}: not found; {} not sent",
-                        miner.spec.address,
-                        cmd.as_str()
-                    ))),
-                    now,
-                );
-                self.bump();
             }
             let next_read = lock(&miner.control).next_read(last_read);
             if let Some(client) = &client {
@@ -509,7 +503,10 @@ impl Inner {
     /// Re-assigns each group's target whenever a miner's standing changes.
     async fn rebalance(self: Arc<Self>, stop: CancellationToken) {
         let mut rx = self.progress.subscribe();
-        let mut excluded: Vec<bool> = vec![false; self.miners.len()];
+        // Per miner: out of the capacity, and what it may draw meanwhile (a stuck miner
+        // that is then paused frees its share for the others).
+        // (The draw in steps of 100 W: a meter's ripple must not re-assign the group.)
+        let mut standing: Vec<(bool, i64)> = vec![(false, 0); self.miners.len()];
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -519,9 +516,13 @@ impl Inner {
             for (g, group) in self.groups.iter().enumerate() {
                 let mut changed = false;
                 for &m in &group.spec.members {
-                    let e = lock(&self.miners[m].control).excluded(now);
-                    changed |= excluded[m] != e;
-                    excluded[m] = e;
+                    let c = lock(&self.miners[m].control);
+                    let now_standing = (
+                        c.excluded(now),
+                        (c.uncontrolled(now).0 / 100.0).round() as i64,
+                    );
+                    changed |= standing[m] != now_standing;
+                    standing[m] = now_standing;
                 }
                 if changed {
                     let over = self.apply(g);
