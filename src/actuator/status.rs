@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use super::{ActuatorError, Commanded};
 use crate::clock::Timestamp;
+use crate::decision::LoadTarget;
 use crate::state::Reading;
 use crate::units::Watts;
 
@@ -95,6 +96,9 @@ impl LoadError {
 /// What the daemon knows of one load from its driver.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadStatus {
+    /// The last write begun, and when it was handed to the driver, whatever became of
+    /// it: with `commanded` (its acknowledgement) it shows how long delivery took.
+    pub sent: Option<(LoadTarget, Timestamp)>,
     /// The last write that succeeded; `None` before the first.
     pub commanded: Option<Commanded>,
     /// The last read-back: the power the load reports drawing and when it was measured;
@@ -122,6 +126,7 @@ impl LoadStatus {
     /// `readback`: whether it reports its power.
     pub fn new(rated: Watts, readback: bool) -> Self {
         LoadStatus {
+            sent: None,
             commanded: None,
             actual: None,
             readback,
@@ -132,6 +137,19 @@ impl LoadStatus {
             matched: false,
             awaiting: false,
         }
+    }
+
+    /// A write of `target` is handed to the driver at `at` (its outcome comes later, by
+    /// [`LoadStatus::commanded`] or [`LoadStatus::failed`]).
+    pub fn sending(&mut self, target: LoadTarget, at: Timestamp) {
+        self.sent = Some((target, at));
+    }
+
+    /// When the last write that succeeded was confirmed by a read-back (the first that
+    /// matched it); `None` while it is not, or for a load without read-back.
+    pub fn confirmed_at(&self) -> Option<Timestamp> {
+        let c = self.commanded?;
+        (!self.awaiting).then(|| self.latency.map(|l| c.at + l))?
     }
 
     /// A write succeeded. What the load reported before it confirms nothing of it.
@@ -197,7 +215,6 @@ impl LoadStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::LoadTarget;
 
     /// Two 500 W miners.
     const RATED: Watts = Watts(1000.0);

@@ -43,6 +43,7 @@ use config::LiveConfig;
 use loads::Meter;
 
 pub mod config;
+mod evidence;
 mod fault;
 mod loads;
 pub mod supervise;
@@ -74,6 +75,8 @@ pub struct Snapshot {
     /// Each hashing load's report (hashes, hashrate, Stratum counters), read after the
     /// decision was made, before the loads apply it; `None` for other loads.
     pub hashing: Vec<Option<HashingReport>>,
+    /// The latest frequency-response evidence records, newest first (the open one too).
+    pub events: Arc<Vec<crate::telemetry::evidence::Record>>,
 }
 
 /// Shared counters of the daemon, for metrics and tests.
@@ -205,6 +208,12 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut core = LiveStep::from_config(&config);
+    let events_file = crate::telemetry::evidence::file::EventsFile::new(
+        telemetry
+            .events
+            .path(&operators.replay_cache_path(&config.site), &config.site),
+        telemetry.events.max_bytes,
+    );
     // No operators, no accepted commands: nothing to remember across restarts.
     let replay_file = (!operators.operators.is_empty())
         .then(|| ReplayFile::new(operators.replay_cache_path(&config.site)));
@@ -238,6 +247,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
             .map(|(driver, spec)| loads::initial_status(spec, driver))
             .collect(),
         hashing: vec![None; config.loads.len()],
+        events: Arc::default(),
     });
     let (snap_tx, snap_rx) = watch::channel(first);
     let counters = Arc::new(Counters::default());
@@ -283,6 +293,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
                     &loads,
                     &snap.loads,
                     &snap.hashing,
+                    &snap.events,
                     snap.at,
                 )
                 .to_string();
@@ -339,7 +350,15 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         let counters = counters.clone();
         let client = client.clone();
         let tick = config.tick;
-        let names = config.loads.iter().map(|l| l.name.clone()).collect();
+        let names: Vec<String> = config.loads.iter().map(|l| l.name.clone()).collect();
+        let evidence = evidence::Recorder::new(
+            &config.site,
+            names.clone(),
+            events_file,
+            tracker.clone(),
+            metrics.clone(),
+            influx.clone(),
+        );
         let live = LiveLoop {
             core,
             reject_log: RejectLog::default(),
@@ -356,6 +375,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
             snapshots: snap_tx,
             counters,
             watchdog: supervise::Watchdog::new(tick),
+            evidence,
         };
         supervisor.spawn(
             &tracker,
@@ -501,6 +521,8 @@ struct LiveLoop {
     counters: Arc<Counters>,
     /// Fed after every tick's step, so a hung loop stops feeding it.
     watchdog: supervise::Watchdog,
+    /// The frequency-response evidence: fed every decision, sampled on its own timers.
+    evidence: evidence::Recorder,
 }
 
 impl LiveLoop {
@@ -516,11 +538,16 @@ impl LiveLoop {
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let sample_due = self.evidence.due();
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = interval.tick() => {
                     self.step();
                     self.watchdog.stepped();
+                }
+                _ = evidence::until(sample_due) => {
+                    let (now, loads) = (self.clock.now(), self.load_statuses());
+                    self.evidence.sample(now, &loads, &self.meters);
                 }
                 Some(obs) = observations.recv() => {
                     let urgent = matches!(obs, Observation::Frequency { .. });
@@ -557,8 +584,11 @@ impl LiveLoop {
                 }
             }
         }
-        // Safe state: every load off, published as the final decision.
+        // Safe state: every load off, published as the final decision, with the open
+        // evidence record closed short.
         let now = self.clock.now();
+        self.evidence
+            .close(now, &self.load_statuses(), &self.meters);
         let d = self.core.controller.safe_state(now);
         let (loads, hashing) = (self.load_statuses(), self.hashing_reports());
         self.publish(d, now, loads, hashing);
@@ -667,6 +697,11 @@ impl LiveLoop {
         for obs in received.observations.iter().cloned() {
             self.core.controller.observe(obs);
         }
+        if let Ok(cmd) = &received.outcome {
+            if let crate::signal::operator::Order::Act(_) = cmd.order {
+                self.evidence.accepted(&cmd.issuer.id, &cmd.jti);
+            }
+        }
         if received.outcome.is_ok() {
             // Saved before the command acts: once it has had an effect, a restart must
             // neither let it be replayed nor forget it.
@@ -721,6 +756,8 @@ impl LiveLoop {
         let loads = self.load_statuses();
         let readings: Vec<Option<Reading<Watts>>> = loads.iter().map(LoadStatus::reading).collect();
         let d = self.core.step(now, &readings);
+        let state = self.core.controller.state();
+        self.evidence.decided(&d, state, &loads, &self.meters);
         self.counters.steps.fetch_add(1, Ordering::Relaxed);
         self.metrics.decision(&d);
         self.metrics.state(self.core.controller.state());
@@ -761,6 +798,7 @@ impl LiveLoop {
             state: self.core.controller.state().clone(),
             loads,
             hashing,
+            events: self.evidence.shown(),
         }));
     }
 }

@@ -14,10 +14,14 @@
 //!
 //! [metrics]
 //! listen = "127.0.0.1:9464"
+//!
+//! [events]
+//! file = "events.jsonl"              # default: events-{site}.jsonl beside the operator replay cache
+//! max_bytes = "4 MiB"
 //! ```
 //!
-//! Both sections are optional: without `[influx]` nothing is written, without `[metrics]`
-//! no endpoint is served.
+//! All sections are optional: without `[influx]` nothing is written, without `[metrics]`
+//! no endpoint is served; the events file is always kept (see `evidence::file`).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -26,6 +30,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use super::evidence::file::{EventsConfig, RawEvents, MIN_MAX_BYTES};
 use crate::config::{relative_to, Problems};
 use crate::units::de_opt_duration;
 
@@ -122,10 +127,13 @@ pub struct MetricsConfig {
 pub struct TelemetryConfig {
     pub influx: Option<InfluxConfig>,
     pub metrics: Option<MetricsConfig>,
+    /// `[events]`: where the frequency-response evidence is kept.
+    pub events: EventsConfig,
 }
 
-/// Takes `[influx]` and `[metrics]` out of `table` and checks them. `file` is the config
-/// file, against which `token_file` and `buffer_dir` are resolved.
+/// Takes `[influx]`, `[metrics]` and `[events]` out of `table` and checks them. `file` is
+/// the config file, against which `token_file`, `buffer_dir` and the events file are
+/// resolved.
 pub fn validate(p: &mut Problems, table: &mut toml::Table, file: &Path) -> TelemetryConfig {
     let influx = table
         .remove("influx")
@@ -147,7 +155,36 @@ pub fn validate(p: &mut Problems, table: &mut toml::Table, file: &Path) -> Telem
                 None
             }
         });
-    TelemetryConfig { influx, metrics }
+    let events = table
+        .remove("events")
+        .and_then(|v| p.take::<RawEvents>("events", v))
+        .map(|raw| validate_events(p, raw, file))
+        .unwrap_or_default();
+    TelemetryConfig {
+        influx,
+        metrics,
+        events,
+    }
+}
+
+fn validate_events(p: &mut Problems, raw: RawEvents, file: &Path) -> EventsConfig {
+    let mut c = EventsConfig::default();
+    if let Some(f) = raw.file {
+        if f.is_empty() {
+            p.push("events.file", "empty");
+        }
+        c.file = Some(relative_to(file, &f));
+    }
+    if let Some(b) = raw.max_bytes {
+        if b < MIN_MAX_BYTES {
+            p.push(
+                "events.max_bytes",
+                format!("{b} bytes: at least {MIN_MAX_BYTES} (64 KiB), one fleet's record can be tens of kB"),
+            );
+        }
+        c.max_bytes = b;
+    }
+    c
 }
 
 fn validate_influx(p: &mut Problems, raw: RawInflux, file: &Path) -> Option<InfluxConfig> {
@@ -248,7 +285,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok((num * k) as u64)
 }
 
-fn de_opt_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(super) fn de_opt_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum NumOrStr {

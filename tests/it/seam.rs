@@ -146,6 +146,7 @@ async fn r10_a_setpoint_that_cannot_be_written_is_not_booked_and_is_written_once
         &specs,
         &failed.loads,
         &failed.hashing,
+        &failed.events,
         failed.at,
     );
     let load = &state["loads"][0];
