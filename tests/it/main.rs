@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod brokers;
+mod evidence;
 mod examples;
 mod fuzz_corpus;
 mod hasher;
