@@ -300,4 +300,29 @@ mod tests {
         assert_eq!(s.reading(), Some(read(700.0, 3100)));
         assert_eq!(Confirmation::ALL.map(Confirmation::as_str).len(), 3);
     }
+
+    /// r11: the evidence of a frequency response needs when a write was handed over
+    /// (`sent`, whatever became of it) and when a read-back confirmed it: the write's
+    /// time plus its latency, only once this write was matched.
+    #[test]
+    fn r11_sent_and_confirmed_at() {
+        let mut s = LoadStatus::new(RATED, true);
+        assert_eq!(s.confirmed_at(), None);
+        s.sending(told(0.0, 100).target, at(90));
+        assert_eq!(s.sent, Some((told(0.0, 100).target, at(90))));
+        s.commanded(told(0.0, 100));
+        assert_eq!(s.confirmed_at(), None, "not matched yet");
+        s.observed(read(3.0, 350));
+        assert_eq!(s.confirmed_at(), Some(at(350)));
+        // A newer write is not confirmed by the old match.
+        s.commanded(told(1000.0, 400));
+        assert_eq!(s.confirmed_at(), None);
+        let mut open_loop = LoadStatus::new(RATED, false);
+        open_loop.commanded(told(0.0, 100));
+        assert_eq!(
+            open_loop.confirmed_at(),
+            None,
+            "nothing confirms without read-back"
+        );
+    }
 }

@@ -380,6 +380,31 @@ mod tests {
         }
     }
 
+    /// r11: `[events]` names the file (relative to the config) and its bound; without it
+    /// the file goes beside the operator replay cache; a bound too small to hold a
+    /// fleet's record and an unknown key are problems with their paths.
+    #[test]
+    fn r11_events_section() {
+        let (c, problems) = check("[events]\nfile = \"ev.jsonl\"\nmax_bytes = \"1 MiB\"");
+        assert!(problems.is_empty(), "{problems:?}");
+        let path = c.events.path(Path::new("/x/replay.json"), "s1");
+        assert_eq!(path, Path::new("/etc/gridminer/ev.jsonl"));
+        assert_eq!(c.events.max_bytes, 1 << 20);
+        let (c, _) = check("");
+        let path = c.events.path(
+            Path::new("/var/lib/gridminer/operator-replay-s1.json"),
+            "s1",
+        );
+        assert_eq!(path, Path::new("/var/lib/gridminer/events-s1.jsonl"));
+        let (_, problems) = check("[events]\nmax_bytes = 1000");
+        assert!(
+            problems[0].starts_with("events.max_bytes: 1000 bytes"),
+            "{problems:?}"
+        );
+        let (_, problems) = check("[events]\nfiel = \"x\"");
+        assert!(problems[0].contains("unknown field `fiel`"), "{problems:?}");
+    }
+
     #[test]
     fn sizes() {
         assert_eq!(parse_bytes("64 MiB").unwrap(), 64 << 20);
