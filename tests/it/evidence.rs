@@ -6,9 +6,10 @@
 //! after the daemon stops, where `gridminer events --config` prints it.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gridminer::runtime::{self, Running, Snapshot};
+use gridminer::telemetry::evidence::file::EventsFile;
 use gridminer::telemetry::evidence::{Closure, Record, TriggerKind, Verdict, OFFSETS};
 use rumqttc::{AsyncClient, QoS};
 use serde_json::{json, Value};
@@ -85,12 +86,30 @@ async fn mining(cfg: &Path, id: &str, port: u16) -> (Running, AsyncClient, Inbox
 
 /// The first snapshot whose newest record satisfies `ok`.
 async fn record(running: &Running, what: &str, ok: impl Fn(&Record) -> bool) -> Record {
+    record_within(running, what, Duration::from_secs(20), ok).await
+}
+
+/// `record`, waiting at most `limit`.
+async fn record_within(
+    running: &Running,
+    what: &str,
+    limit: Duration,
+    ok: impl Fn(&Record) -> bool,
+) -> Record {
     let mut snaps = running.snapshots.clone();
-    let s = wait_for_within(&mut snaps, what, Duration::from_secs(20), |s: &Snapshot| {
+    let s = wait_for_within(&mut snaps, what, limit, |s: &Snapshot| {
         s.events.first().is_some_and(&ok)
     })
     .await;
     s.events[0].clone()
+}
+
+fn metrics_have(running: &Running, name: &str) -> bool {
+    running
+        .metrics
+        .render()
+        .lines()
+        .any(|l| l.starts_with(name))
 }
 
 fn now_s() -> i64 {
@@ -150,8 +169,10 @@ fn pool_command_confirmed(r: &Record) {
 /// with its frequency and the mining power before, the pool's command acked and
 /// confirmed, samples at 250 ms, 1 s and 5 s taken on their own timers with the age of
 /// each reading, the 1 s one showing the pool at 0 W measured after the trigger. It is in
-/// the retained state and Prometheus, and, the daemon stopped before 60 s, closed as
-/// `shutdown` in the events file, which `gridminer events` prints as a table and as JSON.
+/// the retained state and Prometheus; after the 60 s sample it is final (`complete`) and
+/// in the events file, which `gridminer events` prints, as a table and as JSON, while the
+/// daemon runs and after it stopped. (The test waits out the 60 s: the last timer and
+/// the record's completion are what it proves.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r11_under_frequency_makes_an_evidence_record_in_state_file_and_cli() {
     let id = "ev11f";
@@ -204,10 +225,30 @@ async fn r11_under_frequency_makes_an_evidence_record_in_state_file_and_cli() {
         "{metrics}"
     );
 
-    running
-        .stop(Duration::from_secs(10))
-        .await
-        .expect("clean stop");
+    let done = record_within(&running, "the final record", Duration::from_secs(90), |r| {
+        r.closed.is_some()
+    })
+    .await;
+    assert_eq!(done.closed.map(|c| c.why), Some(Closure::Complete));
+    assert_eq!(done.samples.len(), OFFSETS.len());
+    assert_eq!(done.samples[..3], r.samples[..3]);
+    samples_at_their_offsets(&done);
+    assert!(done.samples.iter().skip(1).all(|s| s.all_after_trigger));
+    assert!(metrics_have(
+        &running,
+        "gridminer_response_last_confirm_latency_seconds"
+    ));
+
+    // Written off the control loop: in the file within a moment, read beside the daemon.
+    let file = EventsFile::new(dir.path().join("events.jsonl"), u64::MAX);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while file.read().unwrap().records.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the record reaches the events file"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let out = gridminer(
         &["events", "--config", cfg.to_str().unwrap(), "--json"],
         dir.path(),
@@ -215,12 +256,13 @@ async fn r11_under_frequency_makes_an_evidence_record_in_state_file_and_cli() {
     let records = json_stdout(&out);
     let last = records.as_array().unwrap().last().unwrap().clone();
     let written: Record = serde_json::from_value(last.clone()).unwrap();
-    assert_eq!(written.trigger, r.trigger);
-    assert_eq!(written.closed.map(|c| c.why), Some(Closure::Shutdown));
-    assert!(written.samples.len() >= 3 && written.samples.len() < OFFSETS.len());
-    assert_eq!(written.samples[..3], r.samples[..3]);
+    assert_eq!(written, done, "the file holds what the state showed");
     assert_eq!(last["response"]["window_s"], 0.25);
 
+    running
+        .stop(Duration::from_secs(10))
+        .await
+        .expect("clean stop");
     let out = gridminer(&["events", "--config", cfg.to_str().unwrap()], dir.path());
     assert!(out.status.success(), "{}", text(&out));
     let table = String::from_utf8(out.stdout).unwrap();
@@ -229,10 +271,10 @@ async fn r11_under_frequency_makes_an_evidence_record_in_state_file_and_cli() {
     for want in [
         "under_frequency",
         "49.500 Hz",
-        "record shutdown",
+        "record complete at +60",
         "cpu",
         "250 ms",
-        "not taken",
+        "60 s ",
     ] {
         assert!(table.contains(want), "{want:?} missing from:\n{table}");
     }
