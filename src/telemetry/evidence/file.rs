@@ -7,14 +7,20 @@
 //! max_bytes = "4 MiB"                                # or a number of bytes
 //! ```
 //!
-//! Each record replaces the whole file, written atomically (temporary file, fsync,
-//! rename: `signal::operator::write_atomically`), so a crash leaves the file with or
-//! without the new record, never a torn line. Bounded: past `max_bytes` the oldest
-//! records go (the newest always stays). Events are rare (a frequency excursion, a
-//! curtailment), so rewriting a few MiB per event costs little; the runtime does it off
-//! the control loop. A line that does not parse (written by hand, or by a newer version)
-//! is kept as it is and reported by the reader, never dropped silently.
+//! Each record is one `write(2)` of its whole line at the end of the file, then flushed
+//! to disk (`fdatasync`) before the next: a frequency that flaps around `shed_below_hz`
+//! can close a record a second, and each costs one small append, not a rewrite. Bounded:
+//! when the next line would take the file past `max_bytes`, the file is compacted to
+//! the newest records within three quarters of it (the newest always stays) and replaced
+//! atomically (temporary file, fsync, rename: `signal::operator::write_atomically`), so
+//! compaction costs one rewrite per quarter of the bound. A power cut in the middle of
+//! an append can leave a torn last line: the reader reports it and skips it, and the
+//! next append starts on a line of its own, so no whole record is ever lost to it. A
+//! line that does not parse (torn, written by hand, or by a newer version) is kept as
+//! it is and reported by the reader, never dropped silently. The runtime writes off the
+//! control loop.
 
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -122,15 +128,57 @@ impl EventsFile {
         }
     }
 
-    /// Adds `record` as the newest line, dropping the oldest lines past the bound.
+    /// Adds `record` as the newest line: appended, or, past the bound, with the file
+    /// compacted (see the module doc).
     pub fn append(&self, record: &Record) -> Result<(), EventsFileError> {
+        let mut line = serde_json::to_string(record).expect("a record serialises");
+        line.push('\n');
+        let write_err = |source| EventsFileError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let size = match std::fs::metadata(&self.path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(source) => return Err(write_err(source)),
+        };
+        if size + line.len() as u64 > self.max_bytes {
+            return self.compact(&line);
+        }
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(write_err)?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .map_err(write_err)?;
+        // After a torn last line (a power cut mid-append) the record starts a line of
+        // its own: glued to the torn one, both would be lost.
+        if size > 0 {
+            let mut last = [0u8];
+            f.seek(SeekFrom::End(-1)).map_err(write_err)?;
+            f.read_exact(&mut last).map_err(write_err)?;
+            if last[0] != b'\n' {
+                line.insert(0, '\n');
+            }
+        }
+        f.write_all(line.as_bytes()).map_err(write_err)?;
+        f.sync_data().map_err(write_err)
+    }
+
+    /// Replaces the file with its newest lines within three quarters of the bound, and
+    /// `line` (which always stays).
+    fn compact(&self, line: &str) -> Result<(), EventsFileError> {
         let text = self.text()?;
-        let line = serde_json::to_string(record).expect("a record serialises");
         let mut lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        lines.push(&line);
-        let size = |ls: &[&str]| ls.iter().map(|l| l.len() as u64 + 1).sum::<u64>();
+        lines.push(line.trim_end());
+        let keep = self.max_bytes / 4 * 3;
+        let mut size: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
         let mut first = 0;
-        while first + 1 < lines.len() && size(&lines[first..]) > self.max_bytes {
+        while first + 1 < lines.len() && size > keep {
+            size -= lines[first].len() as u64 + 1;
             first += 1;
         }
         let mut body = lines[first..].join("\n");
@@ -155,7 +203,8 @@ impl EventsFile {
             }
         }
         // Two records closed within a moment are written by two blocking tasks, in
-        // either order: the trigger says which came first.
+        // either order (one after the other: the runtime holds a lock): the trigger says
+        // which came first.
         events.records.sort_by_key(|r| r.trigger.at);
         Ok(events)
     }

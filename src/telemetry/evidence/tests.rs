@@ -413,32 +413,54 @@ fn complete_record() -> Record {
 }
 
 /// r11: the events file keeps every record as one line (what is read back is what was
-/// written), stays within its bound by dropping the oldest, and keeps and reports a line
-/// that is not a record rather than losing it or the rest.
+/// written), stays within its bound by compacting to the newest, keeps and reports a
+/// line that is not a record rather than losing it or the rest, and after a torn last
+/// line (a power cut mid-append) starts the next record on a line of its own.
 #[test]
 fn r11_the_events_file_round_trips_and_stays_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let r = complete_record();
     let line = serde_json::to_string(&r).unwrap().len() as u64 + 1;
-    let file = EventsFile::new(dir.path().join("sub/events.jsonl"), line * 3);
+    let file = EventsFile::new(dir.path().join("sub/events.jsonl"), line * 4);
     assert!(file.read().unwrap().records.is_empty(), "no file yet");
-    let mut written = Vec::new();
-    for i in 0..5 {
-        let mut r = r.clone();
-        r.trigger.at = at(i * 100_000);
-        file.append(&r).unwrap();
-        written.push(r);
+    let written: Vec<Record> = (0..6)
+        .map(|i| {
+            let mut r = r.clone();
+            r.trigger.at = at(i * 100_000);
+            r
+        })
+        .collect();
+    let append = |i: usize| {
+        file.append(&written[i]).unwrap();
+        file.read().unwrap().records
+    };
+    for i in 0..4 {
+        assert_eq!(append(i).len(), i + 1, "appended");
     }
+    // The fifth would pass 4 lines: compacted to the newest 3 (three quarters).
+    assert_eq!(append(4), written[2..5]);
+    assert_eq!(append(5), written[2..], "appended again");
     let back = file.read().unwrap();
-    assert_eq!(back.records, written[2..], "the newest three fit");
     assert!(back.bad_lines.is_empty());
 
     let text = std::fs::read_to_string(file.path()).unwrap();
-    std::fs::write(file.path(), format!("not json\n{text}")).unwrap();
+    let torn = &text[..text.len() - 40];
+    std::fs::write(file.path(), format!("not json\n{torn}")).unwrap();
     let back = file.read().unwrap();
-    assert_eq!(back.records.len(), 3);
-    assert_eq!(back.bad_lines.len(), 1);
-    assert_eq!(back.bad_lines[0].0, 1);
+    assert_eq!(back.records, written[2..5]);
+    assert_eq!(
+        back.bad_lines.iter().map(|b| b.0).collect::<Vec<_>>(),
+        [1, 5],
+        "the hand-written line and the torn one, by number"
+    );
+    let mut newest = r.clone();
+    newest.trigger.at = at(900_000);
+    // Appended (a larger bound: no compaction), after the torn line, not glued to it.
+    let roomy = EventsFile::new(file.path(), line * 10);
+    roomy.append(&newest).unwrap();
+    let back = roomy.read().unwrap();
+    assert_eq!(back.records.last(), Some(&newest));
+    assert_eq!(back.bad_lines.len(), 2, "both kept as they were");
 }
 
 /// r11: what people see: the trigger with its jti and operator, both verdicts with their
