@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use super::{ActuatorError, Commanded};
 use crate::clock::Timestamp;
+use crate::decision::LoadTarget;
 use crate::state::Reading;
 use crate::units::Watts;
 
@@ -95,6 +96,9 @@ impl LoadError {
 /// What the daemon knows of one load from its driver.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadStatus {
+    /// The last write begun, and when it was handed to the driver, whatever became of
+    /// it: with `commanded` (its acknowledgement) it shows how long delivery took.
+    pub sent: Option<(LoadTarget, Timestamp)>,
     /// The last write that succeeded; `None` before the first.
     pub commanded: Option<Commanded>,
     /// The last read-back: the power the load reports drawing and when it was measured;
@@ -122,6 +126,7 @@ impl LoadStatus {
     /// `readback`: whether it reports its power.
     pub fn new(rated: Watts, readback: bool) -> Self {
         LoadStatus {
+            sent: None,
             commanded: None,
             actual: None,
             readback,
@@ -132,6 +137,19 @@ impl LoadStatus {
             matched: false,
             awaiting: false,
         }
+    }
+
+    /// A write of `target` is handed to the driver at `at` (its outcome comes later, by
+    /// [`LoadStatus::commanded`] or [`LoadStatus::failed`]).
+    pub fn sending(&mut self, target: LoadTarget, at: Timestamp) {
+        self.sent = Some((target, at));
+    }
+
+    /// When the last write that succeeded was confirmed by a read-back (the first that
+    /// matched it); `None` while it is not, or for a load without read-back.
+    pub fn confirmed_at(&self) -> Option<Timestamp> {
+        let c = self.commanded?;
+        (!self.awaiting).then(|| self.latency.map(|l| c.at + l))?
     }
 
     /// A write succeeded. What the load reported before it confirms nothing of it.
@@ -197,7 +215,6 @@ impl LoadStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::LoadTarget;
 
     /// Two 500 W miners.
     const RATED: Watts = Watts(1000.0);
@@ -282,5 +299,30 @@ mod tests {
         s.failed(Operation::Read, e, at(4000));
         assert_eq!(s.reading(), Some(read(700.0, 3100)));
         assert_eq!(Confirmation::ALL.map(Confirmation::as_str).len(), 3);
+    }
+
+    /// r11: the evidence of a frequency response needs when a write was handed over
+    /// (`sent`, whatever became of it) and when a read-back confirmed it: the write's
+    /// time plus its latency, only once this write was matched.
+    #[test]
+    fn r11_sent_and_confirmed_at() {
+        let mut s = LoadStatus::new(RATED, true);
+        assert_eq!(s.confirmed_at(), None);
+        s.sending(told(0.0, 100).target, at(90));
+        assert_eq!(s.sent, Some((told(0.0, 100).target, at(90))));
+        s.commanded(told(0.0, 100));
+        assert_eq!(s.confirmed_at(), None, "not matched yet");
+        s.observed(read(3.0, 350));
+        assert_eq!(s.confirmed_at(), Some(at(350)));
+        // A newer write is not confirmed by the old match.
+        s.commanded(told(1000.0, 400));
+        assert_eq!(s.confirmed_at(), None);
+        let mut open_loop = LoadStatus::new(RATED, false);
+        open_loop.commanded(told(0.0, 100));
+        assert_eq!(
+            open_loop.confirmed_at(),
+            None,
+            "nothing confirms without read-back"
+        );
     }
 }

@@ -11,7 +11,6 @@ macro_rules! outln {
 }
 
 /// `print!` as [`outln!`] is `println!`.
-#[cfg_attr(not(feature = "sim"), allow(unused_macros))] // Only the simulator prints so.
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
@@ -20,6 +19,7 @@ macro_rules! out {
 }
 
 pub mod check;
+pub mod events;
 pub mod fleet;
 pub mod fleet_ops;
 pub mod hash;
@@ -85,6 +85,18 @@ pub enum Command {
         /// Print the ranking as JSON on stdout.
         #[arg(long)]
         json: bool,
+    },
+    /// The frequency-response evidence records in the site's events file.
+    Events {
+        /// Site config (the one `run` uses: it names the events file).
+        #[arg(long)]
+        config: PathBuf,
+        /// Print the records as JSON (an array, oldest first).
+        #[arg(long)]
+        json: bool,
+        /// Only the newest N records.
+        #[arg(long, value_name = "N")]
+        last: Option<usize>,
     },
     /// Configuration files.
     Config {
@@ -190,6 +202,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             command: ConfigCommand::Check { files },
         } => check::check(&files),
         Command::Fleet { command } => fleet::run(command),
+        Command::Events { config, json, last } => events::events(&config, json, last),
         Command::Hash { command } => hash::run(command).map(|()| std::process::ExitCode::SUCCESS),
         #[cfg(feature = "sim")]
         Command::Bench {

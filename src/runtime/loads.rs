@@ -27,10 +27,11 @@ use crate::actuator::hasher::{
 use crate::actuator::mqtt::{self as mqtt_load, setpoint_body, MqttLoad};
 use crate::actuator::status::{LoadStatus, Operation};
 use crate::actuator::{ActuatorError, ReadPower, SetPower};
-use crate::clock::Clock;
+use crate::clock::{Clock, Timestamp};
 use crate::decision::LoadTarget;
 use crate::mqtt::MqttSettings;
 use crate::site::LoadSpec;
+use crate::telemetry::evidence::UnitTiming;
 use crate::units::Watts;
 
 /// The first wait before writing a target again after a transient failure, doubled
@@ -60,6 +61,15 @@ impl Meter {
     /// counts the load as drawing is its [`LoadStatus::reading`].
     pub(super) fn status(&self) -> LoadStatus {
         lock(&self.status).clone()
+    }
+
+    /// What became of each command sent to the load since `since`, for the evidence
+    /// of a frequency response: one timing for the load as a whole, named `load`, from
+    /// its status (a fleet gives one per miner).
+    pub(super) fn timings(&self, load: &str, since: Timestamp) -> Vec<UnitTiming> {
+        UnitTiming::of_load(load, &lock(&self.status), since)
+            .into_iter()
+            .collect()
     }
 
     /// A view of a hashing load's workers; `None` for anything else.
@@ -327,6 +337,7 @@ impl Follower {
                 // A write still waiting for its confirmation gives way to a newer target
                 // (or to the end): the latest wins, and a dead broker must not hold up
                 // the safe state. What became of it is unknown, so nothing is booked.
+                lock(&self.status).sending(target, self.clock.now());
                 let outcome = tokio::select! {
                     r = driver.set(target) => Ok(r),
                     ended = superseded(&mut self.snapshots, self.i, target) => Err(ended),

@@ -44,6 +44,7 @@ use config::LiveConfig;
 use loads::Meter;
 
 pub mod config;
+mod evidence;
 mod fault;
 pub mod fleet;
 mod loads;
@@ -80,6 +81,8 @@ pub struct Snapshot {
     pub hashing: Vec<Option<HashingReport>>,
     /// Every miner of the ASIC fleets, group by group.
     pub fleet: Vec<MinerStatus>,
+    /// The latest frequency-response evidence records, newest first (the open one too).
+    pub events: Arc<Vec<crate::telemetry::evidence::Record>>,
 }
 
 /// Shared counters of the daemon, for metrics and tests.
@@ -213,6 +216,12 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
     fault.arm_mqtt(mqtt_task, &tracker, &shutdown);
 
     let mut core = LiveStep::from_config(&config);
+    let events_file = crate::telemetry::evidence::file::EventsFile::new(
+        telemetry
+            .events
+            .path(&operators.replay_cache_path(&config.site), &config.site),
+        telemetry.events.max_bytes,
+    );
     // No operators, no accepted commands: nothing to remember across restarts.
     let replay_file = (!operators.operators.is_empty())
         .then(|| ReplayFile::new(operators.replay_cache_path(&config.site)));
@@ -247,6 +256,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
             .collect(),
         hashing: vec![None; config.loads.len()],
         fleet: Vec::new(),
+        events: Arc::default(),
     });
     let (snap_tx, snap_rx) = watch::channel(first);
     let counters = Arc::new(Counters::default());
@@ -309,6 +319,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
                     &snap.loads,
                     &snap.hashing,
                     &snap.fleet,
+                    &snap.events,
                     snap.at,
                 )
                 .to_string();
@@ -365,7 +376,15 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         let counters = counters.clone();
         let client = client.clone();
         let tick = config.tick;
-        let names = config.loads.iter().map(|l| l.name.clone()).collect();
+        let names: Vec<String> = config.loads.iter().map(|l| l.name.clone()).collect();
+        let evidence = evidence::Recorder::new(
+            &config.site,
+            names.clone(),
+            events_file,
+            tracker.clone(),
+            metrics.clone(),
+            influx.clone(),
+        );
         let live = LiveLoop {
             core,
             reject_log: RejectLog::default(),
@@ -382,6 +401,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
             snapshots: snap_tx,
             counters,
             watchdog: supervise::Watchdog::new(tick),
+            evidence,
         };
         supervisor.spawn(
             &tracker,
@@ -527,6 +547,8 @@ struct LiveLoop {
     counters: Arc<Counters>,
     /// Fed after every tick's step, so a hung loop stops feeding it.
     watchdog: supervise::Watchdog,
+    /// The frequency-response evidence: fed every decision, sampled on its own timers.
+    evidence: evidence::Recorder,
 }
 
 impl LiveLoop {
@@ -542,11 +564,16 @@ impl LiveLoop {
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let sample_due = self.evidence.due();
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = interval.tick() => {
                     self.step();
                     self.watchdog.stepped();
+                }
+                _ = evidence::until(sample_due) => {
+                    let (now, loads) = (self.clock.now(), self.load_statuses());
+                    self.evidence.sample(now, &loads, &self.meters);
                 }
                 Some(obs) = observations.recv() => {
                     let urgent = matches!(obs, Observation::Frequency { .. });
@@ -583,8 +610,11 @@ impl LiveLoop {
                 }
             }
         }
-        // Safe state: every load off, published as the final decision.
+        // Safe state: every load off, published as the final decision, with the open
+        // evidence record closed short.
         let now = self.clock.now();
+        self.evidence
+            .close(now, &self.load_statuses(), &self.meters);
         let d = self.core.controller.safe_state(now);
         let (loads, hashing) = (self.load_statuses(), self.hashing_reports());
         self.publish(d, now, loads, hashing);
@@ -693,6 +723,11 @@ impl LiveLoop {
         for obs in received.observations.iter().cloned() {
             self.core.controller.observe(obs);
         }
+        if let Ok(cmd) = &received.outcome {
+            if let crate::signal::operator::Order::Act(_) = cmd.order {
+                self.evidence.accepted(&cmd.issuer.id, &cmd.jti);
+            }
+        }
         if received.outcome.is_ok() {
             // Saved before the command acts: once it has had an effect, a restart must
             // neither let it be replayed nor forget it.
@@ -747,6 +782,8 @@ impl LiveLoop {
         let loads = self.load_statuses();
         let readings: Vec<Option<Reading<Watts>>> = loads.iter().map(LoadStatus::reading).collect();
         let d = self.core.step(now, &readings);
+        let state = self.core.controller.state();
+        self.evidence.decided(&d, state, &loads, &self.meters);
         self.counters.steps.fetch_add(1, Ordering::Relaxed);
         self.metrics.decision(&d);
         self.metrics.state(self.core.controller.state());
@@ -793,6 +830,7 @@ impl LiveLoop {
                 .filter_map(Meter::miners)
                 .flatten()
                 .collect(),
+            events: self.evidence.shown(),
         }));
     }
 }

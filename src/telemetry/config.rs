@@ -14,10 +14,14 @@
 //!
 //! [metrics]
 //! listen = "127.0.0.1:9464"
+//!
+//! [events]
+//! file = "events.jsonl"              # default: events-{site}.jsonl beside the operator replay cache
+//! max_bytes = "4 MiB"
 //! ```
 //!
-//! Both sections are optional: without `[influx]` nothing is written, without `[metrics]`
-//! no endpoint is served.
+//! All sections are optional: without `[influx]` nothing is written, without `[metrics]`
+//! no endpoint is served; the events file is always kept (see `evidence::file`).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -26,6 +30,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use super::evidence::file::{EventsConfig, RawEvents, MIN_MAX_BYTES};
 use crate::config::{relative_to, Problems};
 use crate::units::de_opt_duration;
 
@@ -122,10 +127,13 @@ pub struct MetricsConfig {
 pub struct TelemetryConfig {
     pub influx: Option<InfluxConfig>,
     pub metrics: Option<MetricsConfig>,
+    /// `[events]`: where the frequency-response evidence is kept.
+    pub events: EventsConfig,
 }
 
-/// Takes `[influx]` and `[metrics]` out of `table` and checks them. `file` is the config
-/// file, against which `token_file` and `buffer_dir` are resolved.
+/// Takes `[influx]`, `[metrics]` and `[events]` out of `table` and checks them. `file` is
+/// the config file, against which `token_file`, `buffer_dir` and the events file are
+/// resolved.
 pub fn validate(p: &mut Problems, table: &mut toml::Table, file: &Path) -> TelemetryConfig {
     let influx = table
         .remove("influx")
@@ -147,7 +155,36 @@ pub fn validate(p: &mut Problems, table: &mut toml::Table, file: &Path) -> Telem
                 None
             }
         });
-    TelemetryConfig { influx, metrics }
+    let events = table
+        .remove("events")
+        .and_then(|v| p.take::<RawEvents>("events", v))
+        .map(|raw| validate_events(p, raw, file))
+        .unwrap_or_default();
+    TelemetryConfig {
+        influx,
+        metrics,
+        events,
+    }
+}
+
+fn validate_events(p: &mut Problems, raw: RawEvents, file: &Path) -> EventsConfig {
+    let mut c = EventsConfig::default();
+    if let Some(f) = raw.file {
+        if f.is_empty() {
+            p.push("events.file", "empty");
+        }
+        c.file = Some(relative_to(file, &f));
+    }
+    if let Some(b) = raw.max_bytes {
+        if b < MIN_MAX_BYTES {
+            p.push(
+                "events.max_bytes",
+                format!("{b} bytes: at least {MIN_MAX_BYTES} (64 KiB), one fleet's record can be tens of kB"),
+            );
+        }
+        c.max_bytes = b;
+    }
+    c
 }
 
 fn validate_influx(p: &mut Problems, raw: RawInflux, file: &Path) -> Option<InfluxConfig> {
@@ -248,7 +285,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok((num * k) as u64)
 }
 
-fn de_opt_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(super) fn de_opt_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum NumOrStr {
@@ -341,6 +378,31 @@ mod tests {
             let joined = problems.join("\n");
             assert!(joined.contains(want), "{want} in {joined}");
         }
+    }
+
+    /// r11: `[events]` names the file (relative to the config) and its bound; without it
+    /// the file goes beside the operator replay cache; a bound too small to hold a
+    /// fleet's record and an unknown key are problems with their paths.
+    #[test]
+    fn r11_events_section() {
+        let (c, problems) = check("[events]\nfile = \"ev.jsonl\"\nmax_bytes = \"1 MiB\"");
+        assert!(problems.is_empty(), "{problems:?}");
+        let path = c.events.path(Path::new("/x/replay.json"), "s1");
+        assert_eq!(path, Path::new("/etc/gridminer/ev.jsonl"));
+        assert_eq!(c.events.max_bytes, 1 << 20);
+        let (c, _) = check("");
+        let path = c.events.path(
+            Path::new("/var/lib/gridminer/operator-replay-s1.json"),
+            "s1",
+        );
+        assert_eq!(path, Path::new("/var/lib/gridminer/events-s1.jsonl"));
+        let (_, problems) = check("[events]\nmax_bytes = 1000");
+        assert!(
+            problems[0].starts_with("events.max_bytes: 1000 bytes"),
+            "{problems:?}"
+        );
+        let (_, problems) = check("[events]\nfiel = \"x\"");
+        assert!(problems[0].contains("unknown field `fiel`"), "{problems:?}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::error::TelemetryError;
+use super::evidence::{Record, TriggerKind};
 use crate::actuator::hasher::stratum::StratumCounts;
 use crate::actuator::hasher::HashingReport;
 use crate::actuator::status::{Confirmation, LoadStatus};
@@ -87,6 +88,15 @@ pub mod name {
     pub const MQTT_REFUSALS: &str = "gridminer_mqtt_connection_refusals_total";
     /// Counter: failures to load or write the operator replay cache file.
     pub const REPLAY_CACHE_ERRORS: &str = "gridminer_operator_replay_cache_errors_total";
+    /// Counter, label `trigger`: frequency-response events (evidence records opened), by
+    /// what triggered them.
+    pub const RESPONSE_EVENTS: &str = "gridminer_response_events_total";
+    /// Gauge: the last closed event's time from trigger to the last command acknowledged, s.
+    pub const RESPONSE_LAST_ACK: &str = "gridminer_response_last_ack_latency_seconds";
+    /// Gauge: the last closed event's time from trigger to the last drop confirmed, s.
+    pub const RESPONSE_LAST_CONFIRM: &str = "gridminer_response_last_confirm_latency_seconds";
+    /// Counter: failures to write the events file.
+    pub const EVENTS_FILE_ERRORS: &str = "gridminer_events_file_errors_total";
     /// Counter, label `load`: nonces a hashing load has hashed.
     pub const HASHER_HASHES: &str = "gridminer_hasher_hashes_total";
     /// Gauge, label `load`: a hashing load's measured hashrate, H/s.
@@ -169,6 +179,10 @@ struct Inner {
     /// The MQTT connection's own counters, once the daemon has one.
     mqtt: OnceLock<Arc<MqttStats>>,
     replay_cache_errors: AtomicU64,
+    responses: [AtomicU64; TriggerKind::ALL.len()],
+    response_ack: Gauge,
+    response_confirm: Gauge,
+    events_file_errors: AtomicU64,
     /// Hashing loads by name, as last reported.
     hashing: Mutex<Vec<(String, HashingReport)>>,
 }
@@ -416,6 +430,26 @@ impl Metrics {
         self.0.replay_cache_errors.load(Relaxed)
     }
 
+    /// Counts an evidence record opened for `kind`.
+    pub fn response_opened(&self, kind: TriggerKind) {
+        self.0.responses[kind as usize].fetch_add(1, Relaxed);
+    }
+    /// Events triggered by `kind` since start.
+    pub fn responses(&self, kind: TriggerKind) -> u64 {
+        self.0.responses[kind as usize].load(Relaxed)
+    }
+    /// Sets the last response latencies from a closed record (unknown ones are left out
+    /// of the exposition, not kept from an older event).
+    pub fn response_closed(&self, r: &Record) {
+        let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+        self.0.response_ack.set(secs(r.response.last_acked));
+        self.0.response_confirm.set(secs(r.response.last_confirmed));
+    }
+    /// Counts a failure to write the events file.
+    pub fn events_file_error(&self) {
+        self.0.events_file_errors.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn count_written(&self, n: u64) {
         self.0.points_written.fetch_add(n, Relaxed);
     }
@@ -524,6 +558,16 @@ impl Metrics {
                 name::MINING_ACTUAL,
                 "Mining power the loads report, W.",
             ),
+            (
+                &m.response_ack,
+                name::RESPONSE_LAST_ACK,
+                "Last closed event: trigger to the last command acknowledged, s.",
+            ),
+            (
+                &m.response_confirm,
+                name::RESPONSE_LAST_CONFIRM,
+                "Last closed event: trigger to the last drop confirmed, s.",
+            ),
         ] {
             if let Some(v) = g.get() {
                 header(&mut out, metric, "gauge", help);
@@ -590,11 +634,33 @@ impl Metrics {
             header(&mut out, metric, "gauge", help);
             sample(&mut out, metric, &[], v.load(Relaxed) as f64);
         }
-        let mut counters = vec![(
-            name::REPLAY_CACHE_ERRORS,
-            &m.replay_cache_errors,
-            "Failures to load or write the operator replay cache file.",
-        )];
+        header(
+            &mut out,
+            name::RESPONSE_EVENTS,
+            "counter",
+            "Frequency-response events, by trigger.",
+        );
+        for (k, n) in TriggerKind::ALL.iter().zip(&m.responses) {
+            let n = n.load(Relaxed) as f64;
+            sample(
+                &mut out,
+                name::RESPONSE_EVENTS,
+                &[("trigger", k.as_str())],
+                n,
+            );
+        }
+        let mut counters = vec![
+            (
+                name::REPLAY_CACHE_ERRORS,
+                &m.replay_cache_errors,
+                "Failures to load or write the operator replay cache file.",
+            ),
+            (
+                name::EVENTS_FILE_ERRORS,
+                &m.events_file_errors,
+                "Failures to write the events file.",
+            ),
+        ];
         if let Some(mqtt) = m.mqtt.get() {
             counters.extend([
                 (

@@ -14,13 +14,16 @@
 //! - [`influx`]: the writer task and the sender the controller holds.
 //! - [`buffer`]: the bounded on-disk buffer that keeps points while the server is away.
 //! - [`metrics`]: the `Metrics` handle and the Prometheus endpoint.
-//! - [`config`]: `[influx]` and `[metrics]`.
+//! - [`evidence`]: frequency-response evidence records (pure bookkeeping), the events
+//!   file, and how they print.
+//! - [`config`]: `[influx]`, `[metrics]` and `[events]`.
 //!
 //! Must not: block the control loop, or lose a point without counting it.
 
 pub mod buffer;
 pub mod config;
 mod error;
+pub mod evidence;
 pub mod influx;
 pub mod metrics;
 pub mod points;

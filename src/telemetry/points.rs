@@ -11,6 +11,7 @@
 
 use std::fmt::Write as _;
 
+use super::evidence::{Record, Sample, Trigger, Verdict};
 use crate::actuator::hasher::HashingReport;
 use crate::actuator::status::{Confirmation, LoadStatus};
 use crate::clock::{saturating_millis, Timestamp};
@@ -35,6 +36,12 @@ pub mod measurement {
     /// Signal values refused (tags `quantity` where known, `reason`, `source`), written
     /// as they are logged: the first of a source and reason, then a count a minute.
     pub const SIGNAL_REJECTED: &str = "signal_rejected";
+    /// A frequency-response evidence record, once closed, stamped with its trigger (tags
+    /// `trigger`, `closed`, `commands`, `drop`, `operator`, `jti`).
+    pub const RESPONSE_EVENT: &str = "response_event";
+    /// One sample of the mining power after a trigger, stamped when it was taken (tags
+    /// `trigger`, `offset`).
+    pub const RESPONSE_SAMPLE: &str = "response_sample";
 }
 
 /// Tag keys.
@@ -53,6 +60,19 @@ pub mod tag {
     pub const REJECT_REASON: &str = "reason";
     /// The topic, or `modbus`, on `signal_rejected`.
     pub const SOURCE: &str = "source";
+    /// `TriggerKind::as_str` on `response_event` and `response_sample`.
+    pub const TRIGGER: &str = "trigger";
+    /// `Closure::as_str` on `response_event`.
+    pub const CLOSED: &str = "closed";
+    /// `Verdict::as_str` of the commands against the FFR window, on `response_event`.
+    pub const COMMANDS: &str = "commands";
+    /// `Verdict::as_str` of the confirmed drop against the FFR window, on `response_event`.
+    pub const DROP: &str = "drop";
+    /// The binding curtailment's operator and `jti`, on `response_event`.
+    pub const OPERATOR: &str = "operator";
+    pub const JTI: &str = "jti";
+    /// The sample's offset after the trigger (`250ms`, `1s`, ...), on `response_sample`.
+    pub const OFFSET: &str = "offset";
 }
 
 /// Field keys. The suffix gives the unit: `_w` watts, `_ms` milliseconds; plain names are
@@ -101,6 +121,35 @@ pub mod field {
     pub const ACCEPTED: &str = "accepted";
     /// `signal_rejected`: values refused since the last point of its source and reason.
     pub const COUNT: &str = "count";
+    /// `response_event`: the frequency reading at the trigger, Hz.
+    pub const FREQUENCY_HZ: &str = "frequency_hz";
+    /// `response_event`: the loads' power together just before the trigger, W.
+    pub const MINING_BEFORE_W: &str = "mining_before_w";
+    /// `response_event`: the cap the triggering decision applied, W.
+    pub const CAP_W: &str = "cap_w";
+    /// `response_event`: commands sent (one per load, one per miner of a fleet).
+    pub const UNITS: &str = "units";
+    /// `response_event`: commands that failed.
+    pub const UNIT_ERRORS: &str = "unit_errors";
+    /// `response_event`: trigger to the last acknowledgement, ms (absent until all).
+    pub const LAST_ACKED_MS: &str = "last_acked_ms";
+    /// `response_event`: trigger to the last confirming read-back, ms (absent until all).
+    pub const LAST_CONFIRMED_MS: &str = "last_confirmed_ms";
+    /// `response_event`: 1 when every command was acknowledged within the FFR window.
+    pub const COMMANDS_MET: &str = "commands_met";
+    /// `response_event`: 1 when every drop was confirmed within the FFR window.
+    pub const DROP_MET: &str = "drop_met";
+    /// `response_sample`: the sample's offset after the trigger, ms.
+    pub const OFFSET_MS: &str = "offset_ms";
+    /// `response_sample`: the loads' power together, W (absent when none is known).
+    pub const MINING_W: &str = "mining_w";
+    /// `response_sample`: the oldest reading the sample is made of, ms.
+    pub const OLDEST_AGE_MS: &str = "oldest_age_ms";
+    /// `response_sample`: 1 when every reading was measured after the trigger.
+    pub const ALL_AFTER_TRIGGER: &str = "all_after_trigger";
+    /// `response_event` and `response_sample`: the trigger, ms since the epoch (joins a
+    /// sample to its event).
+    pub const TRIGGER_MS: &str = "trigger_ms";
     /// `hashing`: measured hashrate, hashes per second.
     pub const HASHRATE_HS: &str = "hashrate_hs";
     /// `hashing`: nonces hashed since start.
@@ -389,6 +438,68 @@ pub fn operator_command_point(
         p = p.int(field::UNTIL_MS, u.0);
     }
     p.int(field::ACCEPTED, accepted as i64)
+}
+
+/// The `response_event` point of a closed evidence record, stamped with its trigger.
+pub fn response_event_point(r: &Record) -> Point {
+    let t = &r.trigger;
+    let resp = &r.response;
+    let units = r.loads.iter().flat_map(|l| &l.units);
+    let mut p = Point::new(measurement::RESPONSE_EVENT, t.at)
+        .tag(tag::TRIGGER, t.kind.as_str())
+        .tag(tag::CLOSED, r.closed.map_or("open", |c| c.why.as_str()))
+        .tag(tag::COMMANDS, resp.commands.as_str())
+        .tag(tag::DROP, resp.drop.as_str())
+        .tag(tag::OPERATOR, t.operator.clone().unwrap_or_default())
+        .tag(tag::JTI, t.jti.clone().unwrap_or_default())
+        .int(field::TRIGGER_MS, t.at.0)
+        .int(field::UNITS, units.clone().count() as i64)
+        .int(
+            field::UNIT_ERRORS,
+            units.filter(|u| u.error.is_some()).count() as i64,
+        )
+        .int(field::COMMANDS_MET, (resp.commands == Verdict::Met) as i64)
+        .int(field::DROP_MET, (resp.drop == Verdict::Met) as i64);
+    for (key, v) in [
+        (field::FREQUENCY_HZ, t.frequency.map(|f| f.0)),
+        (field::MINING_BEFORE_W, r.mining_before.map(|w| w.0)),
+        (field::CAP_W, r.cap.map(|w| w.0)),
+    ] {
+        if let Some(v) = v {
+            p = p.float(key, v);
+        }
+    }
+    for (key, d) in [
+        (field::LAST_ACKED_MS, resp.last_acked),
+        (field::LAST_CONFIRMED_MS, resp.last_confirmed),
+    ] {
+        if let Some(d) = d {
+            p = p.int(key, saturating_millis(d));
+        }
+    }
+    p
+}
+
+/// The `response_sample` point of `s`, a sample of the record triggered as `trigger`.
+pub fn response_sample_point(trigger: &Trigger, s: &Sample) -> Point {
+    let offset = if s.offset < std::time::Duration::from_secs(1) {
+        format!("{}ms", s.offset.as_millis())
+    } else {
+        format!("{}s", s.offset.as_secs())
+    };
+    let mut p = Point::new(measurement::RESPONSE_SAMPLE, s.at)
+        .tag(tag::TRIGGER, trigger.kind.as_str())
+        .tag(tag::OFFSET, offset)
+        .int(field::TRIGGER_MS, trigger.at.0)
+        .int(field::OFFSET_MS, saturating_millis(s.offset))
+        .int(field::ALL_AFTER_TRIGGER, s.all_after_trigger as i64);
+    if let Some(w) = s.mining {
+        p = p.float(field::MINING_W, w.0);
+    }
+    if let Some(a) = s.oldest_age {
+        p = p.int(field::OLDEST_AGE_MS, saturating_millis(a));
+    }
+    p
 }
 
 #[cfg(test)]

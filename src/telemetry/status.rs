@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use super::evidence::Record;
 use crate::actuator::asic::MinerStatus;
 use crate::actuator::hasher::HashingReport;
 use crate::actuator::status::LoadStatus;
@@ -18,7 +19,9 @@ use crate::state::SiteState;
 /// The state document: every signal with value and age and its last refused value, the
 /// decision and its reason, each load's target and what its driver reports (`status`:
 /// commanded, read-back with its age, confirmation, latency, last error; and, for a
-/// hashing load, its hashing and pool counters), the operator command in force.
+/// hashing load, its hashing and pool counters), the operator command in force, and the
+/// latest frequency-response evidence records (`events`, newest first; see
+/// [`Record::state_json`]).
 pub fn state_json(
     state: &SiteState,
     decision: &Decision,
@@ -26,6 +29,7 @@ pub fn state_json(
     status: &[LoadStatus],
     hashing: &[Option<HashingReport>],
     fleet: &[MinerStatus],
+    events: &[Record],
     now: Timestamp,
 ) -> Value {
     // Every signal is an object, with nulls for what is unknown, so a consumer reading
@@ -107,6 +111,7 @@ pub fn state_json(
         "operator_command": command,
         "operator_commands": commands,
         "failsafe_w": state.failsafe.map(|w| w.0),
+        "events": events.iter().map(Record::state_json).collect::<Vec<_>>(),
     })
 }
 
@@ -270,7 +275,7 @@ mod tests {
                 blocked_starts: 0,
                 memory: Default::default(),
             };
-            let v = state_json(&state, &decision, &[], &[], &[], &[], at);
+            let v = state_json(&state, &decision, &[], &[], &[], &[], &[], at);
             if action == OperatorAction::Release {
                 // A release leaves nothing in force.
                 assert!(v["operator_command"].is_null(), "{v}");

@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod brokers;
+mod evidence;
 mod examples;
 mod fleet_driver;
 mod fleet_emulator;

@@ -147,6 +147,7 @@ async fn r10_a_setpoint_that_cannot_be_written_is_not_booked_and_is_written_once
         &failed.loads,
         &failed.hashing,
         &failed.fleet,
+        &failed.events,
         failed.at,
     );
     let load = &state["loads"][0];

@@ -18,6 +18,7 @@ use gridminer::decision::{Decision, LoadTarget, PolicyMemory, Reason};
 use gridminer::signal::OperatorAction;
 use gridminer::signal::Quantity;
 use gridminer::state::{Reading, SiteState};
+use gridminer::telemetry::evidence::{Closure, Evidence, LoadView, UnitTiming};
 use gridminer::telemetry::points::{self, Point};
 use gridminer::telemetry::{writer, DropCause, InfluxConfig, Metrics, MetricsServer};
 use gridminer::units::{HashRate, Hertz, PricePerMwh, Watts};
@@ -316,6 +317,57 @@ async fn every_kind_of_point_arrives_with_its_values() {
         true,
         at,
     ));
+    // r11: an evidence record. The rack is shed at T0 on 49.97 Hz, its 0 W acknowledged
+    // at +2 ms and confirmed by a read-back at +180 ms; sampled at +250 ms.
+    let shed = Decision {
+        reason: Reason::UnderFrequency,
+        limit: Some(Watts(0.0)),
+        loads: vec![LoadTarget::OFF],
+        ..decision.clone()
+    };
+    let mut book = Evidence::new("s1");
+    let mut rack = LoadStatus::new(Watts(7000.0), true);
+    rack.commanded(Commanded {
+        target: decision.loads[0],
+        at: before(2000),
+    });
+    rack.observed(Reading {
+        value: Watts(6480.0),
+        at: before(1000),
+    });
+    fn view(s: &LoadStatus) -> Vec<LoadView<'_>> {
+        let timings = UnitTiming::of_load("s19", s, Timestamp(T0))
+            .into_iter()
+            .collect();
+        vec![LoadView {
+            name: "s19",
+            status: s,
+            timings,
+        }]
+    }
+    book.decided(&shed, &state, &view(&rack.clone()));
+    rack.sending(LoadTarget::OFF, at + Duration::from_millis(1));
+    rack.commanded(Commanded {
+        target: LoadTarget::OFF,
+        at: at + Duration::from_millis(2),
+    });
+    rack.observed(Reading {
+        value: Watts(0.0),
+        at: at + Duration::from_millis(180),
+    });
+    book.sample(at + Duration::from_millis(250), &view(&rack));
+    let record = book
+        .close(
+            at + Duration::from_millis(300),
+            Closure::Shutdown,
+            &view(&rack),
+        )
+        .unwrap();
+    all.push(points::response_event_point(&record));
+    all.push(points::response_sample_point(
+        &record.trigger,
+        &record.samples[0],
+    ));
     let n = all.len() as u64;
 
     let metrics = Metrics::new();
@@ -367,11 +419,43 @@ async fn every_kind_of_point_arrives_with_its_values() {
             r#"operator_command_accepted{action="curtail_to",outcome="accepted"}"#,
             1.0,
         ),
+        (
+            r#"response_event_frequency_hz{trigger="under_frequency",closed="shutdown"}"#,
+            49.97,
+        ),
+        (r#"response_event_mining_before_w{commands="met"}"#, 6480.0),
+        (r#"response_event_cap_w{drop="met"}"#, 0.0),
+        (r#"response_event_last_acked_ms{commands="met"}"#, 2.0),
+        (r#"response_event_last_confirmed_ms{drop="met"}"#, 180.0),
+        (r#"response_event_units{trigger="under_frequency"}"#, 1.0),
+        (
+            r#"response_event_unit_errors{trigger="under_frequency"}"#,
+            0.0,
+        ),
+        (r#"response_event_drop_met{trigger="under_frequency"}"#, 1.0),
+        (
+            r#"response_event_trigger_ms{trigger="under_frequency"}"#,
+            T0 as f64,
+        ),
     ];
     for (selector, value) in expect {
         let got = vm.export(selector).await;
         assert_eq!(got.len(), 1, "{selector}: {got:?}");
         assert_eq!((got[0].1, got[0].2), (value, T0), "{selector}");
+    }
+    // The sample is stamped when it was taken.
+    for (selector, value) in [
+        (r#"response_sample_mining_w{offset="250ms"}"#, 0.0),
+        (r#"response_sample_oldest_age_ms{offset="250ms"}"#, 70.0),
+        (
+            r#"response_sample_offset_ms{trigger="under_frequency"}"#,
+            250.0,
+        ),
+        (r#"response_sample_all_after_trigger{offset="250ms"}"#, 1.0),
+    ] {
+        let got = vm.export(selector).await;
+        assert_eq!(got.len(), 1, "{selector}: {got:?}");
+        assert_eq!((got[0].1, got[0].2), (value, T0 + 250), "{selector}");
     }
     assert!(vm
         .export(r#"load_actual_w{load="cpu pool"}"#)

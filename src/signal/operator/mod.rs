@@ -64,7 +64,7 @@ pub use jws::{
     parse_ed25519_public_key, sign_hs256, Algorithm, HmacSecret, OperatorKey, MAX_TOKEN_BYTES,
 };
 pub use replay::{Budget, ReplayCache, ReplayEntry, DEFAULT_CAPACITY, HARD_CEILING};
-pub use replay_file::{Record, ReplayFile, ReplayFileError};
+pub use replay_file::{write_atomically, Record, ReplayFile, ReplayFileError};
 pub use verifier::{
     AcceptedCommand, CommandVerifier, Operator, DEFAULT_MAX_LIFETIME, DEFAULT_SKEW,
 };

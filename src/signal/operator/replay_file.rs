@@ -226,33 +226,41 @@ impl ReplayFile {
             last_heartbeat_ms: record.last_heartbeat.map(|t| t.0),
         };
         let body = serde_json::to_vec(&disk).expect("strings and integers serialise");
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&dir).map_err(write_err)?;
-        let mut tmp_name = self.path.file_name().unwrap_or_default().to_os_string();
-        tmp_name.push(".tmp");
-        let tmp = dir.join(tmp_name);
-        let written = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&body)?;
-            // On disk before the rename: otherwise a power cut can leave the new name
-            // pointing at an empty file.
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            // The rename itself, durable. Not every filesystem can sync a directory;
-            // the record is already consistent without it.
-            if let Ok(d) = std::fs::File::open(&dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written.map_err(write_err)
+        write_atomically(&self.path, &body).map_err(write_err)
     }
+}
+
+/// Replaces the file at `path` with `body` so that a crash or power cut leaves the old
+/// contents or the new, never half: written to `{path}.tmp` beside it, flushed to disk,
+/// then renamed over it. Creates the directory if it is missing. The replay cache and
+/// the events file (`telemetry::evidence::file`) are written so.
+pub fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(body)?;
+        // On disk before the rename: otherwise a power cut can leave the new name
+        // pointing at an empty file.
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // The rename itself, durable. Not every filesystem can sync a directory;
+        // the file is already consistent without it.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]
