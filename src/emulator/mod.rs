@@ -5,11 +5,13 @@
 //! - [`model`]: the pure dynamics of one miner (state at `t` from the commands it took),
 //!   the model table, the faults.
 //! - [`whatsminer`]: btminer's API v2 (the firmware side of both clients' protocol).
+//! - [`luxos`]: LUXminer's cgminer-style API (sessions, curtail, profiles).
 //! - `server`: the thin tokio layer: a listener per miner, one request per connection.
 //!
 //! It must not import the controller's layers (only `units` and `clock`): the driver
 //! is tested against it, so it may not share the driver's idea of the protocol.
 
+pub mod luxos;
 pub mod model;
 mod server;
 pub mod whatsminer;
@@ -62,6 +64,19 @@ impl EmulatorError {
         matches!(self, EmulatorError::Bind { source, .. }
             if source.kind() == std::io::ErrorKind::AddrInUse)
     }
+}
+
+/// `n` characters from `alphabet`, from a xorshift generator: salts and session ids
+/// that look random to a client and are the same in every run.
+fn random_chars(rng: &mut u64, alphabet: &[u8], n: usize) -> String {
+    (0..n)
+        .map(|_| {
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            alphabet[(*rng % alphabet.len() as u64) as usize] as char
+        })
+        .collect()
 }
 
 fn known_models() -> String {
@@ -173,8 +188,23 @@ struct Station {
 
 struct StationState {
     miner: Miner,
-    firmware: whatsminer::Firmware,
+    firmware: Firmware,
     connections: u64,
+}
+
+/// The firmware a miner runs, by its model's family.
+enum Firmware {
+    Whatsminer(whatsminer::Firmware),
+    LuxOs(luxos::Firmware),
+}
+
+impl Firmware {
+    fn answer(&mut self, miner: &mut Miner, request: &[u8], t: Duration, unix: i64) -> whatsminer::Answer {
+        match self {
+            Firmware::Whatsminer(f) => f.answer(miner, request, t, unix),
+            Firmware::LuxOs(f) => f.answer(miner, request, t, unix),
+        }
+    }
 }
 
 /// One miner as the emulator knows it (the truth a client's read-back is checked
@@ -252,7 +282,14 @@ impl Fleet {
                 fault,
                 state: Mutex::new(StationState {
                     miner,
-                    firmware: whatsminer::Firmware::new(identity, &opts.password, fault),
+                    firmware: match spec.family {
+                        Family::WhatsminerV2 => Firmware::Whatsminer(whatsminer::Firmware::new(
+                            identity,
+                            &opts.password,
+                            fault,
+                        )),
+                        Family::LuxOs => Firmware::LuxOs(luxos::Firmware::new(identity)),
+                    },
                     connections: 0,
                 }),
             });

@@ -23,6 +23,9 @@ pub enum Family {
     /// MicroBT's btminer, Whatsminer API v2 (JSON over TCP 4028, privileged commands
     /// token-authenticated and AES-256-ECB encrypted).
     WhatsminerV2,
+    /// LUXminer (LuxOS on Antminer hardware): cgminer-style API on 4028, session logon,
+    /// `curtail` to sleep and wake, profiles as power targets.
+    LuxOs,
 }
 
 /// A miner model's rated figures (vendor specifications; chip, board and fan counts as
@@ -106,6 +109,39 @@ pub const MODELS: &[Spec] = &[
         standby: Watts(12.0),
         fan_rpm_max: 6400.0,
         psu: "P521B",
+    },
+    // LuxOS models: `--model S19XP-Lux`. The firmware reports the Antminer model.
+    Spec {
+        name: "S19XP-Lux",
+        firmware_model: "Antminer S19 XP",
+        family: Family::LuxOs,
+        rated_power: Watts(3010.0),
+        rated_hashrate: HashRate(140e12),
+        min_limit: Watts(1800.0),
+        max_limit: Watts(3010.0),
+        boards: 3,
+        chips_per_board: 110,
+        fans: 4,
+        control: Watts(40.0),
+        standby: Watts(10.0),
+        fan_rpm_max: 6000.0,
+        psu: "APW12",
+    },
+    Spec {
+        name: "S21-Lux",
+        firmware_model: "Antminer S21",
+        family: Family::LuxOs,
+        rated_power: Watts(3500.0),
+        rated_hashrate: HashRate(200e12),
+        min_limit: Watts(2000.0),
+        max_limit: Watts(3500.0),
+        boards: 3,
+        chips_per_board: 108,
+        fans: 4,
+        control: Watts(40.0),
+        standby: Watts(10.0),
+        fan_rpm_max: 6000.0,
+        psu: "APW17",
     },
 ];
 

@@ -440,7 +440,7 @@ async fn r11_fleet_simulate_serves_what_it_prints_and_stops_on_sigint() {
 fn r11_fleet_simulate_refuses_bad_options_with_a_clear_error() {
     let cwd = peers::repo();
     for (args, says) in [
-        (&["--model", "S9"][..], "unknown model \"S9\" (known: M30S+, M50S, M60)"),
+        (&["--model", "S9"][..], "unknown model \"S9\" (known: M30S+, M50S, M60, S19XP-Lux, S21-Lux)"),
         (&["--fault", "lazy:0.1"][..], "bad fault \"lazy:0.1\""),
         (&["--fault", "liar:0.6", "--fault", "dead:0.6"][..], "the faults take 2 miners, the fleet has 1"),
         (&["--first", "192.168.1.10"][..], "192.168.1.10 is not a loopback address"),
@@ -451,4 +451,106 @@ fn r11_fleet_simulate_refuses_bad_options_with_a_clear_error() {
         assert!(!o.status.success(), "{args:?}: {text}");
         assert!(text.contains(says), "{args:?}: {text}");
     }
+}
+
+// ---------------------------------------------------------------- LuxOS, the second family
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_pyasic_detects_reads_and_controls_luxos_miners() {
+    let Some(mut py) = Pyasic::start("r11_pyasic_luxos") else {
+        return;
+    };
+    let fleet = loopback::start_fleet(options(2, &["S19XP-Lux", "S21-Lux"], &[])).await;
+    let long = Duration::from_secs(30);
+    for (ip, model) in fleet.addresses().into_iter().zip(["S19 XP", "S21"]) {
+        let d = py.data(ip).await;
+        let truth = fleet.snapshot(ip).unwrap();
+        assert_eq!((d["make"].as_str(), d["model"].as_str()), (Some("AntMiner"), Some(model)), "{d}");
+        assert_eq!(d["firmware"], "LuxOS");
+        assert_eq!(d["wattage"].as_f64(), Some(truth.power.0.round()));
+        assert_eq!(d["wattage_limit"].as_f64(), Some(truth.limit.0));
+        let ths = d["hashrate_ths"].as_f64().unwrap();
+        assert!((ths - truth.hashrate.0 / 1e12).abs() < 0.05, "{ths} vs {truth:?}");
+    }
+    let ip = fleet.addresses()[0];
+    assert!(py.ok(&format!("pause {ip}")).await);
+    let s = wait_for(&fleet, ip, long, "asleep", |s| s.phase == Phase::Sleeping).await;
+    let d = py.data(ip).await;
+    assert_eq!(d["wattage"].as_f64(), Some(s.power.0));
+    assert_eq!(d["hashrate_ths"].as_f64(), Some(0.0));
+
+    assert!(py.ok(&format!("resume {ip}")).await);
+    wait_for(&fleet, ip, long, "mining", |s| s.phase == Phase::Mining).await;
+
+    // pyasic picks the highest profile at or under the limit and sets it.
+    assert!(py.ok(&format!("limit {ip} 2500")).await);
+    let profiles = {
+        let lux = gridminer::emulator::model::model("S19XP-Lux").unwrap();
+        let m = gridminer::emulator::Miner::new(lux, quick(), None);
+        gridminer::emulator::luxos::profiles(&m)
+    };
+    let want = profiles.iter().map(|p| p.1).filter(|w| *w <= Watts(2500.0)).fold(Watts(0.0), Watts::max);
+    let s = wait_for(&fleet, ip, long, "at the profile's power", |s| s.power == want).await;
+    assert_eq!(s.limit, want);
+    let d = py.data(ip).await;
+    assert_eq!(d["wattage"].as_f64(), Some(want.0));
+    assert_eq!(d["wattage_limit"].as_f64(), Some(want.0));
+    assert_eq!(
+        commands(&s).into_iter().map(|c| c.0).collect::<Vec<_>>(),
+        [Command::PowerOff, Command::PowerOn, Command::PowerLimit(want)]
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_pyasic_luxos_refuses_auth_fails_and_liar_changes_nothing() {
+    let Some(mut py) = Pyasic::start("r11_pyasic_luxos_faults") else {
+        return;
+    };
+    let fleet =
+        loopback::start_fleet(options(2, &["S21-Lux"], &["liar:0.5", "refuses-auth:0.5"])).await;
+    let [refuses, liar] = fleet.addresses()[..] else {
+        panic!("two miners")
+    };
+    assert!(!py.ok(&format!("pause {refuses}")).await);
+    assert!(fleet.snapshot(refuses).unwrap().received.is_empty());
+    assert!(py.ok(&format!("pause {liar}")).await);
+    let s = fleet.snapshot(liar).unwrap();
+    assert_eq!(commands(&s), [(Command::PowerOff, Outcome::Ignored)]);
+    wait_past(&fleet, s.received[0].at + quick().stop * 3).await;
+    let d = py.data(liar).await;
+    assert_eq!(d["wattage"].as_f64(), Some(3500.0));
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_asic_rs_detects_reads_and_curtails_luxos_miners() {
+    let fleet = loopback::start_fleet(options(2, &["S19XP-Lux", "S21-Lux"], &[])).await;
+    let long = Duration::from_secs(30);
+    for (ip, model) in fleet.addresses().into_iter().zip(["S19XP", "S21"]) {
+        let miner = asic_rs_miner(ip).await;
+        let info = miner.get_device_info();
+        assert_eq!((info.model.as_str(), info.firmware.as_str()), (model, "LuxOS"), "{info:?}");
+        let d = miner.get_data().await;
+        let truth = fleet.snapshot(ip).unwrap();
+        assert_eq!(d.wattage.map(|p| p.as_watts()), Some(truth.power.0.round()));
+        let ths = d.hashrate.map(|h| h.as_unit(asic_rs::core::data::hashrate::HashRateUnit::TeraHash).value);
+        assert!((ths.unwrap() - truth.hashrate.0 / 1e12).abs() < 0.05, "{ths:?}");
+        assert_eq!(
+            d.tuning_target,
+            Some(asic_rs::core::data::miner::TuningTarget::Power(measurements::Power::from_watts(truth.limit.0)))
+        );
+
+        assert!(miner.pause(None).await.unwrap());
+        let s = wait_for(&fleet, ip, long, "asleep", |s| s.phase == Phase::Sleeping).await;
+        let d = miner.get_data().await;
+        assert_eq!(d.wattage.map(|p| p.as_watts()), Some(s.power.0));
+        assert_eq!(d.hashrate.map(|h| h.value), Some(0.0));
+
+        assert!(miner.resume(None).await.unwrap());
+        wait_for(&fleet, ip, long, "mining", |s| s.phase == Phase::Mining).await;
+        // asic-rs 0.8.6 does not set power limits on LuxOS (profiles only).
+        assert!(!miner.supports_set_power_limit());
+    }
+    fleet.stop().await;
 }

@@ -289,14 +289,7 @@ fn trim(b: &[u8]) -> &[u8] {
 /// Eight salt characters from md5crypt's alphabet.
 fn salt8(rng: &mut u64) -> String {
     const ALPHABET: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    (0..8)
-        .map(|_| {
-            *rng ^= *rng << 13;
-            *rng ^= *rng >> 7;
-            *rng ^= *rng << 17;
-            ALPHABET[(*rng % ALPHABET.len() as u64) as usize] as char
-        })
-        .collect()
+    super::random_chars(rng, ALPHABET, 8)
 }
 
 #[cfg(test)]
