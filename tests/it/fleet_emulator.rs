@@ -554,3 +554,47 @@ async fn r11_asic_rs_detects_reads_and_curtails_luxos_miners() {
     }
     fleet.stop().await;
 }
+
+// ---------------------------------------------------------------- bad input over the wire
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_hostile_requests_get_errors_or_a_close_and_the_miner_keeps_serving() {
+    // Whatever arrives on 4028 (a scanner, a fuzzer, a client of another firmware),
+    // the emulator answers or closes; it never stops serving or changes state.
+    use tokio::io::AsyncReadExt;
+    let fleet = loopback::start_fleet(options(2, &["M30S+", "S21-Lux"], &[])).await;
+    let big = format!("{{\"command\":\"{}\"}}", "x".repeat(100_000));
+    let requests: Vec<Vec<u8>> = vec![
+        b"\xff\xfe\x00garbage".to_vec(),
+        b"[1,2,3]".to_vec(),
+        b"{\"command\":42}".to_vec(),
+        b"{\"enc\":1,\"data\":\"%%%\"}".to_vec(),
+        b"{\"enc\":1,\"data\":\"AAAAAAAAAAAAAAAAAAAAAA==\"}".to_vec(),
+        b"{\"command\":\"curtail\",\"parameter\":\",,,,\"}".to_vec(),
+        b"{\"command\":\"summary+\"}".to_vec(),
+        big.into_bytes(),
+    ];
+    for ip in fleet.addresses() {
+        for req in &requests {
+            let mut s = tokio::net::TcpStream::connect((ip, emulator::DEFAULT_PORT)).await.unwrap();
+            let _ = s.write_all(req).await;
+            let _ = s.shutdown().await;
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+                .await
+                .expect("the miner answers or closes");
+            if !out.is_empty() {
+                let v: Value = serde_json::from_slice(&out).expect("an answer is JSON");
+                assert!(v.to_string().contains("\"E\"") || v.get("summary").is_some(), "{v}");
+            }
+        }
+        // A client that connects and sends nothing is closed by the read deadline,
+        // and a healthy request still gets its answer meanwhile.
+        let _idle = tokio::net::TcpStream::connect((ip, emulator::DEFAULT_PORT)).await.unwrap();
+        let answer = raw(ip, r#"{"command":"summary"}"#).await.unwrap();
+        assert!(answer.contains("SUMMARY"), "{answer}");
+        let s = fleet.snapshot(ip).unwrap();
+        assert!(s.received.is_empty() && s.phase == Phase::Mining, "{s:?}");
+    }
+    fleet.stop().await;
+}
