@@ -499,7 +499,7 @@ mod tests {
         let id = s["SESSION"][0]["SessionID"].as_str().unwrap().to_string();
         let e = ask(&mut fw, &mut m, json!({"command": "curtail", "parameter": format!("{id},sleep")}), 2.0);
         assert_eq!(e["STATUS"][0]["Msg"], "Invalid session id");
-        assert!(m.received().is_empty());
+        assert_eq!(m.received().len(), 0);
     }
 
     #[test]

@@ -153,6 +153,8 @@ pub struct FleetOptions {
     pub models: Vec<&'static Spec>,
     /// The first miner's address; the others follow one by one.
     pub first: Ipv4Addr,
+    /// Clients detect on 4028 only; port 0 (each miner its own free port) serves tests
+    /// whose client takes any port.
     pub port: u16,
     pub faults: Vec<FaultShare>,
     pub dynamics: Dynamics,
@@ -276,6 +278,16 @@ impl Fleet {
                 index: i,
                 addr: *addr.ip(),
             };
+            // Bound first, so a port 0 (unit tests) is known as the port it became.
+            let (addr, listener) = if fault == Some(Fault::Dead) {
+                (addr, None)
+            } else {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| EmulatorError::Bind { addr, source })?;
+                let port = listener.local_addr().map_or(addr.port(), |a| a.port());
+                (SocketAddrV4::new(*addr.ip(), port), Some(listener))
+            };
             let station = Arc::new(Station {
                 addr,
                 spec,
@@ -293,10 +305,7 @@ impl Fleet {
                     connections: 0,
                 }),
             });
-            if fault != Some(Fault::Dead) {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| EmulatorError::Bind { addr, source })?;
+            if let Some(listener) = listener {
                 listeners.push((station.clone(), listener));
             }
             stations.push(station);
@@ -326,7 +335,13 @@ impl Fleet {
         self.stations.iter().map(|s| *s.addr.ip()).collect()
     }
 
-    /// The port every miner listens on.
+    /// Every miner's address and port, in order (the ports differ only when the
+    /// options asked for port 0).
+    pub fn socket_addrs(&self) -> Vec<SocketAddrV4> {
+        self.stations.iter().map(|s| s.addr).collect()
+    }
+
+    /// The port the first miner listens on (every miner's, unless port 0 was asked).
     pub fn port(&self) -> u16 {
         self.stations.first().map_or(DEFAULT_PORT, |s| s.addr.port())
     }
@@ -384,7 +399,7 @@ impl Station {
             power: r.power,
             limit: st.miner.limit(),
             hashrate: r.hashrate,
-            received: st.miner.received().to_vec(),
+            received: st.miner.received().cloned().collect(),
             connections: st.connections,
         }
     }
@@ -421,6 +436,34 @@ mod tests {
             assign_faults(10, &all),
             Err(EmulatorError::TooManyFaults { wanted: 11, miners: 10 })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_fleet_on_port_0_serves_each_miner_on_its_own_port_and_can_start_asleep() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let fleet = Fleet::start(FleetOptions {
+            miners: 3,
+            first: Ipv4Addr::new(127, 2, 0, 1),
+            port: 0,
+            asleep: true,
+            faults: vec!["dead:0.34".parse().unwrap()],
+            ..FleetOptions::default()
+        })
+        .await
+        .unwrap();
+        let addrs = fleet.socket_addrs();
+        assert!(addrs[..2].iter().all(|a| a.port() != 0));
+        for s in fleet.snapshots() {
+            assert_eq!((s.phase, s.hashing), (Phase::Sleeping, false));
+        }
+        let mut c = tokio::net::TcpStream::connect(addrs[1]).await.unwrap();
+        c.write_all(br#"{"command":"status"}"#).await.unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).await.unwrap();
+        assert!(out.contains(r#""mineroff":"true""#), "{out}");
+        assert_eq!(fleet.snapshot(*addrs[1].ip()).unwrap().connections, 1);
+        assert!(fleet.snapshot(Ipv4Addr::new(127, 2, 0, 9)).is_none());
+        fleet.stop().await;
     }
 
     #[tokio::test]

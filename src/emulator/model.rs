@@ -12,6 +12,7 @@
 //! boards get, with efficiency improving as power falls; temperatures and fans follow
 //! the power.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::units::{HashRate, Watts};
@@ -370,8 +371,12 @@ pub struct Miner {
     activity: Activity,
     /// When btminer last (re)started, for "Elapsed".
     started: Duration,
-    received: Vec<Received>,
+    received: VecDeque<Received>,
 }
+
+/// Commands kept per miner, the oldest dropped first: a fleet served for days under a
+/// controller stays bounded (about 50 bytes each).
+pub const MAX_RECEIVED: usize = 4096;
 
 /// Refused commands' messages. The vendor's document gives codes, not every text;
 /// these say what was wrong in the firmware's terse style.
@@ -392,7 +397,7 @@ impl Miner {
                 stuck: false,
             },
             started: Duration::ZERO,
-            received: Vec::new(),
+            received: VecDeque::new(),
         }
     }
 
@@ -405,8 +410,9 @@ impl Miner {
         self.mode
     }
 
-    pub fn received(&self) -> &[Received] {
-        &self.received
+    /// The commands received, oldest first (the last [`MAX_RECEIVED`]).
+    pub fn received(&self) -> impl ExactSizeIterator<Item = &Received> {
+        self.received.iter()
     }
 
     /// The power the boards are tuned to reach: the limit, capped by the power mode.
@@ -534,7 +540,10 @@ impl Miner {
     }
 
     fn record(&mut self, at: Duration, command: Command, outcome: Outcome) -> Outcome {
-        self.received.push(Received {
+        if self.received.len() >= MAX_RECEIVED {
+            self.received.pop_front();
+        }
+        self.received.push_back(Received {
             at,
             command,
             outcome: outcome.clone(),
@@ -735,6 +744,10 @@ mod tests {
         }
         assert_eq!(m.limit(), Watts(3400.0));
         assert_eq!(m.received().len(), 3);
+        for i in 0..MAX_RECEIVED {
+            m.apply(s(i as f64), Command::PowerOn);
+        }
+        assert_eq!(m.received().len(), MAX_RECEIVED);
     }
 
     #[test]
