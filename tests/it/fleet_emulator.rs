@@ -598,3 +598,57 @@ async fn r11_hostile_requests_get_errors_or_a_close_and_the_miner_keeps_serving(
     }
     fleet.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_asic_rs_sees_slow_wake_restarts_and_stuck_stabilizing_as_the_field_does() {
+    // The faults that only show over time, through the driver's own library: each
+    // command "succeeds", and only the read-backs tell the miners apart.
+    let fleet = loopback::start_fleet(options(
+        4,
+        &["M30S+"],
+        &["slow-wake:0.25", "restarts-on-limit-change:0.25", "stuck-stabilizing:0.25"],
+    ))
+    .await;
+    let [healthy, stuck, restarts, slow] = fleet.addresses()[..] else {
+        panic!("four miners")
+    };
+    assert_eq!(fleet.snapshot(slow).unwrap().fault, Some(Fault::SlowWake));
+    let long = Duration::from_secs(30);
+
+    // slow-wake: paused and resumed with a healthy one, it is still waking when the
+    // healthy one already mines at full power.
+    for ip in [healthy, slow] {
+        assert!(asic_rs_miner(ip).await.pause(None).await.unwrap());
+    }
+    for ip in [healthy, slow] {
+        wait_for(&fleet, ip, long, "asleep", |s| s.phase == Phase::Sleeping).await;
+    }
+    for ip in [healthy, slow] {
+        assert!(asic_rs_miner(ip).await.resume(None).await.unwrap());
+    }
+    wait_for(&fleet, healthy, long, "mining", |s| s.phase == Phase::Mining).await;
+    let s = fleet.snapshot(slow).unwrap();
+    assert_eq!((s.phase, s.hashing), (Phase::Waking, false), "{s:?}");
+    wait_for(&fleet, slow, long, "mining at last", |s| s.phase == Phase::Mining).await;
+
+    // restarts-on-limit-change: the new limit stops the boards first.
+    let limit = measurements::Power::from_watts(2600.0);
+    assert!(asic_rs_miner(restarts).await.set_power_limit(limit).await.unwrap());
+    let s = fleet.snapshot(restarts).unwrap();
+    assert_eq!((s.phase, s.hashing), (Phase::Waking, false), "{s:?}");
+    wait_for(&fleet, restarts, long, "at 2600 W", |s| s.power == Watts(2600.0)).await;
+
+    // stuck-stabilizing: reports the new target and keeps drawing the old power.
+    let miner = asic_rs_miner(stuck).await;
+    assert!(miner.set_power_limit(limit).await.unwrap());
+    let stuck_at = fleet.snapshot(stuck).unwrap();
+    wait_past(&fleet, stuck_at.received[0].at + Duration::from_secs(3)).await;
+    let d = miner.get_data().await;
+    assert_eq!(
+        d.tuning_target,
+        Some(asic_rs::core::data::miner::TuningTarget::Power(limit))
+    );
+    assert_eq!(d.wattage.map(|p| p.as_watts()), Some(3400.0));
+    assert_eq!(fleet.snapshot(stuck).unwrap().phase, Phase::Stabilizing);
+    fleet.stop().await;
+}
