@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::firmware::{Answer, Identity};
 use super::model::{Command, Fault, Miner, Outcome, Reading};
-use super::whatsminer::{Answer, Identity};
 use crate::units::Watts;
 
 /// What `version` reports (the recorded reply's LUXminer release).
@@ -76,7 +76,10 @@ impl Firmware {
         if command.contains('+') {
             let mut joined = serde_json::Map::new();
             for part in command.split('+') {
-                joined.insert(part.to_string(), json!([self.one(miner, part, "", t, unix)]));
+                joined.insert(
+                    part.to_string(),
+                    json!([self.one(miner, part, "", t, unix)]),
+                );
             }
             joined.insert("id".into(), json!(1));
             return Answer::Reply(Value::Object(joined).to_string());
@@ -84,7 +87,14 @@ impl Firmware {
         Answer::Reply(self.one(miner, command, &parameter, t, unix).to_string())
     }
 
-    fn one(&mut self, miner: &mut Miner, command: &str, parameter: &str, t: Duration, unix: i64) -> Value {
+    fn one(
+        &mut self,
+        miner: &mut Miner,
+        command: &str,
+        parameter: &str,
+        t: Duration,
+        unix: i64,
+    ) -> Value {
         if let Some((_, used)) = &self.session {
             if t.saturating_sub(*used) > miner.dynamics.token_ttl {
                 self.session = None;
@@ -104,15 +114,39 @@ impl Firmware {
             "summary" => summary(&ctx),
             "stats" => stats(&ctx),
             "devs" => devs(&ctx),
-            "power" => table(&ctx, 311, "Power usage", "POWER", json!([{"PSU": false, "Watts": r.power.0.round() as i64}])),
+            "power" => table(
+                &ctx,
+                311,
+                "Power usage",
+                "POWER",
+                json!([{"PSU": false, "Watts": r.power.0.round() as i64}]),
+            ),
             "profiles" => profiles_table(&ctx),
             "fans" => fans(&ctx),
             "temps" => temps(&ctx),
             "pools" => pools(&ctx),
-            "groups" => table(&ctx, 7, "1 Group(s)", "GROUPS", json!([{"GROUP": 0, "Name": "Default", "Quota": 1}])),
-            "tempctrl" => table(&ctx, 200, "Temperature control", "TEMPCTRL", json!([{"Mode": "Auto", "Target": 75.0, "Hot": 85.0, "Dangerous": 95.0}])),
+            "groups" => table(
+                &ctx,
+                7,
+                "1 Group(s)",
+                "GROUPS",
+                json!([{"GROUP": 0, "Name": "Default", "Quota": 1}]),
+            ),
+            "tempctrl" => table(
+                &ctx,
+                200,
+                "Temperature control",
+                "TEMPCTRL",
+                json!([{"Mode": "Auto", "Target": 75.0, "Hot": 85.0, "Dangerous": 95.0}]),
+            ),
             "events" => table(&ctx, 357, "Miner Events", "EVENTS", json!([])),
-            "atm" => table(&ctx, 339, "ATM configuration values", "ATM", json!([{"Enabled": self.atm, "MaxProfile": "", "MinProfile": "", "PostRampMinutes": 15, "StartupMinutes": 15, "TempWindow": 7}])),
+            "atm" => table(
+                &ctx,
+                339,
+                "ATM configuration values",
+                "ATM",
+                json!([{"Enabled": self.atm, "MaxProfile": "", "MinProfile": "", "PostRampMinutes": 15, "StartupMinutes": 15, "TempWindow": 7}]),
+            ),
             "session" => {
                 let id = self.session.as_ref().map_or("", |(id, _)| id.as_str());
                 table(&ctx, 351, "Session", "SESSION", json!([{"SessionID": id}]))
@@ -123,7 +157,13 @@ impl Firmware {
                 }
                 let id = session_id(&mut self.rng);
                 self.session = Some((id.clone(), t));
-                table(&ctx, 350, "Session created", "SESSION", json!([{"SessionID": id}]))
+                table(
+                    &ctx,
+                    350,
+                    "Session created",
+                    "SESSION",
+                    json!([{"SessionID": id}]),
+                )
             }
             "curtail" | "profileset" | "atmset" | "logoff" => {
                 self.privileged(miner, command, parameter, t, unix)
@@ -133,7 +173,14 @@ impl Firmware {
     }
 
     /// A command that needs the session id first in its parameter.
-    fn privileged(&mut self, miner: &mut Miner, command: &str, parameter: &str, t: Duration, unix: i64) -> Value {
+    fn privileged(
+        &mut self,
+        miner: &mut Miner,
+        command: &str,
+        parameter: &str,
+        t: Duration,
+        unix: i64,
+    ) -> Value {
         let mut args = parameter.split(',').map(str::trim);
         let given = args.next().unwrap_or("");
         let valid = match &mut self.session {
@@ -219,7 +266,7 @@ fn table(ctx: &Ctx, code: u32, msg: &str, key: &str, rows: Value) -> Value {
 
 fn session_id(rng: &mut u64) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    super::random_chars(rng, ALPHABET, 8)
+    super::firmware::random_chars(rng, ALPHABET, 8)
 }
 
 fn ghs(ctx: &Ctx) -> f64 {
@@ -230,7 +277,10 @@ fn current_profile(miner: &Miner) -> String {
     profiles(miner)
         .into_iter()
         .min_by(|a, b| {
-            (a.1 - miner.limit()).abs().0.total_cmp(&(b.1 - miner.limit()).abs().0)
+            (a.1 - miner.limit())
+                .abs()
+                .0
+                .total_cmp(&(b.1 - miner.limit()).abs().0)
         })
         .map(|p| p.0)
         .unwrap_or_default()
@@ -296,7 +346,10 @@ fn stats(ctx: &Ctx) -> Value {
         let present = i <= s.boards;
         let rate = if present { per_board } else { 0.0 };
         board.insert(format!("chain_rate{i}"), json!(format!("{rate:.2}")));
-        board.insert(format!("chain_acn{i}"), json!(if present { s.chips_per_board } else { 0 }));
+        board.insert(
+            format!("chain_acn{i}"),
+            json!(if present { s.chips_per_board } else { 0 }),
+        );
         board.insert(format!("chain_hw{i}"), json!(0));
         let temps = if present {
             format!("{}-{}-{}-{}", chip, pcb - 10, pcb - 10, chip)
@@ -307,7 +360,14 @@ fn stats(ctx: &Ctx) -> Value {
         board.insert(format!("temp_pcb{i}"), json!(temps));
         board.insert(format!("temp_pic{i}"), json!(temps));
         board.insert(format!("fan{i}"), json!(r.fan_rpm.round() as i64));
-        board.insert(format!("freq{i}"), json!(if present && r.hashrate.0 > 0.0 { 300.0 } else { 0.0 }));
+        board.insert(
+            format!("freq{i}"),
+            json!(if present && r.hashrate.0 > 0.0 {
+                300.0
+            } else {
+                0.0
+            }),
+        );
     }
     for (k, v) in [
         ("Elapsed", json!(r.elapsed.as_secs())),
@@ -320,7 +380,10 @@ fn stats(ctx: &Ctx) -> Value {
         ("rate_unit", json!("GH")),
         ("temp_max", json!(chip)),
         ("temp_num", json!(s.boards)),
-        ("total_acn", json!(u32::from(s.boards) * u32::from(s.chips_per_board))),
+        (
+            "total_acn",
+            json!(u32::from(s.boards) * u32::from(s.chips_per_board)),
+        ),
         ("total_rateideal", json!(round2(s.rated_hashrate.0 / 1e9))),
         ("total rate", json!(ghs(ctx))),
     ] {
@@ -397,7 +460,13 @@ fn temps(ctx: &Ctx) -> Value {
             json!({"ID": i, "TEMP": i, "TopLeft": chip, "BottomLeft": chip, "TopRight": pcb, "BottomRight": pcb})
         })
         .collect();
-    let mut v = table(ctx, 201, &format!("{} Temp(s)", rows.len()), "TEMPS", json!(rows));
+    let mut v = table(
+        ctx,
+        201,
+        &format!("{} Temp(s)", rows.len()),
+        "TEMPS",
+        json!(rows),
+    );
     v["METADATA"] = json!([{
         "TopLeft": {"Label": "Board Exhaust (top)", "Position": [0, 0]},
         "TopRight": {"Label": "Board Intake (top)", "Position": [0, 1]},
@@ -447,7 +516,12 @@ mod tests {
     }
 
     fn ask(fw: &mut Firmware, m: &mut Miner, req: Value, t: f64) -> Value {
-        match fw.answer(m, req.to_string().as_bytes(), Duration::from_secs_f64(t), 1_764_000_000) {
+        match fw.answer(
+            m,
+            req.to_string().as_bytes(),
+            Duration::from_secs_f64(t),
+            1_764_000_000,
+        ) {
             Answer::Reply(s) => serde_json::from_str(&s).unwrap(),
             Answer::Drop => Value::Null,
         }
@@ -466,14 +540,24 @@ mod tests {
         let (mut fw, mut m) = lux(None);
         let none = ask(&mut fw, &mut m, json!({"command": "session"}), 0.0);
         assert_eq!(none["SESSION"][0]["SessionID"], "");
-        let refused = ask(&mut fw, &mut m, json!({"command": "curtail", "parameter": "x,sleep"}), 0.5);
+        let refused = ask(
+            &mut fw,
+            &mut m,
+            json!({"command": "curtail", "parameter": "x,sleep"}),
+            0.5,
+        );
         assert_eq!(refused["STATUS"][0]["STATUS"], "E");
         let s = ask(&mut fw, &mut m, json!({"command": "logon"}), 1.0);
         let id = s["SESSION"][0]["SessionID"].as_str().unwrap().to_string();
         assert_eq!(id.len(), 8);
         let again = ask(&mut fw, &mut m, json!({"command": "logon"}), 1.5);
         assert_eq!(again["STATUS"][0]["Msg"], "Another session is active");
-        let ok = ask(&mut fw, &mut m, json!({"command": "curtail", "parameter": format!("{id},sleep")}), 2.0);
+        let ok = ask(
+            &mut fw,
+            &mut m,
+            json!({"command": "curtail", "parameter": format!("{id},sleep")}),
+            2.0,
+        );
         assert_eq!(ok["STATUS"][0]["STATUS"], "S");
         assert_eq!(m.reading(Duration::from_secs(60)).phase, Phase::Sleeping);
         let p = profiles(&m);
@@ -488,7 +572,12 @@ mod tests {
         assert_eq!(m.limit(), watts);
         let cfg = ask(&mut fw, &mut m, json!({"command": "config"}), 4.0);
         assert_eq!(cfg["CONFIG"][0]["Profile"], name.as_str());
-        let bad = ask(&mut fw, &mut m, json!({"command": "profileset", "parameter": format!("{id},9MHz")}), 5.0);
+        let bad = ask(
+            &mut fw,
+            &mut m,
+            json!({"command": "profileset", "parameter": format!("{id},9MHz")}),
+            5.0,
+        );
         assert_eq!(bad["STATUS"][0]["STATUS"], "E");
     }
 
@@ -497,7 +586,12 @@ mod tests {
         let (mut fw, mut m) = lux(Some(Fault::RefusesAuth));
         let s = ask(&mut fw, &mut m, json!({"command": "logon"}), 1.0);
         let id = s["SESSION"][0]["SessionID"].as_str().unwrap().to_string();
-        let e = ask(&mut fw, &mut m, json!({"command": "curtail", "parameter": format!("{id},sleep")}), 2.0);
+        let e = ask(
+            &mut fw,
+            &mut m,
+            json!({"command": "curtail", "parameter": format!("{id},sleep")}),
+            2.0,
+        );
         assert_eq!(e["STATUS"][0]["Msg"], "Invalid session id");
         assert_eq!(m.received().len(), 0);
     }
@@ -505,11 +599,19 @@ mod tests {
     #[test]
     fn joined_commands_and_profiles_span_the_limits() {
         let (mut fw, mut m) = lux(None);
-        let j = ask(&mut fw, &mut m, json!({"command": "config+profiles+power"}), 1.0);
+        let j = ask(
+            &mut fw,
+            &mut m,
+            json!({"command": "config+profiles+power"}),
+            1.0,
+        );
         assert_eq!(j["power"][0]["POWER"][0]["Watts"], 3010);
         let p = j["profiles"][0]["PROFILES"].as_array().unwrap();
         assert_eq!(p.first().unwrap()["Watts"], m.spec.min_limit.0 as i64);
         assert_eq!(p.last().unwrap()["Watts"], m.spec.max_limit.0 as i64);
-        assert_eq!(j["config"][0]["CONFIG"][0]["Profile"], p.last().unwrap()["Profile Name"]);
+        assert_eq!(
+            j["config"][0]["CONFIG"][0]["Profile"],
+            p.last().unwrap()["Profile Name"]
+        );
     }
 }

@@ -11,6 +11,7 @@
 //! It must not import the controller's layers (only `units` and `clock`): the driver
 //! is tested against it, so it may not share the driver's idea of the protocol.
 
+mod firmware;
 pub mod luxos;
 pub mod model;
 mod server;
@@ -31,6 +32,7 @@ pub use model::{
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::units::{HashRate, Watts};
+use firmware::{Firmware, Identity};
 
 /// The port btminer (and cgminer) listen on; both clients detect on it only.
 pub const DEFAULT_PORT: u16 = 4028;
@@ -64,19 +66,6 @@ impl EmulatorError {
         matches!(self, EmulatorError::Bind { source, .. }
             if source.kind() == std::io::ErrorKind::AddrInUse)
     }
-}
-
-/// `n` characters from `alphabet`, from a xorshift generator: salts and session ids
-/// that look random to a client and are the same in every run.
-fn random_chars(rng: &mut u64, alphabet: &[u8], n: usize) -> String {
-    (0..n)
-        .map(|_| {
-            *rng ^= *rng << 13;
-            *rng ^= *rng >> 7;
-            *rng ^= *rng << 17;
-            alphabet[(*rng % alphabet.len() as u64) as usize] as char
-        })
-        .collect()
 }
 
 fn known_models() -> String {
@@ -194,21 +183,6 @@ struct StationState {
     connections: u64,
 }
 
-/// The firmware a miner runs, by its model's family.
-enum Firmware {
-    Whatsminer(whatsminer::Firmware),
-    LuxOs(luxos::Firmware),
-}
-
-impl Firmware {
-    fn answer(&mut self, miner: &mut Miner, request: &[u8], t: Duration, unix: i64) -> whatsminer::Answer {
-        match self {
-            Firmware::Whatsminer(f) => f.answer(miner, request, t, unix),
-            Firmware::LuxOs(f) => f.answer(miner, request, t, unix),
-        }
-    }
-}
-
 /// One miner as the emulator knows it (the truth a client's read-back is checked
 /// against).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -260,7 +234,9 @@ impl Fleet {
                 .map(Ipv4Addr::from)
                 .filter(Ipv4Addr::is_loopback)
                 .ok_or(EmulatorError::NotLoopback(
-                    first.checked_add(i as u32).map_or(Ipv4Addr::BROADCAST, Ipv4Addr::from),
+                    first
+                        .checked_add(i as u32)
+                        .map_or(Ipv4Addr::BROADCAST, Ipv4Addr::from),
                 ))?;
             addrs.push(SocketAddrV4::new(ip, opts.port));
         }
@@ -274,7 +250,7 @@ impl Fleet {
             if opts.asleep {
                 miner.sleep_now(Duration::ZERO);
             }
-            let identity = whatsminer::Identity {
+            let identity = Identity {
                 index: i,
                 addr: *addr.ip(),
             };
@@ -288,23 +264,22 @@ impl Fleet {
                 let port = listener.local_addr().map_or(addr.port(), |a| a.port());
                 (SocketAddrV4::new(*addr.ip(), port), Some(listener))
             };
-            let station = Arc::new(Station {
-                addr,
-                spec,
-                fault,
-                state: Mutex::new(StationState {
-                    miner,
-                    firmware: match spec.family {
-                        Family::WhatsminerV2 => Firmware::Whatsminer(whatsminer::Firmware::new(
-                            identity,
-                            &opts.password,
-                            fault,
-                        )),
-                        Family::LuxOs => Firmware::LuxOs(luxos::Firmware::new(identity)),
-                    },
-                    connections: 0,
-                }),
-            });
+            let station =
+                Arc::new(Station {
+                    addr,
+                    spec,
+                    fault,
+                    state: Mutex::new(StationState {
+                        miner,
+                        firmware: match spec.family {
+                            Family::WhatsminerV2 => Firmware::Whatsminer(
+                                whatsminer::Firmware::new(identity, &opts.password, fault),
+                            ),
+                            Family::LuxOs => Firmware::LuxOs(luxos::Firmware::new(identity)),
+                        },
+                        connections: 0,
+                    }),
+                });
             if let Some(listener) = listener {
                 listeners.push((station.clone(), listener));
             }
@@ -343,7 +318,9 @@ impl Fleet {
 
     /// The port the first miner listens on (every miner's, unless port 0 was asked).
     pub fn port(&self) -> u16 {
-        self.stations.first().map_or(DEFAULT_PORT, |s| s.addr.port())
+        self.stations
+            .first()
+            .map_or(DEFAULT_PORT, |s| s.addr.port())
     }
 
     /// When the fleet started (what `Received::at` counts from).
@@ -388,7 +365,10 @@ impl Drop for Fleet {
 
 impl Station {
     fn snapshot(&self, t: Duration) -> Snapshot {
-        let st = self.state.lock().expect("no panic while the miner is locked");
+        let st = self
+            .state
+            .lock()
+            .expect("no panic while the miner is locked");
         let r = st.miner.reading(t);
         Snapshot {
             addr: *self.addr.ip(),
@@ -422,10 +402,7 @@ mod tests {
 
     #[test]
     fn faults_are_assigned_from_the_end_deterministically() {
-        let faults = [
-            "liar:0.25".parse().unwrap(),
-            "dead:0.1".parse().unwrap(),
-        ];
+        let faults = ["liar:0.25".parse().unwrap(), "dead:0.1".parse().unwrap()];
         let a = assign_faults(8, &faults).unwrap();
         assert_eq!(a, assign_faults(8, &faults).unwrap());
         assert_eq!(a[..5], [None; 5]);
@@ -434,7 +411,10 @@ mod tests {
         let all = ["liar:0.5".parse().unwrap(), "dead:0.6".parse().unwrap()];
         assert!(matches!(
             assign_faults(10, &all),
-            Err(EmulatorError::TooManyFaults { wanted: 11, miners: 10 })
+            Err(EmulatorError::TooManyFaults {
+                wanted: 11,
+                miners: 10
+            })
         ));
     }
 

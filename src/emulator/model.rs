@@ -459,7 +459,14 @@ impl Miner {
                     ((t - hashing_from).as_secs_f64() / d.ramp.as_secs_f64()).min(1.0)
                 };
                 let p = s.control + (target - s.control) * f;
-                (p, if f < 1.0 { Phase::Ramping } else { Phase::Mining })
+                (
+                    p,
+                    if f < 1.0 {
+                        Phase::Ramping
+                    } else {
+                        Phase::Mining
+                    },
+                )
             }
             Activity::Tuning { at, from, stuck } => {
                 if stuck {
@@ -654,8 +661,16 @@ mod tests {
         assert_eq!(model("m60").map(|m| m.name), Some("M60"));
         assert!(model("S19").is_none());
         for m in MODELS {
-            assert!(m.min_limit < m.max_limit && m.max_limit <= m.rated_power, "{}", m.name);
-            assert!(m.standby < m.control && m.control < m.min_limit, "{}", m.name);
+            assert!(
+                m.min_limit < m.max_limit && m.max_limit <= m.rated_power,
+                "{}",
+                m.name
+            );
+            assert!(
+                m.standby < m.control && m.control < m.min_limit,
+                "{}",
+                m.name
+            );
         }
     }
 
@@ -719,14 +734,20 @@ mod tests {
     #[test]
     fn a_limit_is_reached_in_steps_and_hashrate_falls_slower_than_power() {
         let mut m = Miner::new(m30(), quiet(), None);
-        assert_eq!(m.apply(s(10.0), Command::PowerLimit(Watts(3000.0))), Outcome::Applied);
+        assert_eq!(
+            m.apply(s(10.0), Command::PowerLimit(Watts(3000.0))),
+            Outcome::Applied
+        );
         assert_eq!(m.limit(), Watts(3000.0));
         assert_eq!(m.reading(s(11.0)).power, Watts(3400.0));
         assert_eq!(m.reading(s(12.0)).power, Watts(3300.0));
         assert_eq!(m.reading(s(12.0)).phase, Phase::Adjusting);
         assert_eq!(m.reading(s(17.9)).power, Watts(3100.0));
         let settled = m.reading(s(18.0));
-        assert_eq!((settled.power, settled.phase), (Watts(3000.0), Phase::Mining));
+        assert_eq!(
+            (settled.power, settled.phase),
+            (Watts(3000.0), Phase::Mining)
+        );
         let power_share = 2955.0 / 3355.0;
         let rate_share = settled.hashrate.0 / 100e12;
         assert!(rate_share > power_share && rate_share < 1.0, "{rate_share}");
@@ -765,7 +786,10 @@ mod tests {
         // Catches a driver that takes the library's `true` as proof (asic-rs #310).
         let mut m = Miner::new(m30(), quiet(), Some(Fault::Liar));
         assert_eq!(m.apply(s(1.0), Command::PowerOff), Outcome::Ignored);
-        assert_eq!(m.apply(s(2.0), Command::PowerLimit(Watts(2000.0))), Outcome::Ignored);
+        assert_eq!(
+            m.apply(s(2.0), Command::PowerLimit(Watts(2000.0))),
+            Outcome::Ignored
+        );
         let r = m.reading(s(60.0));
         assert_eq!((r.phase, r.power), (Phase::Mining, Watts(3400.0)));
         assert!(!r.mineroff);

@@ -11,8 +11,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::firmware::Answer;
 use super::model::Fault;
-use super::whatsminer::Answer;
 use super::Station;
 use crate::clock::{Clock, SystemClock};
 
@@ -60,7 +60,10 @@ pub(super) async fn serve(
 
 async fn connection(station: &Station, mut socket: TcpStream, epoch: Instant) {
     let n = {
-        let mut st = station.state.lock().expect("no panic while the miner is locked");
+        let mut st = station
+            .state
+            .lock()
+            .expect("no panic while the miner is locked");
         st.connections += 1;
         st.connections
     };
@@ -69,7 +72,10 @@ async fn connection(station: &Station, mut socket: TcpStream, epoch: Instant) {
     };
     if station.fault == Some(Fault::DropsConnection) {
         let every = {
-            let st = station.state.lock().expect("no panic while the miner is locked");
+            let st = station
+                .state
+                .lock()
+                .expect("no panic while the miner is locked");
             u64::from(st.miner.dynamics.drop_every.max(1))
         };
         if n % every == 0 {
@@ -77,7 +83,10 @@ async fn connection(station: &Station, mut socket: TcpStream, epoch: Instant) {
         }
     }
     let answer = {
-        let mut st = station.state.lock().expect("no panic while the miner is locked");
+        let mut st = station
+            .state
+            .lock()
+            .expect("no panic while the miner is locked");
         let st = &mut *st;
         let unix = SystemClock.now().0.div_euclid(1000);
         st.firmware

@@ -44,7 +44,10 @@ fn options(miners: usize, models: &[&str], faults: &[&str]) -> FleetOptions {
     FleetOptions {
         miners,
         models: models.iter().map(|m| emulator::model(m).unwrap()).collect(),
-        faults: faults.iter().map(|f| f.parse::<FaultShare>().unwrap()).collect(),
+        faults: faults
+            .iter()
+            .map(|f| f.parse::<FaultShare>().unwrap())
+            .collect(),
         dynamics: quick(),
         ..FleetOptions::default()
     }
@@ -77,7 +80,10 @@ async fn wait_for(
 async fn wait_past(fleet: &Fleet, t: Duration) {
     let deadline = tokio::time::Instant::now() + t + Duration::from_secs(30);
     while fleet.elapsed() <= t {
-        assert!(tokio::time::Instant::now() < deadline, "the fleet's clock stands still");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fleet's clock stands still"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -145,9 +151,7 @@ impl Pyasic {
     }
 
     async fn ok(&mut self, line: &str) -> bool {
-        self.ask(line).await["ok"]
-            .as_bool()
-            .expect("an ok answer")
+        self.ask(line).await["ok"].as_bool().expect("an ok answer")
     }
 }
 
@@ -170,7 +174,10 @@ async fn r11_pyasic_detects_every_model_and_reads_power_and_hashrate() {
         assert_eq!(d["wattage"].as_f64(), Some(truth.power.0.round()), "{d}");
         assert_eq!(d["wattage_limit"].as_f64(), Some(truth.limit.0));
         let ths = d["hashrate_ths"].as_f64().unwrap();
-        assert!((ths - truth.hashrate.0 / 1e12).abs() < 0.01, "{ths} vs {truth:?}");
+        assert!(
+            (ths - truth.hashrate.0 / 1e12).abs() < 0.01,
+            "{ths} vs {truth:?}"
+        );
         assert!(truth.connections > 0);
     }
     fleet.stop().await;
@@ -197,7 +204,10 @@ async fn r11_pyasic_pause_resume_and_power_limit_act_on_the_miner() {
     let s = wait_for(&fleet, ip, long, "mining", |s| s.phase == Phase::Mining).await;
     assert_eq!(s.power, Watts(3276.0));
     let d = py.data(ip).await;
-    assert_eq!((d["is_mining"].as_bool(), d["wattage"].as_f64()), (Some(true), Some(3276.0)));
+    assert_eq!(
+        (d["is_mining"].as_bool(), d["wattage"].as_f64()),
+        (Some(true), Some(3276.0))
+    );
 
     assert!(py.ok(&format!("limit {ip} 2600")).await);
     let s = wait_for(&fleet, ip, long, "at 2600 W", |s| {
@@ -228,7 +238,10 @@ async fn r11_pyasic_sees_refuses_auth_fail_and_a_liar_succeed_without_effect() {
     let [refuses, liar] = fleet.addresses()[..] else {
         panic!("two miners")
     };
-    assert_eq!(fleet.snapshot(refuses).unwrap().fault, Some(Fault::RefusesAuth));
+    assert_eq!(
+        fleet.snapshot(refuses).unwrap().fault,
+        Some(Fault::RefusesAuth)
+    );
     assert_eq!(fleet.snapshot(liar).unwrap().fault, Some(Fault::Liar));
 
     assert!(!py.ok(&format!("pause {refuses}")).await);
@@ -250,7 +263,10 @@ async fn r11_pyasic_sees_refuses_auth_fail_and_a_liar_succeed_without_effect() {
     // Long after a real miner would have stopped, it still hashes at full power.
     wait_past(&fleet, s.received[0].at + quick().stop * 3).await;
     let d = py.data(liar).await;
-    assert_eq!((d["is_mining"].as_bool(), d["wattage"].as_f64()), (Some(true), Some(3400.0)));
+    assert_eq!(
+        (d["is_mining"].as_bool(), d["wattage"].as_f64()),
+        (Some(true), Some(3400.0))
+    );
     assert_eq!(d["wattage_limit"].as_f64(), Some(3400.0));
     assert_eq!(fleet.snapshot(liar).unwrap().phase, Phase::Mining);
     fleet.stop().await;
@@ -272,21 +288,38 @@ async fn r11_asic_rs_detects_reads_and_controls_the_miners() {
     // Whatsminer v2 of the right model, and its commands must act.
     let fleet = loopback::start_fleet(options(2, &["M60", "M30S+"], &[])).await;
     let long = Duration::from_secs(30);
-    for (ip, model) in fleet.addresses().into_iter().zip(["M60VK10", "M30SPlusVE40"]) {
+    for (ip, model) in fleet
+        .addresses()
+        .into_iter()
+        .zip(["M60VK10", "M30SPlusVE40"])
+    {
         let miner = asic_rs_miner(ip).await;
         let info = miner.get_device_info();
         assert_eq!(
-            (info.make.as_str(), info.model.as_str(), info.firmware.as_str()),
+            (
+                info.make.as_str(),
+                info.model.as_str(),
+                info.firmware.as_str()
+            ),
             ("Whatsminer", model, "WhatsMiner Stock"),
         );
         let d = miner.get_data().await;
         let truth = fleet.snapshot(ip).unwrap();
         assert!(d.is_mining);
         assert_eq!(d.wattage.map(|p| p.as_watts()), Some(truth.power.0));
-        let ths = d.hashrate.map(|h| h.as_unit(asic_rs::core::data::hashrate::HashRateUnit::TeraHash).value);
-        assert!((ths.unwrap() - truth.hashrate.0 / 1e12).abs() < 0.01, "{ths:?}");
+        let ths = d.hashrate.map(|h| {
+            h.as_unit(asic_rs::core::data::hashrate::HashRateUnit::TeraHash)
+                .value
+        });
+        assert!(
+            (ths.unwrap() - truth.hashrate.0 / 1e12).abs() < 0.01,
+            "{ths:?}"
+        );
         assert_eq!(d.hashboards.len(), 3);
-        assert_eq!(d.firmware_version.as_deref(), Some(emulator::whatsminer::FIRMWARE_VERSION));
+        assert_eq!(
+            d.firmware_version.as_deref(),
+            Some(emulator::whatsminer::FIRMWARE_VERSION)
+        );
 
         assert!(miner.pause(None).await.unwrap());
         wait_for(&fleet, ip, long, "asleep", |s| s.phase == Phase::Sleeping).await;
@@ -311,7 +344,11 @@ async fn r11_asic_rs_detects_reads_and_controls_the_miners() {
         let kinds: Vec<Command> = s.received.iter().map(|r| r.command).collect();
         assert_eq!(
             kinds,
-            [Command::PowerOff, Command::PowerOn, Command::PowerLimit(Watts(2400.0))]
+            [
+                Command::PowerOff,
+                Command::PowerOn,
+                Command::PowerLimit(Watts(2400.0))
+            ]
         );
     }
     fleet.stop().await;
@@ -328,12 +365,18 @@ async fn r11_asic_rs_pause_returns_true_from_a_liar_and_refuses_auth() {
     };
     for ip in [refuses, liar] {
         let miner = asic_rs_miner(ip).await;
-        assert!(miner.pause(None).await.unwrap(), "asic-rs's pause says true");
+        assert!(
+            miner.pause(None).await.unwrap(),
+            "asic-rs's pause says true"
+        );
         assert!(miner.get_data().await.is_mining, "{ip} still mines");
     }
     let limit = measurements::Power::from_watts(2400.0);
     let refused = asic_rs_miner(refuses).await.set_power_limit(limit).await;
-    assert!(!refused.unwrap_or(false), "a refused token is not a success");
+    assert!(
+        !refused.unwrap_or(false),
+        "a refused token is not a success"
+    );
     assert!(fleet.snapshot(refuses).unwrap().received.is_empty());
     let lied = fleet.snapshot(liar).unwrap();
     assert_eq!(commands(&lied), [(Command::PowerOff, Outcome::Ignored)]);
@@ -356,9 +399,12 @@ async fn raw(ip: Ipv4Addr, request: &str) -> std::io::Result<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r11_dead_refuses_connections_and_drops_connection_answers_every_other() {
-    let fleet =
-        loopback::start_fleet(options(3, &["M30S+"], &["dead:0.34", "drops-connection:0.34"]))
-            .await;
+    let fleet = loopback::start_fleet(options(
+        3,
+        &["M30S+"],
+        &["dead:0.34", "drops-connection:0.34"],
+    ))
+    .await;
     let [healthy, drops, dead] = fleet.addresses()[..] else {
         panic!("three miners")
     };
@@ -369,13 +415,20 @@ async fn r11_dead_refuses_connections_and_drops_connection_answers_every_other()
     let answers: Vec<String> = {
         let mut v = Vec::new();
         for _ in 0..4 {
-            v.push(raw(drops, r#"{"command":"summary"}"#).await.unwrap_or_default());
+            v.push(
+                raw(drops, r#"{"command":"summary"}"#)
+                    .await
+                    .unwrap_or_default(),
+            );
         }
         v
     };
     let answered = answers.iter().filter(|a| a.contains("SUMMARY")).count();
     assert_eq!(answered, 2, "{answers:?}");
-    assert!(raw(healthy, r#"{"command":"summary"}"#).await.unwrap().contains("SUMMARY"));
+    assert!(raw(healthy, r#"{"command":"summary"}"#)
+        .await
+        .unwrap()
+        .contains("SUMMARY"));
     fleet.stop().await;
 }
 
@@ -383,10 +436,16 @@ async fn r11_dead_refuses_connections_and_drops_connection_answers_every_other()
 async fn r11_stop_closes_every_listener() {
     let fleet = loopback::start_fleet(options(2, &["M30S+"], &[])).await;
     let addrs = fleet.addresses();
-    assert!(raw(addrs[0], r#"{"command":"status"}"#).await.unwrap().contains("mineroff"));
+    assert!(raw(addrs[0], r#"{"command":"status"}"#)
+        .await
+        .unwrap()
+        .contains("mineroff"));
     fleet.stop().await;
     for ip in addrs {
-        assert!(raw(ip, r#"{"command":"status"}"#).await.is_err(), "{ip} still listens");
+        assert!(
+            raw(ip, r#"{"command":"status"}"#).await.is_err(),
+            "{ip} still listens"
+        );
     }
 }
 
@@ -398,8 +457,12 @@ async fn r11_fleet_simulate_serves_what_it_prints_and_stops_on_sigint() {
     // and Ctrl-C closes every listener and exits 0.
     let first = loopback::block(3);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gridminer"))
-        .args(["fleet", "simulate", "--miners", "3", "--model", "M30S+", "--model", "m60"])
-        .args(["--fault", "liar:34%", "--wake", "1s", "--ramp", "1s", "--first"])
+        .args([
+            "fleet", "simulate", "--miners", "3", "--model", "M30S+", "--model", "m60",
+        ])
+        .args([
+            "--fault", "liar:34%", "--wake", "1s", "--ramp", "1s", "--first",
+        ])
         .arg(first.to_string())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -425,7 +488,11 @@ async fn r11_fleet_simulate_serves_what_it_prints_and_stops_on_sigint() {
     assert!(d.contains("M60_VK10"), "{d}");
 
     let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("gridminer stops on SIGINT")
@@ -440,10 +507,19 @@ async fn r11_fleet_simulate_serves_what_it_prints_and_stops_on_sigint() {
 fn r11_fleet_simulate_refuses_bad_options_with_a_clear_error() {
     let cwd = peers::repo();
     for (args, says) in [
-        (&["--model", "S9"][..], "unknown model \"S9\" (known: M30S+, M50S, M60, S19XP-Lux, S21-Lux)"),
+        (
+            &["--model", "S9"][..],
+            "unknown model \"S9\" (known: M30S+, M50S, M60, S19XP-Lux, S21-Lux)",
+        ),
         (&["--fault", "lazy:0.1"][..], "bad fault \"lazy:0.1\""),
-        (&["--fault", "liar:0.6", "--fault", "dead:0.6"][..], "the faults take 2 miners, the fleet has 1"),
-        (&["--first", "192.168.1.10"][..], "192.168.1.10 is not a loopback address"),
+        (
+            &["--fault", "liar:0.6", "--fault", "dead:0.6"][..],
+            "the faults take 2 miners, the fleet has 1",
+        ),
+        (
+            &["--first", "192.168.1.10"][..],
+            "192.168.1.10 is not a loopback address",
+        ),
         (&["--wake", "soon"][..], "invalid value 'soon' for '--wake"),
     ] {
         let o = crate::support::gridminer(&[&["fleet", "simulate"][..], args].concat(), &cwd);
@@ -465,12 +541,19 @@ async fn r11_pyasic_detects_reads_and_controls_luxos_miners() {
     for (ip, model) in fleet.addresses().into_iter().zip(["S19 XP", "S21"]) {
         let d = py.data(ip).await;
         let truth = fleet.snapshot(ip).unwrap();
-        assert_eq!((d["make"].as_str(), d["model"].as_str()), (Some("AntMiner"), Some(model)), "{d}");
+        assert_eq!(
+            (d["make"].as_str(), d["model"].as_str()),
+            (Some("AntMiner"), Some(model)),
+            "{d}"
+        );
         assert_eq!(d["firmware"], "LuxOS");
         assert_eq!(d["wattage"].as_f64(), Some(truth.power.0.round()));
         assert_eq!(d["wattage_limit"].as_f64(), Some(truth.limit.0));
         let ths = d["hashrate_ths"].as_f64().unwrap();
-        assert!((ths - truth.hashrate.0 / 1e12).abs() < 0.05, "{ths} vs {truth:?}");
+        assert!(
+            (ths - truth.hashrate.0 / 1e12).abs() < 0.05,
+            "{ths} vs {truth:?}"
+        );
     }
     let ip = fleet.addresses()[0];
     assert!(py.ok(&format!("pause {ip}")).await);
@@ -489,15 +572,26 @@ async fn r11_pyasic_detects_reads_and_controls_luxos_miners() {
         let m = gridminer::emulator::Miner::new(lux, quick(), None);
         gridminer::emulator::luxos::profiles(&m)
     };
-    let want = profiles.iter().map(|p| p.1).filter(|w| *w <= Watts(2500.0)).fold(Watts(0.0), Watts::max);
-    let s = wait_for(&fleet, ip, long, "at the profile's power", |s| s.power == want).await;
+    let want = profiles
+        .iter()
+        .map(|p| p.1)
+        .filter(|w| *w <= Watts(2500.0))
+        .fold(Watts(0.0), Watts::max);
+    let s = wait_for(&fleet, ip, long, "at the profile's power", |s| {
+        s.power == want
+    })
+    .await;
     assert_eq!(s.limit, want);
     let d = py.data(ip).await;
     assert_eq!(d["wattage"].as_f64(), Some(want.0));
     assert_eq!(d["wattage_limit"].as_f64(), Some(want.0));
     assert_eq!(
         commands(&s).into_iter().map(|c| c.0).collect::<Vec<_>>(),
-        [Command::PowerOff, Command::PowerOn, Command::PowerLimit(want)]
+        [
+            Command::PowerOff,
+            Command::PowerOn,
+            Command::PowerLimit(want)
+        ]
     );
     fleet.stop().await;
 }
@@ -530,15 +624,27 @@ async fn r11_asic_rs_detects_reads_and_curtails_luxos_miners() {
     for (ip, model) in fleet.addresses().into_iter().zip(["S19XP", "S21"]) {
         let miner = asic_rs_miner(ip).await;
         let info = miner.get_device_info();
-        assert_eq!((info.model.as_str(), info.firmware.as_str()), (model, "LuxOS"), "{info:?}");
+        assert_eq!(
+            (info.model.as_str(), info.firmware.as_str()),
+            (model, "LuxOS"),
+            "{info:?}"
+        );
         let d = miner.get_data().await;
         let truth = fleet.snapshot(ip).unwrap();
         assert_eq!(d.wattage.map(|p| p.as_watts()), Some(truth.power.0.round()));
-        let ths = d.hashrate.map(|h| h.as_unit(asic_rs::core::data::hashrate::HashRateUnit::TeraHash).value);
-        assert!((ths.unwrap() - truth.hashrate.0 / 1e12).abs() < 0.05, "{ths:?}");
+        let ths = d.hashrate.map(|h| {
+            h.as_unit(asic_rs::core::data::hashrate::HashRateUnit::TeraHash)
+                .value
+        });
+        assert!(
+            (ths.unwrap() - truth.hashrate.0 / 1e12).abs() < 0.05,
+            "{ths:?}"
+        );
         assert_eq!(
             d.tuning_target,
-            Some(asic_rs::core::data::miner::TuningTarget::Power(measurements::Power::from_watts(truth.limit.0)))
+            Some(asic_rs::core::data::miner::TuningTarget::Power(
+                measurements::Power::from_watts(truth.limit.0)
+            ))
         );
 
         assert!(miner.pause(None).await.unwrap());
@@ -576,7 +682,9 @@ async fn r11_hostile_requests_get_errors_or_a_close_and_the_miner_keeps_serving(
     ];
     for ip in fleet.addresses() {
         for req in &requests {
-            let mut s = tokio::net::TcpStream::connect((ip, emulator::DEFAULT_PORT)).await.unwrap();
+            let mut s = tokio::net::TcpStream::connect((ip, emulator::DEFAULT_PORT))
+                .await
+                .unwrap();
             let _ = s.write_all(req).await;
             let _ = s.shutdown().await;
             let mut out = Vec::new();
@@ -585,12 +693,17 @@ async fn r11_hostile_requests_get_errors_or_a_close_and_the_miner_keeps_serving(
                 .expect("the miner answers or closes");
             if !out.is_empty() {
                 let v: Value = serde_json::from_slice(&out).expect("an answer is JSON");
-                assert!(v.to_string().contains("\"E\"") || v.get("summary").is_some(), "{v}");
+                assert!(
+                    v.to_string().contains("\"E\"") || v.get("summary").is_some(),
+                    "{v}"
+                );
             }
         }
         // A client that connects and sends nothing is closed by the read deadline,
         // and a healthy request still gets its answer meanwhile.
-        let _idle = tokio::net::TcpStream::connect((ip, emulator::DEFAULT_PORT)).await.unwrap();
+        let _idle = tokio::net::TcpStream::connect((ip, emulator::DEFAULT_PORT))
+            .await
+            .unwrap();
         let answer = raw(ip, r#"{"command":"summary"}"#).await.unwrap();
         assert!(answer.contains("SUMMARY"), "{answer}");
         let s = fleet.snapshot(ip).unwrap();
@@ -606,7 +719,11 @@ async fn r11_asic_rs_sees_slow_wake_restarts_and_stuck_stabilizing_as_the_field_
     let fleet = loopback::start_fleet(options(
         4,
         &["M30S+"],
-        &["slow-wake:0.25", "restarts-on-limit-change:0.25", "stuck-stabilizing:0.25"],
+        &[
+            "slow-wake:0.25",
+            "restarts-on-limit-change:0.25",
+            "stuck-stabilizing:0.25",
+        ],
     ))
     .await;
     let [healthy, stuck, restarts, slow] = fleet.addresses()[..] else {
@@ -626,17 +743,30 @@ async fn r11_asic_rs_sees_slow_wake_restarts_and_stuck_stabilizing_as_the_field_
     for ip in [healthy, slow] {
         assert!(asic_rs_miner(ip).await.resume(None).await.unwrap());
     }
-    wait_for(&fleet, healthy, long, "mining", |s| s.phase == Phase::Mining).await;
+    wait_for(&fleet, healthy, long, "mining", |s| {
+        s.phase == Phase::Mining
+    })
+    .await;
     let s = fleet.snapshot(slow).unwrap();
     assert_eq!((s.phase, s.hashing), (Phase::Waking, false), "{s:?}");
-    wait_for(&fleet, slow, long, "mining at last", |s| s.phase == Phase::Mining).await;
+    wait_for(&fleet, slow, long, "mining at last", |s| {
+        s.phase == Phase::Mining
+    })
+    .await;
 
     // restarts-on-limit-change: the new limit stops the boards first.
     let limit = measurements::Power::from_watts(2600.0);
-    assert!(asic_rs_miner(restarts).await.set_power_limit(limit).await.unwrap());
+    assert!(asic_rs_miner(restarts)
+        .await
+        .set_power_limit(limit)
+        .await
+        .unwrap());
     let s = fleet.snapshot(restarts).unwrap();
     assert_eq!((s.phase, s.hashing), (Phase::Waking, false), "{s:?}");
-    wait_for(&fleet, restarts, long, "at 2600 W", |s| s.power == Watts(2600.0)).await;
+    wait_for(&fleet, restarts, long, "at 2600 W", |s| {
+        s.power == Watts(2600.0)
+    })
+    .await;
 
     // stuck-stabilizing: reports the new target and keeps drawing the old power.
     let miner = asic_rs_miner(stuck).await;

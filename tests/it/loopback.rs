@@ -51,13 +51,15 @@ pub async fn start_fleet(mut opts: FleetOptions) -> Fleet {
     panic!("32 loopback blocks in a row were in use");
 }
 
-
 #[test]
 fn blocks_are_distinct_and_loopback() {
     let a = block(10);
     let b = block(10);
     assert_ne!(a, b);
     for ip in [a, b] {
-        assert!(ip.is_loopback() && ip.octets()[3] == 1 && ip.octets()[1] >= 3, "{ip}");
+        assert!(
+            ip.is_loopback() && ip.octets()[3] == 1 && ip.octets()[1] >= 3,
+            "{ip}"
+        );
     }
 }

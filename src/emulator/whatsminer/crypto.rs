@@ -70,7 +70,10 @@ mod tests {
     #[test]
     fn encryption_round_trips_and_pads_to_blocks() {
         let key = aes_key("RxmaDUO33TS7O26yeMHZ81");
-        for plain in ["{}", r#"{"cmd":"power_on","token":"abcdefghijklmnopqrstuv"}"#] {
+        for plain in [
+            "{}",
+            r#"{"cmd":"power_on","token":"abcdefghijklmnopqrstuv"}"#,
+        ] {
             let enc = encrypt(&key, plain);
             let raw = BASE64_STANDARD.decode(&enc).unwrap();
             assert_eq!(raw.len() % 16, 0);

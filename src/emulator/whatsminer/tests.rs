@@ -1,6 +1,8 @@
 //! The firmware side against a client computed here from the md5crypt and AES crates
 //! directly, as asic-rs and pyasic do it (the integration tests run the real clients).
 
+use std::net::Ipv4Addr;
+
 use super::*;
 use crate::emulator::model::{self, Dynamics, Phase};
 
@@ -14,7 +16,14 @@ fn miner(fault: Option<Fault>) -> (Firmware, Miner) {
     };
     (
         Firmware::new(id, "admin", fault),
-        Miner::new(spec, Dynamics { ripple: 0.0, ..Dynamics::default() }, fault),
+        Miner::new(
+            spec,
+            Dynamics {
+                ripple: 0.0,
+                ..Dynamics::default()
+            },
+            fault,
+        ),
     )
 }
 
@@ -81,9 +90,15 @@ fn joined_commands_answer_each_part_cgminer_style() {
 fn bad_requests_get_the_firmware_errors() {
     let (mut fw, mut m) = miner(None);
     let e = ask(&mut fw, &mut m, "{not json", 1.0);
-    assert_eq!((e["STATUS"].as_str(), e["Code"].as_u64()), (Some("E"), Some(23)));
+    assert_eq!(
+        (e["STATUS"].as_str(), e["Code"].as_u64()),
+        (Some("E"), Some(23))
+    );
     let e = ask(&mut fw, &mut m, r#"{"command":"make_coffee"}"#, 1.0);
-    assert_eq!((e["Msg"].as_str(), e["Code"].as_u64()), (Some("invalid cmd"), Some(14)));
+    assert_eq!(
+        (e["Msg"].as_str(), e["Code"].as_u64()),
+        (Some("invalid cmd"), Some(14))
+    );
     let e = ask(&mut fw, &mut m, r#"{"command":"power_off"}"#, 1.0);
     assert_eq!(e["Code"], 45);
     assert_eq!(m.reading(Duration::from_secs(60)).phase, Phase::Mining);
@@ -94,7 +109,13 @@ fn bad_requests_get_the_firmware_errors() {
 #[test]
 fn a_privileged_command_with_the_password_acts_and_answers_encrypted() {
     let (mut fw, mut m) = miner(None);
-    let ok = privileged(&mut fw, &mut m, "admin", json!({"cmd": "power_off", "respbefore": "true"}), 1.0);
+    let ok = privileged(
+        &mut fw,
+        &mut m,
+        "admin",
+        json!({"cmd": "power_off", "respbefore": "true"}),
+        1.0,
+    );
     assert_eq!(ok["Msg"], "API command OK");
     assert!(m.reading(Duration::from_secs(2)).mineroff);
     // asic-rs spells it `command`, with the limit as a string.
@@ -114,7 +135,10 @@ fn a_privileged_command_with_the_password_acts_and_answers_encrypted() {
         json!({"cmd": "adjust_power_limit", "power_limit": "99999"}),
         4.0,
     );
-    assert_eq!((bad["STATUS"].as_str(), bad["Code"].as_u64()), (Some("E"), Some(132)));
+    assert_eq!(
+        (bad["STATUS"].as_str(), bad["Code"].as_u64()),
+        (Some("E"), Some(132))
+    );
     let unknown = privileged(&mut fw, &mut m, "admin", json!({"cmd": "make_coffee"}), 5.0);
     assert_eq!(unknown["Msg"], "invalid cmd");
     assert_eq!(m.received().len(), 3);
@@ -123,7 +147,13 @@ fn a_privileged_command_with_the_password_acts_and_answers_encrypted() {
 #[test]
 fn power_off_without_respbefore_never_answers() {
     let (mut fw, mut m) = miner(None);
-    let none = privileged(&mut fw, &mut m, "admin", json!({"cmd": "power_off", "respbefore": "false"}), 1.0);
+    let none = privileged(
+        &mut fw,
+        &mut m,
+        "admin",
+        json!({"cmd": "power_off", "respbefore": "false"}),
+        1.0,
+    );
     assert_eq!(none, Value::Null);
     assert!(m.reading(Duration::from_secs(2)).mineroff);
 }
@@ -135,7 +165,10 @@ fn r11_wrong_password_and_refuses_auth_are_refused_and_change_nothing() {
     assert_eq!(e["Msg"], "check token err");
     let (mut fw, mut m) = miner(Some(Fault::RefusesAuth));
     let e = privileged(&mut fw, &mut m, "admin", json!({"cmd": "power_off"}), 1.0);
-    assert_eq!((e["STATUS"].as_str(), e["Code"].as_u64()), (Some("E"), Some(135)));
+    assert_eq!(
+        (e["STATUS"].as_str(), e["Code"].as_u64()),
+        (Some("E"), Some(135))
+    );
     assert!(!m.reading(Duration::from_secs(30)).mineroff);
     assert_eq!(m.received().len(), 0);
 }
