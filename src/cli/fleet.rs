@@ -13,7 +13,7 @@ use crate::emulator::{self, FaultShare, Fleet, FleetOptions};
 
 #[derive(Debug, Subcommand)]
 pub enum FleetCommand {
-    /// Serve simulated miners (Whatsminer API v2), each on its own loopback address on
+    /// Serve simulated miners (Whatsminer API v2, LuxOS), each on its own loopback address on
     /// the firmware's port, until Ctrl-C.
     Simulate(SimulateArgs),
     /// Find miners with asic-rs: make, model, firmware, hashrate, power, what each can
@@ -46,7 +46,8 @@ pub struct SimulateArgs {
     /// How many miners.
     #[arg(long, default_value_t = 1)]
     pub miners: usize,
-    /// Models, assigned round-robin (repeatable): M30S+, M50S, M60.
+    /// Models, assigned round-robin (repeatable): M30S+, M50S, M60 (Whatsminer API v2),
+    /// S19XP-Lux, S21-Lux (LuxOS).
     #[arg(long = "model", value_name = "MODEL")]
     pub models: Vec<String>,
     /// The first miner's address; the others follow (127.0.0.0/8 only).

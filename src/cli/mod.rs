@@ -108,7 +108,7 @@ pub enum Command {
         #[command(subcommand)]
         command: hash::HashCommand,
     },
-    /// ASIC fleets: the simulated fleet (Whatsminer API v2 on loopback).
+    /// ASIC fleets: the simulated fleet (Whatsminer API v2, LuxOS) on loopback.
     Fleet {
         #[command(subcommand)]
         command: fleet::FleetCommand,

@@ -5,11 +5,14 @@
 //! - [`model`]: the pure dynamics of one miner (state at `t` from the commands it took),
 //!   the model table, the faults.
 //! - [`whatsminer`]: btminer's API v2 (the firmware side of both clients' protocol).
+//! - [`luxos`]: LUXminer's cgminer-style API (sessions, curtail, profiles).
 //! - `server`: the thin tokio layer: a listener per miner, one request per connection.
 //!
 //! It must not import the controller's layers (only `units` and `clock`): the driver
 //! is tested against it, so it may not share the driver's idea of the protocol.
 
+mod firmware;
+pub mod luxos;
 pub mod model;
 mod server;
 pub mod whatsminer;
@@ -29,6 +32,7 @@ pub use model::{
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::units::{HashRate, Watts};
+use firmware::{Firmware, Identity};
 
 /// The port btminer (and cgminer) listen on; both clients detect on it only.
 pub const DEFAULT_PORT: u16 = 4028;
@@ -138,6 +142,8 @@ pub struct FleetOptions {
     pub models: Vec<&'static Spec>,
     /// The first miner's address; the others follow one by one.
     pub first: Ipv4Addr,
+    /// Clients detect on 4028 only; port 0 (each miner its own free port) serves tests
+    /// whose client takes any port.
     pub port: u16,
     pub faults: Vec<FaultShare>,
     pub dynamics: Dynamics,
@@ -173,7 +179,7 @@ struct Station {
 
 struct StationState {
     miner: Miner,
-    firmware: whatsminer::Firmware,
+    firmware: Firmware,
     connections: u64,
 }
 
@@ -244,24 +250,37 @@ impl Fleet {
             if opts.asleep {
                 miner.sleep_now(Duration::ZERO);
             }
-            let identity = whatsminer::Identity {
+            let identity = Identity {
                 index: i,
                 addr: *addr.ip(),
             };
-            let station = Arc::new(Station {
-                addr,
-                spec,
-                fault,
-                state: Mutex::new(StationState {
-                    miner,
-                    firmware: whatsminer::Firmware::new(identity, &opts.password, fault),
-                    connections: 0,
-                }),
-            });
-            if fault != Some(Fault::Dead) {
+            // Bound first, so a port 0 (unit tests) is known as the port it became.
+            let (addr, listener) = if fault == Some(Fault::Dead) {
+                (addr, None)
+            } else {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|source| EmulatorError::Bind { addr, source })?;
+                let port = listener.local_addr().map_or(addr.port(), |a| a.port());
+                (SocketAddrV4::new(*addr.ip(), port), Some(listener))
+            };
+            let station =
+                Arc::new(Station {
+                    addr,
+                    spec,
+                    fault,
+                    state: Mutex::new(StationState {
+                        miner,
+                        firmware: match spec.family {
+                            Family::WhatsminerV2 => Firmware::Whatsminer(
+                                whatsminer::Firmware::new(identity, &opts.password, fault),
+                            ),
+                            Family::LuxOs => Firmware::LuxOs(luxos::Firmware::new(identity)),
+                        },
+                        connections: 0,
+                    }),
+                });
+            if let Some(listener) = listener {
                 listeners.push((station.clone(), listener));
             }
             stations.push(station);
@@ -291,7 +310,13 @@ impl Fleet {
         self.stations.iter().map(|s| *s.addr.ip()).collect()
     }
 
-    /// The port every miner listens on.
+    /// Every miner's address and port, in order (the ports differ only when the
+    /// options asked for port 0).
+    pub fn socket_addrs(&self) -> Vec<SocketAddrV4> {
+        self.stations.iter().map(|s| s.addr).collect()
+    }
+
+    /// The port the first miner listens on (every miner's, unless port 0 was asked).
     pub fn port(&self) -> u16 {
         self.stations
             .first()
@@ -354,7 +379,7 @@ impl Station {
             power: r.power,
             limit: st.miner.limit(),
             hashrate: r.hashrate,
-            received: st.miner.received().to_vec(),
+            received: st.miner.received().cloned().collect(),
             connections: st.connections,
         }
     }
@@ -391,6 +416,34 @@ mod tests {
                 miners: 10
             })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_fleet_on_port_0_serves_each_miner_on_its_own_port_and_can_start_asleep() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let fleet = Fleet::start(FleetOptions {
+            miners: 3,
+            first: Ipv4Addr::new(127, 2, 0, 1),
+            port: 0,
+            asleep: true,
+            faults: vec!["dead:0.34".parse().unwrap()],
+            ..FleetOptions::default()
+        })
+        .await
+        .unwrap();
+        let addrs = fleet.socket_addrs();
+        assert!(addrs[..2].iter().all(|a| a.port() != 0));
+        for s in fleet.snapshots() {
+            assert_eq!((s.phase, s.hashing), (Phase::Sleeping, false));
+        }
+        let mut c = tokio::net::TcpStream::connect(addrs[1]).await.unwrap();
+        c.write_all(br#"{"command":"status"}"#).await.unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).await.unwrap();
+        assert!(out.contains(r#""mineroff":"true""#), "{out}");
+        assert_eq!(fleet.snapshot(*addrs[1].ip()).unwrap().connections, 1);
+        assert!(fleet.snapshot(Ipv4Addr::new(127, 2, 0, 9)).is_none());
+        fleet.stop().await;
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@
 //! boards get, with efficiency improving as power falls; temperatures and fans follow
 //! the power.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::units::{HashRate, Watts};
@@ -23,6 +24,9 @@ pub enum Family {
     /// MicroBT's btminer, Whatsminer API v2 (JSON over TCP 4028, privileged commands
     /// token-authenticated and AES-256-ECB encrypted).
     WhatsminerV2,
+    /// LUXminer (LuxOS on Antminer hardware): cgminer-style API on 4028, session logon,
+    /// `curtail` to sleep and wake, profiles as power targets.
+    LuxOs,
 }
 
 /// A miner model's rated figures (vendor specifications; chip, board and fan counts as
@@ -106,6 +110,39 @@ pub const MODELS: &[Spec] = &[
         standby: Watts(12.0),
         fan_rpm_max: 6400.0,
         psu: "P521B",
+    },
+    // LuxOS models: `--model S19XP-Lux`. The firmware reports the Antminer model.
+    Spec {
+        name: "S19XP-Lux",
+        firmware_model: "Antminer S19 XP",
+        family: Family::LuxOs,
+        rated_power: Watts(3010.0),
+        rated_hashrate: HashRate(140e12),
+        min_limit: Watts(1800.0),
+        max_limit: Watts(3010.0),
+        boards: 3,
+        chips_per_board: 110,
+        fans: 4,
+        control: Watts(40.0),
+        standby: Watts(10.0),
+        fan_rpm_max: 6000.0,
+        psu: "APW12",
+    },
+    Spec {
+        name: "S21-Lux",
+        firmware_model: "Antminer S21",
+        family: Family::LuxOs,
+        rated_power: Watts(3500.0),
+        rated_hashrate: HashRate(200e12),
+        min_limit: Watts(2000.0),
+        max_limit: Watts(3500.0),
+        boards: 3,
+        chips_per_board: 108,
+        fans: 4,
+        control: Watts(40.0),
+        standby: Watts(10.0),
+        fan_rpm_max: 6000.0,
+        psu: "APW17",
     },
 ];
 
@@ -334,8 +371,12 @@ pub struct Miner {
     activity: Activity,
     /// When btminer last (re)started, for "Elapsed".
     started: Duration,
-    received: Vec<Received>,
+    received: VecDeque<Received>,
 }
+
+/// Commands kept per miner, the oldest dropped first: a fleet served for days under a
+/// controller stays bounded (about 50 bytes each).
+pub const MAX_RECEIVED: usize = 4096;
 
 /// Refused commands' messages. The vendor's document gives codes, not every text;
 /// these say what was wrong in the firmware's terse style.
@@ -356,7 +397,7 @@ impl Miner {
                 stuck: false,
             },
             started: Duration::ZERO,
-            received: Vec::new(),
+            received: VecDeque::new(),
         }
     }
 
@@ -369,8 +410,9 @@ impl Miner {
         self.mode
     }
 
-    pub fn received(&self) -> &[Received] {
-        &self.received
+    /// The commands received, oldest first (the last [`MAX_RECEIVED`]).
+    pub fn received(&self) -> impl ExactSizeIterator<Item = &Received> {
+        self.received.iter()
     }
 
     /// The power the boards are tuned to reach: the limit, capped by the power mode.
@@ -505,7 +547,10 @@ impl Miner {
     }
 
     fn record(&mut self, at: Duration, command: Command, outcome: Outcome) -> Outcome {
-        self.received.push(Received {
+        if self.received.len() >= MAX_RECEIVED {
+            self.received.pop_front();
+        }
+        self.received.push_back(Received {
             at,
             command,
             outcome: outcome.clone(),
@@ -720,6 +765,10 @@ mod tests {
         }
         assert_eq!(m.limit(), Watts(3400.0));
         assert_eq!(m.received().len(), 3);
+        for i in 0..MAX_RECEIVED {
+            m.apply(s(i as f64), Command::PowerOn);
+        }
+        assert_eq!(m.received().len(), MAX_RECEIVED);
     }
 
     #[test]

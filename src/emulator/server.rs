@@ -11,8 +11,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::firmware::Answer;
 use super::model::Fault;
-use super::whatsminer::Answer;
 use super::Station;
 use crate::clock::{Clock, SystemClock};
 

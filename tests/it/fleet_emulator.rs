@@ -509,7 +509,7 @@ fn r11_fleet_simulate_refuses_bad_options_with_a_clear_error() {
     for (args, says) in [
         (
             &["--model", "S9"][..],
-            "unknown model \"S9\" (known: M30S+, M50S, M60)",
+            "unknown model \"S9\" (known: M30S+, M50S, M60, S19XP-Lux, S21-Lux)",
         ),
         (&["--fault", "lazy:0.1"][..], "bad fault \"lazy:0.1\""),
         (
@@ -527,4 +527,258 @@ fn r11_fleet_simulate_refuses_bad_options_with_a_clear_error() {
         assert!(!o.status.success(), "{args:?}: {text}");
         assert!(text.contains(says), "{args:?}: {text}");
     }
+}
+
+// ---------------------------------------------------------------- LuxOS, the second family
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_pyasic_detects_reads_and_controls_luxos_miners() {
+    let Some(mut py) = Pyasic::start("r11_pyasic_luxos") else {
+        return;
+    };
+    let fleet = loopback::start_fleet(options(2, &["S19XP-Lux", "S21-Lux"], &[])).await;
+    let long = Duration::from_secs(30);
+    for (ip, model) in fleet.addresses().into_iter().zip(["S19 XP", "S21"]) {
+        let d = py.data(ip).await;
+        let truth = fleet.snapshot(ip).unwrap();
+        assert_eq!(
+            (d["make"].as_str(), d["model"].as_str()),
+            (Some("AntMiner"), Some(model)),
+            "{d}"
+        );
+        assert_eq!(d["firmware"], "LuxOS");
+        assert_eq!(d["wattage"].as_f64(), Some(truth.power.0.round()));
+        assert_eq!(d["wattage_limit"].as_f64(), Some(truth.limit.0));
+        let ths = d["hashrate_ths"].as_f64().unwrap();
+        assert!(
+            (ths - truth.hashrate.0 / 1e12).abs() < 0.05,
+            "{ths} vs {truth:?}"
+        );
+    }
+    let ip = fleet.addresses()[0];
+    assert!(py.ok(&format!("pause {ip}")).await);
+    let s = wait_for(&fleet, ip, long, "asleep", |s| s.phase == Phase::Sleeping).await;
+    let d = py.data(ip).await;
+    assert_eq!(d["wattage"].as_f64(), Some(s.power.0));
+    assert_eq!(d["hashrate_ths"].as_f64(), Some(0.0));
+
+    assert!(py.ok(&format!("resume {ip}")).await);
+    wait_for(&fleet, ip, long, "mining", |s| s.phase == Phase::Mining).await;
+
+    // pyasic picks the highest profile at or under the limit and sets it.
+    assert!(py.ok(&format!("limit {ip} 2500")).await);
+    let profiles = {
+        let lux = gridminer::emulator::model::model("S19XP-Lux").unwrap();
+        let m = gridminer::emulator::Miner::new(lux, quick(), None);
+        gridminer::emulator::luxos::profiles(&m)
+    };
+    let want = profiles
+        .iter()
+        .map(|p| p.1)
+        .filter(|w| *w <= Watts(2500.0))
+        .fold(Watts(0.0), Watts::max);
+    let s = wait_for(&fleet, ip, long, "at the profile's power", |s| {
+        s.power == want
+    })
+    .await;
+    assert_eq!(s.limit, want);
+    let d = py.data(ip).await;
+    assert_eq!(d["wattage"].as_f64(), Some(want.0));
+    assert_eq!(d["wattage_limit"].as_f64(), Some(want.0));
+    assert_eq!(
+        commands(&s).into_iter().map(|c| c.0).collect::<Vec<_>>(),
+        [
+            Command::PowerOff,
+            Command::PowerOn,
+            Command::PowerLimit(want)
+        ]
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_pyasic_luxos_refuses_auth_fails_and_liar_changes_nothing() {
+    let Some(mut py) = Pyasic::start("r11_pyasic_luxos_faults") else {
+        return;
+    };
+    let fleet =
+        loopback::start_fleet(options(2, &["S21-Lux"], &["liar:0.5", "refuses-auth:0.5"])).await;
+    let [refuses, liar] = fleet.addresses()[..] else {
+        panic!("two miners")
+    };
+    assert!(!py.ok(&format!("pause {refuses}")).await);
+    assert!(fleet.snapshot(refuses).unwrap().received.is_empty());
+    assert!(py.ok(&format!("pause {liar}")).await);
+    let s = fleet.snapshot(liar).unwrap();
+    assert_eq!(commands(&s), [(Command::PowerOff, Outcome::Ignored)]);
+    wait_past(&fleet, s.received[0].at + quick().stop * 3).await;
+    let d = py.data(liar).await;
+    assert_eq!(d["wattage"].as_f64(), Some(3500.0));
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_asic_rs_detects_reads_and_curtails_luxos_miners() {
+    let fleet = loopback::start_fleet(options(2, &["S19XP-Lux", "S21-Lux"], &[])).await;
+    let long = Duration::from_secs(30);
+    for (ip, model) in fleet.addresses().into_iter().zip(["S19XP", "S21"]) {
+        let miner = asic_rs_miner(ip).await;
+        let info = miner.get_device_info();
+        assert_eq!(
+            (info.model.as_str(), info.firmware.as_str()),
+            (model, "LuxOS"),
+            "{info:?}"
+        );
+        let d = miner.get_data().await;
+        let truth = fleet.snapshot(ip).unwrap();
+        assert_eq!(d.wattage.map(|p| p.as_watts()), Some(truth.power.0.round()));
+        let ths = d.hashrate.map(|h| {
+            h.as_unit(asic_rs::core::data::hashrate::HashRateUnit::TeraHash)
+                .value
+        });
+        assert!(
+            (ths.unwrap() - truth.hashrate.0 / 1e12).abs() < 0.05,
+            "{ths:?}"
+        );
+        assert_eq!(
+            d.tuning_target,
+            Some(asic_rs::core::data::miner::TuningTarget::Power(
+                measurements::Power::from_watts(truth.limit.0)
+            ))
+        );
+
+        assert!(miner.pause(None).await.unwrap());
+        let s = wait_for(&fleet, ip, long, "asleep", |s| s.phase == Phase::Sleeping).await;
+        let d = miner.get_data().await;
+        assert_eq!(d.wattage.map(|p| p.as_watts()), Some(s.power.0));
+        assert_eq!(d.hashrate.map(|h| h.value), Some(0.0));
+
+        assert!(miner.resume(None).await.unwrap());
+        wait_for(&fleet, ip, long, "mining", |s| s.phase == Phase::Mining).await;
+        // asic-rs 0.8.6 does not set power limits on LuxOS (profiles only).
+        assert!(!miner.supports_set_power_limit());
+    }
+    fleet.stop().await;
+}
+
+// ---------------------------------------------------------------- bad input over the wire
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_hostile_requests_get_errors_or_a_close_and_the_miner_keeps_serving() {
+    // Whatever arrives on 4028 (a scanner, a fuzzer, a client of another firmware),
+    // the emulator answers or closes; it never stops serving or changes state.
+    use tokio::io::AsyncReadExt;
+    let fleet = loopback::start_fleet(options(2, &["M30S+", "S21-Lux"], &[])).await;
+    let big = format!("{{\"command\":\"{}\"}}", "x".repeat(100_000));
+    let requests: Vec<Vec<u8>> = vec![
+        b"\xff\xfe\x00garbage".to_vec(),
+        b"[1,2,3]".to_vec(),
+        b"{\"command\":42}".to_vec(),
+        b"{\"enc\":1,\"data\":\"%%%\"}".to_vec(),
+        b"{\"enc\":1,\"data\":\"AAAAAAAAAAAAAAAAAAAAAA==\"}".to_vec(),
+        b"{\"command\":\"curtail\",\"parameter\":\",,,,\"}".to_vec(),
+        b"{\"command\":\"summary+\"}".to_vec(),
+        big.into_bytes(),
+    ];
+    for ip in fleet.addresses() {
+        for req in &requests {
+            let mut s = tokio::net::TcpStream::connect((ip, emulator::DEFAULT_PORT))
+                .await
+                .unwrap();
+            let _ = s.write_all(req).await;
+            let _ = s.shutdown().await;
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+                .await
+                .expect("the miner answers or closes");
+            if !out.is_empty() {
+                let v: Value = serde_json::from_slice(&out).expect("an answer is JSON");
+                assert!(
+                    v.to_string().contains("\"E\"") || v.get("summary").is_some(),
+                    "{v}"
+                );
+            }
+        }
+        // A client that connects and sends nothing is closed by the read deadline,
+        // and a healthy request still gets its answer meanwhile.
+        let _idle = tokio::net::TcpStream::connect((ip, emulator::DEFAULT_PORT))
+            .await
+            .unwrap();
+        let answer = raw(ip, r#"{"command":"summary"}"#).await.unwrap();
+        assert!(answer.contains("SUMMARY"), "{answer}");
+        let s = fleet.snapshot(ip).unwrap();
+        assert!(s.received.is_empty() && s.phase == Phase::Mining, "{s:?}");
+    }
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_asic_rs_sees_slow_wake_restarts_and_stuck_stabilizing_as_the_field_does() {
+    // The faults that only show over time, through the driver's own library: each
+    // command "succeeds", and only the read-backs tell the miners apart.
+    let fleet = loopback::start_fleet(options(
+        4,
+        &["M30S+"],
+        &[
+            "slow-wake:0.25",
+            "restarts-on-limit-change:0.25",
+            "stuck-stabilizing:0.25",
+        ],
+    ))
+    .await;
+    let [healthy, stuck, restarts, slow] = fleet.addresses()[..] else {
+        panic!("four miners")
+    };
+    assert_eq!(fleet.snapshot(slow).unwrap().fault, Some(Fault::SlowWake));
+    let long = Duration::from_secs(30);
+
+    // slow-wake: paused and resumed with a healthy one, it is still waking when the
+    // healthy one already mines at full power.
+    for ip in [healthy, slow] {
+        assert!(asic_rs_miner(ip).await.pause(None).await.unwrap());
+    }
+    for ip in [healthy, slow] {
+        wait_for(&fleet, ip, long, "asleep", |s| s.phase == Phase::Sleeping).await;
+    }
+    for ip in [healthy, slow] {
+        assert!(asic_rs_miner(ip).await.resume(None).await.unwrap());
+    }
+    wait_for(&fleet, healthy, long, "mining", |s| {
+        s.phase == Phase::Mining
+    })
+    .await;
+    let s = fleet.snapshot(slow).unwrap();
+    assert_eq!((s.phase, s.hashing), (Phase::Waking, false), "{s:?}");
+    wait_for(&fleet, slow, long, "mining at last", |s| {
+        s.phase == Phase::Mining
+    })
+    .await;
+
+    // restarts-on-limit-change: the new limit stops the boards first.
+    let limit = measurements::Power::from_watts(2600.0);
+    assert!(asic_rs_miner(restarts)
+        .await
+        .set_power_limit(limit)
+        .await
+        .unwrap());
+    let s = fleet.snapshot(restarts).unwrap();
+    assert_eq!((s.phase, s.hashing), (Phase::Waking, false), "{s:?}");
+    wait_for(&fleet, restarts, long, "at 2600 W", |s| {
+        s.power == Watts(2600.0)
+    })
+    .await;
+
+    // stuck-stabilizing: reports the new target and keeps drawing the old power.
+    let miner = asic_rs_miner(stuck).await;
+    assert!(miner.set_power_limit(limit).await.unwrap());
+    let stuck_at = fleet.snapshot(stuck).unwrap();
+    wait_past(&fleet, stuck_at.received[0].at + Duration::from_secs(3)).await;
+    let d = miner.get_data().await;
+    assert_eq!(
+        d.tuning_target,
+        Some(asic_rs::core::data::miner::TuningTarget::Power(limit))
+    );
+    assert_eq!(d.wattage.map(|p| p.as_watts()), Some(3400.0));
+    assert_eq!(fleet.snapshot(stuck).unwrap().phase, Phase::Stabilizing);
+    fleet.stop().await;
 }

@@ -13,11 +13,11 @@ pub mod crypto;
 mod replies;
 
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::firmware::{Answer, Identity};
 use super::model::{Command, Fault, Miner, Outcome, PowerMode};
 use crate::units::Watts;
 
@@ -63,37 +63,6 @@ const PRIVILEGED: &[&str] = &[
     "set_power_pct",
     "pre_power_on",
 ];
-
-/// What the connection does after a request.
-#[derive(Debug, PartialEq)]
-pub enum Answer {
-    /// Send this, then close.
-    Reply(String),
-    /// Close without a word (the miner powered off before answering, `respbefore=false`).
-    Drop,
-}
-
-/// The miner's identity as its firmware reports it.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub index: usize,
-    pub addr: Ipv4Addr,
-}
-
-impl Identity {
-    pub fn mac(&self) -> String {
-        let i = self.index as u32;
-        format!(
-            "C4:11:0B:{:02X}:{:02X}:{:02X}",
-            (i >> 16) & 0xff,
-            (i >> 8) & 0xff,
-            i & 0xff
-        )
-    }
-    pub fn serial(&self) -> String {
-        format!("HEM{:08}", self.index)
-    }
-}
 
 struct Token {
     sign: String,
@@ -289,14 +258,7 @@ fn trim(b: &[u8]) -> &[u8] {
 /// Eight salt characters from md5crypt's alphabet.
 fn salt8(rng: &mut u64) -> String {
     const ALPHABET: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    (0..8)
-        .map(|_| {
-            *rng ^= *rng << 13;
-            *rng ^= *rng >> 7;
-            *rng ^= *rng << 17;
-            ALPHABET[(*rng % ALPHABET.len() as u64) as usize] as char
-        })
-        .collect()
+    super::firmware::random_chars(rng, ALPHABET, 8)
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The firmware side against a client computed here from the md5crypt and AES crates
 //! directly, as asic-rs and pyasic do it (the integration tests run the real clients).
 
+use std::net::Ipv4Addr;
+
 use super::*;
 use crate::emulator::model::{self, Dynamics, Phase};
 
@@ -168,7 +170,7 @@ fn r11_wrong_password_and_refuses_auth_are_refused_and_change_nothing() {
         (Some("E"), Some(135))
     );
     assert!(!m.reading(Duration::from_secs(30)).mineroff);
-    assert!(m.received().is_empty());
+    assert_eq!(m.received().len(), 0);
 }
 
 #[test]
