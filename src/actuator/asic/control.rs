@@ -797,19 +797,23 @@ mod tests {
         c.observed(mining(0, 3400.0, 3400.0));
         c.set_goal(Goal::OFF, t(0));
         let mut now = 0;
-        let mut sends = 0;
+        let mut sends = Vec::new();
         while now < 60 {
             c.tick(t(now));
             if let Some(cmd) = c.next_command(t(now)) {
                 assert_eq!(cmd, Command::Pause);
                 c.sent(cmd, t(now));
                 c.acked(Ok(()), t(now));
-                sends += 1;
+                sends.push(now);
             }
             c.observed(mining(now, 3400.0, 3400.0));
             now += 1;
         }
-        assert_eq!(sends, 2, "sent as often as `attempts`, then not again");
+        // Sent as often as `attempts` (deadline 5 s, backoff 1 s), given up at 11 s; then
+        // tried again no sooner than two pause deadlines later, never hammered.
+        assert_eq!(&sends[..2], &[0, 6], "{sends:?}");
+        assert!(sends[2] >= 21, "{sends:?}");
+        assert!(sends.len() < 10, "{sends:?}");
         assert_eq!(c.state(t(now)), MinerState::Unresponsive);
         assert!(c.excluded(t(now)));
         assert_eq!(c.uncontrolled(t(now)), Watts(3400.0));
