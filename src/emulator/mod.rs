@@ -194,6 +194,9 @@ pub struct Snapshot {
     pub phase: Phase,
     /// Whether the boards hash.
     pub hashing: bool,
+    /// Whether the firmware says it is off (`mineroff`, LuxOS `CurtailMode`): set when
+    /// the command is accepted, before the boards stop.
+    pub reported_off: bool,
     /// Wall power.
     pub power: Watts,
     /// The power limit set.
@@ -376,6 +379,7 @@ impl Station {
             fault: self.fault,
             phase: r.phase,
             hashing: r.hashrate.0 > 0.0,
+            reported_off: r.mineroff,
             power: r.power,
             limit: st.miner.limit(),
             hashrate: r.hashrate,
