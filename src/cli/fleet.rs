@@ -147,7 +147,10 @@ fn options(args: SimulateArgs) -> anyhow::Result<FleetOptions> {
     }
     if let Some(w) = args.step {
         // A zero step would never reach a new limit: every miner stuck-stabilizing.
-        anyhow::ensure!(w.0 > 0.0 && w.is_finite(), "--step must be above 0 W, not {w}");
+        anyhow::ensure!(
+            w.0 > 0.0 && w.is_finite(),
+            "--step must be above 0 W, not {w}"
+        );
         d.step = w;
     }
     if let Some(e) = args.step_every {
