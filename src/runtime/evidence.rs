@@ -110,7 +110,9 @@ impl Recorder {
         let Some(kind) = decided.opened else { return };
         self.trigger = Some(Instant::now());
         self.metrics.response_opened(kind);
-        tracing::warn!(
+        // Info, not warn: a frequency flapping at the threshold opens one a second; the
+        // metrics count them and the record tells the rest.
+        tracing::info!(
             trigger = kind.as_str(),
             cap_w = d.limit.map(|w| w.0),
             "Frequency response: shedding mining load; evidence record opened"
