@@ -322,3 +322,63 @@ async fn r11_a_liar_that_will_not_pause_is_cut_at_its_outlet() {
         .await
         .expect("clean shutdown");
 }
+
+/// r11: stopping the daemon (SIGTERM in `gridminer run`) pauses every miner before it
+/// exits, each pause acknowledged: the fleet's tasks outlive the controller until every
+/// group has applied the safe state. Catches: miners left mining by a daemon that exited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_stopping_the_daemon_pauses_the_fleet() {
+    let emu = start_fleet(FleetOptions {
+        miners: 2,
+        asleep: true,
+        dynamics: Dynamics {
+            wake: Duration::from_millis(500),
+            ramp: Duration::from_millis(500),
+            stop: Duration::from_millis(300),
+            ..Dynamics::default()
+        },
+        ..FleetOptions::default()
+    })
+    .await;
+    let id = "fleet-stop";
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("site.toml");
+    let miners: Vec<String> = emu.addresses().iter().map(|a| format!("\"{a}\"")).collect();
+    std::fs::write(&cfg, site(id, port, &miners.join(", "))).unwrap();
+    let running = runtime::start(gridminer::runtime::config::load(&cfg).expect("config"))
+        .await
+        .expect("daemon starts");
+    let (client, mut rx) = subscriber(port, &format!("gridminer/{id}/availability")).await;
+    while next_message(&mut rx, &format!("gridminer/{id}/availability")).await != "online" {}
+    for (topic, payload) in [
+        ("load", "500"),
+        ("price", "30"),
+        ("hz", "50.0"),
+        ("pv", "8"),
+    ] {
+        client
+            .publish(format!("{id}/{topic}"), QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !emu.snapshots().iter().all(|m| m.hashing) {
+        assert!(tokio::time::Instant::now() < deadline, "both miners mining");
+        // Polled with a deadline: the firmware's wake takes real time.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running
+        .stop(Duration::from_secs(30))
+        .await
+        .expect("clean shutdown");
+    // Every pause was sent and acknowledged before `stop` returned; the boards stop
+    // within the firmware's `stop` time after.
+    for m in emu.snapshots() {
+        assert!(
+            m.reported_off,
+            "{m:?} not told to stop by the exiting daemon"
+        );
+    }
+    emu.stop().await;
+}

@@ -243,6 +243,9 @@ pub struct Control {
     goal_since: Option<Timestamp>,
     /// For wake learning when a resume is confirmed before its ramp ends.
     ramping: Option<(Timestamp, Watts)>,
+    /// When the firmware last acknowledged a resume: a read-back older than this says
+    /// nothing about whether it is waking.
+    resumed_at: Option<Timestamp>,
     /// When the last command was given up.
     gave_up_at: Option<Timestamp>,
     /// Sends and read-backs that failed since start.
@@ -268,6 +271,7 @@ impl Control {
             starts: (i64::MIN, 0),
             goal_since: None,
             ramping: None,
+            resumed_at: None,
             gave_up_at: None,
             failures: 0,
         }
@@ -455,7 +459,12 @@ impl Control {
                 }
                 _ => None,
             }
-        } else if !self.cut && (o.hashing() || o.power.is_some_and(|p| p > self.standby)) {
+        } else if !self.cut
+            && (o.hashing()
+                || o.power.is_some_and(|p| p > self.standby)
+                || self.resumed_at.is_some_and(|r| r >= o.at))
+        {
+            // Drawing, or told to resume since it was last read (it may be waking).
             Some(Command::Pause)
         } else {
             None
@@ -516,6 +525,7 @@ impl Control {
                 match p.record.command {
                     Command::HardCut => self.cut = true,
                     Command::Restore => self.cut = false,
+                    Command::Resume => self.resumed_at = Some(now),
                     _ => {}
                 }
             }
@@ -530,8 +540,31 @@ impl Control {
                 }
             }
         }
-        // Already there (a liar's or a real one's effect shows on the last read-back
-        // only after it is read again; nothing is confirmed by an acknowledgement).
+        self.drop_moot();
+    }
+
+    /// A command whose answer came after the goal changed (it was in flight then) no
+    /// longer leads anywhere: booked as superseded, so the next step toward the new goal
+    /// is sent (a resume answered after a stop was asked must not hold the stop back).
+    fn drop_moot(&mut self) {
+        let moot = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| !p.in_flight && !self.satisfies(p.record.command));
+        if moot {
+            let mut done = self.pending.take().expect("checked above").record;
+            done.superseded = true;
+            self.finish(done);
+        }
+    }
+
+    /// Whether the miner has acknowledged what its goal asks: the command in progress
+    /// serves the goal and was acknowledged, or there is nothing to send.
+    pub fn goal_acknowledged(&self, now: Timestamp) -> bool {
+        match &self.pending {
+            Some(p) => self.satisfies(p.record.command) && p.record.acked.is_some(),
+            None => self.next_command(now).is_none(),
+        }
     }
 
     fn within_for_pending(&self) -> Duration {
@@ -640,6 +673,7 @@ impl Control {
     /// Checks the deadlines: a command whose effect did not show is sent again, then
     /// escalated or given up. Call at every wake-up.
     pub fn tick(&mut self, now: Timestamp) {
+        self.drop_moot();
         let attempts = self.timings.attempts;
         let backoff = self.timings.backoff;
         let Some(p) = &mut self.pending else {
@@ -970,6 +1004,31 @@ mod tests {
     }
 
     #[test]
+    fn r11_a_resume_answered_after_a_stop_was_asked_does_not_hold_the_stop_back() {
+        // Catches: a daemon stopping while a resume was in flight booked the stop as
+        // acknowledged (the resume's answer) and exited with the miner mining.
+        let mut c = Control::new(fast(), RATED, false);
+        c.observed(sleeping(0));
+        c.set_goal(
+            Goal {
+                mining: true,
+                limit: None,
+            },
+            t(0),
+        );
+        c.sent(Command::Resume, t(0));
+        c.set_goal(Goal::OFF, t(0)); // while the resume is in flight
+        assert!(!c.goal_acknowledged(t(0)));
+        c.acked(Ok(()), t(1));
+        assert!(!c.goal_acknowledged(t(1)), "the resume's answer is not the stop's");
+        c.observed(mining(2, 500.0, 3400.0));
+        assert_eq!(c.next_command(t(2)), Some(Command::Pause));
+        c.sent(Command::Pause, t(2));
+        c.acked(Ok(()), t(2));
+        assert!(c.goal_acknowledged(t(2)));
+    }
+
+    #[test]
     fn r11_a_newer_goal_supersedes_an_unfinished_command() {
         let mut c = Control::new(fast(), RATED, false);
         c.observed(sleeping(0));
@@ -985,7 +1044,12 @@ mod tests {
         c.set_goal(Goal::OFF, t(1));
         assert!(c.pending().is_none());
         assert!(c.history.back().is_some_and(|r| r.superseded));
-        // Asleep already: nothing to send.
-        assert_eq!(c.next_command(t(1)), None);
+        // Read asleep, but told to resume since: it may be waking, so it is paused.
+        assert_eq!(c.next_command(t(1)), Some(Command::Pause));
+        c.sent(Command::Pause, t(1));
+        c.acked(Ok(()), t(1));
+        c.observed(sleeping(2));
+        // Read asleep after the pause: nothing more to send.
+        assert_eq!(c.next_command(t(2)), None);
     }
 }

@@ -333,11 +333,7 @@ impl Inner {
             if c.excluded(now) {
                 continue;
             }
-            let waiting = match c.pending() {
-                Some(p) => p.acked.is_none(),
-                None => c.next_command(now).is_some(),
-            };
-            done &= !waiting;
+            done &= c.goal_acknowledged(now);
         }
         Ok(done)
     }
