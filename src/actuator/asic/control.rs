@@ -1003,10 +1003,8 @@ mod tests {
         assert_eq!(c.uncontrolled(t(31)), Watts::ZERO, "last seen asleep");
     }
 
-    #[test]
-    fn r11_a_resume_answered_after_a_stop_was_asked_does_not_hold_the_stop_back() {
-        // Catches: a daemon stopping while a resume was in flight booked the stop as
-        // acknowledged (the resume's answer) and exited with the miner mining.
+    /// A sleeping miner asked to mine, its resume sent at 0 s.
+    fn resume_sent() -> Control {
         let mut c = Control::new(fast(), RATED, false);
         c.observed(sleeping(0));
         c.set_goal(
@@ -1017,6 +1015,14 @@ mod tests {
             t(0),
         );
         c.sent(Command::Resume, t(0));
+        c
+    }
+
+    #[test]
+    fn r11_a_resume_answered_after_a_stop_was_asked_does_not_hold_the_stop_back() {
+        // Catches: a daemon stopping while a resume was in flight booked the stop as
+        // acknowledged (the resume's answer) and exited with the miner mining.
+        let mut c = resume_sent();
         c.set_goal(Goal::OFF, t(0)); // while the resume is in flight
         assert!(!c.goal_acknowledged(t(0)));
         c.acked(Ok(()), t(1));
@@ -1030,16 +1036,7 @@ mod tests {
 
     #[test]
     fn r11_a_newer_goal_supersedes_an_unfinished_command() {
-        let mut c = Control::new(fast(), RATED, false);
-        c.observed(sleeping(0));
-        c.set_goal(
-            Goal {
-                mining: true,
-                limit: None,
-            },
-            t(0),
-        );
-        c.sent(Command::Resume, t(0));
+        let mut c = resume_sent();
         c.acked(Ok(()), t(0));
         c.set_goal(Goal::OFF, t(1));
         assert!(c.pending().is_none());
