@@ -428,3 +428,113 @@ async fn r11_dropped_connections_are_retried_until_confirmed() {
     .await;
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_the_driver_controls_luxos_miners_too() {
+    // The second firmware family: LuxOS through asic-rs (sessions, `curtail
+    // sleep|wakeup`). asic-rs gives it no power limit, so the group is on/off, and its
+    // firmware says "mining" even asleep: the read-back's hashrate and power decide.
+    let r = Running::start(
+        FleetOptions {
+            miners: 2,
+            models: vec![emulator::model("S19XP-Lux").expect("a model")],
+            ..FleetOptions::default()
+        },
+        &[],
+    )
+    .await;
+    assert_eq!(r.loads.len(), 1, "{:?}", r.loads);
+    assert_eq!(r.loads[0].levels, PowerLevels::OnOff, "{:?}", r.loads[0]);
+    let rated = r.loads[0].rated_power;
+    let mut g = r.fleet.group(0);
+    g.set(LoadTarget::OFF).await.expect("acknowledged");
+    until(
+        &r,
+        Duration::from_secs(20),
+        "both LuxOS miners asleep and confirmed",
+        || {
+            r.hashing() == 0
+                && r.statuses()
+                    .iter()
+                    .all(|s| s.state == MinerState::Sleeping && s.confirmed == Some(true))
+        },
+    )
+    .await;
+    g.set(on(1, rated.0)).await.expect("acknowledged");
+    until(
+        &r,
+        Duration::from_secs(20),
+        "one LuxOS miner mining, confirmed",
+        || {
+            r.hashing() == 1
+                && r.statuses().iter().any(|s| {
+                    s.state == MinerState::Mining
+                        && s.last_command
+                            .as_ref()
+                            .is_some_and(|c| c.command == Command::Resume && c.confirmed.is_some())
+                })
+        },
+    )
+    .await;
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_slow_wake_is_learned_and_a_restart_on_limit_change_is_ridden_out() {
+    let r = Running::start(
+        FleetOptions {
+            miners: 3,
+            faults: vec![
+                "slow-wake:0.01".parse().expect("a share"),
+                "restarts-on-limit-change:0.01".parse().expect("a share"),
+            ],
+            asleep: true,
+            ..FleetOptions::default()
+        },
+        &[("M30SPlusVE40", Some(1800.0))],
+    )
+    .await;
+    let fault_of = |a: IpAddr| {
+        r.emu
+            .snapshots()
+            .into_iter()
+            .find(|s| IpAddr::V4(s.addr) == a)
+            .and_then(|s| s.fault)
+    };
+    let mut g = r.fleet.group(0);
+    // All three at 2500 W: the slow one wakes 5x slower (3 s against 0.6 s, inside the
+    // 4 s resume deadline); the one that restarts on a limit change stops, wakes and
+    // ramps again, and ends at its limit.
+    let _ = g.set(on(3, 7500.0)).await;
+    until(
+        &r,
+        Duration::from_secs(40),
+        "all three mining near 2500 W",
+        || {
+            let snaps = r.emu.snapshots();
+            snaps
+                .iter()
+                .all(|s| s.hashing && (s.limit.0 - 2500.0).abs() < 100.0)
+                && r.statuses().iter().all(|s| s.state == MinerState::Mining)
+        },
+    )
+    .await;
+    let st = r.statuses();
+    let wake = |f: emulator::Fault| {
+        st.iter()
+            .find(|s| fault_of(s.address) == Some(f))
+            .and_then(|s| s.wake_s)
+            .expect("a learned wake")
+    };
+    let healthy = st
+        .iter()
+        .find(|s| fault_of(s.address).is_none())
+        .and_then(|s| s.wake_s)
+        .expect("a learned wake");
+    assert!(
+        wake(emulator::Fault::SlowWake) > 3.0 * healthy,
+        "slow {} vs healthy {healthy}",
+        wake(emulator::Fault::SlowWake)
+    );
+    r.stop().await;
+}

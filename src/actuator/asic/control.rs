@@ -1026,7 +1026,10 @@ mod tests {
         c.set_goal(Goal::OFF, t(0)); // while the resume is in flight
         assert!(!c.goal_acknowledged(t(0)));
         c.acked(Ok(()), t(1));
-        assert!(!c.goal_acknowledged(t(1)), "the resume's answer is not the stop's");
+        assert!(
+            !c.goal_acknowledged(t(1)),
+            "the resume's answer is not the stop's"
+        );
         c.observed(mining(2, 500.0, 3400.0));
         assert_eq!(c.next_command(t(2)), Some(Command::Pause));
         c.sent(Command::Pause, t(2));
