@@ -13,7 +13,13 @@
 //!    each held until the frequency has been back in band for `hold`;
 //! 4. **economics** (`allocate.rs`, over the energy `tiers.rs`): every unit, most efficient first, mines when the
 //!    energy it would take is worth less than its hashes;
-//! 5. **wear**: min on/off times and daily start limits.
+//! 5. **wear**: min on/off times and daily start limits, and a start's cost: a unit
+//!    that is off starts only if what it would earn over the time a start commits it
+//!    to (its `min_on`, at least one decision step), at the current value of its
+//!    hashes minus the energy's cost, exceeds its hardware's `start_cost_eur`. The cost
+//!    is a hurdle on starts only: it never keeps a running unit on (stopping is priced
+//!    by the hysteresis as before), and it only ever lowers what the economics want,
+//!    so every cap above stays in force unchanged.
 //!
 //! Wear limits bind the economics, never a higher rule: a curtailment, shedding or the
 //! import limit may stop a unit before its `min_on` (counted as a forced stop). Nothing
@@ -94,7 +100,16 @@ pub struct Policy {
     pub value_per_hashprice: Vec<f64>,
     pub has_pv: bool,
     pub has_wind: bool,
+    /// The shortest time a start commits a unit to when its `min_on` is shorter: one
+    /// decision step (the simulator's replay step; live, [`DEFAULT_DECISION_STEP`]).
+    /// Only the start-cost hurdle reads it.
+    pub decision_step: Duration,
 }
+
+/// The decision step a policy assumes unless told otherwise: the live controller decides
+/// every tick, but the data it decides on (prices, forecasts) moves every minute or
+/// slower, so a start is judged over at least a minute of running.
+pub const DEFAULT_DECISION_STEP: Duration = Duration::from_secs(60);
 
 impl Policy {
     pub fn new(
@@ -119,6 +134,7 @@ impl Policy {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
                     },
+                    start_cost_eur: l.wear.start_cost_eur,
                 }
             })
             .collect();
@@ -143,7 +159,15 @@ impl Policy {
             merit,
             has_pv,
             has_wind,
+            decision_step: DEFAULT_DECISION_STEP,
         }
+    }
+
+    /// The same policy, judging starts over at least `step` of running (the simulator
+    /// passes its replay step: a unit it starts runs one step at least).
+    pub fn with_decision_step(mut self, step: Duration) -> Self {
+        self.decision_step = step;
+        self
     }
 
     /// The tiers this moment offers mining, from fresh readings.

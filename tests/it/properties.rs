@@ -113,6 +113,7 @@ fn build(
             min_on: Duration::from_secs(60 * s.min_on_m),
             min_off: Duration::from_secs(60 * s.min_off_m),
             max_starts_per_day: s.max_starts,
+            start_cost_eur: 0.0,
         }
     } else {
         WearLimits::default()
