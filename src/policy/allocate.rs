@@ -144,9 +144,14 @@ impl Policy {
             let value = econ.map_or(0.0, |(_, h)| self.value_per_hashprice[i] * h.0);
             let rated = spec.rated_power.0;
             let start_cost = self.wear[i].start_cost_eur;
-            // Hours a start commits a unit to: its min_on, and one decision step at least
-            // (a unit started now runs until the next decision whatever its min_on).
-            let run_h = self.wear[i].min_on.max(self.decision_step).as_secs_f64() / 3600.0;
+            // Hours a start must pay back within: its min_on, the run the policy expects
+            // a start to begin, and one decision step at least (a unit started now runs
+            // until the next decision whatever its min_on).
+            let run_h = (self.wear[i].min_on)
+                .max(self.params.start_payback)
+                .max(self.decision_step)
+                .as_secs_f64()
+                / 3600.0;
             // How much of the band starting at `from` this load wants for one unit of
             // `full` watts, by the goal alone.
             let want = |from: f64, full: f64, running: bool| -> f64 {

@@ -15,7 +15,8 @@
 //!    energy it would take is worth less than its hashes;
 //! 5. **wear**: min on/off times and daily start limits, and a start's cost: a unit
 //!    that is off starts only if what it would earn over the time a start commits it
-//!    to (its `min_on`, at least one decision step), at the current value of its
+//!    to (the longest of its `min_on`, the policy's `start_payback` and one decision
+//!    step), at the current value of its
 //!    hashes minus the energy's cost, exceeds its hardware's `start_cost_eur`. The cost
 //!    is a hurdle on starts only: it never keeps a running unit on (stopping is priced
 //!    by the hysteresis as before), and it only ever lowers what the economics want,
@@ -78,6 +79,12 @@ pub struct PolicyParams {
     pub min_on: Duration,
     pub min_off: Duration,
     pub max_starts_per_day: Option<u32>,
+    /// How much running a start must pay for its wear cost within, at the current
+    /// margin: the run the site expects a start to begin. The hurdle uses the longest
+    /// of this, the unit's `min_on` and one decision step. Zero (the default) is the
+    /// strict reading, "within the run a start commits the unit to"; with a short or no
+    /// `min_on` that refuses nearly every start a real cost would ever be charged for.
+    pub start_payback: Duration,
     pub max_signal_age: Duration,
     /// Most mining may draw while inputs are stale.
     pub safe_limit: Watts,

@@ -18,6 +18,7 @@ fn policy(frequency: bool) -> Policy {
         min_on: Duration::ZERO,
         min_off: Duration::ZERO,
         max_starts_per_day: None,
+        start_payback: Duration::ZERO,
         max_signal_age: Duration::from_secs(300),
         safe_limit: Watts(0.0),
         frequency: frequency.then_some(FrequencyResponse {
@@ -445,6 +446,12 @@ fn r11_a_start_happens_only_if_min_on_earnings_beat_its_cost() {
     assert_eq!(p.decide(&state(&p, T0), T0).loads[0].units_on, 0);
     let p = p.with_decision_step(hour);
     assert_eq!(p.decide(&state(&p, T0), T0).loads[0].units_on, 10);
+    // Nor with the policy's own payback time: an hour of running must pay for it.
+    let mut p = policy_with_start_cost(earns * 0.95, Duration::ZERO);
+    p.params.start_payback = hour;
+    assert_eq!(p.decide(&state(&p, T0), T0).loads[0].units_on, 10);
+    p.params.start_payback = hour / 2;
+    assert_eq!(p.decide(&state(&p, T0), T0).loads[0].units_on, 0);
 }
 
 /// Issue 11: the start cost is a hurdle on starts only. Units already running keep
