@@ -438,7 +438,10 @@ fn r11_a_start_happens_only_if_min_on_earnings_beat_its_cost() {
     for (cost, units) in [(earns * 1.05, 0), (earns * 0.95, 10), (0.0, 10)] {
         let p = policy_with_start_cost(cost, hour);
         let d = p.decide(&state(&p, T0), T0);
-        assert_eq!(d.loads[0].units_on, units, "start cost {cost:.4} EUR vs {earns:.4} EUR");
+        assert_eq!(
+            d.loads[0].units_on, units,
+            "start cost {cost:.4} EUR vs {earns:.4} EUR"
+        );
     }
     // Without a min_on a start commits the unit to one decision step only: the same
     // cost that an hour of running pays for is then too much.
@@ -471,7 +474,11 @@ fn r11_a_start_cost_neither_stops_running_units_nor_holds_them_against_a_cap() {
     s.site_load.as_mut().unwrap().at = later;
     s.price.as_mut().unwrap().at = later;
     s.hashprice.as_mut().unwrap().at = later;
-    assert_eq!(p.decide(&s, later).loads[0].units_on, 10, "running units stay");
+    assert_eq!(
+        p.decide(&s, later).loads[0].units_on,
+        10,
+        "running units stay"
+    );
     s.observe(Observation::Operator {
         issuer: crate::signal::Issuer::scenario(),
         action: OperatorAction::CurtailTo(Watts(7_000.0)),

@@ -388,9 +388,7 @@ pub fn solve(input: &OptimumInput) -> Result<OptimumResult, InputError> {
     let feasible_wear_cost_eur: f64 = feasible
         .groups
         .iter()
-        .map(|g| {
-            g.units as f64 * input.classes[g.class].start_cost_eur * starts(&g.on) as f64
-        })
+        .map(|g| g.units as f64 * input.classes[g.class].start_cost_eur * starts(&g.on) as f64)
         .sum();
     let feasible_eur = schedule_profit(input, &feasible.class_power_w)
         .expect("the feasible schedule fits the tiers by construction")
@@ -1668,11 +1666,21 @@ mod tests {
         let result = solve(&input).unwrap();
         let optimum = brute_force_optimum(&input);
         let slack = 1e-9 * (1.0 + optimum.abs());
-        prop_assert!(result.feasible_eur <= optimum + slack,
-            "feasible {} above optimum {}", result.feasible_eur, optimum);
-        prop_assert!(optimum <= result.upper_bound_eur + slack,
-            "optimum {} above bound {}", optimum, result.upper_bound_eur);
-        let curves: Vec<StepCurve> = (0..steps).map(|t| StepCurve::new(&input.tiers, t)).collect();
+        prop_assert!(
+            result.feasible_eur <= optimum + slack,
+            "feasible {} above optimum {}",
+            result.feasible_eur,
+            optimum
+        );
+        prop_assert!(
+            optimum <= result.upper_bound_eur + slack,
+            "optimum {} above bound {}",
+            optimum,
+            result.upper_bound_eur
+        );
+        let curves: Vec<StepCurve> = (0..steps)
+            .map(|t| StepCurve::new(&input.tiers, t))
+            .collect();
         let schedule = build_feasible(&input, &curves);
         assert_schedule_valid(instance, &schedule);
         Ok(())
@@ -1842,10 +1850,16 @@ mod tests {
         instance.classes[0].start_cost_eur = 70.0;
         let result = solve(&instance.input()).unwrap();
         assert!((result.feasible_eur - 110.0).abs() < 1e-9, "{result:?}");
-        assert!((result.feasible_wear_cost_eur - 70.0).abs() < 1e-9, "{result:?}");
+        assert!(
+            (result.feasible_wear_cost_eur - 70.0).abs() < 1e-9,
+            "{result:?}"
+        );
         assert_eq!(result.feasible_power_w[0], 0.0, "{result:?}");
         assert!(result.upper_bound_eur >= 110.0 - 1e-9, "{result:?}");
-        assert!(result.upper_bound_eur < 240.0 - 1e-9, "the bound charges starts: {result:?}");
+        assert!(
+            result.upper_bound_eur < 240.0 - 1e-9,
+            "the bound charges starts: {result:?}"
+        );
     }
 
     /// A few days of 1-minute-like steps with solar-shaped surplus and prices.

@@ -143,10 +143,18 @@ fn r11_the_wear_cost_of_starts_comes_off_both_profits() {
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * (1.0 + a.abs().max(b.abs()));
     // The CPU pool's starts are free; the ASICs' are what is charged.
     let starts: u64 = k.loads[..2].iter().map(|l| l.starts).sum();
-    assert!(starts > 0, "the week has ASIC starts to charge: {:?}", k.loads);
+    assert!(
+        starts > 0,
+        "the week has ASIC starts to charge: {:?}",
+        k.loads
+    );
     assert!(k.wear_cost_eur > 0.0);
     for (l, c) in k.loads.iter().zip(costs) {
-        assert!(close(l.wear_cost_eur, l.starts as f64 * c), "{}: {l:?}", l.name);
+        assert!(
+            close(l.wear_cost_eur, l.starts as f64 * c),
+            "{}: {l:?}",
+            l.name
+        );
     }
     assert!(close(
         k.wear_cost_eur,
@@ -160,15 +168,25 @@ fn r11_the_wear_cost_of_starts_comes_off_both_profits() {
         k.months.iter().map(|m| m.wear_cost_eur).sum(),
         k.wear_cost_eur
     ));
-    assert!(close(k.months.iter().map(|m| m.profit_eur).sum(), k.profit_eur));
+    assert!(close(
+        k.months.iter().map(|m| m.profit_eur).sum(),
+        k.profit_eur
+    ));
     let o = sim::optimum(&sc, &replay, k.profit_eur).unwrap();
     assert!(o.feasible_wear_cost_eur > 0.0, "{o:?}");
-    assert!(k.profit_eur <= o.upper_bound_eur + 1e-6, "{} > {o:?}", k.profit_eur);
+    assert!(
+        k.profit_eur <= o.upper_bound_eur + 1e-6,
+        "{} > {o:?}",
+        k.profit_eur
+    );
     assert!(o.feasible_eur <= o.upper_bound_eur + 1e-6, "{o:?}");
     // The hurdle makes the policy start less, or no more, than it does when starts
     // are free.
     let free_starts: u64 = free.loads[..2].iter().map(|l| l.starts).sum();
-    assert!(starts <= free_starts, "{starts} starts with a cost, {free_starts} without");
+    assert!(
+        starts <= free_starts,
+        "{starts} starts with a cost, {free_starts} without"
+    );
 }
 
 #[test]

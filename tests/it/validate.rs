@@ -451,4 +451,14 @@ fn r11_start_cost_is_range_checked_at_its_key_path() {
     for good in ["0.0", "2.5", "1000.0"] {
         assert_eq!(problems(&with(good)), Vec::<String>::new(), "{good}");
     }
+    // The policy's payback time for a start: a week at most.
+    let payback = |v: &str| {
+        GOOD_SITE.replacen(
+            "mode = \"economic\"",
+            &format!("mode = \"economic\"\nstart_payback = \"{v}\""),
+            1,
+        )
+    };
+    assert_reported(&payback("8d"), &["policy.start_payback"]);
+    assert_eq!(problems(&payback("12h")), Vec::<String>::new());
 }
