@@ -789,8 +789,6 @@ impl LiveLoop {
         let loads = self.load_statuses();
         let readings: Vec<Option<Reading<Watts>>> = loads.iter().map(LoadStatus::reading).collect();
         let d = self.core.step(now, &readings);
-        let state = self.core.controller.state();
-        self.evidence.decided(&d, state, &loads, &self.meters);
         self.counters.steps.fetch_add(1, Ordering::Relaxed);
         self.metrics.decision(&d);
         self.metrics.state(self.core.controller.state());
@@ -818,7 +816,11 @@ impl LiveLoop {
             sender.send_all(points::load_points(&self.names, &d, &loads));
             sender.send_all(points::hashing_points(&self.names, &hashing, now));
         }
-        self.publish(d.clone(), now, loads, hashing);
+        self.publish(d.clone(), now, loads.clone(), hashing);
+        // After the loads have their targets: the evidence of a shed must not delay it.
+        // A record opened here shows in the next step's snapshot.
+        let state = self.core.controller.state();
+        self.evidence.decided(&d, state, &loads, &self.meters);
         d
     }
 

@@ -22,6 +22,10 @@ use super::support::{gridminer, text};
 const MINERS: usize = 20;
 
 fn site(id: &str, port: u16, miners: &str) -> String {
+    site_with(id, port, miners, "")
+}
+
+fn site_with(id: &str, port: u16, miners: &str, fleet_keys: &str) -> String {
     format!(
         r#"
 site_id = "{id}"
@@ -49,6 +53,7 @@ pause_within = "3s"
 resume_within = "5s"
 limit_within = "3s"
 attempts = 2
+{fleet_keys}
 [loads.models."M30SPlusVE40"]
 min_power = "1800 W"
 [loads.models."M50SVH50"]
@@ -219,6 +224,98 @@ async fn r11_the_daemon_drives_a_fleet_follows_surplus_excludes_a_liar_and_sheds
         "after the shed only the liar draws: {}",
         drawn(&emu)
     );
+    emu.stop().await;
+    running
+        .stop(Duration::from_secs(30))
+        .await
+        .expect("clean shutdown");
+}
+
+/// r11: a liar that answers OK to every pause is escalated to a hard cut: the daemon
+/// publishes `OFF` on its relay topic (the test plays the PDU and switches the emulated
+/// outlet), the cut is confirmed by the miner falling silent, and it draws nothing
+/// after. Catches: a miner that will not stop left drawing with no escalation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_a_liar_that_will_not_pause_is_cut_at_its_outlet() {
+    let emu = start_fleet(FleetOptions {
+        miners: 3,
+        faults: vec!["liar:0.01".parse().expect("a share")],
+        dynamics: Dynamics {
+            stop: Duration::from_millis(300),
+            ..Dynamics::default()
+        },
+        ..FleetOptions::default()
+    })
+    .await;
+    let liar = emu
+        .snapshots()
+        .into_iter()
+        .find(|s| s.fault.is_some())
+        .expect("one liar")
+        .addr;
+    let id = "fleet-cut";
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("site.toml");
+    let miners: Vec<String> = emu.addresses().iter().map(|a| format!("\"{a}\"")).collect();
+    std::fs::write(
+        &cfg,
+        site_with(
+            id,
+            port,
+            &miners.join(", "),
+            "relay_topic = \"pdu/{miner}/set\"",
+        ),
+    )
+    .unwrap();
+    let running = runtime::start(gridminer::runtime::config::load(&cfg).expect("config"))
+        .await
+        .expect("daemon starts");
+    // The PDU: switches the emulated outlet as the relay topic says.
+    let (client, mut rx) = subscriber(port, "pdu/#").await;
+    let topic = format!("pdu/{liar}/set");
+    let mut cut = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while !cut {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let (t, body) = tokio::time::timeout(left, rx.recv())
+            .await
+            .expect("a hard cut within 40 s")
+            .expect("the client is alive");
+        assert_eq!(t, topic, "only the liar's outlet is switched");
+        if body == b"OFF" {
+            assert!(emu.outlet(liar, false));
+            cut = true;
+        }
+    }
+    let mut snaps = running.snapshots.clone();
+    let s = wait_for_within(
+        &mut snaps,
+        "the hard cut confirmed",
+        Duration::from_secs(20),
+        |s: &Snapshot| {
+            s.fleet.iter().any(|m| {
+                m.address == std::net::IpAddr::V4(liar)
+                    && m.last_command.as_ref().is_some_and(|c| {
+                        c.command == gridminer::actuator::asic::Command::HardCut
+                            && c.confirmed.is_some()
+                    })
+            })
+        },
+    )
+    .await;
+    let m = s
+        .fleet
+        .iter()
+        .find(|m| m.address == std::net::IpAddr::V4(liar))
+        .expect("the liar");
+    assert_eq!(m.uncontrolled_w, 0.0, "{m:?}");
+    assert_eq!(
+        drawn(&emu).0.round(),
+        (2.0f64 * 12.0).round(),
+        "two asleep, one cut"
+    );
+    drop(client);
     emu.stop().await;
     running
         .stop(Duration::from_secs(30))

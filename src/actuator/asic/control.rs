@@ -46,6 +46,8 @@ pub enum Command {
     SetLimit(Watts),
     /// Power cut at the miner's outlet (a PDU relay), when the firmware would not stop.
     HardCut,
+    /// Power back at the outlet after a hard cut; the miner boots, then is resumed.
+    Restore,
 }
 
 impl Command {
@@ -55,6 +57,7 @@ impl Command {
             Command::Resume => "resume",
             Command::SetLimit(_) => "set_power_limit",
             Command::HardCut => "hard_cut",
+            Command::Restore => "restore",
         }
     }
 }
@@ -394,7 +397,7 @@ impl Control {
     fn satisfies(&self, command: Command) -> bool {
         match command {
             Command::Pause | Command::HardCut => !self.goal.mining,
-            Command::Resume => self.goal.mining,
+            Command::Resume | Command::Restore => self.goal.mining,
             Command::SetLimit(w) => self.goal.mining && self.goal.limit == Some(w),
         }
     }
@@ -440,7 +443,10 @@ impl Control {
             return (!self.goal.mining).then_some(Command::Pause);
         };
         if self.goal.mining {
-            if self.cut || !o.hashing() {
+            if self.cut {
+                return self.relay.then_some(Command::Restore);
+            }
+            if !o.hashing() {
                 return Some(Command::Resume);
             }
             match self.goal.limit {
@@ -507,8 +513,10 @@ impl Control {
                 p.record.acked = Some(now);
                 p.record.error = None;
                 p.deadline = Some(now + within);
-                if p.record.command == Command::HardCut {
-                    self.cut = true;
+                match p.record.command {
+                    Command::HardCut => self.cut = true,
+                    Command::Restore => self.cut = false,
+                    _ => {}
                 }
             }
             Err(e) => {
@@ -529,7 +537,7 @@ impl Control {
     fn within_for_pending(&self) -> Duration {
         let t = &self.timings;
         match self.pending.as_ref().map(|p| p.record.command) {
-            Some(Command::Resume) => {
+            Some(Command::Resume) | Some(Command::Restore) => {
                 let learned = self
                     .learned
                     .wake
@@ -543,9 +551,18 @@ impl Control {
         }
     }
 
-    /// Books a failed read.
-    pub fn read_failed(&mut self) {
+    /// Books a failed read at `now`. After a hard cut that is the effect: a miner
+    /// without power answers nothing.
+    pub fn read_failed(&mut self, now: Timestamp) {
         self.failures += 1;
+        let cut = self.pending.as_ref().is_some_and(|p| {
+            p.record.command == Command::HardCut && !p.in_flight && p.record.acked.is_some()
+        });
+        if cut {
+            let mut done = self.pending.take().expect("checked above").record;
+            done.confirmed = Some(now);
+            self.finish(done);
+        }
     }
 
     /// Books a read-back: confirms the pending command if it shows its effect, and
@@ -568,6 +585,8 @@ impl Control {
                 !o.hashing() && o.power.is_none_or(|w| w <= self.standby)
             }
             Command::Resume => o.hashing() && o.power.is_none_or(|w| w > self.standby),
+            // It answers again: the power is back.
+            Command::Restore => true,
             Command::SetLimit(l) => {
                 // The firmware took the limit, and the miner draws no more than it
                 // (within 5 %: meters and PSUs differ).
