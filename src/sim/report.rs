@@ -110,26 +110,28 @@ pub fn markdown(sc: &Scenario, k: &Kpis, week_from: Option<Timestamp>) -> String
     let p = &sc.policy;
     let _ = writeln!(
         s,
-        "- policy: {:?}, margin {} EUR/MWh, hysteresis {} EUR/MWh, min on {}, min off {}, max starts/day {}, max signal age {}",
+        "- policy: {:?}, margin {} EUR/MWh, hysteresis {} EUR/MWh, min on {}, min off {}, max starts/day {}, start payback {}, max signal age {}",
         p.mode,
         p.margin.0,
         p.hysteresis.0,
         format_duration(p.min_on),
         format_duration(p.min_off),
         p.max_starts_per_day.map_or("none".into(), |n| n.to_string()),
+        format_duration(p.start_payback),
         format_duration(p.max_signal_age)
     );
     for l in &sc.loads {
         let _ = writeln!(
             s,
-            "- load {}: {} × {:.0} W, {:.3e} H/s each, {:?}, wake {}, ramp {}",
+            "- load {}: {} × {:.0} W, {:.3e} H/s each, {:?}, wake {}, ramp {}, {} EUR a start",
             l.name,
             l.count,
             l.rated_power.0,
             l.hashrate.0,
             l.levels,
             format_duration(l.wake),
-            format_duration(l.ramp)
+            format_duration(l.ramp),
+            l.wear.start_cost_eur
         );
     }
     let _ = writeln!(s, "\n## Decisions\n\n| reason | steps |\n|---|---|");
