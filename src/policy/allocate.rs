@@ -12,6 +12,9 @@ use crate::units::{Hashprice, Watts};
 /// Below this many watts, two powers are the same (float noise from the tier sums).
 const EPS: f64 = 1e-6;
 
+/// W in one MW: prices are per MWh, powers in W.
+const W_PER_MW: f64 = 1e6;
+
 /// The allocator's result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Allocation {
@@ -140,6 +143,15 @@ impl Policy {
             let spec = &self.loads[i];
             let value = econ.map_or(0.0, |(_, h)| self.value_per_hashprice[i] * h.0);
             let rated = spec.rated_power.0;
+            let start_cost = self.wear[i].start_cost_eur;
+            // Hours a start must pay back within: its min_on, the run the policy expects
+            // a start to begin, and one decision step at least (a unit started now runs
+            // until the next decision whatever its min_on).
+            let run_h = (self.wear[i].min_on)
+                .max(self.params.start_payback)
+                .max(self.decision_step)
+                .as_secs_f64()
+                / 3600.0;
             // How much of the band starting at `from` this load wants for one unit of
             // `full` watts, by the goal alone.
             let want = |from: f64, full: f64, running: bool| -> f64 {
@@ -148,13 +160,26 @@ impl Policy {
                     (Goal::Economic, Some((t, _))) => {
                         let bonus = if running { hysteresis } else { 0.0 };
                         let (cost, paid) = t.band(from, from + full);
-                        if (value + bonus) * full >= cost + margin * paid {
+                        let w = if (value + bonus) * full >= cost + margin * paid {
                             full
                         } else {
                             (t.affordable_up_to(from, value + bonus, margin) - from)
                                 .min(full)
                                 .max(0.0)
+                        };
+                        // The start-cost hurdle, on starts only: what the unit earns at
+                        // the power the economics give it (value minus the energy's
+                        // cost, W x EUR/MWh, so x h / 1e6 is EUR) over the time a start
+                        // commits it to must beat what the start wears. Only a lower
+                        // want comes out of it, never a higher one.
+                        if !running && start_cost > 0.0 && w > 0.0 {
+                            let (cost, _) = t.band(from, from + w);
+                            let earns = (value * w - cost) * run_h / W_PER_MW;
+                            if !(earns > start_cost) {
+                                return 0.0;
+                            }
                         }
+                        w
                     }
                     (Goal::Economic, None) => 0.0,
                 }

@@ -23,6 +23,9 @@ pub struct RawPolicy {
     pub min_off: Option<Duration>,
     #[serde(default)]
     pub max_starts_per_day: Option<u32>,
+    /// The running a start must pay for its wear cost within (default: `min_on`).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub start_payback: Option<Duration>,
     #[serde(default = "default_max_age", deserialize_with = "de_duration")]
     pub max_signal_age: Duration,
     #[serde(default, deserialize_with = "crate::units::de_opt_watts")]
@@ -30,6 +33,9 @@ pub struct RawPolicy {
     #[serde(default)]
     pub frequency: Option<RawFrequency>,
 }
+
+/// Longest `start_payback`: a week of running.
+pub const MAX_START_PAYBACK: Duration = Duration::from_secs(7 * 86_400);
 
 fn default_max_age() -> Duration {
     Duration::from_secs(300)
@@ -77,6 +83,13 @@ pub fn validate_policy(p: &mut Problems, at: &str, raw: RawPolicy) -> Option<Pol
             "0 would never start anything; omit it for no limit",
         );
     }
+    let start_payback = raw.start_payback.unwrap_or_default();
+    if start_payback > MAX_START_PAYBACK {
+        p.push(
+            format!("{at}.start_payback"),
+            format!("{start_payback:?} is more than {MAX_START_PAYBACK:?}: no forecast of a run is that good"),
+        );
+    }
     if raw.max_signal_age.is_zero() {
         p.push(format!("{at}.max_signal_age"), "must be > 0");
     }
@@ -120,6 +133,7 @@ pub fn validate_policy(p: &mut Problems, at: &str, raw: RawPolicy) -> Option<Pol
         min_on: raw.min_on.unwrap_or_default(),
         min_off: raw.min_off.unwrap_or_default(),
         max_starts_per_day: raw.max_starts_per_day,
+        start_payback: start_payback.min(MAX_START_PAYBACK),
         max_signal_age: raw.max_signal_age,
         safe_limit,
         frequency,

@@ -13,7 +13,14 @@
 //!    each held until the frequency has been back in band for `hold`;
 //! 4. **economics** (`allocate.rs`, over the energy `tiers.rs`): every unit, most efficient first, mines when the
 //!    energy it would take is worth less than its hashes;
-//! 5. **wear**: min on/off times and daily start limits.
+//! 5. **wear**: min on/off times and daily start limits, and a start's cost: a unit
+//!    that is off starts only if what it would earn over the time a start commits it
+//!    to (the longest of its `min_on`, the policy's `start_payback` and one decision
+//!    step), at the current value of its
+//!    hashes minus the energy's cost, exceeds its hardware's `start_cost_eur`. The cost
+//!    is a hurdle on starts only: it never keeps a running unit on (stopping is priced
+//!    by the hysteresis as before), and it only ever lowers what the economics want,
+//!    so every cap above stays in force unchanged.
 //!
 //! Wear limits bind the economics, never a higher rule: a curtailment, shedding or the
 //! import limit may stop a unit before its `min_on` (counted as a forced stop). Nothing
@@ -72,6 +79,12 @@ pub struct PolicyParams {
     pub min_on: Duration,
     pub min_off: Duration,
     pub max_starts_per_day: Option<u32>,
+    /// How much running a start must pay for its wear cost within, at the current
+    /// margin: the run the site expects a start to begin. The hurdle uses the longest
+    /// of this, the unit's `min_on` and one decision step. Zero (the default) is the
+    /// strict reading, "within the run a start commits the unit to"; with a short or no
+    /// `min_on` that refuses nearly every start a real cost would ever be charged for.
+    pub start_payback: Duration,
     pub max_signal_age: Duration,
     /// Most mining may draw while inputs are stale.
     pub safe_limit: Watts,
@@ -94,7 +107,16 @@ pub struct Policy {
     pub value_per_hashprice: Vec<f64>,
     pub has_pv: bool,
     pub has_wind: bool,
+    /// The shortest time a start commits a unit to when its `min_on` is shorter: one
+    /// decision step (the simulator's replay step; live, [`DEFAULT_DECISION_STEP`]).
+    /// Only the start-cost hurdle reads it.
+    pub decision_step: Duration,
 }
+
+/// The decision step a policy assumes unless told otherwise: the live controller decides
+/// every tick, but the data it decides on (prices, forecasts) moves every minute or
+/// slower, so a start is judged over at least a minute of running.
+pub const DEFAULT_DECISION_STEP: Duration = Duration::from_secs(60);
 
 impl Policy {
     pub fn new(
@@ -119,6 +141,7 @@ impl Policy {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
                     },
+                    start_cost_eur: l.wear.start_cost_eur,
                 }
             })
             .collect();
@@ -143,7 +166,15 @@ impl Policy {
             merit,
             has_pv,
             has_wind,
+            decision_step: DEFAULT_DECISION_STEP,
         }
+    }
+
+    /// The same policy, judging starts over at least `step` of running (the simulator
+    /// passes its replay step: a unit it starts runs one step at least).
+    pub fn with_decision_step(mut self, step: Duration) -> Self {
+        self.decision_step = step;
+        self
     }
 
     /// The tiers this moment offers mining, from fresh readings.

@@ -18,6 +18,7 @@ fn policy(frequency: bool) -> Policy {
         min_on: Duration::ZERO,
         min_off: Duration::ZERO,
         max_starts_per_day: None,
+        start_payback: Duration::ZERO,
         max_signal_age: Duration::from_secs(300),
         safe_limit: Watts(0.0),
         frequency: frequency.then_some(FrequencyResponse {
@@ -403,4 +404,89 @@ fn r9_caps_combine_as_their_minimum_and_authority_holds() {
         .commands
         .admit(&issuer("tso2", 9), &OperatorAction::Release, T0)
         .is_ok());
+}
+
+/// `policy(false)` with its S21s' hardware costing `start_cost_eur` a start and bound
+/// to `min_on` once started.
+fn policy_with_start_cost(start_cost_eur: f64, min_on: Duration) -> Policy {
+    let p = policy(false);
+    let mut loads = p.loads.clone();
+    loads[0].wear = WearLimits {
+        min_on,
+        start_cost_eur,
+        ..WearLimits::default()
+    };
+    Policy::new(p.params, loads, p.grid, p.tariff, true, false)
+}
+
+/// What one S21 earns on the state's free power over `hours`, EUR: its hashes' value
+/// (curtailed energy costs nothing).
+fn unit_earnings(p: &Policy, hours: f64) -> f64 {
+    let spec = &p.loads[0];
+    spec.value_per_mwh(Hashprice(50.0)).0 * spec.rated_power.0 / 1e6 * hours
+}
+
+/// Issue 11: a start whose cost exceeds what the unit earns over its min_on does not
+/// happen; one whose cost is below it does. Catches a hurdle that is missing (starts
+/// regardless of cost), inverted, or judged over the wrong time (one decision step
+/// instead of min_on: the costs here sit 5 % around the min_on earnings, far above one
+/// minute's).
+#[test]
+fn r11_a_start_happens_only_if_min_on_earnings_beat_its_cost() {
+    let hour = Duration::from_secs(3600);
+    let earns = unit_earnings(&policy(false), 1.0);
+    for (cost, units) in [(earns * 1.05, 0), (earns * 0.95, 10), (0.0, 10)] {
+        let p = policy_with_start_cost(cost, hour);
+        let d = p.decide(&state(&p, T0), T0);
+        assert_eq!(
+            d.loads[0].units_on, units,
+            "start cost {cost:.4} EUR vs {earns:.4} EUR"
+        );
+    }
+    // Without a min_on a start commits the unit to one decision step only: the same
+    // cost that an hour of running pays for is then too much.
+    let p = policy_with_start_cost(earns * 0.95, Duration::ZERO);
+    assert_eq!(p.decide(&state(&p, T0), T0).loads[0].units_on, 0);
+    let p = p.with_decision_step(hour);
+    assert_eq!(p.decide(&state(&p, T0), T0).loads[0].units_on, 10);
+    // Nor with the policy's own payback time: an hour of running must pay for it.
+    let mut p = policy_with_start_cost(earns * 0.95, Duration::ZERO);
+    p.params.start_payback = hour;
+    assert_eq!(p.decide(&state(&p, T0), T0).loads[0].units_on, 10);
+    p.params.start_payback = hour / 2;
+    assert_eq!(p.decide(&state(&p, T0), T0).loads[0].units_on, 0);
+}
+
+/// Issue 11: the start cost is a hurdle on starts only. Units already running keep
+/// running at a cost no start would pay, and a cap still stops them: the cost neither
+/// stops a paying unit nor keeps one on against a curtailment.
+#[test]
+fn r11_a_start_cost_neither_stops_running_units_nor_holds_them_against_a_cap() {
+    let hour = Duration::from_secs(3600);
+    let free = policy(false);
+    let p = policy_with_start_cost(unit_earnings(&free, 1.0) * 10.0, hour);
+    let mut s = state(&p, T0);
+    let started = free.decide(&s, T0);
+    assert_eq!(started.loads[0].units_on, 10);
+    s.record(&started, &p.wear);
+    let later = T0 + 2 * hour;
+    s.pv.as_mut().unwrap().at = later;
+    s.site_load.as_mut().unwrap().at = later;
+    s.price.as_mut().unwrap().at = later;
+    s.hashprice.as_mut().unwrap().at = later;
+    assert_eq!(
+        p.decide(&s, later).loads[0].units_on,
+        10,
+        "running units stay"
+    );
+    s.observe(Observation::Operator {
+        issuer: crate::signal::Issuer::scenario(),
+        action: OperatorAction::CurtailTo(Watts(7_000.0)),
+        until: None,
+        at: later,
+    });
+    let d = p.decide(&s, later);
+    assert_eq!(d.reason, Reason::OperatorCurtail);
+    assert!(d.total() <= Watts(7_000.0), "{d:?}");
+    assert_eq!(d.loads[0].units_on, 2);
 }

@@ -47,6 +47,8 @@ pub struct LoadKpis {
     pub starts: u64,
     pub starts_per_device_day: f64,
     pub max_starts_in_a_day: u32,
+    /// What the starts cost at the hardware's `start_cost_eur`, EUR.
+    pub wear_cost_eur: f64,
     /// Stops that cut `min_on` short because a higher rule or a hard limit demanded it.
     pub forced_stops: u64,
 }
@@ -61,6 +63,9 @@ pub struct MonthKpis {
     pub curtailed_without_mining_mwh: f64,
     pub revenue_eur: f64,
     pub energy_cost_eur: f64,
+    /// Starts made in the month at their `start_cost_eur`.
+    pub wear_cost_eur: f64,
+    /// Revenue minus energy cost minus wear cost.
     pub profit_eur: f64,
 }
 
@@ -69,8 +74,11 @@ pub struct MonthKpis {
 pub struct OptimumKpis {
     /// Profit no policy can beat on this data (Lagrangian dual bound).
     pub upper_bound_eur: f64,
-    /// Profit of the best schedule the solver found (feasible, perfect foresight).
+    /// Profit of the best schedule the solver found (feasible, perfect foresight),
+    /// its starts' wear cost taken off as the online profit's is.
     pub feasible_eur: f64,
+    /// What that schedule's starts cost, EUR (already in `feasible_eur`).
+    pub feasible_wear_cost_eur: f64,
     /// Online profit / upper bound.
     pub ratio: f64,
     pub iterations: u32,
@@ -99,6 +107,10 @@ pub struct Kpis {
     pub import_mwh: f64,
     pub revenue_eur: f64,
     pub energy_cost_eur: f64,
+    /// Every start at its load's `start_cost_eur`, EUR.
+    pub wear_cost_eur: f64,
+    /// Revenue minus energy cost minus wear cost: what the optimum's profit is
+    /// compared with, charged the same way.
     pub profit_eur: f64,
     pub hashes: f64,
     /// Steps where the site drew more than its import limit (site load alone, in the data).
@@ -122,6 +134,11 @@ pub(crate) struct Accumulator {
     reason_steps: [usize; ALL_REASONS.len()],
     month_end: i64,
     day: i64,
+    /// Per load: EUR per start, and the ledger's start count at the last booking.
+    start_cost: Vec<f64>,
+    starts_seen: Vec<u64>,
+    /// Wear booked by [`Accumulator::starts`] since the last step, EUR.
+    pending_wear: f64,
 }
 
 impl Accumulator {
@@ -150,7 +167,20 @@ impl Accumulator {
             reason_steps: [0; ALL_REASONS.len()],
             month_end: i64::MIN,
             day: i64::MIN,
+            start_cost: sc.loads.iter().map(|l| l.wear.start_cost_eur).collect(),
+            starts_seen: vec![0; sc.loads.len()],
+            pending_wear: 0.0,
         }
+    }
+
+    /// Books load `k`'s starts up to now, from its ledger's running count: the new ones
+    /// cost `start_cost_eur` each, in the step [`Accumulator::step`] books next.
+    pub fn starts(&mut self, k: usize, total_starts: u64) {
+        let new = total_starts.saturating_sub(self.starts_seen[k]);
+        self.starts_seen[k] = total_starts;
+        let cost = new as f64 * self.start_cost[k];
+        self.k.loads[k].wear_cost_eur += cost;
+        self.pending_wear += cost;
     }
 
     /// Books one load's step: energy in Wh... given as W·h, hashes, and the hashprice.
@@ -183,6 +213,8 @@ impl Accumulator {
         let cost = exp * f.export_value + imp * f.import_price;
         k.revenue_eur += revenue;
         k.energy_cost_eur += cost;
+        let wear = std::mem::take(&mut self.pending_wear);
+        k.wear_cost_eur += wear;
         k.hashes += f.hashes;
         k.import_over_limit_steps += f.import_over_limit as usize;
         self.reason_steps[super::reason_index(f.reason)] += 1;
@@ -207,6 +239,7 @@ impl Accumulator {
         month.curtailed_without_mining_mwh += mwh(f.curtailed_without);
         month.revenue_eur += revenue;
         month.energy_cost_eur += cost;
+        month.wear_cost_eur += wear;
 
         let day = f.at.day();
         if day != self.day {
@@ -219,14 +252,14 @@ impl Accumulator {
 
     pub fn finish(mut self, ledgers: &[LoadLedger]) -> Kpis {
         let k = &mut self.k;
-        k.profit_eur = k.revenue_eur - k.energy_cost_eur;
+        k.profit_eur = k.revenue_eur - k.energy_cost_eur - k.wear_cost_eur;
         k.absorbed_share = if k.curtailed_without_mining_mwh > 0.0 {
             k.mining_from_curtailment_mwh / k.curtailed_without_mining_mwh
         } else {
             0.0
         };
         for m in &mut k.months {
-            m.profit_eur = m.revenue_eur - m.energy_cost_eur;
+            m.profit_eur = m.revenue_eur - m.energy_cost_eur - m.wear_cost_eur;
         }
         for (l, ledger) in k.loads.iter_mut().zip(ledgers) {
             l.starts = ledger.total_starts;

@@ -95,6 +95,7 @@ pub fn policy_for(sc: &Scenario) -> Policy {
         sc.history.pv.is_some(),
         sc.history.wind.is_some(),
     )
+    .with_decision_step(sc.history.step)
 }
 
 /// The maximum age of each quantity the scenario's series feed.
@@ -205,6 +206,7 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
                 per_load[k] = o.power.0;
             }
             acc.load(k, o.power.0 * step_h, o.hashes, hp_or(hp, phys.hashprice));
+            acc.starts(k, ledger.total_starts);
         }
         if opts.trace_switches {
             for (k, ledger) in ctl.state().loads.iter().enumerate() {
@@ -490,6 +492,7 @@ pub fn optimum(
             min_off_steps: steps(w.min_off),
             max_starts_per_day: w.max_starts_per_day,
             continuous: !l.is_switched(),
+            start_cost_eur: w.start_cost_eur,
         })
         .collect();
     let input = optimum::OptimumInput {
@@ -528,6 +531,7 @@ pub fn optimum(
     Ok(kpi::OptimumKpis {
         upper_bound_eur: upper,
         feasible_eur: feasible.feasible_eur,
+        feasible_wear_cost_eur: feasible.feasible_wear_cost_eur,
         ratio: if upper > 0.0 {
             online_profit / upper
         } else {

@@ -40,6 +40,10 @@
 //!   by the end of the horizon need not complete their minimum length, just as
 //!   in a truncated replay. Every unit starts off at `t = 0` with its off timer
 //!   satisfied and no start used.
+//! * Each start (an on step after an off one, or being on at `t = 0`) costs the
+//!   class's `start_cost_eur` per unit, taken off the profit. The one-unit
+//!   programme charges it on the start transition, so it stays exact, and with
+//!   it the bound (the dual still prices every feasible schedule, wear and all).
 //! * Continuous classes (the CPU pool) draw any power in `[0, count * rated_w]`
 //!   at every step, with no on/off state and no wear limits (`min_power_w` and
 //!   the wear fields are ignored for them).
@@ -124,6 +128,9 @@ pub struct UnitClass {
     pub max_starts_per_day: Option<u32>,
     /// CPU-pool-like load: any power in `[0, count * rated_w]`, no on/off.
     pub continuous: bool,
+    /// What one start of one unit costs (wear), EUR, finite and >= 0; ignored for
+    /// continuous classes.
+    pub start_cost_eur: f64,
 }
 
 /// Everything [`solve`] needs; plain data, no link to the rest of the crate.
@@ -150,9 +157,11 @@ pub struct OptimumInput<'a> {
 pub struct OptimumResult {
     /// No feasible schedule earns more than this (best Lagrangian value seen).
     pub upper_bound_eur: f64,
-    /// Exact profit of the feasible schedule found (a lower bound on the
-    /// optimum).
+    /// Exact profit of the feasible schedule found, its starts' cost taken off (a
+    /// lower bound on the optimum).
     pub feasible_eur: f64,
+    /// What the feasible schedule's starts cost, EUR (already in `feasible_eur`).
+    pub feasible_wear_cost_eur: f64,
     /// Lagrangian evaluations made.
     pub iterations: u32,
     /// `(upper_bound_eur - feasible_eur) / |upper_bound_eur|`, 0 when both are 0.
@@ -279,6 +288,9 @@ pub fn validate(input: &OptimumInput) -> Result<(), InputError> {
         if !class.continuous && !(0.0..=class.rated_w).contains(&class.min_power_w) {
             return bad("min_power_w must lie in [0, rated_w]");
         }
+        if !(class.start_cost_eur.is_finite() && class.start_cost_eur >= 0.0) {
+            return bad("start_cost_eur must be finite and >= 0");
+        }
         if let Some(step) = input
             .hashprice
             .iter()
@@ -373,8 +385,14 @@ pub fn solve(input: &OptimumInput) -> Result<OptimumResult, InputError> {
     let feasible = build_feasible(input, &curves);
     // Built within the tiers from a validated input (every tier total finite), so pricing
     // it cannot fail; an error here is a bug in `build_feasible`, not bad input.
+    let feasible_wear_cost_eur: f64 = feasible
+        .groups
+        .iter()
+        .map(|g| g.units as f64 * input.classes[g.class].start_cost_eur * starts(&g.on) as f64)
+        .sum();
     let feasible_eur = schedule_profit(input, &feasible.class_power_w)
-        .expect("the feasible schedule fits the tiers by construction");
+        .expect("the feasible schedule fits the tiers by construction")
+        - feasible_wear_cost_eur;
     let feasible_power_w: Vec<f64> = (0..steps)
         .map(|t| feasible.class_power_w.iter().map(|p| p[t]).sum())
         .collect();
@@ -384,10 +402,23 @@ pub fn solve(input: &OptimumInput) -> Result<OptimumResult, InputError> {
     Ok(OptimumResult {
         upper_bound_eur,
         feasible_eur,
+        feasible_wear_cost_eur,
         iterations,
         gap,
         feasible_power_w,
     })
+}
+
+/// Starts in one unit's on/off schedule: every off-to-on edge, and being on at the
+/// first step (every unit starts off).
+pub fn starts(on: &[bool]) -> u64 {
+    let mut previous = false;
+    let mut n = 0;
+    for &o in on {
+        n += u64::from(o && !previous);
+        previous = o;
+    }
+    n
 }
 
 fn relative_gap(upper: f64, lower: f64) -> f64 {
@@ -589,6 +620,8 @@ enum Phase {
 /// nothing to update either. A step then costs O(levels), not O(states).
 struct UnitDp {
     wear: Wear,
+    /// Taken off the value at every start, EUR.
+    start_cost: f64,
     /// Young-on values relative to the cumulative reward, `[slot][level]`.
     on_ring: Vec<f64>,
     /// Young-off values (absolute), `[slot][level]`.
@@ -611,10 +644,11 @@ const CHOSE_ON_FROM_YOUNG: u8 = 1;
 const CHOSE_OFF_FROM_YOUNG: u8 = 2;
 
 impl UnitDp {
-    fn new(wear: Wear) -> Self {
+    fn new(wear: Wear, start_cost: f64) -> Self {
         let levels = wear.levels;
         UnitDp {
             wear,
+            start_cost,
             on_ring: vec![UNREACHABLE; (wear.min_on - 1) * levels],
             off_ring: vec![UNREACHABLE; (wear.min_off - 1) * levels],
             on_free: vec![UNREACHABLE; levels],
@@ -640,6 +674,7 @@ impl UnitDp {
         } = self.wear;
         let (on_len, off_len) = (min_on - 1, min_off - 1);
         let positions = on_len + off_len + 2;
+        let start_cost = self.start_cost;
         let UnitDp {
             on_ring,
             off_ring,
@@ -682,10 +717,10 @@ impl UnitDp {
             if counts_starts {
                 start_candidate[0] = UNREACHABLE;
                 for k in 1..levels {
-                    start_candidate[k] = off_free[k - 1] - cumulative_before;
+                    start_candidate[k] = off_free[k - 1] - cumulative_before - start_cost;
                 }
             } else {
-                start_candidate[0] = off_free[0] - cumulative_before;
+                start_candidate[0] = off_free[0] - cumulative_before - start_cost;
             }
             for k in 0..levels {
                 stop_candidate[k] = on_free[k] + cumulative_before;
@@ -856,10 +891,9 @@ fn reset_levels(values: &mut [f64]) -> u32 {
 // Feasible schedule: merit-order sequence of exact group programmes
 // ---------------------------------------------------------------------------
 
-/// A group of identical units that share one on/off schedule. Only the tests
-/// read the groups (to check wear limits), hence the allow.
+/// A group of identical units that share one on/off schedule: the tests check
+/// its wear limits, [`solve`] counts its starts.
 #[derive(Clone, Debug)]
-#[cfg_attr(not(test), allow(dead_code))]
 struct UnitGroup {
     class: usize,
     units: u32,
@@ -867,7 +901,6 @@ struct UnitGroup {
 }
 
 #[derive(Clone, Debug)]
-#[cfg_attr(not(test), allow(dead_code))]
 struct FeasibleSchedule {
     /// `[class][step]`, W.
     class_power_w: Vec<Vec<f64>>,
@@ -911,10 +944,14 @@ fn build_feasible(input: &OptimumInput, curves: &[StepCurve]) -> FeasibleSchedul
             }
             continue;
         }
-        let mut dp = UnitDp::new(Wear::new(class, input.day));
         let group_count = class.count.min(MAX_GROUPS_PER_CLASS);
         for g in 0..group_count {
             let units = class.count / group_count + u32::from(g < class.count % group_count);
+            // The group shares one schedule, so one start of it starts `units` units.
+            let mut dp = UnitDp::new(
+                Wear::new(class, input.day),
+                units as f64 * class.start_cost_eur,
+            );
             let (low_w, high_w) = (
                 units as f64 * class.min_power_w,
                 units as f64 * class.rated_w,
@@ -1108,7 +1145,7 @@ fn tighten_bound(input: &OptimumInput, curves: &[StepCurve], feasible_eur: f64) 
         .filter(|(_, c)| !c.continuous && c.count > 0)
         .map(|(class, c)| DualClass {
             class,
-            dp: UnitDp::new(Wear::new(c, input.day)),
+            dp: UnitDp::new(Wear::new(c, input.day), c.start_cost_eur),
             reward: vec![0.0; steps],
             value_eur: 0.0,
         })
@@ -1249,7 +1286,22 @@ mod tests {
             min_off_steps: 1,
             max_starts_per_day: None,
             continuous: false,
+            start_cost_eur: 0.0,
         }
+    }
+
+    /// Gives about half the switched classes of `instance` a start cost, from a
+    /// generator of its own so that the instance is otherwise the one `seed` makes.
+    /// Costs span the few steps' rewards of a tiny instance (a unit earns up to
+    /// about 0.3 EUR a step), so they decide some starts and not others.
+    fn with_random_start_costs(mut instance: Instance, seed: u64) -> Instance {
+        let mut rng = SplitMix(seed ^ 0x5354_4152_5443_4f53);
+        for c in instance.classes.iter_mut().filter(|c| !c.continuous) {
+            if rng.chance(0.6) {
+                c.start_cost_eur = rng.range(0.0, 0.4);
+            }
+        }
+        instance
     }
 
     /// Independent check of the wear rules on one unit's on/off schedule,
@@ -1364,8 +1416,8 @@ mod tests {
             .filter(|&c| !input.classes[c].continuous)
             .collect();
         // Per switched class: the per-step on-counts of every multiset of
-        // feasible single-unit schedules.
-        let mut options: Vec<Vec<Vec<u32>>> = Vec::new();
+        // feasible single-unit schedules, with the starts they make.
+        let mut options: Vec<Vec<(Vec<u32>, u64)>> = Vec::new();
         for &c in &switched {
             let class = &input.classes[c];
             let singles: Vec<Vec<bool>> = (0u32..1 << steps)
@@ -1376,17 +1428,17 @@ mod tests {
                 })
                 .filter(|on| respects_wear(on, input.day, class))
                 .collect();
-            let mut multisets: Vec<Vec<u32>> = vec![vec![0; steps]];
+            let mut multisets: Vec<(Vec<u32>, u64)> = vec![(vec![0; steps], 0)];
             for _ in 0..class.count {
                 let mut next = Vec::new();
-                // Deduplicating the count vectors removes permutations.
-                for counts in &multisets {
+                // Deduplicating the (counts, starts) pairs removes permutations.
+                for (counts, made) in &multisets {
                     for single in &singles {
                         let mut counts = counts.clone();
                         for t in 0..steps {
                             counts[t] += single[t] as u32;
                         }
-                        next.push(counts);
+                        next.push((counts, made + starts(single)));
                     }
                 }
                 next.sort();
@@ -1400,12 +1452,17 @@ mod tests {
         let mut cache: std::collections::HashMap<(usize, Vec<u32>), Option<f64>> =
             Default::default();
         loop {
-            let mut total = 0.0;
+            // Every start is paid for, whatever the steps earn.
+            let mut total: f64 = switched
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| -(options[i][chosen[i]].1 as f64) * input.classes[c].start_cost_eur)
+                .sum();
             let mut feasible = true;
             for t in 0..steps {
                 let mut on_count = vec![0u32; input.classes.len()];
                 for (i, &c) in switched.iter().enumerate() {
-                    on_count[c] = options[i][chosen[i]][t];
+                    on_count[c] = options[i][chosen[i]].0[t];
                 }
                 let key = (t, on_count.clone());
                 let profit = *cache
@@ -1564,41 +1621,69 @@ mod tests {
         #[test]
         fn bounds_bracket_brute_force(seed in any::<u64>(), steps in 1usize..=8) {
             let instance = random_tiny_instance(seed, steps);
-            let input = instance.input();
-            let result = solve(&input).unwrap();
-            let optimum = brute_force_optimum(&input);
-            let slack = 1e-9 * (1.0 + optimum.abs());
-            prop_assert!(result.feasible_eur <= optimum + slack,
-                "feasible {} above optimum {}", result.feasible_eur, optimum);
-            prop_assert!(optimum <= result.upper_bound_eur + slack,
-                "optimum {} above bound {}", optimum, result.upper_bound_eur);
-            let curves: Vec<StepCurve> = (0..steps).map(|t| StepCurve::new(&input.tiers, t)).collect();
-            let schedule = build_feasible(&input, &curves);
-            assert_schedule_valid(&instance, &schedule);
+            bounds_bracket(&instance, steps)?;
+        }
+
+        /// Issue 11: with a wear cost per start, the bound must still be a bound and
+        /// the feasible value (its starts paid) still a schedule's true profit.
+        #[test]
+        fn r11_bounds_bracket_brute_force_with_start_costs(seed in any::<u64>(), steps in 1usize..=8) {
+            let instance = with_random_start_costs(random_tiny_instance(seed, steps), seed);
+            bounds_bracket(&instance, steps)?;
         }
 
         #[test]
         fn unit_programme_matches_enumeration(seed in any::<u64>(), steps in 1usize..=10) {
             let mut rng = SplitMix(seed);
-            let instance = random_tiny_instance(seed, steps);
+            let instance = with_random_start_costs(random_tiny_instance(seed, steps), seed);
             let c = &instance.classes[0];
             let reward: Vec<f64> = (0..steps).map(|_| rng.range(-5.0, 10.0)).collect();
             let forbidden: Vec<bool> = (0..steps).map(|_| rng.chance(0.15)).collect();
-            let mut dp = UnitDp::new(Wear::new(c, &instance.day));
+            // Costs scaled to these rewards, so that they bind.
+            let start_cost = c.start_cost_eur * 20.0;
+            let mut dp = UnitDp::new(Wear::new(c, &instance.day), start_cost);
             let value = dp.solve(&instance.day, &reward, Some(&forbidden));
+            let worth = |on: &[bool]| -> f64 {
+                (0..steps).filter(|&t| on[t]).map(|t| reward[t]).sum::<f64>()
+                    - starts(on) as f64 * start_cost
+            };
             let mut best = f64::NEG_INFINITY;
             for mask in 0u32..1 << steps {
                 let on: Vec<bool> = (0..steps).map(|t| mask >> t & 1 == 1).collect();
                 if respects_wear(&on, &instance.day, c) && !(0..steps).any(|t| on[t] && forbidden[t]) {
-                    best = best.max((0..steps).filter(|&t| on[t]).map(|t| reward[t]).sum());
+                    best = best.max(worth(&on));
                 }
             }
             prop_assert!((value - best).abs() <= 1e-9, "programme {} vs enumeration {}", value, best);
             prop_assert!(respects_wear(&dp.on, &instance.day, c));
             prop_assert!(!(0..steps).any(|t| dp.on[t] && forbidden[t]));
-            let realised: f64 = (0..steps).filter(|&t| dp.on[t]).map(|t| reward[t]).sum();
-            prop_assert!((realised - value).abs() <= 1e-9);
+            prop_assert!((worth(&dp.on) - value).abs() <= 1e-9);
         }
+    }
+
+    fn bounds_bracket(instance: &Instance, steps: usize) -> Result<(), TestCaseError> {
+        let input = instance.input();
+        let result = solve(&input).unwrap();
+        let optimum = brute_force_optimum(&input);
+        let slack = 1e-9 * (1.0 + optimum.abs());
+        prop_assert!(
+            result.feasible_eur <= optimum + slack,
+            "feasible {} above optimum {}",
+            result.feasible_eur,
+            optimum
+        );
+        prop_assert!(
+            optimum <= result.upper_bound_eur + slack,
+            "optimum {} above bound {}",
+            optimum,
+            result.upper_bound_eur
+        );
+        let curves: Vec<StepCurve> = (0..steps)
+            .map(|t| StepCurve::new(&input.tiers, t))
+            .collect();
+        let schedule = build_feasible(&input, &curves);
+        assert_schedule_valid(instance, &schedule);
+        Ok(())
     }
 
     fn random_convex_instance(seed: u64, steps: usize, with_wear: bool) -> Instance {
@@ -1734,6 +1819,47 @@ mod tests {
         let result = solve(&instance.input()).unwrap();
         assert!((result.feasible_eur - 120.0).abs() < 1e-9, "{result:?}");
         assert!((result.upper_bound_eur - 120.0).abs() < 1e-9, "{result:?}");
+    }
+
+    /// Issue 11: a start cost above what a short window earns keeps the unit off
+    /// in it, and the cost of the starts made comes off the profit. A unit drawing
+    /// at least 0.5 MW earns 60 in step 0 and 180 over steps 3..=5 on free power;
+    /// steps 1 and 2 offer only import at 100 for hashes worth nothing, so staying
+    /// on through them costs 2 x 50.
+    #[test]
+    fn r11_start_cost_makes_a_short_window_not_worth_starting() {
+        let mut unit = class("unit", 1, 1.0e6, 1.0);
+        unit.min_power_w = 0.5e6;
+        let mut instance = hand_instance(
+            vec![60.0, 0.0, 0.0, 60.0, 60.0, 60.0],
+            vec![1.0e6, 0.0, 0.0, 1.0e6, 1.0e6, 1.0e6],
+            (vec![0.0; 6], vec![0.0; 6]),
+            (
+                vec![0.0, 1.0e6, 1.0e6, 0.0, 0.0, 0.0],
+                vec![0.0, 100.0, 100.0, 0.0, 0.0, 0.0],
+            ),
+            unit,
+        );
+        // Free starts: both windows, 60 + 180.
+        let result = solve(&instance.input()).unwrap();
+        assert!((result.feasible_eur - 240.0).abs() < 1e-9, "{result:?}");
+        assert_eq!(result.feasible_wear_cost_eur, 0.0);
+        // 70 a start: step 0 alone (60) no longer pays for its start; running
+        // through (240 - 100 - 70 = 70) or starting twice (240 - 140 = 100) are
+        // worse than the long window alone, 180 - 70 = 110.
+        instance.classes[0].start_cost_eur = 70.0;
+        let result = solve(&instance.input()).unwrap();
+        assert!((result.feasible_eur - 110.0).abs() < 1e-9, "{result:?}");
+        assert!(
+            (result.feasible_wear_cost_eur - 70.0).abs() < 1e-9,
+            "{result:?}"
+        );
+        assert_eq!(result.feasible_power_w[0], 0.0, "{result:?}");
+        assert!(result.upper_bound_eur >= 110.0 - 1e-9, "{result:?}");
+        assert!(
+            result.upper_bound_eur < 240.0 - 1e-9,
+            "the bound charges starts: {result:?}"
+        );
     }
 
     /// A few days of 1-minute-like steps with solar-shaped surplus and prices.

@@ -47,6 +47,10 @@ pub fn summary_rows(k: &Kpis) -> Vec<(String, String)> {
             "energy cost".into(),
             format!("{:.0} EUR", k.energy_cost_eur),
         ),
+        (
+            "wear cost (starts)".into(),
+            format!("{:.0} EUR", k.wear_cost_eur),
+        ),
         ("profit".into(), format!("{:.0} EUR", k.profit_eur)),
         ("hashes".into(), format!("{:.3e}", k.hashes)),
     ];
@@ -54,8 +58,8 @@ pub fn summary_rows(k: &Kpis) -> Vec<(String, String)> {
         r.push((
             format!("{} ({} units)", l.name, l.units),
             format!(
-                "{:.1} MWh, {:.0} EUR revenue, {:.2} starts/device/day (max {} in a day), {} forced stops",
-                l.energy_mwh, l.revenue_eur, l.starts_per_device_day, l.max_starts_in_a_day, l.forced_stops
+                "{:.1} MWh, {:.0} EUR revenue, {:.2} starts/device/day (max {} in a day, {:.0} EUR wear), {} forced stops",
+                l.energy_mwh, l.revenue_eur, l.starts_per_device_day, l.max_starts_in_a_day, l.wear_cost_eur, l.forced_stops
             ),
         ));
     }
@@ -63,8 +67,8 @@ pub fn summary_rows(k: &Kpis) -> Vec<(String, String)> {
         r.push((
             "clairvoyant optimum".into(),
             format!(
-                "at most {:.0} EUR (best schedule found {:.0} EUR)",
-                o.upper_bound_eur, o.feasible_eur
+                "at most {:.0} EUR (best schedule found {:.0} EUR, after {:.0} EUR wear)",
+                o.upper_bound_eur, o.feasible_eur, o.feasible_wear_cost_eur
             ),
         ));
         r.push(("profit / optimum".into(), format!("{:.3}", o.ratio)));
@@ -106,26 +110,28 @@ pub fn markdown(sc: &Scenario, k: &Kpis, week_from: Option<Timestamp>) -> String
     let p = &sc.policy;
     let _ = writeln!(
         s,
-        "- policy: {:?}, margin {} EUR/MWh, hysteresis {} EUR/MWh, min on {}, min off {}, max starts/day {}, max signal age {}",
+        "- policy: {:?}, margin {} EUR/MWh, hysteresis {} EUR/MWh, min on {}, min off {}, max starts/day {}, start payback {}, max signal age {}",
         p.mode,
         p.margin.0,
         p.hysteresis.0,
         format_duration(p.min_on),
         format_duration(p.min_off),
         p.max_starts_per_day.map_or("none".into(), |n| n.to_string()),
+        format_duration(p.start_payback),
         format_duration(p.max_signal_age)
     );
     for l in &sc.loads {
         let _ = writeln!(
             s,
-            "- load {}: {} × {:.0} W, {:.3e} H/s each, {:?}, wake {}, ramp {}",
+            "- load {}: {} × {:.0} W, {:.3e} H/s each, {:?}, wake {}, ramp {}, {} EUR a start",
             l.name,
             l.count,
             l.rated_power.0,
             l.hashrate.0,
             l.levels,
             format_duration(l.wake),
-            format_duration(l.ramp)
+            format_duration(l.ramp),
+            l.wear.start_cost_eur
         );
     }
     let _ = writeln!(s, "\n## Decisions\n\n| reason | steps |\n|---|---|");
@@ -140,11 +146,11 @@ pub fn markdown(sc: &Scenario, k: &Kpis, week_from: Option<Timestamp>) -> String
         let share = *n as f64 / k.steps.max(1) as f64;
         let _ = writeln!(s, "| {q} | {n} | {:.2} % |", share * 100.0);
     }
-    let _ = writeln!(s, "\n## Months\n\n| month | from curtailment MWh | from export MWh | from import MWh | otherwise curtailed MWh | revenue EUR | energy cost EUR | profit EUR |\n|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "\n## Months\n\n| month | from curtailment MWh | from export MWh | from import MWh | otherwise curtailed MWh | revenue EUR | energy cost EUR | wear cost EUR | profit EUR |\n|---|---|---|---|---|---|---|---|---|");
     for m in &k.months {
         let _ = writeln!(
             s,
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} |",
             m.month,
             m.mining_from_curtailment_mwh,
             m.mining_from_export_mwh,
@@ -152,6 +158,7 @@ pub fn markdown(sc: &Scenario, k: &Kpis, week_from: Option<Timestamp>) -> String
             m.curtailed_without_mining_mwh,
             m.revenue_eur,
             m.energy_cost_eur,
+            m.wear_cost_eur,
             m.profit_eur
         );
     }
@@ -197,7 +204,7 @@ pub fn markdown(sc: &Scenario, k: &Kpis, week_from: Option<Timestamp>) -> String
     if let Some(o) = &k.optimum {
         let _ = writeln!(
             s,
-            "\n## Optimum\n\nWith perfect foresight of the same data and the same wear limits, no schedule earns more than {:.0} EUR (a Lagrangian dual bound, {} iterations, {:.1} s); the best schedule found earns {:.0} EUR. The online policy's profit is {:.1} % of the bound.",
+            "\n## Optimum\n\nWith perfect foresight of the same data and the same wear limits and start costs, no schedule earns more than {:.0} EUR (a Lagrangian dual bound, {} iterations, {:.1} s); the best schedule found earns {:.0} EUR. The online policy's profit is {:.1} % of the bound.",
             o.upper_bound_eur, o.iterations, o.solve_seconds, o.feasible_eur, 100.0 * o.ratio
         );
     }

@@ -65,6 +65,8 @@ pub struct SweepRow {
     pub profit_eur: f64,
     pub revenue_eur: f64,
     pub energy_cost_eur: f64,
+    /// Starts at their `start_cost_eur` (already in `profit_eur`).
+    pub wear_cost_eur: f64,
     pub mining_mwh: f64,
     pub mining_from_import_mwh: f64,
     pub absorbed_share: f64,
@@ -174,6 +176,7 @@ pub fn sweep(
                 profit_eur: k.profit_eur,
                 revenue_eur: k.revenue_eur,
                 energy_cost_eur: k.energy_cost_eur,
+                wear_cost_eur: k.wear_cost_eur,
                 mining_mwh: k.mining_mwh,
                 mining_from_import_mwh: k.mining_from_import_mwh,
                 absorbed_share: k.absorbed_share,
@@ -212,6 +215,7 @@ impl SweepResult {
         cols.push(f("profit_eur", &|r| r.profit_eur));
         cols.push(f("revenue_eur", &|r| r.revenue_eur));
         cols.push(f("energy_cost_eur", &|r| r.energy_cost_eur));
+        cols.push(f("wear_cost_eur", &|r| r.wear_cost_eur));
         cols.push(f("mining_mwh", &|r| r.mining_mwh));
         cols.push(f("mining_from_import_mwh", &|r| r.mining_from_import_mwh));
         cols.push(f("absorbed_share", &|r| r.absorbed_share));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ExportValue, LoadKind, LoadSpec, PowerLevels, WearLimits};
+use super::{ExportValue, LoadKind, LoadSpec, PowerLevels, WearLimits, MAX_START_COST_EUR};
 use crate::config::{price, show, table_of, Problems};
 use crate::units::{de_hashrate, de_opt_duration, de_watts, HashRate, PricePerMwh, Watts};
 
@@ -48,6 +48,9 @@ pub struct RawAsicGroup {
     pub min_off: Option<Duration>,
     #[serde(default)]
     pub max_starts_per_day: Option<u32>,
+    /// Wear one start costs, EUR (default 0).
+    #[serde(default)]
+    pub start_cost_eur: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +121,14 @@ pub fn validate_loads(p: &mut Problems, key: &str, loads: Vec<(usize, RawLoad)>)
                             PowerLevels::Range { min: m }
                         }
                     };
+                    let start_cost_eur = a.start_cost_eur.unwrap_or(0.0);
+                    if !(0.0..=MAX_START_COST_EUR).contains(&start_cost_eur) {
+                        // Also catches NaN: `contains` is false for it.
+                        p.push(
+                            format!("{at}.start_cost_eur"),
+                            format!("{start_cost_eur} must be from 0 to {MAX_START_COST_EUR} EUR"),
+                        );
+                    }
                     LoadSpec {
                         name: a.name,
                         kind: LoadKind::Asic,
@@ -132,6 +143,13 @@ pub fn validate_loads(p: &mut Problems, key: &str, loads: Vec<(usize, RawLoad)>)
                             min_on: a.min_on.unwrap_or_default(),
                             min_off: a.min_off.unwrap_or_default(),
                             max_starts_per_day: a.max_starts_per_day,
+                            // A rejected value never reaches a policy (the config fails),
+                            // but the spec must still hold a number the economics can use.
+                            start_cost_eur: if start_cost_eur.is_finite() {
+                                start_cost_eur.clamp(0.0, MAX_START_COST_EUR)
+                            } else {
+                                0.0
+                            },
                         },
                     }
                 }

@@ -97,7 +97,16 @@ pub struct WearLimits {
     pub min_off: Duration,
     /// Starts allowed per unit per UTC calendar day; `None` is unlimited.
     pub max_starts_per_day: Option<u32>,
+    /// What one start of one unit costs in wear (fans, thermal cycling, PSU inrush),
+    /// EUR, >= 0 (0: starts are free). The policy only starts a unit whose expected
+    /// earnings over its first run beat it; the simulator and the optimum charge it per
+    /// start. Hardware only: the policy file has no say in it.
+    pub start_cost_eur: f64,
 }
+
+/// Most a start may cost (EUR): more than any miner is worth, so a larger value is a
+/// typo (a unit price in cents, say) rather than a real wear cost.
+pub const MAX_START_COST_EUR: f64 = 1000.0;
 
 /// One group of identical mining units, controlled unit by unit.
 #[derive(Debug, Clone, PartialEq, Serialize)]

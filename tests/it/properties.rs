@@ -113,6 +113,10 @@ fn build(
             min_on: Duration::from_secs(60 * s.min_on_m),
             min_off: Duration::from_secs(60 * s.min_off_m),
             max_starts_per_day: s.max_starts,
+            // Issue 11: a wear cost per start on some sites (0, 0.05 or 0.1 EUR, from a
+            // field the strategy already varies), so the online profit, starts paid, is
+            // checked against a bound that charges them too.
+            start_cost_eur: (s.min_off_m % 3) as f64 * 0.05,
         }
     } else {
         WearLimits::default()
@@ -282,6 +286,7 @@ proptest! {
         safe_limit in 0.0f64..30_000.0,
         import_limit in 0.0f64..40_000.0,
         min_on_s in 0u64..900,
+        start_cost_eur in prop_oneof![Just(0.0), 0.0f64..5.0],
     ) {
         use gridminer::clock::Timestamp;
         use gridminer::controller::Controller;
@@ -301,7 +306,8 @@ proptest! {
             absorb_above: Hertz(50.2),
             hold: Duration::ZERO,
         });
-        let wear = WearLimits::default();
+        // Issue 11: a start cost must never lift mining above a cap either.
+        let wear = WearLimits { start_cost_eur, ..WearLimits::default() };
         let loads = vec![
             asic("a", 6, 3500.0, 200.0, PowerLevels::Range { min: Watts(2000.0) }, wear),
             asic("b", 6, 3250.0, 90.0, PowerLevels::OnOff, wear),

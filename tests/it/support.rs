@@ -87,6 +87,7 @@ pub fn policy(mode: Mode, margin: f64, hysteresis: f64) -> PolicyParams {
         min_on: Duration::ZERO,
         min_off: Duration::ZERO,
         max_starts_per_day: None,
+        start_payback: Duration::ZERO,
         max_signal_age: Duration::from_secs(600),
         safe_limit: Watts::ZERO,
         frequency: None,

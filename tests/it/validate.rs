@@ -436,3 +436,29 @@ fn r9_hole6_hole7_scenarios_are_checked_alike() {
         Vec::<String>::new()
     );
 }
+
+/// Issue 11: a load's wear cost per start is checked at its own key path, as the other
+/// wear keys are: negative, NaN, infinite or above 1000 EUR is a problem (a price in
+/// cents, say), 0 to 1000 EUR is fine. Catches a cost that slips through unchecked into
+/// the economics, where a NaN would silently allow or forbid every start.
+#[test]
+fn r11_start_cost_is_range_checked_at_its_key_path() {
+    let at = "name = \"a\"\ncount = 2";
+    let with = |v: &str| GOOD_SITE.replacen(at, &format!("{at}\nstart_cost_eur = {v}"), 1);
+    for bad in ["-1.0", "nan", "inf", "1000.5"] {
+        assert_reported(&with(bad), &["loads[0].start_cost_eur"]);
+    }
+    for good in ["0.0", "2.5", "1000.0"] {
+        assert_eq!(problems(&with(good)), Vec::<String>::new(), "{good}");
+    }
+    // The policy's payback time for a start: a week at most.
+    let payback = |v: &str| {
+        GOOD_SITE.replacen(
+            "mode = \"economic\"",
+            &format!("mode = \"economic\"\nstart_payback = \"{v}\""),
+            1,
+        )
+    };
+    assert_reported(&payback("8d"), &["policy.start_payback"]);
+    assert_eq!(problems(&payback("12h")), Vec::<String>::new());
+}

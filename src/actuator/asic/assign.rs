@@ -170,6 +170,7 @@ mod tests {
                 min_on: Duration::ZERO,
                 min_off: Duration::ZERO,
                 max_starts_per_day: None,
+                start_cost_eur: 0.0,
             },
         }
     }
