@@ -35,7 +35,7 @@ use super::{percentile_ms, proc_memory_mb};
 use crate::actuator::asic::config::{FleetConfig, FleetMinerConfig};
 use crate::actuator::asic::{Command, Fleet, MinerState, MinerStatus, Timings};
 use crate::actuator::{ActuatorError, SetPower};
-use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::clock::{Clock, SystemClock};
 use crate::decision::LoadTarget;
 use crate::emulator::{self, Dynamics, FleetOptions};
 use crate::site::LoadSpec;
@@ -335,20 +335,52 @@ async fn until(
             return Ok(s);
         }
         if Instant::now() > end {
-            let bad = s.iter().filter(|m| !done(m)).count();
+            let bad: Vec<_> = s.iter().filter(|m| !done(m)).collect();
             return Err(FleetBenchError::Timeout(format!(
-                "{what} ({bad} of {} miners not yet)",
-                s.len()
+                "{what} ({} of {} miners not yet; the first: {:?})",
+                bad.len(),
+                s.len(),
+                bad.first()
             )));
         }
         tokio::time::sleep(LOOK_EVERY).await;
     }
 }
 
-fn confirmed(s: &MinerStatus, cmd: Command, since: Timestamp) -> bool {
+/// Whether the miner's last command is `cmd`, confirmed. (Each phase starts from the
+/// other command confirmed, so a match is this phase's.)
+fn confirmed(s: &MinerStatus, cmd: Command) -> bool {
     s.last_command
         .as_ref()
-        .is_some_and(|c| c.command == cmd && c.sent >= since && c.confirmed.is_some())
+        .is_some_and(|c| c.command == cmd && c.confirmed.is_some())
+}
+
+/// Tells every group to run all its miners; returns once every one hashes by the
+/// emulator's truth and is read mining, its last command (if any) a confirmed resume.
+async fn all_mining(
+    emu: &emulator::Fleet,
+    fleet: &Fleet,
+    on: &[LoadTarget],
+) -> Result<(), FleetBenchError> {
+    set_all(fleet, on).await?;
+    until(fleet, "every miner mining and confirmed", |s| {
+        s.state == MinerState::Mining
+            && s.target.mining
+            && s.last_command
+                .as_ref()
+                .is_none_or(|c| c.command != Command::Pause && c.confirmed.is_some())
+    })
+    .await?;
+    let end = Instant::now() + WAIT;
+    while emu.snapshots().iter().any(|s| !s.hashing) {
+        if Instant::now() > end {
+            return Err(FleetBenchError::Timeout(
+                "every emulated miner hashing".into(),
+            ));
+        }
+        tokio::time::sleep(LOOK_EVERY).await;
+    }
+    Ok(())
 }
 
 async fn set_all(fleet: &Fleet, targets: &[LoadTarget]) -> Result<(), FleetBenchError> {
@@ -377,11 +409,6 @@ async fn curtails_and_idle(
             power: Watts(l.rated_power.0 * l.count as f64),
         })
         .collect();
-    // The emulator starts every miner hashing; the driver sees it at discovery.
-    until(fleet, "every miner read as mining", |s| {
-        s.state == MinerState::Mining
-    })
-    .await?;
     let index: HashMap<IpAddr, usize> = emu
         .addresses()
         .into_iter()
@@ -393,22 +420,17 @@ async fn curtails_and_idle(
     let mut acked = Vec::with_capacity(opts.runs);
     let mut all_confirmed = Vec::with_capacity(opts.runs);
     let mut confirmed_paused = 0;
-    for run in 0..opts.runs {
-        if run > 0 {
-            let since = SystemClock.now();
-            set_all(fleet, &on).await?;
-            until(fleet, "every resume confirmed", |s| {
-                s.state == MinerState::Mining && confirmed(s, Command::Resume, since)
-            })
-            .await?;
-        }
+    for _ in 0..opts.runs {
+        // Every miner mining first: the emulator starts them hashing, but the driver's
+        // goal is off until told otherwise (it pauses them at start).
+        all_mining(emu, fleet, &on).await?;
         let emu_at = emu.elapsed();
         let wall = SystemClock.now();
         let t = Instant::now();
         set_all(fleet, &off).await?;
         acked.push(t.elapsed());
         let statuses = until(fleet, "every pause confirmed", |s| {
-            confirmed(s, Command::Pause, wall)
+            confirmed(s, Command::Pause)
         })
         .await?;
         confirmed_paused += statuses.len();
@@ -445,12 +467,7 @@ async fn curtails_and_idle(
         last_sent.push(last);
     }
     // Back to mining, then the quiet window at the default poll.
-    let since = SystemClock.now();
-    set_all(fleet, &on).await?;
-    until(fleet, "every resume confirmed", |s| {
-        s.state == MinerState::Mining && confirmed(s, Command::Resume, since)
-    })
-    .await?;
+    all_mining(emu, fleet, &on).await?;
     let window = Duration::from_secs_f64(opts.idle_seconds);
     let start_wall = SystemClock.now();
     let a = thread_ticks()?;
