@@ -1,6 +1,7 @@
 //! Measurements behind `gridminer bench sim` (`sim`, with the `sim` feature),
 //! `gridminer bench live` ([`live`]) and `gridminer bench fleet` ([`fleet`]): figures
-//! and ratios against a baseline run in the same process. Timing lives here, never in tests.
+//! and ratios against a baseline run in the same process. Timing lives here, never in
+//! tests.
 
 pub mod fleet;
 pub mod hash;
