@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::emulator::{self, FaultShare, Fleet, FleetOptions};
+use crate::units::Watts;
 
 #[derive(Debug, Subcommand)]
 pub enum FleetCommand {
@@ -68,12 +69,22 @@ pub struct SimulateArgs {
     /// power_off until the boards stop, e.g. 5s.
     #[arg(long, value_parser = duration)]
     pub stop: Option<Duration>,
+    /// A new power limit moves the power this much per step, e.g. 100W.
+    #[arg(long, value_parser = watts)]
+    pub step: Option<Watts>,
+    /// ... every this long, e.g. 5s.
+    #[arg(long, value_parser = duration)]
+    pub step_every: Option<Duration>,
     /// The privileged API's password.
     #[arg(long, default_value = "admin")]
     pub password: String,
     /// Start every miner asleep.
     #[arg(long)]
     pub asleep: bool,
+}
+
+fn watts(s: &str) -> Result<Watts, String> {
+    crate::units::parse_watts(s).map_err(|e| e.to_string())
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -133,6 +144,17 @@ fn options(args: SimulateArgs) -> anyhow::Result<FleetOptions> {
     }
     if let Some(s) = args.stop {
         d.stop = s;
+    }
+    if let Some(w) = args.step {
+        // A zero step would never reach a new limit: every miner stuck-stabilizing.
+        anyhow::ensure!(
+            w.0 > 0.0 && w.is_finite(),
+            "--step must be above 0 W, not {w}"
+        );
+        d.step = w;
+    }
+    if let Some(e) = args.step_every {
+        d.step_every = e;
     }
     Ok(opts)
 }

@@ -256,5 +256,34 @@ pub async fn status(config_path: &PathBuf, json_out: bool) -> anyhow::Result<Exi
         .filter(|m| m["state"] == "unresponsive")
         .count();
     outln!("\n{} miner(s), {unresponsive} unresponsive.", fleet.len())?;
+    // What the fleet showed, in the keys a scenario's `[[loads]]` takes, so the
+    // simulator can be set from the real dynamics.
+    let mut groups: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for m in &fleet {
+        let g = groups
+            .entry(m["group"].as_str().unwrap_or("?"))
+            .or_default();
+        g.0.extend(m["wake_s"].as_f64());
+        g.1.extend(m["ramp_s"].as_f64());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (!v.is_empty()).then(|| v[v.len() / 2])
+    };
+    let mut printed_header = false;
+    for (g, (mut wake, mut ramp)) in groups {
+        let (n_wake, n_ramp) = (wake.len(), ramp.len());
+        if let (Some(w), Some(r)) = (median(&mut wake), median(&mut ramp)) {
+            if !printed_header {
+                outln!(
+                    "\n# Learned (median over the miners seen waking), for a scenario's [[loads]]:"
+                )?;
+                printed_header = true;
+            }
+            outln!(
+                "# {g}: wake = \"{w:.1}s\", ramp = \"{r:.1}s\"  ({n_wake} and {n_ramp} miners)"
+            )?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

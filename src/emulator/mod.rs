@@ -181,6 +181,8 @@ struct StationState {
     miner: Miner,
     firmware: Firmware,
     connections: u64,
+    /// Its outlet is off (a PDU relay opened): nothing answers, nothing is drawn.
+    unpowered: bool,
 }
 
 /// One miner as the emulator knows it (the truth a client's read-back is checked
@@ -194,6 +196,11 @@ pub struct Snapshot {
     pub phase: Phase,
     /// Whether the boards hash.
     pub hashing: bool,
+    /// Whether the firmware says it is off (`mineroff`, LuxOS `CurtailMode`): set when
+    /// the command is accepted, before the boards stop.
+    pub reported_off: bool,
+    /// Whether its outlet is on ([`Fleet::outlet`]).
+    pub powered: bool,
     /// Wall power.
     pub power: Watts,
     /// The power limit set.
@@ -278,6 +285,7 @@ impl Fleet {
                             Family::LuxOs => Firmware::LuxOs(luxos::Firmware::new(identity)),
                         },
                         connections: 0,
+                        unpowered: false,
                     }),
                 });
             if let Some(listener) = listener {
@@ -348,6 +356,22 @@ impl Fleet {
         self.stations.iter().map(|s| s.snapshot(t)).collect()
     }
 
+    /// Switches the outlet of the miner at `addr` (what a PDU relay does): off, it answers
+    /// nothing and draws nothing, whatever its firmware would say (a `liar` too); on, it
+    /// boots and comes up asleep, to be resumed. `false` for an address not in the fleet.
+    pub fn outlet(&self, addr: Ipv4Addr, on: bool) -> bool {
+        let t = self.elapsed();
+        let Some(s) = self.stations.iter().find(|s| *s.addr.ip() == addr) else {
+            return false;
+        };
+        let mut st = s.state.lock().expect("no panic while the miner is locked");
+        if !on && !st.unpowered {
+            st.miner.sleep_now(t);
+        }
+        st.unpowered = !on;
+        true
+    }
+
     /// Closes every listener and waits for every connection task to end.
     pub async fn stop(self) {
         self.shutdown.cancel();
@@ -375,8 +399,10 @@ impl Station {
             model: self.spec.name,
             fault: self.fault,
             phase: r.phase,
-            hashing: r.hashrate.0 > 0.0,
-            power: r.power,
+            hashing: !st.unpowered && r.hashrate.0 > 0.0,
+            reported_off: r.mineroff,
+            power: if st.unpowered { Watts::ZERO } else { r.power },
+            powered: !st.unpowered,
             limit: st.miner.limit(),
             hashrate: r.hashrate,
             received: st.miner.received().cloned().collect(),

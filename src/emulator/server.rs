@@ -65,6 +65,10 @@ async fn connection(station: &Station, mut socket: TcpStream, epoch: Instant) {
             .lock()
             .expect("no panic while the miner is locked");
         st.connections += 1;
+        if st.unpowered {
+            // No power at the outlet: as good as no miner; the socket closes unanswered.
+            return;
+        }
         st.connections
     };
     let Some(request) = read_request(&mut socket).await else {

@@ -5,6 +5,10 @@
 //! file on a blocking thread of the daemon's tracker (so the control loop never waits on
 //! a disk, and a stop waits for the write), InfluxDB points, Prometheus.
 //!
+//! No disk write starts inside a trigger's FFR window: a record closed by a newer trigger
+//! waits for that trigger's first sample (250 ms) before it goes to the file, so its
+//! flush cannot contend with the replay cache's fsync or the loads while the site sheds.
+//!
 //! Must not: decide anything, or hold the loop: everything here is a lock-free look at
 //! the meters, a clone, or a hand-off.
 
@@ -35,6 +39,8 @@ pub(super) struct Recorder {
     influx: Option<TelemetrySender>,
     /// The loads' names, in config order.
     names: Vec<String>,
+    /// Closed records not yet handed to the file (see the module doc).
+    unwritten: Vec<Record>,
     /// What the state shows, rebuilt only when a record changes (a step clones the
     /// `Arc`, not the records).
     shown: Arc<Vec<Record>>,
@@ -77,6 +83,7 @@ impl Recorder {
             metrics,
             influx,
             names,
+            unwritten: Vec::new(),
             shown: Arc::default(),
         }
     }
@@ -110,7 +117,9 @@ impl Recorder {
         let Some(kind) = decided.opened else { return };
         self.trigger = Some(Instant::now());
         self.metrics.response_opened(kind);
-        tracing::warn!(
+        // Info, not warn: a frequency flapping at the threshold opens one a second; the
+        // metrics count them and the record tells the rest.
+        tracing::info!(
             trigger = kind.as_str(),
             cap_w = d.limit.map(|w| w.0),
             "Frequency response: shedding mining load; evidence record opened"
@@ -136,6 +145,8 @@ impl Recorder {
             self.trigger = None;
             self.closed(r);
         }
+        // Every sample comes at or after the window: the disk may have its turn.
+        self.write_out();
         self.shown = Arc::new(self.book.records());
     }
 
@@ -147,10 +158,12 @@ impl Recorder {
             self.closed(r);
             self.shown = Arc::new(self.book.records());
         }
+        self.write_out();
     }
 
-    /// Writes out a closed record: InfluxDB and metrics now, the file off the loop.
-    fn closed(&self, record: Record) {
+    /// Writes out a closed record: InfluxDB and metrics now, the file at the next
+    /// [`Recorder::write_out`].
+    fn closed(&mut self, record: Record) {
         self.metrics.response_closed(&record);
         if let Some(sender) = &self.influx {
             sender.send(points::response_event_point(&record));
@@ -164,14 +177,25 @@ impl Recorder {
             last_confirm_ms = record.response.last_confirmed.map(|d| d.as_millis() as u64),
             "Frequency response evidence record closed"
         );
+        self.unwritten.push(record);
+    }
+
+    /// Hands the closed records to a blocking thread that appends them, in order.
+    fn write_out(&mut self) {
+        if self.unwritten.is_empty() {
+            return;
+        }
+        let records = std::mem::take(&mut self.unwritten);
         let file = self.file.clone();
         let metrics = self.metrics.clone();
         self.tracker.spawn_blocking(move || {
             // A poisoned lock guards a path and a bound only: nothing half-changed.
             let file = file.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(error) = file.append(&record) {
-                metrics.events_file_error();
-                tracing::error!(%error, "Could not write the evidence record to the events file; the state and InfluxDB still have it");
+            for record in &records {
+                if let Err(error) = file.append(record) {
+                    metrics.events_file_error();
+                    tracing::error!(%error, "Could not write the evidence record to the events file; the state and InfluxDB still have it");
+                }
             }
         });
     }

@@ -17,6 +17,7 @@ use super::config::{LiveConfig, LoadDriver};
 use crate::actuator::asic::assign::Model;
 use crate::actuator::asic::client::{self, AsicMiner};
 use crate::actuator::asic::config::{FleetConfig, RawModel};
+use crate::actuator::asic::relay::{MqttRelay, Relay};
 use crate::actuator::asic::{Fleet, GroupSpec, MinerSpec};
 use crate::clock::Clock;
 use crate::site::{LoadKind, LoadSpec, PowerLevels, WearLimits};
@@ -133,6 +134,16 @@ pub async fn build(
     fleet: &FleetConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<(Fleet, Vec<LoadSpec>), FleetError> {
+    build_with_relay(fleet, None, clock).await
+}
+
+/// [`build`], with the relay hard cuts go to (`None`: a stop that fails ends at the
+/// miner being left out of the capacity).
+pub async fn build_with_relay(
+    fleet: &FleetConfig,
+    relay: Option<Arc<dyn Relay>>,
+    clock: Arc<dyn Clock>,
+) -> Result<(Fleet, Vec<LoadSpec>), FleetError> {
     let found = discover(fleet).await;
     // Model of each miner: as found, else as configured (listed ones only).
     let mut by_model: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -210,7 +221,14 @@ pub async fn build(
             wear,
         });
     }
-    let fleet = Fleet::new(miners, groups, fleet.timings, fleet.concurrency, clock);
+    let fleet = Fleet::new(
+        miners,
+        groups,
+        fleet.timings,
+        fleet.concurrency,
+        relay,
+        clock,
+    );
     Ok((fleet, loads))
 }
 
@@ -223,7 +241,13 @@ pub async fn resolve(
 ) -> Result<Vec<Fleet>, FleetError> {
     let mut fleets = Vec::new();
     for (f, fleet) in config.fleets.clone().iter().enumerate() {
-        let (started, loads) = build(fleet, clock.clone()).await?;
+        let relay = fleet.relay_topic.as_ref().map(|topic| {
+            Arc::new(MqttRelay {
+                settings: config.mqtt.clone(),
+                topic: topic.clone(),
+            }) as Arc<dyn Relay>
+        });
+        let (started, loads) = build_with_relay(fleet, relay, clock.clone()).await?;
         for (g, spec) in loads.into_iter().enumerate() {
             config.drivers.push(LoadDriver::Asic { fleet: f, group: g });
             config.loads.push(spec);

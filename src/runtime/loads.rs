@@ -67,6 +67,26 @@ impl Meter {
     /// of a frequency response: one timing for the load as a whole, named `load`, from
     /// its status (a fleet gives one per miner).
     pub(super) fn timings(&self, load: &str, since: Timestamp) -> Vec<UnitTiming> {
+        if let Some((fleet, g)) = &self.fleet {
+            // An ASIC group: each miner's own command, sent, acknowledged by its
+            // firmware and confirmed by its read-back (an acknowledgement alone is a
+            // timing, never proof).
+            return fleet
+                .commands_since(*g, since)
+                .into_iter()
+                .map(|(address, c)| UnitTiming {
+                    unit: address.to_string(),
+                    command: match c.command {
+                        crate::actuator::asic::Command::SetLimit(w) => format!("power limit {w}"),
+                        other => other.as_str().to_string(),
+                    },
+                    sent: c.sent,
+                    acked: c.acked,
+                    confirmed: c.confirmed,
+                    error: c.error.filter(|_| c.failed || c.acked.is_none()),
+                })
+                .collect();
+        }
         UnitTiming::of_load(load, &lock(&self.status), since)
             .into_iter()
             .collect()

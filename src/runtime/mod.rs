@@ -67,6 +67,9 @@ pub enum RuntimeError {
     Task(TaskFailure),
 }
 
+/// How often every ASIC miner's point goes to InfluxDB.
+const FLEET_POINTS_EVERY: Duration = Duration::from_secs(10);
+
 /// What the controller publishes after every step.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -394,6 +397,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
             signals,
             commands,
             replay_file,
+            fleet_points_at: None,
             topics,
             client,
             clock,
@@ -538,6 +542,9 @@ struct LiveLoop {
     commands: OperatorCommands,
     /// Where accepted `jti`s are kept across restarts; `None` without operators.
     replay_file: Option<ReplayFile>,
+    /// When the fleet's miners last went to InfluxDB: at most every `FLEET_POINTS_EVERY`
+    /// (a point per miner per tick would be thousands a second).
+    fleet_points_at: Option<Timestamp>,
     topics: Topics,
     client: AsyncClient,
     clock: Arc<dyn Clock>,
@@ -782,21 +789,38 @@ impl LiveLoop {
         let loads = self.load_statuses();
         let readings: Vec<Option<Reading<Watts>>> = loads.iter().map(LoadStatus::reading).collect();
         let d = self.core.step(now, &readings);
-        let state = self.core.controller.state();
-        self.evidence.decided(&d, state, &loads, &self.meters);
         self.counters.steps.fetch_add(1, Ordering::Relaxed);
         self.metrics.decision(&d);
         self.metrics.state(self.core.controller.state());
         self.metrics.loads(&self.names, &d, &loads);
         let hashing = self.hashing_reports();
         self.metrics.hashing(&self.names, &hashing);
+        let fleet: Vec<MinerStatus> = self
+            .meters
+            .iter()
+            .filter_map(Meter::miners)
+            .flatten()
+            .collect();
+        self.metrics.fleet(&fleet);
         if let Some(sender) = &self.influx {
+            if self
+                .fleet_points_at
+                .is_none_or(|t| now.since(t) >= FLEET_POINTS_EVERY)
+                && !fleet.is_empty()
+            {
+                self.fleet_points_at = Some(now);
+                sender.send_all(points::fleet_points(&fleet, now));
+            }
             sender.send_all(points::signal_points(self.core.controller.state(), now));
             sender.send(points::decision_point(&d));
             sender.send_all(points::load_points(&self.names, &d, &loads));
             sender.send_all(points::hashing_points(&self.names, &hashing, now));
         }
-        self.publish(d.clone(), now, loads, hashing);
+        self.publish(d.clone(), now, loads.clone(), hashing);
+        // After the loads have their targets: the evidence of a shed must not delay it.
+        // A record opened here shows in the next step's snapshot.
+        let state = self.core.controller.state();
+        self.evidence.decided(&d, state, &loads, &self.meters);
         d
     }
 

@@ -7,6 +7,7 @@
 //! is built only when scraped; an idle endpoint costs an idle socket. Must not: block the
 //! caller, or hold a lock while writing to a socket.
 
+use crate::actuator::asic::{MinerState, MinerStatus};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -68,6 +69,19 @@ pub mod name {
     pub const LOAD_CONFIRM_LATENCY: &str = "gridminer_load_confirmation_latency_seconds";
     /// Counter, label `load`: failed writes and reads.
     pub const LOAD_ERRORS: &str = "gridminer_load_errors_total";
+    /// Gauge, labels `group`, `state`: ASIC miners in each state (mining, sleeping,
+    /// waking, unresponsive, unknown). Alarm on `state="unresponsive"` above 0.
+    pub const FLEET_MINERS: &str = "gridminer_fleet_miners";
+    /// Gauge, labels `miner`, `group`: what the miner last reported drawing, W.
+    pub const MINER_POWER: &str = "gridminer_miner_power_watts";
+    /// Gauge, labels `miner`, `group`: 1 while the miner is out of the capacity (did not
+    /// comply, or is not heard from).
+    pub const MINER_EXCLUDED: &str = "gridminer_miner_excluded";
+    /// Counter, labels `miner`, `group`: failed sends and read-backs.
+    pub const MINER_FAILURES: &str = "gridminer_miner_failures_total";
+    /// Gauge, labels `miner`, `group`: send to read-back confirmation of its last
+    /// confirmed command, s.
+    pub const MINER_CONFIRM_LATENCY: &str = "gridminer_miner_confirm_latency_seconds";
     /// Gauge, label `load`: when the last write or read failed, s since the epoch.
     pub const LOAD_LAST_ERROR: &str = "gridminer_load_last_error_timestamp_seconds";
     /// Counter: telemetry points the server accepted.
@@ -185,6 +199,8 @@ struct Inner {
     events_file_errors: AtomicU64,
     /// Hashing loads by name, as last reported.
     hashing: Mutex<Vec<(String, HashingReport)>>,
+    /// The ASIC fleets' miners, as last reported.
+    fleet: Mutex<Vec<MinerStatus>>,
 }
 
 #[derive(Debug)]
@@ -395,6 +411,11 @@ impl Metrics {
                 h.push((name.clone(), r.clone()));
             }
         }
+    }
+
+    /// Keeps every ASIC miner's latest status.
+    pub fn fleet(&self, miners: &[MinerStatus]) {
+        *self.0.fleet.lock().expect("metrics lock is never poisoned") = miners.to_vec();
     }
 
     pub fn observations(&self, source: &str) -> u64 {
@@ -619,6 +640,7 @@ impl Metrics {
             );
         }
         self.render_hashing(&mut out);
+        self.render_fleet(&mut out);
         for (metric, v, help) in [
             (
                 name::BUFFER_POINTS,
@@ -727,6 +749,82 @@ fn pool_values(c: &StratumCounts) -> [f64; 6] {
 }
 
 impl Metrics {
+    /// The ASIC miners: counts by state per group, and each miner's power, standing,
+    /// failures and confirmation latency.
+    fn render_fleet(&self, out: &mut String) {
+        let fleet = self
+            .0
+            .fleet
+            .lock()
+            .expect("metrics lock is never poisoned")
+            .clone();
+        if fleet.is_empty() {
+            return;
+        }
+        let mut groups: Vec<&str> = fleet.iter().map(|m| m.group.as_str()).collect();
+        groups.dedup();
+        header(
+            out,
+            name::FLEET_MINERS,
+            "gauge",
+            "ASIC miners in each state, by group.",
+        );
+        for g in &groups {
+            for st in MinerState::ALL {
+                let n = fleet
+                    .iter()
+                    .filter(|m| m.group == *g && m.state == st)
+                    .count();
+                sample(
+                    out,
+                    name::FLEET_MINERS,
+                    &[("group", g), ("state", st.as_str())],
+                    n as f64,
+                );
+            }
+        }
+        let families: [(&str, &str, &str, fn(&MinerStatus) -> Option<f64>); 4] = [
+            (
+                name::MINER_POWER,
+                "gauge",
+                "What the miner last reported drawing, W.",
+                |m| m.power_w,
+            ),
+            (
+                name::MINER_EXCLUDED,
+                "gauge",
+                "1 while the miner is out of the capacity.",
+                |m| {
+                    Some(f64::from(u8::from(matches!(
+                        m.state,
+                        MinerState::Unresponsive | MinerState::Unknown
+                    ))))
+                },
+            ),
+            (
+                name::MINER_FAILURES,
+                "counter",
+                "Failed sends and read-backs, by miner.",
+                |m| Some(m.failures as f64),
+            ),
+            (
+                name::MINER_CONFIRM_LATENCY,
+                "gauge",
+                "Send to read-back confirmation of the miner's last confirmed command, s.",
+                |m| m.confirm_latency_s,
+            ),
+        ];
+        for (metric, kind, help, value) in families {
+            header(out, metric, kind, help);
+            for m in &fleet {
+                if let Some(v) = value(m) {
+                    let miner = m.address.to_string();
+                    sample(out, metric, &[("miner", &miner), ("group", &m.group)], v);
+                }
+            }
+        }
+    }
+
     /// The hashing loads' metrics, and their Stratum pools' for those that mine one.
     fn render_hashing(&self, out: &mut String) {
         let hashing = self

@@ -9,6 +9,7 @@
 //!
 //! Nothing here does I/O.
 
+use crate::actuator::asic::{MinerState, MinerStatus};
 use std::fmt::Write as _;
 
 use super::evidence::{Record, Sample, Trigger, Verdict};
@@ -366,6 +367,36 @@ pub fn load_points(names: &[String], d: &Decision, status: &[LoadStatus]) -> Vec
                 p = p.int(field::LAST_ERROR_MS, e.at.0);
             }
             p
+        })
+        .collect()
+}
+
+/// One `miner` point per ASIC miner: tags `miner`, `group`, `state`; what it reported
+/// (power, hashrate, limit), whether it is out of the capacity, its failures and the
+/// confirmation latency of its last confirmed command.
+pub fn fleet_points(miners: &[MinerStatus], at: Timestamp) -> Vec<Point> {
+    miners
+        .iter()
+        .map(|m| {
+            let mut p = Point::new("miner", at)
+                .tag("miner", m.address.to_string())
+                .tag("group", m.group.as_str())
+                .tag("state", m.state.as_str());
+            for (field, v) in [
+                ("power_w", m.power_w),
+                ("hashrate_ths", m.hashrate_ths),
+                ("limit_w", m.limit_w),
+                ("confirm_latency_s", m.confirm_latency_s),
+                ("uncontrolled_w", Some(m.uncontrolled_w)),
+            ] {
+                if let Some(v) = v {
+                    p = p.float(field, v);
+                }
+            }
+            let excluded = matches!(m.state, MinerState::Unresponsive | MinerState::Unknown);
+            p.int("excluded", excluded as i64)
+                .int("failures", m.failures as i64)
+                .int("starts_today", i64::from(m.starts_today))
         })
         .collect()
 }

@@ -77,6 +77,7 @@ impl Running {
                 .collect(),
             timings: timings(),
             concurrency: 16,
+            relay_topic: None,
             models: models
                 .iter()
                 .map(|(m, min)| {

@@ -194,6 +194,7 @@ async fn r11_pyasic_pause_resume_and_power_limit_act_on_the_miner() {
 
     assert!(py.ok(&format!("pause {ip}")).await);
     let s = wait_for(&fleet, ip, long, "asleep", |s| s.phase == Phase::Sleeping).await;
+    assert!(s.reported_off);
     assert_eq!(commands(&s), [(Command::PowerOff, Outcome::Applied)]);
     let d = py.data(ip).await;
     assert_eq!(d["is_mining"], false);
@@ -521,6 +522,8 @@ fn r11_fleet_simulate_refuses_bad_options_with_a_clear_error() {
             "192.168.1.10 is not a loopback address",
         ),
         (&["--wake", "soon"][..], "invalid value 'soon' for '--wake"),
+        (&["--step", "100"][..], "invalid value '100' for '--step"),
+        (&["--step", "0 W"][..], "--step must be above 0 W, not 0 W"),
     ] {
         let o = crate::support::gridminer(&[&["fleet", "simulate"][..], args].concat(), &cwd);
         let text = crate::support::text(&o);

@@ -10,6 +10,7 @@ mod evidence;
 mod examples;
 mod fleet_driver;
 mod fleet_emulator;
+mod fleet_live;
 mod fuzz_corpus;
 mod hasher;
 mod layers;

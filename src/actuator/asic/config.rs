@@ -45,6 +45,9 @@ pub struct RawAsicFleet {
     attempts: Option<u32>,
     #[serde(default)]
     concurrency: Option<usize>,
+    /// Where a hard cut is sent (`OFF`/`ON`, retained), `{miner}` for the address.
+    #[serde(default)]
+    relay_topic: Option<String>,
     #[serde(default)]
     models: BTreeMap<String, RawModel>,
 }
@@ -116,6 +119,8 @@ pub struct FleetConfig {
     pub miners: Vec<FleetMinerConfig>,
     pub timings: Timings,
     pub concurrency: usize,
+    /// The PDU relay's topic for hard cuts, `{miner}` for the address.
+    pub relay_topic: Option<String>,
     pub models: BTreeMap<String, RawModel>,
 }
 
@@ -362,11 +367,20 @@ impl RawAsicFleet {
                 );
             }
         }
+        if let Some(t) = &self.relay_topic {
+            if t.is_empty() || t.contains(['+', '#']) || !t.contains("{miner}") {
+                p.push(
+                    format!("{at}.relay_topic"),
+                    format!("{t:?}: must name each miner's relay with {{miner}}, without + or #"),
+                );
+            }
+        }
         (p.0.len() == before).then_some(FleetConfig {
             name: self.name,
             miners,
             timings,
             concurrency: concurrency.clamp(1, 4096),
+            relay_topic: self.relay_topic,
             models: self.models,
         })
     }

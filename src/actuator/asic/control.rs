@@ -46,6 +46,8 @@ pub enum Command {
     SetLimit(Watts),
     /// Power cut at the miner's outlet (a PDU relay), when the firmware would not stop.
     HardCut,
+    /// Power back at the outlet after a hard cut; the miner boots, then is resumed.
+    Restore,
 }
 
 impl Command {
@@ -55,6 +57,7 @@ impl Command {
             Command::Resume => "resume",
             Command::SetLimit(_) => "set_power_limit",
             Command::HardCut => "hard_cut",
+            Command::Restore => "restore",
         }
     }
 }
@@ -240,6 +243,9 @@ pub struct Control {
     goal_since: Option<Timestamp>,
     /// For wake learning when a resume is confirmed before its ramp ends.
     ramping: Option<(Timestamp, Watts)>,
+    /// When the firmware last acknowledged a resume: a read-back older than this says
+    /// nothing about whether it is waking.
+    resumed_at: Option<Timestamp>,
     /// When the last command was given up.
     gave_up_at: Option<Timestamp>,
     /// Sends and read-backs that failed since start.
@@ -265,6 +271,7 @@ impl Control {
             starts: (i64::MIN, 0),
             goal_since: None,
             ramping: None,
+            resumed_at: None,
             gave_up_at: None,
             failures: 0,
         }
@@ -394,7 +401,7 @@ impl Control {
     fn satisfies(&self, command: Command) -> bool {
         match command {
             Command::Pause | Command::HardCut => !self.goal.mining,
-            Command::Resume => self.goal.mining,
+            Command::Resume | Command::Restore => self.goal.mining,
             Command::SetLimit(w) => self.goal.mining && self.goal.limit == Some(w),
         }
     }
@@ -440,7 +447,10 @@ impl Control {
             return (!self.goal.mining).then_some(Command::Pause);
         };
         if self.goal.mining {
-            if self.cut || !o.hashing() {
+            if self.cut {
+                return self.relay.then_some(Command::Restore);
+            }
+            if !o.hashing() {
                 return Some(Command::Resume);
             }
             match self.goal.limit {
@@ -449,7 +459,12 @@ impl Control {
                 }
                 _ => None,
             }
-        } else if !self.cut && (o.hashing() || o.power.is_some_and(|p| p > self.standby)) {
+        } else if !self.cut
+            && (o.hashing()
+                || o.power.is_some_and(|p| p > self.standby)
+                || self.resumed_at.is_some_and(|r| r >= o.at))
+        {
+            // Drawing, or told to resume since it was last read (it may be waking).
             Some(Command::Pause)
         } else {
             None
@@ -507,8 +522,11 @@ impl Control {
                 p.record.acked = Some(now);
                 p.record.error = None;
                 p.deadline = Some(now + within);
-                if p.record.command == Command::HardCut {
-                    self.cut = true;
+                match p.record.command {
+                    Command::HardCut => self.cut = true,
+                    Command::Restore => self.cut = false,
+                    Command::Resume => self.resumed_at = Some(now),
+                    _ => {}
                 }
             }
             Err(e) => {
@@ -522,14 +540,37 @@ impl Control {
                 }
             }
         }
-        // Already there (a liar's or a real one's effect shows on the last read-back
-        // only after it is read again; nothing is confirmed by an acknowledgement).
+        self.drop_moot();
+    }
+
+    /// A command whose answer came after the goal changed (it was in flight then) no
+    /// longer leads anywhere: booked as superseded, so the next step toward the new goal
+    /// is sent (a resume answered after a stop was asked must not hold the stop back).
+    fn drop_moot(&mut self) {
+        let moot = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| !p.in_flight && !self.satisfies(p.record.command));
+        if moot {
+            let mut done = self.pending.take().expect("checked above").record;
+            done.superseded = true;
+            self.finish(done);
+        }
+    }
+
+    /// Whether the miner has acknowledged what its goal asks: the command in progress
+    /// serves the goal and was acknowledged, or there is nothing to send.
+    pub fn goal_acknowledged(&self, now: Timestamp) -> bool {
+        match &self.pending {
+            Some(p) => self.satisfies(p.record.command) && p.record.acked.is_some(),
+            None => self.next_command(now).is_none(),
+        }
     }
 
     fn within_for_pending(&self) -> Duration {
         let t = &self.timings;
         match self.pending.as_ref().map(|p| p.record.command) {
-            Some(Command::Resume) => {
+            Some(Command::Resume) | Some(Command::Restore) => {
                 let learned = self
                     .learned
                     .wake
@@ -543,9 +584,18 @@ impl Control {
         }
     }
 
-    /// Books a failed read.
-    pub fn read_failed(&mut self) {
+    /// Books a failed read at `now`. After a hard cut that is the effect: a miner
+    /// without power answers nothing.
+    pub fn read_failed(&mut self, now: Timestamp) {
         self.failures += 1;
+        let cut = self.pending.as_ref().is_some_and(|p| {
+            p.record.command == Command::HardCut && !p.in_flight && p.record.acked.is_some()
+        });
+        if cut {
+            let mut done = self.pending.take().expect("checked above").record;
+            done.confirmed = Some(now);
+            self.finish(done);
+        }
     }
 
     /// Books a read-back: confirms the pending command if it shows its effect, and
@@ -568,6 +618,8 @@ impl Control {
                 !o.hashing() && o.power.is_none_or(|w| w <= self.standby)
             }
             Command::Resume => o.hashing() && o.power.is_none_or(|w| w > self.standby),
+            // It answers again: the power is back.
+            Command::Restore => true,
             Command::SetLimit(l) => {
                 // The firmware took the limit, and the miner draws no more than it
                 // (within 5 %: meters and PSUs differ).
@@ -621,6 +673,7 @@ impl Control {
     /// Checks the deadlines: a command whose effect did not show is sent again, then
     /// escalated or given up. Call at every wake-up.
     pub fn tick(&mut self, now: Timestamp) {
+        self.drop_moot();
         let attempts = self.timings.attempts;
         let backoff = self.timings.backoff;
         let Some(p) = &mut self.pending else {
@@ -797,19 +850,23 @@ mod tests {
         c.observed(mining(0, 3400.0, 3400.0));
         c.set_goal(Goal::OFF, t(0));
         let mut now = 0;
-        let mut sends = 0;
+        let mut sends = Vec::new();
         while now < 60 {
             c.tick(t(now));
             if let Some(cmd) = c.next_command(t(now)) {
                 assert_eq!(cmd, Command::Pause);
                 c.sent(cmd, t(now));
                 c.acked(Ok(()), t(now));
-                sends += 1;
+                sends.push(now);
             }
             c.observed(mining(now, 3400.0, 3400.0));
             now += 1;
         }
-        assert_eq!(sends, 2, "sent as often as `attempts`, then not again");
+        // Sent as often as `attempts` (deadline 5 s, backoff 1 s), given up at 11 s; then
+        // tried again no sooner than two pause deadlines later, never hammered.
+        assert_eq!(&sends[..2], &[0, 6], "{sends:?}");
+        assert!(sends[2] >= 21, "{sends:?}");
+        assert!(sends.len() < 10, "{sends:?}");
         assert_eq!(c.state(t(now)), MinerState::Unresponsive);
         assert!(c.excluded(t(now)));
         assert_eq!(c.uncontrolled(t(now)), Watts(3400.0));
@@ -947,6 +1004,31 @@ mod tests {
     }
 
     #[test]
+    fn r11_a_resume_answered_after_a_stop_was_asked_does_not_hold_the_stop_back() {
+        // Catches: a daemon stopping while a resume was in flight booked the stop as
+        // acknowledged (the resume's answer) and exited with the miner mining.
+        let mut c = Control::new(fast(), RATED, false);
+        c.observed(sleeping(0));
+        c.set_goal(
+            Goal {
+                mining: true,
+                limit: None,
+            },
+            t(0),
+        );
+        c.sent(Command::Resume, t(0));
+        c.set_goal(Goal::OFF, t(0)); // while the resume is in flight
+        assert!(!c.goal_acknowledged(t(0)));
+        c.acked(Ok(()), t(1));
+        assert!(!c.goal_acknowledged(t(1)), "the resume's answer is not the stop's");
+        c.observed(mining(2, 500.0, 3400.0));
+        assert_eq!(c.next_command(t(2)), Some(Command::Pause));
+        c.sent(Command::Pause, t(2));
+        c.acked(Ok(()), t(2));
+        assert!(c.goal_acknowledged(t(2)));
+    }
+
+    #[test]
     fn r11_a_newer_goal_supersedes_an_unfinished_command() {
         let mut c = Control::new(fast(), RATED, false);
         c.observed(sleeping(0));
@@ -962,7 +1044,12 @@ mod tests {
         c.set_goal(Goal::OFF, t(1));
         assert!(c.pending().is_none());
         assert!(c.history.back().is_some_and(|r| r.superseded));
-        // Asleep already: nothing to send.
-        assert_eq!(c.next_command(t(1)), None);
+        // Read asleep, but told to resume since: it may be waking, so it is paused.
+        assert_eq!(c.next_command(t(1)), Some(Command::Pause));
+        c.sent(Command::Pause, t(1));
+        c.acked(Ok(()), t(1));
+        c.observed(sleeping(2));
+        // Read asleep after the pause: nothing more to send.
+        assert_eq!(c.next_command(t(2)), None);
     }
 }

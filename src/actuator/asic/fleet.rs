@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::assign::{assign, Member, Model};
 use super::client::{self, AsicMiner, Identity};
 use super::control::{Command, CommandRecord, Control, Goal, MinerState, Timings};
+use super::relay::Relay;
 use crate::actuator::{ActuatorError, Commanded, ReadPower, SetPower};
 use crate::clock::{Clock, Timestamp};
 use crate::decision::LoadTarget;
@@ -67,6 +68,8 @@ struct Group {
 
 struct Inner {
     miners: Vec<FleetMiner>,
+    /// The PDU relay for hard cuts, where one is configured.
+    relay: Option<Arc<dyn Relay>>,
     groups: Vec<Group>,
     clock: Arc<dyn Clock>,
     /// Bounds the calls in flight to the whole fleet.
@@ -124,13 +127,14 @@ impl Fleet {
         groups: Vec<GroupSpec>,
         timings: Timings,
         concurrency: usize,
+        relay: Option<Arc<dyn Relay>>,
         clock: Arc<dyn Clock>,
     ) -> Fleet {
         let now = clock.now();
         let miners = miners
             .into_iter()
             .map(|(spec, found, rated)| {
-                let mut control = Control::new(timings, rated, false);
+                let mut control = Control::new(timings, rated, relay.is_some());
                 if let Some(m) = &found {
                     let id = &m.identity;
                     control.observed(super::control::Observed {
@@ -153,6 +157,7 @@ impl Fleet {
         Fleet {
             inner: Arc::new(Inner {
                 miners,
+                relay,
                 groups: groups
                     .into_iter()
                     .map(|spec| Group {
@@ -328,11 +333,7 @@ impl Inner {
             if c.excluded(now) {
                 continue;
             }
-            let waiting = match c.pending() {
-                Some(p) => p.acked.is_none(),
-                None => c.next_command(now).is_some(),
-            };
-            done &= !waiting;
+            done &= c.goal_acknowledged(now);
         }
         Ok(done)
     }
@@ -421,7 +422,7 @@ impl Inner {
                         Ok(o) => lock(&miner.control).observed(o),
                         Err(e) => {
                             tracing::debug!(miner = %miner.spec.address, error = %e, "Miner read-back failed");
-                            lock(&miner.control).read_failed();
+                            lock(&miner.control).read_failed(last_read);
                         }
                     }
                     self.bump();
@@ -453,7 +454,10 @@ impl Inner {
                 Command::Pause => client.pause().await,
                 Command::Resume => client.resume().await,
                 Command::SetLimit(w) => client.set_limit(w).await,
-                Command::HardCut => Err(ActuatorError::Refused("no relay configured".into())),
+                Command::HardCut | Command::Restore => match &self.relay {
+                    Some(r) => r.switch(client.address(), cmd == Command::Restore).await,
+                    None => Err(ActuatorError::Refused("no relay configured".into())),
+                },
             }
         };
         tokio::time::timeout(CALL_WITHIN, work)

@@ -10,6 +10,7 @@
 //! - [`client`]: the only place asic-rs's types appear.
 //! - [`fleet`]: the tasks, and each group as [`SetPower`](super::SetPower) and
 //!   [`ReadPower`](super::ReadPower).
+//! - [`relay`]: the hard cut, a PDU relay told over MQTT.
 //! - [`config`]: the `kind = "asic-fleet"` load's keys.
 
 pub mod assign;
@@ -17,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod fleet;
+pub mod relay;
 
 pub use control::{Command, CommandRecord, Goal, MinerState, Timings};
 pub use fleet::{Fleet, FleetGroup, GroupSpec, MinerSpec, MinerStatus};

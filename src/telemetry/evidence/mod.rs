@@ -311,7 +311,8 @@ impl Record {
     /// The record for the state document: as in the file, but at most [`STATE_UNITS`]
     /// units per load, the rest counted in `units_more`.
     pub fn state_json(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
+        // Cannot fail: strings, bools and numbers (a non-finite one becomes null).
+        let mut v = serde_json::to_value(self).expect("a record serialises");
         if let Some(loads) = v.get_mut("loads").and_then(|l| l.as_array_mut()) {
             for l in loads {
                 if let Some(units) = l.get_mut("units").and_then(|u| u.as_array_mut()) {
@@ -696,11 +697,9 @@ mod disk {
     /// Whole milliseconds, as every duration here is (a difference of `Timestamp`s):
     /// rounding makes what is read back exactly what was written.
     fn duration<E: serde::de::Error>(s: f64) -> Result<Duration, E> {
-        let ms = Duration::try_from_secs_f64(s)
-            .map_err(E::custom)?
-            .as_secs_f64()
-            * 1000.0;
-        Ok(Duration::from_millis(ms.round() as u64))
+        // Refuses negative, non-finite and out-of-range values with serde's own words.
+        Duration::try_from_secs_f64(s).map_err(E::custom)?;
+        Ok(Duration::from_millis((s * 1000.0).round() as u64))
     }
 
     /// A duration as seconds.
