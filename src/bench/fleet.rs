@@ -282,6 +282,8 @@ async fn phases(
             .collect(),
         timings,
         concurrency: opts.concurrency,
+        // No PDU relay: a pause that does not take is this bench's failure to report.
+        relay_topic: None,
         models: Default::default(),
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
