@@ -1,7 +1,9 @@
-//! Measurements behind `gridminer bench sim` (`sim`, with the `sim` feature) and
-//! `gridminer bench live` ([`live`]): figures and ratios against a baseline run in the
-//! same process. Timing lives here, never in tests.
+//! Measurements behind `gridminer bench sim` (`sim`, with the `sim` feature),
+//! `gridminer bench live` ([`live`]) and `gridminer bench fleet` ([`fleet`]): figures
+//! and ratios against a baseline run in the same process. Timing lives here, never in
+//! tests.
 
+pub mod fleet;
 pub mod hash;
 pub mod live;
 #[cfg(feature = "sim")]

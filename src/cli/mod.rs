@@ -160,6 +160,24 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The asic-rs fleet driver against the emulated fleet on loopback: curtail to the
+    /// last command sent and to every pause confirmed, idle polling CPU, memory per
+    /// miner, beside a bare round trip per miner.
+    Fleet {
+        #[arg(long, default_value_t = 200)]
+        miners: usize,
+        /// Curtails measured (each followed by a resume).
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+        /// Seconds of the idle polling window (the driver's default 10 s poll).
+        #[arg(long, default_value_t = 30.0)]
+        idle_seconds: f64,
+        /// The driver's bound on calls in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Whoever reads stdout stopped reading (`| head -c 10`): not a failure of the command,
@@ -228,6 +246,25 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 paced_seconds,
                 samples,
                 idle_seconds,
+                ..Default::default()
+            },
+            json,
+        ),
+        Command::Bench {
+            command:
+                BenchCommand::Fleet {
+                    miners,
+                    runs,
+                    idle_seconds,
+                    concurrency,
+                    json,
+                },
+        } => run::bench_fleet(
+            crate::bench::fleet::FleetBenchOptions {
+                miners,
+                runs,
+                idle_seconds,
+                concurrency,
                 ..Default::default()
             },
             json,

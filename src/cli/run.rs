@@ -69,3 +69,36 @@ pub fn bench(opts: crate::bench::live::LiveOptions, json: bool) -> anyhow::Resul
     )?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// `gridminer bench fleet`.
+pub fn bench_fleet(
+    opts: crate::bench::fleet::FleetBenchOptions,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let b = crate::bench::fleet::fleet(&opts)?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&b)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let met = |ok: bool| if ok { "met" } else { "MISSED" };
+    let budget = &b.budget;
+    outln!(
+        "fleet             {} emulated miners, {} curtails, concurrency {}; CPU {}\n\
+         last command sent p50 {:.1} ms, p99 {:.1} ms after the trigger (emulator's receive times; driver's own stamps p99 {:.0} ms; every set acknowledged p99 {:.1} ms): budget p99 {} ms, {}\n\
+         all confirmed      p50 {:.0} ms, p99 {:.0} ms ({} pauses confirmed): budget stop + one read-back {:.0} ms, {}\n\
+         bare round trip    p50 {:.2} ms, p99 {:.2} ms per miner, all at once ({} samples)\n\
+         idle polling       {:.2} % of a core by the driver's threads, emulator's {:.2} %, over {:.0} s at a {:.0} s poll ({} miners read): budget {} %, {}\n\
+         memory             {:.1} kB per miner (driver), {:.1} kB with the emulator; {:.1} MB resident: budget {} kB, {}",
+        b.miners, b.runs, b.concurrency, b.cpu,
+        b.last_command_sent_p50_ms, b.last_command_sent_p99_ms, b.driver_last_sent_p99_ms, b.all_acknowledged_p99_ms,
+        budget.last_command_sent_p99_ms, met(b.last_command_sent_p99_ms <= budget.last_command_sent_p99_ms),
+        b.all_confirmed_p50_ms, b.all_confirmed_ms, b.confirmed_paused, b.all_confirmed_budget_ms,
+        met(b.all_confirmed_ms <= b.all_confirmed_budget_ms),
+        b.baseline_round_trip_p50_ms, b.baseline_round_trip_p99_ms, b.baseline_samples,
+        b.poll_cpu_percent, b.emulator_cpu_percent, b.idle_seconds, b.poll_seconds, b.idle_reads,
+        budget.poll_cpu_percent, met(b.poll_cpu_percent <= budget.poll_cpu_percent),
+        b.rss_per_miner_kb, b.rss_total_per_miner_kb, b.rss_mb,
+        budget.rss_per_miner_kb, met(b.rss_per_miner_kb <= budget.rss_per_miner_kb)
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
