@@ -23,7 +23,9 @@ pub struct RawPolicy {
     pub min_off: Option<Duration>,
     #[serde(default)]
     pub max_starts_per_day: Option<u32>,
-    /// The running a start must pay for its wear cost within (default: `min_on`).
+    /// The running a start must pay for its wear cost within, at least `min_on`
+    /// (default 12 h: judged over a 15-minute `min_on` alone, a start earns about
+    /// 0.10 EUR, so any real start cost would refuse every start).
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub start_payback: Option<Duration>,
     #[serde(default = "default_max_age", deserialize_with = "de_duration")]
@@ -33,6 +35,9 @@ pub struct RawPolicy {
     #[serde(default)]
     pub frequency: Option<RawFrequency>,
 }
+
+/// `start_payback` when the policy does not say.
+pub const DEFAULT_START_PAYBACK: Duration = Duration::from_secs(12 * 3600);
 
 /// Longest `start_payback`: a week of running.
 pub const MAX_START_PAYBACK: Duration = Duration::from_secs(7 * 86_400);
@@ -83,7 +88,7 @@ pub fn validate_policy(p: &mut Problems, at: &str, raw: RawPolicy) -> Option<Pol
             "0 would never start anything; omit it for no limit",
         );
     }
-    let start_payback = raw.start_payback.unwrap_or_default();
+    let start_payback = raw.start_payback.unwrap_or(DEFAULT_START_PAYBACK);
     if start_payback > MAX_START_PAYBACK {
         p.push(
             format!("{at}.start_payback"),

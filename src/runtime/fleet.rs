@@ -176,8 +176,7 @@ pub async fn build_with_relay(
             min_on: raw.min_on.unwrap_or_default(),
             min_off: raw.min_off.unwrap_or_default(),
             max_starts_per_day: raw.max_starts_per_day,
-            // The fleet's model table has no start cost yet (issue 11, wear branch).
-            start_cost_eur: 0.0,
+            start_cost_eur: raw.start_cost_eur.filter(|c| c.is_finite()).unwrap_or(0.0),
         };
         let name = group_name(&fleet.name, model);
         let first = miners.len();

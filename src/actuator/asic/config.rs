@@ -95,6 +95,9 @@ pub struct RawModel {
     pub min_off: Option<Duration>,
     #[serde(default)]
     pub max_starts_per_day: Option<u32>,
+    /// The wear one start costs, EUR (see the site's `[[loads]] start_cost_eur`).
+    #[serde(default)]
+    pub start_cost_eur: Option<f64>,
 }
 
 fn opt_hashrate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<HashRate>, D::Error> {
@@ -358,6 +361,15 @@ impl RawAsicFleet {
             if let Some(h) = m.hashrate {
                 if !(h.0 > 0.0 && h.0.is_finite()) {
                     p.push(format!("{key}.hashrate"), "must be > 0");
+                }
+            }
+            if let Some(c) = m.start_cost_eur {
+                let max = crate::site::MAX_START_COST_EUR;
+                if !(0.0..=max).contains(&c) {
+                    p.push(
+                        format!("{key}.start_cost_eur"),
+                        format!("{c} must be from 0 to {max} EUR"),
+                    );
                 }
             }
             if m.max_starts_per_day == Some(0) {
