@@ -20,7 +20,10 @@ fn every_example_site_config_checks_out() {
         .collect();
     sites.sort();
     let names: Vec<_> = sites.iter().map(|p| p.file_name().unwrap()).collect();
-    assert_eq!(names, ["asic-fleet.toml", "embedded.toml", "sunspec-tls.toml"]);
+    assert_eq!(
+        names,
+        ["asic-fleet.toml", "embedded.toml", "sunspec-tls.toml"]
+    );
     for path in &sites {
         let o = gridminer(&["config", "check", &path.display().to_string()], &root());
         assert!(o.status.success(), "{}", text(&o));
