@@ -461,6 +461,33 @@ impl MqttConnection {
     }
 }
 
+/// The options of a short connection of its own to the daemon's broker: the same host,
+/// login and TLS, as `<client_id>-<suffix>` (a broker drops the older of two connections
+/// sharing an id), a clean session, no last will, taking packets up to `max_incoming`.
+fn one_shot_options(
+    settings: &MqttSettings,
+    suffix: &str,
+    max_incoming: usize,
+) -> Result<MqttOptions, MqttError> {
+    let mut opts = MqttOptions::new(
+        format!("{}-{suffix}", settings.client_id),
+        &settings.host,
+        settings.port,
+    );
+    if let Some(ca_path) = &settings.tls_ca {
+        install_crypto_provider();
+        let config = relay::tls_config(&read_ca(ca_path)?)?;
+        opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(config)));
+    }
+    opts.set_keep_alive(settings.keep_alive)
+        .set_clean_session(true)
+        .set_max_packet_size(max_incoming, MAX_OUTGOING_PACKET_SIZE);
+    if let (Some(u), Some(p)) = (&settings.username, &settings.password) {
+        opts.set_credentials(u, p);
+    }
+    Ok(opts)
+}
+
 /// Publishes `messages` (topic, body; retained, QoS 1) on a connection of its own, waits
 /// until the broker has acknowledged each, and disconnects; at most `deadline`. This is
 /// how the loads' safe state reaches the broker when the daemon's own connection is what
@@ -477,22 +504,7 @@ pub async fn publish_once(
         host: host.clone(),
         detail,
     };
-    let mut opts = MqttOptions::new(
-        format!("{}-safe", settings.client_id),
-        &settings.host,
-        settings.port,
-    );
-    if let Some(ca_path) = &settings.tls_ca {
-        install_crypto_provider();
-        let config = relay::tls_config(&read_ca(ca_path)?)?;
-        opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(config)));
-    }
-    opts.set_keep_alive(settings.keep_alive)
-        .set_clean_session(true)
-        .set_max_packet_size(MAX_OUTGOING_PACKET_SIZE, MAX_OUTGOING_PACKET_SIZE);
-    if let (Some(u), Some(p)) = (&settings.username, &settings.password) {
-        opts.set_credentials(u, p);
-    }
+    let opts = one_shot_options(settings, "safe", MAX_OUTGOING_PACKET_SIZE)?;
     let (client, mut eventloop) = AsyncClient::new(opts, messages.len() + 1);
     eventloop.network_options = network_options();
     for (topic, body) in messages {
@@ -538,22 +550,7 @@ pub async fn read_retained(
         host: host.clone(),
         detail,
     };
-    let mut opts = MqttOptions::new(
-        format!("{}-read", settings.client_id),
-        &settings.host,
-        settings.port,
-    );
-    if let Some(ca_path) = &settings.tls_ca {
-        install_crypto_provider();
-        let config = relay::tls_config(&read_ca(ca_path)?)?;
-        opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(config)));
-    }
-    opts.set_keep_alive(settings.keep_alive)
-        .set_clean_session(true)
-        .set_max_packet_size(usize::MAX >> 4, MAX_OUTGOING_PACKET_SIZE);
-    if let (Some(u), Some(p)) = (&settings.username, &settings.password) {
-        opts.set_credentials(u, p);
-    }
+    let opts = one_shot_options(settings, "read", usize::MAX >> 4)?;
     let (client, mut eventloop) = AsyncClient::new(opts, 4);
     eventloop.network_options = network_options();
     client

@@ -262,15 +262,11 @@ pub(super) fn start(
             }
             // The guard stops the link however the follower ends, a panic included: a
             // link left running would hold up the shutdown.
-            let guard = stop.drop_guard();
             let driver = w.fault.driver(i, setpoint);
             w.supervisor.spawn(
                 w.tracker,
                 task(),
-                ends(async move {
-                    let _guard = guard;
-                    follower.follow(driver).await;
-                }),
+                ends(follower.follow_holding(driver, stop.drop_guard())),
             );
             Ok(Meter {
                 status,
@@ -294,15 +290,11 @@ pub(super) fn start(
             );
             // The miners' tasks outlive the controller: the safe state goes out through
             // them, and only when every group has applied it do they stop.
-            let guard = guard.clone();
             let driver = w.fault.driver(i, fleet.group(group));
             w.supervisor.spawn(
                 w.tracker,
                 task(),
-                ends(async move {
-                    let _guard = guard;
-                    follower.follow(driver).await;
-                }),
+                ends(follower.follow_holding(driver, guard.clone())),
             );
             Ok(Meter {
                 status,
@@ -394,6 +386,18 @@ impl Follower {
                 lock(&self.status).failed(Operation::Set, error, self.clock.now());
             }
         }
+    }
+
+    /// [`Follower::follow`], holding `guard` until it ends however it ends (a panic
+    /// included): what the guard keeps running (a load's connection, a fleet's miner
+    /// tasks) is needed to apply the safe state, and must stop once it is applied.
+    async fn follow_holding<G: Send + 'static>(
+        self,
+        driver: impl SetPower + Send + 'static,
+        guard: G,
+    ) {
+        let _guard = guard;
+        self.follow(driver).await;
     }
 
     /// Books every reading of the load until `shutdown` or the driver stops.

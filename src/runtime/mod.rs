@@ -624,7 +624,7 @@ impl LiveLoop {
             .close(now, &self.load_statuses(), &self.meters);
         let d = self.core.controller.safe_state(now);
         let (loads, hashing) = (self.load_statuses(), self.hashing_reports());
-        self.publish(d, now, loads, hashing);
+        self.publish(d, now, loads, hashing, self.fleet_statuses());
         tracing::info!("Loads set to the safe state");
         Ok(())
     }
@@ -795,12 +795,8 @@ impl LiveLoop {
         self.metrics.loads(&self.names, &d, &loads);
         let hashing = self.hashing_reports();
         self.metrics.hashing(&self.names, &hashing);
-        let fleet: Vec<MinerStatus> = self
-            .meters
-            .iter()
-            .filter_map(Meter::miners)
-            .flatten()
-            .collect();
+        // One look at every miner per step: metrics, InfluxDB and the snapshot share it.
+        let fleet = self.fleet_statuses();
         self.metrics.fleet(&fleet);
         if let Some(sender) = &self.influx {
             if self
@@ -816,7 +812,7 @@ impl LiveLoop {
             sender.send_all(points::load_points(&self.names, &d, &loads));
             sender.send_all(points::hashing_points(&self.names, &hashing, now));
         }
-        self.publish(d.clone(), now, loads.clone(), hashing);
+        self.publish(d.clone(), now, loads.clone(), hashing, fleet);
         // After the loads have their targets: the evidence of a shed must not delay it.
         // A record opened here shows in the next step's snapshot.
         let state = self.core.controller.state();
@@ -827,6 +823,15 @@ impl LiveLoop {
     /// What each load's driver reports now, in config order.
     fn load_statuses(&self) -> Vec<LoadStatus> {
         self.meters.iter().map(Meter::status).collect()
+    }
+
+    /// Every ASIC miner's status now, group by group.
+    fn fleet_statuses(&self) -> Vec<MinerStatus> {
+        self.meters
+            .iter()
+            .filter_map(Meter::miners)
+            .flatten()
+            .collect()
     }
 
     /// What each hashing load reports now (`None` for the others).
@@ -841,6 +846,7 @@ impl LiveLoop {
         now: Timestamp,
         loads: Vec<LoadStatus>,
         hashing: Vec<Option<HashingReport>>,
+        fleet: Vec<MinerStatus>,
     ) {
         self.snapshots.send_replace(Arc::new(Snapshot {
             at: now,
@@ -848,12 +854,7 @@ impl LiveLoop {
             state: self.core.controller.state().clone(),
             loads,
             hashing,
-            fleet: self
-                .meters
-                .iter()
-                .filter_map(Meter::miners)
-                .flatten()
-                .collect(),
+            fleet,
             events: self.evidence.shown(),
         }));
     }

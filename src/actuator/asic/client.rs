@@ -163,11 +163,7 @@ impl AsicMiner {
 
     /// Reads the miner; stamped with when the answer came.
     pub async fn read(&self, now: impl Fn() -> Timestamp) -> Result<Observed, ActuatorError> {
-        let exclude: Vec<DataField> = all_fields()
-            .into_iter()
-            .filter(|f| !READ_ONLY.contains(f))
-            .collect();
-        let data = self.miner.get_data_filtered(exclude).await;
+        let data = self.miner.get_data_filtered(not_read().to_vec()).await;
         // asic-rs fills what it could not read with defaults: no wattage, no hashrate
         // and no tuning target together mean no answer at all.
         if data.wattage.is_none() && data.hashrate.is_none() && data.tuning_target.is_none() {
@@ -214,7 +210,13 @@ fn answer(address: IpAddr, what: &str, r: anyhow::Result<bool>) -> Result<(), Ac
     }
 }
 
-fn all_fields() -> Vec<DataField> {
+/// Every field but [`READ_ONLY`]: what a read-back leaves out, listed once.
+fn not_read() -> &'static [DataField] {
     use strum::IntoEnumIterator;
-    DataField::iter().collect()
+    static NOT_READ: std::sync::OnceLock<Vec<DataField>> = std::sync::OnceLock::new();
+    NOT_READ.get_or_init(|| {
+        DataField::iter()
+            .filter(|f| !READ_ONLY.contains(f))
+            .collect()
+    })
 }

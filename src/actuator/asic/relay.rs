@@ -46,8 +46,9 @@ impl Relay for MqttRelay {
     ) -> Pin<Box<dyn Future<Output = Result<(), ActuatorError>> + Send + '_>> {
         let mut settings = self.settings.clone();
         // A connection of its own per switch: a hard cut is rare, and must not wait on
-        // (or be lost with) the daemon's own connection.
-        settings.client_id = format!("{}-relay", settings.client_id);
+        // (or be lost with) the daemon's own connection. Its id names the miner: two
+        // miners cut at once must not share one (the broker would drop the first).
+        settings.client_id = format!("{}-relay-{miner}", settings.client_id);
         let message = (
             self.topic_for(miner),
             if on { "ON" } else { "OFF" }.to_string(),
