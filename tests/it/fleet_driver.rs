@@ -105,6 +105,16 @@ impl Running {
         }
     }
 
+    /// The one miner with a fault (the tests that call it give exactly one).
+    fn faulty(&self) -> std::net::Ipv4Addr {
+        self.emu
+            .snapshots()
+            .into_iter()
+            .find(|s| s.fault.is_some())
+            .expect("one faulty miner")
+            .addr
+    }
+
     fn hashing(&self) -> usize {
         self.emu.snapshots().iter().filter(|s| s.hashing).count()
     }
@@ -254,13 +264,7 @@ async fn r11_a_liar_is_detected_excluded_and_its_draw_taken_off_the_target() {
         &[],
     )
     .await;
-    let liar = r
-        .emu
-        .snapshots()
-        .into_iter()
-        .find(|s| s.fault.is_some())
-        .expect("one liar")
-        .addr;
+    let liar = r.faulty();
     let mut g = r.fleet.group(0);
     // Off: the two honest ones stop; the liar answers OK and keeps hashing.
     let _ = g.set(LoadTarget::OFF).await;
@@ -363,13 +367,7 @@ async fn r11_a_limit_that_is_taken_but_not_followed_escalates_to_a_pause() {
         &[("M30SPlusVE40", Some(1800.0))],
     )
     .await;
-    let stuck = r
-        .emu
-        .snapshots()
-        .into_iter()
-        .find(|s| s.fault.is_some())
-        .expect("one stuck")
-        .addr;
+    let stuck = r.faulty();
     let mut g = r.fleet.group(0);
     let _ = g.set(on(2, 4000.0)).await;
     until(

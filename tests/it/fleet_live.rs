@@ -21,10 +21,6 @@ use super::support::{gridminer, text};
 
 const MINERS: usize = 20;
 
-fn site(id: &str, port: u16, miners: &str) -> String {
-    site_with(id, port, miners, "")
-}
-
 fn site_with(id: &str, port: u16, miners: &str, fleet_keys: &str) -> String {
     format!(
         r#"
@@ -67,6 +63,33 @@ fn drawn(emu: &emulator::Fleet) -> Watts {
     emu.snapshots().iter().map(|s| s.power).sum()
 }
 
+/// The liar of `emu` (the tests give it exactly one).
+fn liar_of(emu: &emulator::Fleet) -> std::net::Ipv4Addr {
+    emu.snapshots()
+        .into_iter()
+        .find(|s| s.fault.is_some())
+        .expect("one liar")
+        .addr
+}
+
+/// A daemon for site `id` driving `emu`'s miners (with `fleet_keys` added to the fleet
+/// load), on an embedded broker of its own port; with its config directory (kept alive
+/// by the caller) and the config's path.
+async fn daemon(
+    emu: &emulator::Fleet,
+    id: &str,
+    fleet_keys: &str,
+) -> (runtime::Running, u16, tempfile::TempDir, std::path::PathBuf) {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("site.toml");
+    let miners: Vec<String> = emu.addresses().iter().map(|a| format!("\"{a}\"")).collect();
+    std::fs::write(&cfg, site_with(id, port, &miners.join(", "), fleet_keys)).unwrap();
+    let site = gridminer::runtime::config::load(&cfg).expect("the config loads");
+    let running = runtime::start(site).await.expect("daemon starts");
+    (running, port, dir, cfg)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r11_the_daemon_drives_a_fleet_follows_surplus_excludes_a_liar_and_sheds_on_under_frequency(
 ) {
@@ -88,20 +111,9 @@ async fn r11_the_daemon_drives_a_fleet_follows_surplus_excludes_a_liar_and_sheds
         ..FleetOptions::default()
     })
     .await;
-    let liar = emu
-        .snapshots()
-        .into_iter()
-        .find(|s| s.fault.is_some())
-        .expect("one liar")
-        .addr;
+    let liar = liar_of(&emu);
     let id = "fleet-live";
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("site.toml");
-    let miners: Vec<String> = emu.addresses().iter().map(|a| format!("\"{a}\"")).collect();
-    std::fs::write(&cfg, site(id, port, &miners.join(", "))).unwrap();
-    let site_cfg = gridminer::runtime::config::load(&cfg).expect("the config loads");
-    let running = runtime::start(site_cfg).await.expect("daemon starts");
+    let (running, port, dir, cfg) = daemon(&emu, id, "").await;
     // Availability only: the state document with 20 miners is larger than the test
     // client's default packet limit (10 kB).
     let (client, mut rx) = subscriber(port, &format!("gridminer/{id}/availability")).await;
@@ -247,30 +259,9 @@ async fn r11_a_liar_that_will_not_pause_is_cut_at_its_outlet() {
         ..FleetOptions::default()
     })
     .await;
-    let liar = emu
-        .snapshots()
-        .into_iter()
-        .find(|s| s.fault.is_some())
-        .expect("one liar")
-        .addr;
+    let liar = liar_of(&emu);
     let id = "fleet-cut";
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("site.toml");
-    let miners: Vec<String> = emu.addresses().iter().map(|a| format!("\"{a}\"")).collect();
-    std::fs::write(
-        &cfg,
-        site_with(
-            id,
-            port,
-            &miners.join(", "),
-            "relay_topic = \"pdu/{miner}/set\"",
-        ),
-    )
-    .unwrap();
-    let running = runtime::start(gridminer::runtime::config::load(&cfg).expect("config"))
-        .await
-        .expect("daemon starts");
+    let (running, port, _dir, _cfg) = daemon(&emu, id, "relay_topic = \"pdu/{miner}/set\"").await;
     // The PDU: switches the emulated outlet as the relay topic says.
     let (client, mut rx) = subscriber(port, "pdu/#").await;
     let topic = format!("pdu/{liar}/set");
@@ -341,14 +332,7 @@ async fn r11_stopping_the_daemon_pauses_the_fleet() {
     })
     .await;
     let id = "fleet-stop";
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("site.toml");
-    let miners: Vec<String> = emu.addresses().iter().map(|a| format!("\"{a}\"")).collect();
-    std::fs::write(&cfg, site(id, port, &miners.join(", "))).unwrap();
-    let running = runtime::start(gridminer::runtime::config::load(&cfg).expect("config"))
-        .await
-        .expect("daemon starts");
+    let (running, port, _dir, _cfg) = daemon(&emu, id, "").await;
     let (client, mut rx) = subscriber(port, &format!("gridminer/{id}/availability")).await;
     while next_message(&mut rx, &format!("gridminer/{id}/availability")).await != "online" {}
     for (topic, payload) in [
