@@ -258,7 +258,12 @@ impl LoadLedger {
         let counts = Counts {
             on: o.running.len() as u32,
             may_stop: stop as u32,
-            may_start: (resting + spent) as u32,
+            // A limit of zero starts a day lets none start, whatever queue it rests in.
+            may_start: if wear.max_starts_per_day == Some(0) {
+                0
+            } else {
+                (resting + spent) as u32
+            },
         };
         (counts, Timestamp(until))
     }
@@ -324,6 +329,15 @@ impl LoadLedger {
                     break;
                 }
                 o.resting.pop_front();
+                if u.starts_on(day) >= max {
+                    // Out of starts while resting: never started, with a limit of 0, or
+                    // a policy reloaded with a lower limit. It waits for its next day.
+                    o.spent.push_back(Switched {
+                        since: u.since.0,
+                        unit,
+                    });
+                    continue;
+                }
                 if u.day != day {
                     u.day = day;
                     u.starts_today = 0;
@@ -541,6 +555,78 @@ mod tests {
         };
         // A 1e19 ms age became negative as an i64: nothing was ever fresh.
         assert_eq!(recent.fresh(now, Duration::MAX), Some(Watts(1.0)));
+    }
+
+    fn ledger_of(count: u32) -> LoadLedger {
+        LoadLedger::new(&LoadSpec {
+            name: "a".into(),
+            kind: crate::site::LoadKind::Asic,
+            count,
+            rated_power: Watts(1000.0),
+            hashrate: crate::units::HashRate(1e12),
+            levels: crate::site::PowerLevels::OnOff,
+            ramp: Duration::ZERO,
+            wake: Duration::ZERO,
+            wear: WearLimits::default(),
+        })
+    }
+
+    fn ask(l: &mut LoadLedger, units_on: u32, at: Timestamp, wear: &WearLimits) {
+        l.apply(
+            LoadTarget {
+                units_on,
+                power: Watts(1000.0 * f64::from(units_on)),
+            },
+            at,
+            wear,
+        );
+    }
+
+    /// r12 defect 1: a start limit of 0 let every unit start once a day, because a unit
+    /// that was never stopped rested in the queue of units that may start, and starting
+    /// from that queue did not check the limit. Nor did a limit lowered by a policy
+    /// reload stop a unit that had already used the new limit's starts.
+    #[test]
+    fn r12_no_unit_starts_past_its_days_start_limit() {
+        let day = Timestamp::MS_PER_DAY;
+        let none = WearLimits {
+            max_starts_per_day: Some(0),
+            ..WearLimits::default()
+        };
+        let mut l = ledger_of(3);
+        for d in 0..3 {
+            let at = Timestamp(d * day + 1000);
+            assert_eq!(l.counts_until(at, &none).0.may_start, 0);
+            ask(&mut l, 3, at, &none);
+            assert_eq!(l.on_count(), 0, "day {d}");
+        }
+        assert_eq!(l.total_starts, 0);
+
+        // Two starts used under a limit of 2, then the limit drops to 1: no third start
+        // that day, one the next.
+        let two = WearLimits {
+            max_starts_per_day: Some(2),
+            ..WearLimits::default()
+        };
+        let one = WearLimits {
+            max_starts_per_day: Some(1),
+            ..WearLimits::default()
+        };
+        let mut l = ledger_of(1);
+        for k in 0..2 {
+            ask(&mut l, 1, Timestamp(10 * day + 4 * k), &two);
+            ask(&mut l, 0, Timestamp(10 * day + 4 * k + 2), &two);
+        }
+        assert_eq!(l.total_starts, 2);
+        ask(&mut l, 1, Timestamp(10 * day + 100), &one);
+        assert_eq!(l.on_count(), 0, "a third start on a day limited to one");
+        assert_eq!(
+            l.counts_until(Timestamp(10 * day + 200), &one).0.may_start,
+            0
+        );
+        ask(&mut l, 1, Timestamp(11 * day + 100), &one);
+        assert_eq!(l.on_count(), 1, "the next day gives its start back");
+        assert_eq!(l.units[0].starts_today, 1);
     }
 
     #[test]

@@ -10,13 +10,16 @@ use serde::Serialize;
 use crate::scenario::load_scenario;
 use crate::signal::replay::Replay;
 use crate::sim::sweep::{sweep, Vary};
-use crate::sim::{run, SimError, SimOptions};
+use crate::sim::{optimum, report, run, SimError, SimOptions};
 
+use super::fleet::cpu_model;
 use super::peak_rss_mb;
 
 #[derive(Debug, Serialize)]
 pub struct SimBench {
     pub scenario: String,
+    /// The CPU the figures were taken on.
+    pub cpu: String,
     pub steps: usize,
     /// Loading and aligning the scenario's files.
     pub load_seconds: f64,
@@ -28,6 +31,12 @@ pub struct SimBench {
     pub ratio_vs_baseline: f64,
     /// The same run recording every step (what `simulate` does).
     pub recorded_run_seconds: f64,
+    /// The clairvoyant optimum: the best feasible schedule and both bounds.
+    pub optimum_seconds: f64,
+    /// Baseline for the optimum: one unit's exact programme over the whole run.
+    pub one_programme_seconds: f64,
+    /// All of `simulate`: load, recorded run, optimum, every output written.
+    pub simulate_seconds: f64,
     pub sweep_variants: usize,
     pub sweep_seconds: f64,
     pub variants_per_second: f64,
@@ -40,6 +49,7 @@ pub struct SimBench {
 #[derive(Debug, Serialize)]
 pub struct Budget {
     pub run_seconds: f64,
+    pub simulate_seconds: f64,
     pub load_seconds: f64,
     pub sweep_seconds: f64,
     pub peak_rss_mb: f64,
@@ -86,6 +96,35 @@ pub fn sim(scenario: &Path, variants: usize) -> Result<SimBench, SimError> {
     let recorded_run_seconds = t.elapsed().as_secs_f64();
     let peak = peak_rss_mb().unwrap_or(f64::NAN);
 
+    // The optimum, and the whole of `simulate` as a user runs it, best of three each.
+    let profit = run(&sc, &replay, SimOptions::default())?.kpis.profit_eur;
+    let mut optimum_seconds = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        black_box(crate::sim::optimum(&sc, &replay, profit)?);
+        optimum_seconds = optimum_seconds.min(t.elapsed().as_secs_f64());
+    }
+    let one_programme_seconds = optimum::bench_one_programme(replay.len);
+    let out = std::env::temp_dir().join(format!("gridminer-bench-sim-{}", std::process::id()));
+    let mut simulate_seconds = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let sc = load_scenario(scenario, &[])?;
+        let replay = Replay::load(&sc.history)?;
+        let mut r = run(
+            &sc,
+            &replay,
+            SimOptions {
+                record: true,
+                ..Default::default()
+            },
+        )?;
+        r.kpis.optimum = Some(crate::sim::optimum(&sc, &replay, r.kpis.profit_eur)?);
+        black_box(report::write_outputs(&sc, &r, &out)?);
+        simulate_seconds = simulate_seconds.min(t.elapsed().as_secs_f64());
+    }
+    let _ = std::fs::remove_dir_all(&out);
+
     let side = (variants as f64).cbrt().round().max(1.0) as usize;
     let varies = vec![
         Vary {
@@ -107,6 +146,7 @@ pub fn sim(scenario: &Path, variants: usize) -> Result<SimBench, SimError> {
     let n = result.rows.len();
     Ok(SimBench {
         scenario: sc.name,
+        cpu: cpu_model(),
         steps: replay.len,
         load_seconds,
         run_seconds,
@@ -114,6 +154,9 @@ pub fn sim(scenario: &Path, variants: usize) -> Result<SimBench, SimError> {
         baseline_seconds,
         ratio_vs_baseline: run_seconds / baseline_seconds,
         recorded_run_seconds,
+        optimum_seconds,
+        one_programme_seconds,
+        simulate_seconds,
         sweep_variants: n,
         sweep_seconds,
         variants_per_second: n as f64 / sweep_seconds,
@@ -121,6 +164,7 @@ pub fn sim(scenario: &Path, variants: usize) -> Result<SimBench, SimError> {
         peak_rss_mb: peak,
         budget: Budget {
             run_seconds: 0.2,
+            simulate_seconds: 1.0,
             load_seconds: 1.0,
             sweep_seconds: 60.0,
             peak_rss_mb: 200.0,

@@ -106,7 +106,7 @@ pub fn bench(scenario: &Path, variants: usize, json: bool) -> anyhow::Result<Exi
     if json {
         outln!("{}", serde_json::to_string_pretty(&b)?)?;
     } else {
-        outln!("scenario {}: {} steps", b.scenario, b.steps)?;
+        outln!("scenario {}: {} steps on {}", b.scenario, b.steps, b.cpu)?;
         outln!(
             "  load + align      {:.3} s   (budget {} s)",
             b.load_seconds,
@@ -124,6 +124,17 @@ pub fn bench(scenario: &Path, variants: usize, json: bool) -> anyhow::Result<Exi
             b.ratio_vs_baseline
         )?;
         outln!("  recorded run      {:.3} s", b.recorded_run_seconds)?;
+        outln!(
+            "  optimum           {:.3} s   = {:.0} unit programmes over the run ({:.4} s each)",
+            b.optimum_seconds,
+            b.optimum_seconds / b.one_programme_seconds,
+            b.one_programme_seconds
+        )?;
+        outln!(
+            "  simulate          {:.3} s   load, recorded run, optimum, outputs (budget {} s)",
+            b.simulate_seconds,
+            b.budget.simulate_seconds
+        )?;
         outln!("  sweep             {} variants in {:.1} s = {:.1} variants/s on {} threads (budget {} s)", b.sweep_variants, b.sweep_seconds, b.variants_per_second, b.sweep_threads, b.budget.sweep_seconds)?;
         outln!(
             "  peak memory       {:.0} MB (budget {} MB)",

@@ -72,17 +72,49 @@ pub struct MonthKpis {
 /// The clairvoyant optimum, as the report shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct OptimumKpis {
-    /// Profit no policy can beat on this data (Lagrangian dual bound).
+    /// Profit no policy can beat on this data: the tighter of the two bounds below.
     pub upper_bound_eur: f64,
-    /// Profit of the best schedule the solver found (feasible, perfect foresight),
-    /// its starts' wear cost taken off as the online profit's is.
+    /// Which bound that is.
+    pub bound: crate::sim::optimum::BoundKind,
+    /// The Lagrangian dual bound (prices wear limits; loose on a non-convex tariff);
+    /// not computed when the no-wear bound already meets the best feasible profit.
+    pub lagrangian_bound_eur: Option<f64>,
+    /// The exact optimum without wear limits, step by step (exact for any tariff).
+    pub no_wear_bound_eur: f64,
+    /// Profit of the best schedule known that keeps every limit (perfect foresight),
+    /// its starts' wear cost taken off as the online profit's is: the better of the
+    /// solver's schedule and the online policy's own run, which is feasible too.
     pub feasible_eur: f64,
-    /// What that schedule's starts cost, EUR (already in `feasible_eur`).
+    /// Which schedule that is.
+    pub feasible_source: FeasibleSource,
+    /// What the solver's schedule's starts cost, EUR (in its profit).
     pub feasible_wear_cost_eur: f64,
-    /// Online profit / upper bound.
+    /// (bound - best feasible) / |bound|: how well the optimum itself is known. The
+    /// true optimum lies between the two.
+    pub gap: f64,
+    /// Online profit / upper bound; 1 where the bound is 0 and the policy lost nothing.
     pub ratio: f64,
     pub iterations: u32,
     pub solve_seconds: f64,
+}
+
+/// Where the best feasible schedule came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FeasibleSource {
+    /// The solver's merit-order programmes and best responses.
+    Solver,
+    /// The online policy's own run: the solver found nothing better.
+    Online,
+}
+
+impl std::fmt::Display for FeasibleSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FeasibleSource::Solver => "the solver's schedule",
+            FeasibleSource::Online => "the online policy's own run",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

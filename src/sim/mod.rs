@@ -477,7 +477,13 @@ pub fn optimum(
         day.push(replay.time(i).day());
     }
     let policy = policy_for(sc);
-    let steps = |d: Duration| d.as_secs().div_ceil(replay.step.as_secs()) as u32;
+    // Whole steps, rounded up as the ledger enforces them: a unit on at one step may stop
+    // at the first step at least `min_on` later (1.5 s at 1 s steps is 2 steps).
+    let steps = |d: Duration| {
+        d.as_nanos()
+            .div_ceil(replay.step.as_nanos().max(1))
+            .min(u128::from(u32::MAX)) as u32
+    };
     let classes: Vec<optimum::UnitClass> = sc
         .loads
         .iter()
@@ -510,12 +516,9 @@ pub fn optimum(
         max_iterations: 30,
         tolerance: 1e-3,
     };
-    // The best schedule that keeps every wear limit, with units drawing at least their
-    // lowest power whenever on.
-    let feasible = optimum::solve(&input)?;
-    // The bound: simulated units draw less than that while they wake and ramp, so the
-    // bound lets an "on" unit draw anything down to zero. That makes it the optimum
-    // without wear limits, a little looser, but one no realised schedule can beat.
+    // The bounds: simulated units draw less than their lowest power while they wake and
+    // ramp, so the bounds let an "on" unit draw anything down to zero: a little looser,
+    // but no realised schedule can beat them.
     let relaxed: Vec<optimum::UnitClass> = classes
         .iter()
         .map(|c| optimum::UnitClass {
@@ -523,21 +526,50 @@ pub fn optimum(
             ..c.clone()
         })
         .collect();
-    let bound = optimum::solve(&optimum::OptimumInput {
+    let relaxed = optimum::OptimumInput {
         classes: &relaxed,
         ..input
-    })?;
-    let upper = bound.upper_bound_eur;
+    };
+    // On one core the best schedule that keeps every wear limit, with units drawing at
+    // least their lowest power whenever on; on the other the two bounds. The Lagrangian
+    // aims its steps at the online profit, a schedule known to be feasible, and is not
+    // needed when the exact no-wear optimum already meets that.
+    let bounds = || -> Result<(f64, f64, u32), optimum::InputError> {
+        let no_wear = optimum::no_wear_bound(&relaxed)?;
+        if optimum::relative_gap(no_wear, online_profit) <= input.tolerance {
+            return Ok((no_wear, f64::INFINITY, 0));
+        }
+        let (lagrangian, iterations) = optimum::lagrangian_bound(&relaxed, online_profit)?;
+        Ok((no_wear, lagrangian, iterations))
+    };
+    let (feasible, bounds) = rayon::join(|| optimum::feasible(&input), bounds);
+    let (feasible, (no_wear, lagrangian, iterations)) = (feasible?, bounds?);
+    // The online run is a feasible schedule too: the best known is the better of the two.
+    let (feasible_eur, feasible_source) = if online_profit > feasible.feasible_eur {
+        (online_profit, kpi::FeasibleSource::Online)
+    } else {
+        (feasible.feasible_eur, kpi::FeasibleSource::Solver)
+    };
+    let (upper, bound) = optimum::tighter(lagrangian, no_wear);
     Ok(kpi::OptimumKpis {
         upper_bound_eur: upper,
-        feasible_eur: feasible.feasible_eur,
+        bound,
+        lagrangian_bound_eur: lagrangian.is_finite().then_some(lagrangian),
+        no_wear_bound_eur: no_wear,
+        feasible_eur,
+        feasible_source,
         feasible_wear_cost_eur: feasible.feasible_wear_cost_eur,
+        gap: optimum::relative_gap(upper, feasible_eur),
+        // Doing nothing earns 0, so the bound is never below it; where it is 0 there was
+        // nothing to earn, and a policy that lost nothing got all of it.
         ratio: if upper > 0.0 {
             online_profit / upper
+        } else if online_profit >= upper {
+            1.0
         } else {
-            f64::NAN
+            0.0
         },
-        iterations: feasible.iterations + bound.iterations,
+        iterations,
         solve_seconds: t0.elapsed().as_secs_f64(),
     })
 }

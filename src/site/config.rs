@@ -121,6 +121,14 @@ pub fn validate_loads(p: &mut Problems, key: &str, loads: Vec<(usize, RawLoad)>)
                             PowerLevels::Range { min: m }
                         }
                     };
+                    if a.max_starts_per_day == Some(0) {
+                        // As for the policy's limit: zero starts would mean a load that
+                        // never runs; leave the load out instead.
+                        p.push(
+                            format!("{at}.max_starts_per_day"),
+                            "must be at least 1 (omit it for no limit)",
+                        );
+                    }
                     let start_cost_eur = a.start_cost_eur.unwrap_or(0.0);
                     if !(0.0..=MAX_START_COST_EUR).contains(&start_cost_eur) {
                         // Also catches NaN: `contains` is false for it.

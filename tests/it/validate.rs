@@ -462,3 +462,14 @@ fn r11_start_cost_is_range_checked_at_its_key_path() {
     assert_reported(&payback("8d"), &["policy.start_payback"]);
     assert_eq!(problems(&payback("12h")), Vec::<String>::new());
 }
+
+/// r12 defect 1: a load's hardware `max_starts_per_day = 0` was accepted, then ignored
+/// online (each unit still started once a day) while the optimum honoured it. It is now
+/// rejected at its key path, as the policy's own limit of 0 is.
+#[test]
+fn r12_a_hardware_start_limit_of_zero_is_a_problem() {
+    let at = "name = \"a\"\ncount = 2";
+    let with = |v: &str| GOOD_SITE.replacen(at, &format!("{at}\nmax_starts_per_day = {v}"), 1);
+    assert_reported(&with("0"), &["loads[0].max_starts_per_day"]);
+    assert_eq!(problems(&with("1")), Vec::<String>::new());
+}
