@@ -140,3 +140,74 @@ fn parquet_series_read_like_csv() {
     assert_eq!(table.columns["price"], vec![1.5, 2.5, 3.5]);
     assert_eq!(table.resolution, 3_600_000);
 }
+
+/// Writes `times` (the time column, as built) and a `price` column to `s.parquet`.
+fn parquet_with_times(dir: &std::path::Path, times: Series) -> SeriesSpec {
+    let path = dir.join("s.parquet");
+    let n = times.len();
+    let mut df = DataFrame::new_infer_height(vec![
+        times.into_column(),
+        Column::new("price".into(), (0..n).map(|k| k as f64).collect::<Vec<_>>()),
+    ])
+    .unwrap();
+    ParquetWriter::new(std::fs::File::create(&path).unwrap())
+        .finish(&mut df)
+        .unwrap();
+    SeriesSpec {
+        name: "s".into(),
+        path,
+        time_column: "timestamp".into(),
+        max_age: None,
+    }
+}
+
+/// Issue 12 defect 8: a parquet file whose time column is a native timestamp (what
+/// pandas and pyarrow write) failed with polars' internal message. Native timestamps of
+/// any unit, with or without a time zone (the instant is UTC either way), and dates are
+/// read as the same instants as the text and epoch-millisecond columns.
+#[test]
+fn r12_defect8_parquet_native_timestamps_and_dates_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let hours = [
+        "2018-03-25T00:00:00Z",
+        "2018-03-25T01:00:00Z",
+        "2018-03-25T02:00:00Z",
+    ];
+    let ms: Vec<i64> = hours.iter().map(|h| t(h).0).collect();
+    let zones = [None, Some("UTC"), Some("Europe/Berlin")];
+    for (unit, per_ms) in [
+        (TimeUnit::Milliseconds, 1),
+        (TimeUnit::Microseconds, 1_000),
+        (TimeUnit::Nanoseconds, 1_000_000),
+    ] {
+        for zone in zones {
+            let ticks: Vec<i64> = ms.iter().map(|m| m * per_ms).collect();
+            let times = Int64Chunked::new("timestamp".into(), &ticks)
+                .into_datetime(unit, TimeZone::opt_try_new(zone).unwrap())
+                .into_series();
+            let s = parquet_with_times(dir.path(), times);
+            let table =
+                read_series(&s, &["price"]).unwrap_or_else(|e| panic!("{unit:?} {zone:?}: {e}"));
+            assert_eq!(table.times, ms, "{unit:?} {zone:?}");
+            assert_eq!(table.resolution, 3_600_000);
+            assert_eq!(table.columns["price"], vec![0.0, 1.0, 2.0]);
+        }
+    }
+    // Dates: days since the epoch, each a day's interval.
+    let days: Vec<i32> = (17_614..17_617).collect();
+    let times = Int32Chunked::new("timestamp".into(), &days)
+        .into_date()
+        .into_series();
+    let table = read_series(&parquet_with_times(dir.path(), times), &["price"]).unwrap();
+    assert_eq!(table.start(), t("2018-03-24T00:00:00Z"));
+    assert_eq!(table.resolution, 86_400_000);
+    // A time column of another type says what is wanted.
+    let times = Series::new("timestamp".into(), &[1.5f64, 2.5, 3.5]);
+    let e = read_series(&parquet_with_times(dir.path(), times), &["price"]).unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "expected RFC 3339 text, Int64 epoch milliseconds, or a parquet timestamp or date"
+        ),
+        "{e}"
+    );
+}
