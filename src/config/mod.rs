@@ -454,7 +454,7 @@ mod tests {
     #[test]
     fn r12_overrides_reach_into_arrays() {
         let mut t: toml::Table =
-            "[[loads]]\nname = \"a\"\n[[loads]]\nname = \"b\"\ngrid = [[1, 2], [3]]\nx = 1"
+            "x = 1\n[[loads]]\nname = \"a\"\n[[loads]]\nname = \"b\"\ngrid = [[1, 2], [3]]"
                 .parse()
                 .unwrap();
         let set = |t: &mut toml::Table, s: &str| Override::parse(s).unwrap().apply(t);
