@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-pub use validate::{finite, hashprice_value, non_negative, price, show, table_of, timestamp};
+pub use validate::{
+    finite, hashprice_value, non_negative, price, show, show_number, table_of, timestamp, MAX_POWER,
+};
 
 /// One thing wrong with a config file, at a key path such as `loads[1].rated_power`.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,11 +35,12 @@ impl fmt::Display for Problem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {}: {source}", path.display())]
+    /// The cause is in the message and is not a `source()`: an error chain printed
+    /// whole (`{:#}`) would say it twice.
+    #[error("cannot read {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}: {problems_text}", path.display(), problems_text = list(problems))]
     Invalid {
@@ -258,9 +261,9 @@ fn remove_key(value: &mut toml::Value, segments: &[String]) -> bool {
 
 /// Reads a TOML file into a table.
 pub fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     parse_table(path, &text)
 }
@@ -304,27 +307,88 @@ impl Override {
         })
     }
 
+    /// Sets the value at the key path in `table`, making the tables on the way that are
+    /// missing. A segment may index an array (`loads[0]`, `a[1][2]`), as the key paths in
+    /// problems do; the array and the entry must exist: an index past the end is a
+    /// problem, not a new entry.
     pub fn apply(&self, table: &mut toml::Table) -> Result<(), Problem> {
         let dotted = self.path.join(".");
-        let (last, parents) = self.path.split_last().expect("split_once gave a key");
+        let problem = |message: String| Problem {
+            path: dotted.clone(),
+            message,
+        };
+        let segments = self
+            .path
+            .iter()
+            .map(|s| segment(s).ok_or_else(|| problem(format!("{s:?} is not a key or key[index]"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ((last, last_indices), parents) = segments.split_last().expect("split_once gave a key");
         let mut t = table;
-        for p in parents {
-            t = match t
-                .entry(p.clone())
-                .or_insert_with(|| toml::Value::Table(Default::default()))
-            {
+        for (key, indices) in parents {
+            let v = if indices.is_empty() {
+                t.entry(key.to_string())
+                    .or_insert_with(|| toml::Value::Table(Default::default()))
+            } else {
+                let v = t
+                    .get_mut(*key)
+                    .ok_or_else(|| problem(format!("there is no array {key} to index")))?;
+                element(v, key, indices).map_err(problem)?
+            };
+            t = match v {
                 toml::Value::Table(t) => t,
-                _ => {
-                    return Err(Problem {
-                        path: dotted,
-                        message: format!("{p} is not a table"),
-                    })
-                }
+                _ => return Err(problem(format!("{key} is not a table"))),
             };
         }
-        t.insert(last.clone(), self.value.clone());
+        if last_indices.is_empty() {
+            t.insert(last.to_string(), self.value.clone());
+        } else {
+            let v = t
+                .get_mut(*last)
+                .ok_or_else(|| problem(format!("there is no array {last} to index")))?;
+            *element(v, last, last_indices).map_err(problem)? = self.value.clone();
+        }
         Ok(())
     }
+}
+
+/// `key[1][2]` as `("key", [1, 2])`; `None` for an empty key or a bad index.
+fn segment(s: &str) -> Option<(&str, Vec<usize>)> {
+    let (key, mut rest) = s.split_at(s.find('[').unwrap_or(s.len()));
+    if key.is_empty() {
+        return None;
+    }
+    let mut indices = Vec::new();
+    while !rest.is_empty() {
+        let (i, after) = rest.strip_prefix('[')?.split_once(']')?;
+        indices.push(i.trim().parse().ok()?);
+        rest = after;
+    }
+    Some((key, indices))
+}
+
+/// The entry of the array `v` (at `key`) that `indices` point to.
+fn element<'a>(
+    mut v: &'a mut toml::Value,
+    key: &str,
+    indices: &[usize],
+) -> Result<&'a mut toml::Value, String> {
+    let mut at = key.to_string();
+    for &i in indices {
+        v = match v {
+            toml::Value::Array(a) => {
+                let n = a.len();
+                a.get_mut(i).ok_or_else(|| {
+                    format!(
+                        "{at} has {n} entr{}; there is no {at}[{i}]",
+                        if n == 1 { "y" } else { "ies" }
+                    )
+                })?
+            }
+            other => return Err(format!("{at} is {}, not an array", other.type_str())),
+        };
+        at = format!("{at}[{i}]");
+    }
+    Ok(v)
 }
 
 /// Reads an override value as TOML where it parses as one, else as a plain string.
@@ -382,6 +446,43 @@ mod tests {
         let o = Override::parse("policy.min_on=15m").unwrap();
         assert_eq!(o.value, toml::Value::String("15m".into()));
         assert!(Override::parse("nothing").is_err());
+    }
+
+    /// Issue 12 defect 8: an indexed path (`loads[0].count`) was taken as a key named
+    /// `loads[0]`, which validation then called unknown. It names the array entry; an
+    /// entry that is not there, or a key that is no array, is a problem at the path.
+    #[test]
+    fn r12_overrides_reach_into_arrays() {
+        let mut t: toml::Table =
+            "x = 1\n[[loads]]\nname = \"a\"\n[[loads]]\nname = \"b\"\ngrid = [[1, 2], [3]]"
+                .parse()
+                .unwrap();
+        let set = |t: &mut toml::Table, s: &str| Override::parse(s).unwrap().apply(t);
+        set(&mut t, "loads[1].count=0").unwrap();
+        set(&mut t, "loads[0].wear.min_on=5m").unwrap();
+        set(&mut t, "loads[1].grid[0][1]=7").unwrap();
+        let loads = t["loads"].as_array().unwrap();
+        assert_eq!(loads[1]["count"].as_integer(), Some(0));
+        assert_eq!(loads[0]["wear"]["min_on"].as_str(), Some("5m"));
+        assert_eq!(loads[1]["grid"][0][1].as_integer(), Some(7));
+        assert!(!t.contains_key("loads[1]"));
+        let problem = |t: &mut toml::Table, s: &str| set(t, s).unwrap_err().to_string();
+        assert_eq!(
+            problem(&mut t, "loads[2].count=1"),
+            "loads[2].count: loads has 2 entries; there is no loads[2]"
+        );
+        assert_eq!(
+            problem(&mut t, "x[0]=1"),
+            "x[0]: x is integer, not an array"
+        );
+        assert_eq!(
+            problem(&mut t, "sites[0].a=1"),
+            "sites[0].a: there is no array sites to index"
+        );
+        assert_eq!(
+            problem(&mut t, "loads[x].count=1"),
+            "loads[x].count: \"loads[x]\" is not a key or key[index]"
+        );
     }
 
     /// r9 hole 7: every bad key of a table is reported, and the rest is still read.

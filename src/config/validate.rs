@@ -25,13 +25,27 @@ pub fn timestamp(p: &mut Problems, at: &str, s: &str) -> Option<Timestamp> {
     Timestamp::parse(s).map_err(|e| p.push(at, e)).ok()
 }
 
+/// A number for a message, as a person would write it: `1e200` rather than its 201
+/// digits, `2.5` as `2.5`.
+pub fn show_number(v: f64) -> String {
+    let a = v.abs();
+    if v.is_finite() && a != 0.0 && !(1e-4..1e9).contains(&a) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
 /// A price in EUR/MWh: finite and within the range a price can have at all.
 pub fn price(p: &mut Problems, at: &str, v: f64) {
-    let max = MAX_PRICE;
-    if !(v.is_finite() && v.abs() <= max.0) {
+    let max = show_number(MAX_PRICE.0);
+    if !(v.is_finite() && v.abs() <= MAX_PRICE.0) {
         p.push(
             at,
-            format!("{v} must be a finite price within -{max}..={max}"),
+            format!(
+                "{} must be a finite price within -{max}..={max} EUR/MWh",
+                show_number(v)
+            ),
         );
     }
 }
@@ -42,15 +56,31 @@ pub fn hashprice_value(p: &mut Problems, at: &str, v: f64) {
     if !(v.is_finite() && (0.0..=max.0).contains(&v)) {
         p.push(
             at,
-            format!("{v} must be a finite number within 0..={}", max.0),
+            format!(
+                "{} must be a finite number within 0..={} EUR/(PH/s·day)",
+                show_number(v),
+                show_number(max.0)
+            ),
         );
     }
 }
 
-/// A power that must be finite and >= 0.
+/// Largest power a config or a series may give, either sign: 1 TW, more than any grid
+/// carries. A larger one is a unit mistake or a typo, and would swamp every energy figure
+/// of a run (a base load of 1e300 W leaves every KPI 0 and the ratio to the optimum NaN).
+pub const MAX_POWER: Watts = Watts(1e12);
+
+/// A power that must be finite, >= 0 and at most `MAX_POWER`.
 pub fn non_negative(p: &mut Problems, at: &str, w: Watts) {
-    if !(w.0 >= 0.0 && w.is_finite()) {
-        p.push(at, format!("{w} must be a finite power, 0 W or more"));
+    if !(w.0 >= 0.0 && w.0 <= MAX_POWER.0) {
+        p.push(
+            at,
+            format!(
+                "{} W must be a finite power within 0..={} W",
+                show_number(w.0),
+                show_number(MAX_POWER.0)
+            ),
+        );
     }
 }
 

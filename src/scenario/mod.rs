@@ -111,6 +111,15 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
     if let (Some(a), Some(b)) = (start, end) {
         if b <= a {
             p.push("end", format!("{b} is not after start {a}"));
+        } else if let Some(step) = step.filter(|&s| b.since(a) < s) {
+            // Else the run has no step at all, and succeeds with nothing in it.
+            p.push(
+                "end",
+                format!(
+                    "{b} is less than one step ({}) after start {a}",
+                    crate::units::format_duration(step)
+                ),
+            );
         }
     }
 
@@ -265,6 +274,10 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
             let until = e
                 .until
                 .and_then(|u| timestamp(&mut p, &format!("{at}.until"), &u));
+            if let Some(u) = until.filter(|&u| u <= t) {
+                // A command that ends before it starts never holds: a typo, not a plan.
+                p.push(format!("{at}.until"), format!("{u} is not after at {t}"));
+            }
             let action = operator_action(&mut p, &at, &e.act, e.limit, e.by, e.setpoint)?;
             Some(OperatorEvent {
                 at: t,

@@ -14,6 +14,10 @@
 //!   it, so an hourly price holds for its four quarters and interval energy is kept
 //!   exactly. `Interpolate::Linear`: straight lines between interval midpoints where both
 //!   neighbours exist, hold otherwise.
+//! - A step coarser than the data (1 h over quarter-hours) takes the time-weighted mean
+//!   of the intervals it covers, whichever rule: the energy over the step is kept, where
+//!   sampling one interval would stretch it over the whole step. Intervals without a
+//!   value are left out of the mean; a step with none gets none.
 //!
 //! Reads files, nothing else: it never decides anything.
 
@@ -26,16 +30,21 @@ use polars::prelude::*;
 use super::series::Interpolate;
 use super::series::{ColumnRef, HashpriceSource, History, PowerSource, PriceSource, SeriesSpec};
 use crate::clock::Timestamp;
+use crate::config::{show_number, MAX_POWER};
+use crate::units::{MAX_HASHPRICE, MAX_PRICE};
 
-/// What went wrong reading history.
+/// What went wrong reading history. Each message holds its cause, and none is a
+/// `source()`: an error chain printed whole (`{:#}`) would repeat it (polars' own message
+/// names the file again).
 #[derive(Debug, thiserror::Error)]
 pub enum SignalError {
-    #[error("{}: {source}", path.display())]
-    Read {
+    #[error("cannot read {}: {error}", path.display())]
+    Open {
         path: PathBuf,
-        #[source]
-        source: PolarsError,
+        error: std::io::Error,
     },
+    #[error("{}: {error}", path.display())]
+    Read { path: PathBuf, error: PolarsError },
     #[error("{}: no column {column:?} (columns: {available})", path.display())]
     MissingColumn {
         path: PathBuf,
@@ -64,6 +73,16 @@ pub enum SignalError {
     },
     #[error("{}: {message}", path.display())]
     Shape { path: PathBuf, message: String },
+    /// A value outside the range its quantity can have (after the column's unit scale):
+    /// it would make every figure of the run meaningless, or infinite.
+    #[error("{}: line {line} ({at}), column {column:?}: {message}", path.display())]
+    OutOfRange {
+        path: PathBuf,
+        line: usize,
+        at: Timestamp,
+        column: String,
+        message: String,
+    },
     #[error("scenario {what}: {message}")]
     Range { what: String, message: String },
 }
@@ -74,6 +93,8 @@ pub struct SeriesTable {
     pub name: String,
     pub path: PathBuf,
     pub times: Vec<i64>,
+    /// The file line of each row (of the first, for a duplicated timestamp).
+    pub lines: Vec<usize>,
     pub columns: HashMap<String, Vec<f64>>,
     /// Most common spacing, in ms.
     pub resolution: i64,
@@ -107,23 +128,45 @@ pub struct SeriesReport {
 /// cell is reported with its line; parquet columns may be numbers or text.
 pub fn read_series(spec: &SeriesSpec, columns: &[&str]) -> Result<SeriesTable, SignalError> {
     let path = &spec.path;
-    let read_err = |source| SignalError::Read {
+    let read_err = |error| SignalError::Read {
         path: path.clone(),
-        source,
+        error,
     };
     let is_parquet = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
+    // Opened here, so that a missing file says so plainly, once.
+    let f = std::fs::File::open(path).map_err(|error| SignalError::Open {
+        path: path.clone(),
+        error,
+    })?;
     let df = if is_parquet {
-        let f = std::fs::File::open(path).map_err(|e| read_err(e.into()))?;
-        ParquetReader::new(f).finish().map_err(read_err)?
+        let mut reader = ParquetReader::new(f);
+        // Native date and time types are not built in (they would double polars' build):
+        // say so, and what to write instead, rather than polars' own message.
+        let schema = reader.schema().map_err(read_err)?;
+        if let Some(field) = schema.get(spec.time_column.as_str()) {
+            if matches!(
+                field.dtype,
+                ArrowDataType::Timestamp(..) | ArrowDataType::Date32 | ArrowDataType::Date64
+            ) {
+                return Err(SignalError::Shape {
+                    path: path.clone(),
+                    message: format!(
+                        "column {:?} is a native parquet {:?}; write the time as RFC 3339 text or Int64 epoch milliseconds (pandas: df[c] = df[c].dt.strftime(\"%Y-%m-%dT%H:%M:%SZ\"))",
+                        spec.time_column, field.dtype
+                    ),
+                });
+            }
+        }
+        reader.finish().map_err(read_err)?
     } else {
         CsvReadOptions::default()
             .with_has_header(true)
             // Everything as text: numbers are parsed below, with line numbers on error.
             .with_infer_schema_length(Some(0))
-            .try_into_reader_with_file_path(Some(path.clone()))
-            .and_then(|r| r.finish())
+            .into_reader_with_file_handle(f)
+            .finish()
             .map_err(read_err)?
     };
     // Line numbers: the header is line 1 of a CSV; for parquet "line" is row + 2 too,
@@ -156,13 +199,15 @@ pub fn read_series(spec: &SeriesSpec, columns: &[&str]) -> Result<SeriesTable, S
                 raw_times.push(t.0);
             }
         }
+        // Epoch milliseconds.
         DataType::Int64 => {
             for (row, v) in tcol.i64().map_err(read_err)?.iter().enumerate() {
-                raw_times.push(v.ok_or_else(|| SignalError::BadTimestamp {
+                let v = v.ok_or_else(|| SignalError::BadTimestamp {
                     path: path.clone(),
                     line: line(row),
                     message: "empty timestamp".into(),
-                })?);
+                })?;
+                raw_times.push(v);
             }
         }
         other => {
@@ -271,6 +316,7 @@ pub fn read_series(spec: &SeriesSpec, columns: &[&str]) -> Result<SeriesTable, S
         name: spec.name.clone(),
         path: path.clone(),
         times,
+        lines: keep.into_iter().map(line).collect(),
         columns: raw_cols.into_iter().map(|(n, _)| n).zip(merged).collect(),
         resolution,
         duplicates,
@@ -300,7 +346,15 @@ impl SeriesTable {
         Timestamp(self.times[self.times.len() - 1] + self.resolution)
     }
 
-    /// Samples `column` at every step start in `[start, start + n·step)`, times `scale`.
+    /// The value of `column` for every step of `[start, start + n·step)`, times `scale`.
+    ///
+    /// A step no longer than the data's resolution takes the value of the interval its
+    /// start falls in (`Hold`) or the line between interval midpoints there (`Linear`). A
+    /// coarser step takes the time-weighted mean of the intervals it covers, for either
+    /// rule: sampling one of them instead (the first quarter-hour of each hour) would
+    /// keep that quarter's power for the whole hour and miscount the energy. Intervals
+    /// with no value (an empty cell, a missing interval) count for nothing in the mean; a
+    /// step that covers none of value gets none (NaN), as a finer step in a gap does.
     pub fn resample(
         &self,
         column: &str,
@@ -312,6 +366,9 @@ impl SeriesTable {
     ) -> Vec<f64> {
         let vals = &self.columns[column];
         let step = step.as_millis() as i64;
+        if step > self.resolution {
+            return self.averages(vals, scale, start.0, step, n);
+        }
         let res = self.resolution;
         let mut out = Vec::with_capacity(n);
         let mut i = 0usize;
@@ -353,6 +410,107 @@ impl SeriesTable {
         }
         out
     }
+
+    /// `Ok` when every value of `column`, times `scale`, is of `quantity`'s range; else
+    /// the first that is not, with its line and time.
+    pub fn check_range(
+        &self,
+        column: &str,
+        scale: f64,
+        quantity: SeriesQuantity,
+    ) -> Result<(), SignalError> {
+        let (lo, hi, unit) = quantity.range();
+        let vals = &self.columns[column];
+        match vals
+            .iter()
+            .position(|v| !v.is_nan() && !(lo..=hi).contains(&(v * scale)))
+        {
+            None => Ok(()),
+            Some(i) => Err(SignalError::OutOfRange {
+                path: self.path.clone(),
+                line: self.lines[i],
+                at: Timestamp(self.times[i]),
+                column: column.to_string(),
+                message: format!(
+                    "{} {unit} is outside {}..={} {unit}, the range {} can have",
+                    show_number(vals[i] * scale),
+                    show_number(lo),
+                    show_number(hi),
+                    quantity.what(),
+                ),
+            }),
+        }
+    }
+
+    /// End of row `i`'s interval, ms: one resolution after it, or the next row if that
+    /// comes sooner (an irregular row hands over early, as `Hold` does). Never decreases
+    /// with `i`.
+    fn interval_end(&self, i: usize) -> i64 {
+        let end = self.times[i] + self.resolution;
+        self.times.get(i + 1).map_or(end, |&next| end.min(next))
+    }
+
+    /// The time-weighted mean of the intervals of value within each step of
+    /// `[start, start + n·step)` (all in ms), times `scale`.
+    fn averages(&self, vals: &[f64], scale: f64, start: i64, step: i64, n: usize) -> Vec<f64> {
+        let mut out = Vec::with_capacity(n);
+        // First row whose interval may reach into the current step.
+        let mut first = 0usize;
+        for k in 0..n {
+            let (a, b) = (start + k as i64 * step, start + (k as i64 + 1) * step);
+            while first < self.times.len() && self.interval_end(first) <= a {
+                first += 1;
+            }
+            let (mut sum, mut covered) = (0.0, 0i64);
+            let mut i = first;
+            while i < self.times.len() && self.times[i] < b {
+                let overlap = self.interval_end(i).min(b) - self.times[i].max(a);
+                if overlap > 0 && !vals[i].is_nan() {
+                    sum += vals[i] * overlap as f64;
+                    covered += overlap;
+                }
+                i += 1;
+            }
+            out.push(if covered > 0 {
+                sum / covered as f64 * scale
+            } else {
+                f64::NAN
+            });
+        }
+        out
+    }
+}
+
+/// What a series column gives, for its range check: the same ranges as the scenario's
+/// constants (`config::MAX_POWER`, `units::MAX_PRICE`, `units::MAX_HASHPRICE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesQuantity {
+    /// W, either sign (a meter's night-time offset reads a little below zero).
+    Power,
+    /// EUR/MWh, either sign.
+    Price,
+    /// EUR per PH/s per day, never below 0, as a constant hashprice.
+    Hashprice,
+}
+
+impl SeriesQuantity {
+    fn range(self) -> (f64, f64, &'static str) {
+        match self {
+            // As a config's powers: a larger one is a unit mistake (a W column read as
+            // MW) or a broken file, and would swamp every figure or overflow to infinity.
+            SeriesQuantity::Power => (-MAX_POWER.0, MAX_POWER.0, "W"),
+            SeriesQuantity::Price => (-MAX_PRICE.0, MAX_PRICE.0, "EUR/MWh"),
+            SeriesQuantity::Hashprice => (0.0, MAX_HASHPRICE.0, "EUR/(PH/s·day)"),
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            SeriesQuantity::Power => "a power",
+            SeriesQuantity::Price => "an energy price",
+            SeriesQuantity::Hashprice => "a hashprice",
+        }
+    }
 }
 
 /// Every input of a scenario at every control step, in model units. NaN = no value.
@@ -382,19 +540,19 @@ impl Replay {
     pub fn load(sc: &History) -> Result<Replay, SignalError> {
         // Which columns of which series.
         let mut wanted: HashMap<&str, Vec<&str>> = HashMap::new();
-        let mut refs: Vec<&ColumnRef> = Vec::new();
-        refs.extend(sc.pv.iter());
-        refs.extend(sc.wind.iter());
+        let mut refs: Vec<(&ColumnRef, SeriesQuantity)> = Vec::new();
+        refs.extend(sc.pv.iter().map(|c| (c, SeriesQuantity::Power)));
+        refs.extend(sc.wind.iter().map(|c| (c, SeriesQuantity::Power)));
         if let PowerSource::Series(c) = &sc.base_load {
-            refs.push(c);
+            refs.push((c, SeriesQuantity::Power));
         }
         if let PriceSource::Series(c) = &sc.price {
-            refs.push(c);
+            refs.push((c, SeriesQuantity::Price));
         }
         if let HashpriceSource::Series(c) = &sc.hashprice {
-            refs.push(c);
+            refs.push((c, SeriesQuantity::Hashprice));
         }
-        for r in &refs {
+        for (r, _) in &refs {
             let cols = wanted.entry(r.series.as_str()).or_default();
             if !cols.contains(&r.column.as_str()) {
                 cols.push(r.column.as_str());
@@ -412,6 +570,11 @@ impl Replay {
                 .find(|t| t.name == name)
                 .expect("validated reference")
         };
+        // Every value read, in or out of the window: a file that holds one impossible
+        // value is broken, and the run says so before it computes anything from it.
+        for (c, quantity) in &refs {
+            table(&c.series).check_range(&c.column, c.scale, *quantity)?;
+        }
 
         // The run covers what every series covers, unless the scenario narrows it.
         let data_start = tables.iter().map(|t| t.start()).max().expect("a series");
@@ -440,6 +603,17 @@ impl Replay {
         }
         let step_ms = sc.step.as_millis() as i64;
         let len = ((end.0 - start.0) / step_ms) as usize;
+        if len == 0 {
+            // A run of no steps has nothing to report: every KPI would be 0 or NaN, and a
+            // success would hide that the window or the step was mistyped.
+            return Err(SignalError::Range {
+                what: format!("{start} .. {end}"),
+                message: format!(
+                    "shorter than one step ({}); nothing to simulate",
+                    crate::units::format_duration(sc.step)
+                ),
+            });
+        }
         let sample = |c: &ColumnRef| {
             table(&c.series).resample(&c.column, c.scale, start, sc.step, len, sc.interpolate)
         };

@@ -140,6 +140,9 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
     // What the physics uses where the data has a hole: the last value seen (0 before any).
     let mut phys = Physics::default();
 
+    // Each load's power this step, one slot per load however many (a fixed array of 16
+    // once dropped loads 17+ from the time series); every slot is written each step.
+    let mut per_load = vec![0.0f64; sc.loads.len()];
     for i in 0..replay.len {
         let now = replay.time(i);
         let pv = replay.pv.as_ref().map_or(0.0, |v| v[i]);
@@ -191,7 +194,6 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
 
         let mut mining = 0.0;
         let mut hashes = 0.0;
-        let mut per_load = [0.0f64; 16];
         for (k, (sim, ledger)) in loads.iter_mut().zip(&ctl.state().loads).enumerate() {
             // The ledger's booking: the units actually switched, with the target power.
             sim.apply(ledger.target);
@@ -202,9 +204,7 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
             });
             mining += o.power.0;
             hashes += o.hashes;
-            if k < per_load.len() {
-                per_load[k] = o.power.0;
-            }
+            per_load[k] = o.power.0;
             acc.load(k, o.power.0 * step_h, o.hashes, hp_or(hp, phys.hashprice));
             acc.starts(k, ledger.total_starts);
         }
@@ -284,7 +284,7 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
                 now,
                 [pv, wind, load, price, hp],
                 &decision,
-                &per_load[..sc.loads.len().min(16)],
+                &per_load,
                 [mining, export, import, curtailed, curtailed_without],
             );
         }

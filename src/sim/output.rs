@@ -59,6 +59,9 @@ impl Timeseries {
         }
     }
 
+    /// Appends one step. `load_w` holds each load's power, one per load given to `new`
+    /// (in that order); fewer is a broken invariant of the caller and panics, rather than
+    /// writing a column of gaps for the loads left out.
     pub fn push(
         &mut self,
         at: Timestamp,
@@ -81,7 +84,7 @@ impl Timeseries {
         for k in 0..self.loads {
             put(d.loads[k].power.0);
             put(d.loads[k].units_on as f64);
-            put(load_w.get(k).copied().unwrap_or(f64::NAN));
+            put(load_w[k]);
         }
     }
 

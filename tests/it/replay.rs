@@ -8,6 +8,8 @@ use gridminer::clock::Timestamp;
 use gridminer::signal::replay::read_series;
 use gridminer::signal::series::Interpolate;
 use gridminer::signal::series::SeriesSpec;
+
+use super::support::root;
 use polars::prelude::*;
 
 fn spec(dir: &std::path::Path, name: &str, text: &str) -> SeriesSpec {
@@ -139,4 +141,35 @@ fn parquet_series_read_like_csv() {
     let table = read_series(&s, &["price"]).unwrap();
     assert_eq!(table.columns["price"], vec![1.5, 2.5, 3.5]);
     assert_eq!(table.resolution, 3_600_000);
+}
+
+/// Issue 12 defect 8: a parquet file whose time column is a native timestamp or date
+/// (what pandas and pyarrow write) failed with polars' internal message. This build
+/// reads no native time types (they would double polars' build), so the error says what
+/// the column is and what to write instead. The files were written by pyarrow (see
+/// `tests/data/README.md`).
+#[test]
+fn r12_defect8_a_native_parquet_time_column_gets_a_clear_error() {
+    for (file, kind) in [
+        ("native-timestamp.parquet", "Timestamp"),
+        ("native-date.parquet", "Date32"),
+    ] {
+        let spec = SeriesSpec {
+            name: "s".into(),
+            path: root().join("tests/data").join(file),
+            time_column: "timestamp".into(),
+            max_age: None,
+        };
+        let e = read_series(&spec, &["price"]).unwrap_err().to_string();
+        assert!(e.contains(file), "{e}");
+        assert!(
+            e.contains("column \"timestamp\" is a native parquet"),
+            "{e}"
+        );
+        assert!(e.contains(kind), "{e}");
+        assert!(
+            e.contains("RFC 3339 text or Int64 epoch milliseconds"),
+            "{e}"
+        );
+    }
 }
