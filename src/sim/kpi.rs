@@ -151,10 +151,18 @@ impl Default for Months {
 
 impl Months {
     /// `Some("YYYY-MM")` when `at` is the first step of a month.
+    #[inline(always)]
     pub fn enter(&mut self, at: Timestamp) -> Option<String> {
+        // Every step asks, a month's first answers: keep the question inlined.
         if at.0 < self.end {
-            return None;
+            None
+        } else {
+            self.begin(at)
         }
+    }
+
+    #[cold]
+    fn begin(&mut self, at: Timestamp) -> Option<String> {
         let t = utc(at);
         let (y, m) = (t.year(), t.month());
         let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
@@ -213,7 +221,7 @@ impl Accumulator {
             start_cost: sc.loads.iter().map(|l| l.wear.start_cost_eur).collect(),
             starts_seen: vec![0; sc.loads.len()],
             pending_wear: 0.0,
-            site: site::Book::default(),
+            site: site::Book::new(replay.step),
             hashprice_sum: 0.0,
             import_price_sum: 0.0,
             loads: sc.loads.clone(),
@@ -270,7 +278,6 @@ impl Accumulator {
         self.site.book(
             f.at,
             &SiteStep {
-                step_h: f.step_h,
                 flows: Flows {
                     export: Watts(f.export),
                     import: Watts(f.import),
