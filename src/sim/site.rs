@@ -399,8 +399,8 @@ pub fn hashprice_sensitivity(
     Ok(rows)
 }
 
-/// Money as the summary shows it: whole euros, cents for a small site's small sums.
-fn eur(v: f64) -> String {
+/// Money as the summaries show it: whole euros, cents for a small site's small sums.
+pub(crate) fn eur(v: f64) -> String {
     // `+ 0.0` makes a negated zero (a cost of nothing) print as 0.
     let v = v + 0.0;
     if v.abs() < 100.0 {
@@ -410,12 +410,28 @@ fn eur(v: f64) -> String {
     }
 }
 
-/// The site economics and sensitivity as lines of the terminal summary.
-pub fn summary(k: &Kpis) -> String {
-    let mut s = String::new();
+/// One piece of the site economics as a report shows it.
+enum Part {
+    /// A label and its text.
+    Line(String, String),
+    /// A table: its title heads the first column, which labels the rows.
+    Table {
+        head: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
+}
+
+/// The site economics and sensitivity, once for every way of showing them.
+fn parts(k: &Kpis) -> Vec<Part> {
     let site = &k.site.run;
     let (w, wo) = (&site.with_mining, &site.without_mining);
-    let rows: [(&str, f64, f64); 5] = [
+    let head = |title: &str| {
+        [title, "without mining", "with mining", "mining adds"]
+            .map(String::from)
+            .to_vec()
+    };
+    // Costs negative, so that each column adds up to its site total.
+    let account = [
         (
             "export revenue",
             wo.export_revenue_eur,
@@ -434,89 +450,169 @@ pub fn summary(k: &Kpis) -> String {
         ("wear cost (starts)", -wo.wear_cost_eur, -w.wear_cost_eur),
         ("site total", wo.site_total_eur, w.site_total_eur),
     ];
-    let _ = writeln!(
-        s,
-        "  site economics, EUR        {:>14}  {:>14}  {:>14}",
-        "without mining", "with mining", "mining adds"
-    );
-    for (label, without, with) in rows {
-        let _ = writeln!(
-            s,
-            "    {label:<24} {:>14}  {:>14}  {:>14}",
-            eur(without),
-            eur(with),
-            eur(with - without)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "  value added by mining      {} EUR{}",
-        eur(site.value_added_eur),
-        site.value_added_eur_per_mwh
-            .map_or(String::new(), |v| format!(
-                ", {v:.1} EUR per MWh mined ({:.1} MWh)",
-                w.mining_mwh
-            ))
-    );
-    let _ = writeln!(
-        s,
-        "  curtailment mined          {:.1} MWh of {:.1} MWh otherwise curtailed, turned into {} EUR of hashes",
-        w.mining_from_curtailment_mwh,
-        wo.curtailed_mwh,
-        eur(w.mining_revenue_from_curtailment_eur)
-    );
+    let mut parts = vec![
+        Part::Table {
+            head: head("site economics, EUR"),
+            rows: account
+                .iter()
+                .map(|(label, without, with)| {
+                    vec![
+                        label.to_string(),
+                        eur(*without),
+                        eur(*with),
+                        eur(with - without),
+                    ]
+                })
+                .collect(),
+        },
+        Part::Line(
+            "value added by mining".into(),
+            format!(
+                "{} EUR{}",
+                eur(site.value_added_eur),
+                site.value_added_eur_per_mwh
+                    .map_or(String::new(), |v| format!(
+                        ", {v:.1} EUR per MWh mined ({:.1} MWh)",
+                        w.mining_mwh
+                    ))
+            ),
+        ),
+        Part::Line(
+            "curtailment mined".into(),
+            format!(
+                "{:.1} MWh of {:.1} MWh otherwise curtailed, turned into {} EUR of hashes",
+                w.mining_from_curtailment_mwh,
+                wo.curtailed_mwh,
+                eur(w.mining_revenue_from_curtailment_eur)
+            ),
+        ),
+    ];
     if k.site.months.len() > 1 {
-        let _ = writeln!(
-            s,
-            "  per month, EUR             {:>14}  {:>14}  {:>14}",
-            "without mining", "with mining", "mining adds"
-        );
-        for m in &k.site.months {
-            let _ = writeln!(
-                s,
-                "    {:<24} {:>14}  {:>14}  {:>14}",
-                m.month,
-                eur(m.site.without_mining.site_total_eur),
-                eur(m.site.with_mining.site_total_eur),
-                eur(m.site.value_added_eur)
-            );
-        }
+        parts.push(Part::Table {
+            head: head("site total per month, EUR"),
+            rows: k
+                .site
+                .months
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.month.clone(),
+                        eur(m.site.without_mining.site_total_eur),
+                        eur(m.site.with_mining.site_total_eur),
+                        eur(m.site.value_added_eur),
+                    ]
+                })
+                .collect(),
+        });
     }
     let se = &k.sensitivity;
-    let _ = writeln!(
-        s,
-        "  hashprice (run mean)       {:.2} EUR per PH/s per day; import price (run mean, day-ahead + adder) {:.2} EUR/MWh",
-        se.hashprice_mean_eur_per_ph_day, se.import_price_mean_eur_per_mwh
-    );
+    parts.push(Part::Line(
+        "hashprice (run mean)".into(),
+        format!(
+            "{:.2} EUR per PH/s per day; import price (run mean, day-ahead + adder) {:.2} EUR/MWh",
+            se.hashprice_mean_eur_per_ph_day, se.import_price_mean_eur_per_mwh
+        ),
+    ));
     for b in &se.loads {
         let grid = b
             .grid_break_even_hashprice_eur_per_ph_day
             .map_or("never pays on grid energy (no hashes)".to_string(), |h| {
                 format!("pays on grid energy above a hashprice of {h:.2}")
             });
-        let _ = writeln!(
-            s,
-            "  break-even {:<15} energy up to {:.2} EUR/MWh at the mean hashprice; {grid}",
-            b.name, b.break_even_price_eur_per_mwh
-        );
+        parts.push(Part::Line(
+            format!("break-even {}", b.name),
+            format!(
+                "energy up to {:.2} EUR/MWh at the mean hashprice; {grid}",
+                b.break_even_price_eur_per_mwh
+            ),
+        ));
     }
     if !se.hashprice_runs.is_empty() {
-        let _ = writeln!(
-            s,
-            "  hashprice sensitivity      {:>9}  {:>17}  {:>14}  {:>14}  {:>10}",
-            "hashprice", "mining profit EUR", "site value EUR", "value added EUR", "mining MWh"
-        );
-        for r in &se.hashprice_runs {
-            let _ = writeln!(
-                s,
-                "    {:>+6.0} %                {:>9.2}  {:>17}  {:>14}  {:>14}  {:>10.1}",
-                r.hashprice_change_pct,
-                r.hashprice_mean_eur_per_ph_day,
-                eur(r.mining_profit_eur),
-                eur(r.site_value_eur),
-                eur(r.value_added_eur),
-                r.mining_mwh
-            );
+        parts.push(Part::Table {
+            head: [
+                "hashprice sensitivity",
+                "hashprice",
+                "mining profit EUR",
+                "site value EUR",
+                "value added EUR",
+                "mining MWh",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: se
+                .hashprice_runs
+                .iter()
+                .map(|r| {
+                    vec![
+                        format!("{:+.0} %", r.hashprice_change_pct),
+                        format!("{:.2}", r.hashprice_mean_eur_per_ph_day),
+                        eur(r.mining_profit_eur),
+                        eur(r.site_value_eur),
+                        eur(r.value_added_eur),
+                        format!("{:.1}", r.mining_mwh),
+                    ]
+                })
+                .collect(),
+        });
+    }
+    parts
+}
+
+/// Width of a label column in the terminal summary.
+const LABEL: usize = 26;
+
+/// The site economics and sensitivity as lines of the terminal summary.
+pub fn summary(k: &Kpis) -> String {
+    let mut s = String::new();
+    for part in parts(k) {
+        match part {
+            Part::Line(label, text) => {
+                let _ = writeln!(s, "  {label:<LABEL$} {text}");
+            }
+            Part::Table { head, rows } => {
+                let widths: Vec<usize> = (0..head.len())
+                    .map(|i| {
+                        rows.iter()
+                            .map(|r| r[i].len())
+                            .chain([head[i].len()])
+                            .max()
+                            .unwrap_or(0)
+                    })
+                    .collect();
+                let cells = |r: &[String]| {
+                    r.iter()
+                        .zip(&widths)
+                        .skip(1)
+                        .map(|(c, w)| format!("{c:>w$}"))
+                        .collect::<Vec<_>>()
+                        .join("  ")
+                };
+                let _ = writeln!(s, "  {:<LABEL$} {}", head[0], cells(&head));
+                for r in &rows {
+                    let _ = writeln!(s, "    {:<w$} {}", r[0], cells(r), w = LABEL - 2);
+                }
+            }
+        }
+    }
+    s
+}
+
+/// The site economics and sensitivity as a `report.md` section.
+pub fn markdown(k: &Kpis) -> String {
+    let mut s = String::from("## Site economics\n\nThe same site over the same data and tariff without mining (pure physics: no controller) beside the run. Costs are negative.\n");
+    for part in parts(k) {
+        match part {
+            Part::Line(label, text) => {
+                let _ = writeln!(s, "\n- **{label}**: {text}");
+            }
+            Part::Table { head, rows } => {
+                let row = |r: &[String]| format!("| {} |", r.join(" | "));
+                let _ = writeln!(s, "\n{}", row(&head));
+                let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
+                for r in &rows {
+                    let _ = writeln!(s, "{}", row(r));
+                }
+            }
         }
     }
     s

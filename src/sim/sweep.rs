@@ -10,6 +10,7 @@ use polars::prelude::*;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::site::eur;
 use super::{run, SimError, SimOptions};
 use crate::config::{parse_value, ConfigError, Override, Problem};
 use crate::scenario::{load_scenario_table, validate_scenario, Scenario};
@@ -163,7 +164,9 @@ impl RankBy {
             (_, None) => "-".into(),
             (RankBy::AbsorbedShare, Some(v)) => format!("{:.1}", 100.0 * v),
             (RankBy::Starts, Some(v)) => format!("{v:.0}"),
-            (RankBy::SiteValue | RankBy::MiningProfit, Some(v)) => format!("{v:.0}"),
+            (RankBy::SiteValue | RankBy::MiningProfit, Some(v)) => eur(v),
+            // A small site's energy in MWh needs more places than a large one's.
+            (_, Some(v)) if v.abs() < 10.0 => format!("{v:.3}"),
             (_, Some(v)) => format!("{v:.1}"),
         }
     }
@@ -427,13 +430,13 @@ impl SweepResult {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         Some(format!(
-            "best: {} (ranked by {}, {}: {}; site value {:.0} EUR, mining profit {:.0} EUR)",
+            "best: {} ({}: {}, ranked by {}; site value {} EUR, mining profit {} EUR)",
             settings.join(" "),
-            by.name(),
-            by.show(best),
             by.label(),
-            best.site_value_eur,
-            best.profit_eur
+            by.show(best),
+            by.name(),
+            eur(best.site_value_eur),
+            eur(best.profit_eur)
         ))
     }
 
