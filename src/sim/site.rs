@@ -421,6 +421,16 @@ enum Part {
     },
 }
 
+/// Energy as the summaries show it, in MWh: to the kWh for a small site.
+pub(crate) fn mwh(v: f64) -> String {
+    let v = v + 0.0;
+    if v.abs() < 10.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
 /// The site economics and sensitivity, once for every way of showing them.
 fn parts(k: &Kpis) -> Vec<Part> {
     let site = &k.site.run;
@@ -472,17 +482,17 @@ fn parts(k: &Kpis) -> Vec<Part> {
                 eur(site.value_added_eur),
                 site.value_added_eur_per_mwh
                     .map_or(String::new(), |v| format!(
-                        ", {v:.1} EUR per MWh mined ({:.1} MWh)",
-                        w.mining_mwh
+                        ", {v:.1} EUR per MWh mined ({} MWh)",
+                        mwh(w.mining_mwh)
                     ))
             ),
         ),
         Part::Line(
             "curtailment mined".into(),
             format!(
-                "{:.1} MWh of {:.1} MWh otherwise curtailed, turned into {} EUR of hashes",
-                w.mining_from_curtailment_mwh,
-                wo.curtailed_mwh,
+                "{} MWh of {} MWh otherwise curtailed, turned into {} EUR of hashes",
+                mwh(w.mining_from_curtailment_mwh),
+                mwh(wo.curtailed_mwh),
                 eur(w.mining_revenue_from_curtailment_eur)
             ),
         ),
@@ -549,7 +559,7 @@ fn parts(k: &Kpis) -> Vec<Part> {
                         eur(r.mining_profit_eur),
                         eur(r.site_value_eur),
                         eur(r.value_added_eur),
-                        format!("{:.1}", r.mining_mwh),
+                        mwh(r.mining_mwh),
                     ]
                 })
                 .collect(),
@@ -570,15 +580,7 @@ pub fn summary(k: &Kpis) -> String {
                 let _ = writeln!(s, "  {label:<LABEL$} {text}");
             }
             Part::Table { head, rows } => {
-                let widths: Vec<usize> = (0..head.len())
-                    .map(|i| {
-                        rows.iter()
-                            .map(|r| r[i].len())
-                            .chain([head[i].len()])
-                            .max()
-                            .unwrap_or(0)
-                    })
-                    .collect();
+                let widths = super::sweep::column_widths(&head, &rows);
                 let cells = |r: &[String]| {
                     r.iter()
                         .zip(&widths)

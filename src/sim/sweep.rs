@@ -10,7 +10,7 @@ use polars::prelude::*;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::site::eur;
+use super::site::{eur, mwh};
 use super::{run, SimError, SimOptions};
 use crate::config::{parse_value, ConfigError, Override, Problem};
 use crate::scenario::{load_scenario_table, validate_scenario, Scenario};
@@ -41,6 +41,19 @@ impl Vary {
             values,
         })
     }
+}
+
+/// The width of each column of a text table: its widest cell, heading included.
+pub(crate) fn column_widths(head: &[String], rows: &[Vec<String>]) -> Vec<usize> {
+    (0..head.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([head[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect()
 }
 
 /// Every combination, first `--vary` slowest.
@@ -165,9 +178,8 @@ impl RankBy {
             (RankBy::AbsorbedShare, Some(v)) => format!("{:.1}", 100.0 * v),
             (RankBy::Starts, Some(v)) => format!("{v:.0}"),
             (RankBy::SiteValue | RankBy::MiningProfit, Some(v)) => eur(v),
-            // A small site's energy in MWh needs more places than a large one's.
-            (_, Some(v)) if v.abs() < 10.0 => format!("{v:.3}"),
-            (_, Some(v)) => format!("{v:.1}"),
+            (RankBy::ValuePerMwh, Some(v)) => format!("{v:.1}"),
+            (_, Some(v)) => mwh(v),
         }
     }
 }
@@ -482,15 +494,7 @@ impl SweepResult {
                     .collect()
             })
             .collect();
-        let widths: Vec<usize> = (0..head.len())
-            .map(|i| {
-                body.iter()
-                    .map(|r| r[i].len())
-                    .chain([head[i].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
+        let widths = column_widths(&head, &body);
         let line = |cells: &[String]| {
             cells
                 .iter()
