@@ -30,6 +30,7 @@ pub mod sim;
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -68,8 +69,13 @@ pub enum Command {
         /// Skip the clairvoyant optimum.
         #[arg(long)]
         no_optimum: bool,
+        /// Also run at -50, -25, +25 and +50 % hashprice and show the site value and mining
+        /// profit of each.
+        #[arg(long)]
+        hashprice_sensitivity: bool,
     },
-    /// Run every combination of --vary values in parallel and rank them by profit.
+    /// Run every combination of --vary values in parallel and rank them by a KPI (the
+    /// site's value by default).
     #[cfg(feature = "sim")]
     Sweep {
         scenario: PathBuf,
@@ -85,6 +91,16 @@ pub enum Command {
         /// Print the ranking as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// The KPI to rank by: site_value (site total with mining), mining_profit,
+        /// value_per_mwh (value added per MWh mined), absorbed_share, curtailment_mined,
+        /// mining_mwh, grid_import (less is better), starts (fewer is better).
+        #[arg(
+            long,
+            default_value = "site_value",
+            value_parser = clap::builder::PossibleValuesParser::new(crate::sim::sweep::RankBy::NAMES)
+                .map(|s| s.parse::<crate::sim::sweep::RankBy>().expect("every listed name parses")),
+        )]
+        rank_by: crate::sim::sweep::RankBy,
     },
     /// The frequency-response evidence records in the site's events file.
     Events {
@@ -207,7 +223,17 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             json,
             set,
             no_optimum,
-        } => sim::simulate(&scenario, out, json, &set, !no_optimum),
+            hashprice_sensitivity,
+        } => sim::simulate(
+            &scenario,
+            out,
+            json,
+            &set,
+            sim::Extras {
+                optimum: !no_optimum,
+                hashprice_sensitivity,
+            },
+        ),
         #[cfg(feature = "sim")]
         Command::Sweep {
             scenario,
@@ -215,7 +241,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             out,
             threads,
             json,
-        } => sim::sweep(&scenario, &vary, out, threads, json),
+            rank_by,
+        } => sim::sweep(&scenario, &vary, out, threads, json, rank_by),
         Command::Config {
             command: ConfigCommand::Check { files },
         } => check::check(&files),

@@ -8,14 +8,24 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Override;
 use crate::signal::replay::Replay;
-use crate::sim::{self, report, sweep::Vary, SimOptions};
+use crate::sim::sweep::{RankBy, Vary};
+use crate::sim::{self, report, SimOptions};
+
+/// What `simulate` computes besides the run itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Extras {
+    /// The clairvoyant optimum.
+    pub optimum: bool,
+    /// The run again at other hashprices.
+    pub hashprice_sensitivity: bool,
+}
 
 pub fn simulate(
     path: &Path,
     out: Option<PathBuf>,
     json: bool,
     set: &[String],
-    with_optimum: bool,
+    extras: Extras,
 ) -> anyhow::Result<ExitCode> {
     let overrides = set
         .iter()
@@ -32,8 +42,12 @@ pub fn simulate(
             ..Default::default()
         },
     )?;
-    if with_optimum {
+    if extras.optimum {
         run.kpis.optimum = Some(sim::optimum(&sc, &replay, run.kpis.profit_eur)?);
+    }
+    if extras.hashprice_sensitivity {
+        run.kpis.sensitivity.hashprice_runs =
+            sim::site::hashprice_sensitivity(&sc, &replay, &run.kpis)?;
     }
     let out = out.unwrap_or_else(|| PathBuf::from("out").join(&sc.name));
     let written = report::write_outputs(&sc, &run, &out)?;
@@ -53,6 +67,7 @@ pub fn sweep(
     out: Option<PathBuf>,
     threads: Option<usize>,
     json: bool,
+    rank_by: RankBy,
 ) -> anyhow::Result<ExitCode> {
     let varies = vary
         .iter()
@@ -71,7 +86,8 @@ pub fn sweep(
         ProgressStyle::with_template("{bar:40} {pos}/{len} variants, {elapsed} elapsed, eta {eta}")
             .expect("valid template"),
     );
-    let result = sim::sweep::sweep(path, &varies, &|| bar.inc(1))?;
+    let mut result = sim::sweep::sweep(path, &varies, &|| bar.inc(1))?;
+    result.rank(rank_by);
     bar.finish_and_clear();
     let out =
         out.unwrap_or_else(|| PathBuf::from("out").join(format!("{}-sweep", result.scenario)));
@@ -88,13 +104,8 @@ pub fn sweep(
         outln!("{}", serde_json::to_string_pretty(&result.rows)?)?;
     } else {
         out!("{}", result.table())?;
-        if let Some(best) = result.rows.first() {
-            let s: Vec<String> = best
-                .settings
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            outln!("best: {} ({:.0} EUR profit)", s.join(" "), best.profit_eur)?;
+        if let Some(best) = result.best_line() {
+            outln!("{best}")?;
         }
         outln!("written to {}", written.display())?;
     }

@@ -3,12 +3,15 @@
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use serde::Serialize;
 
+use super::site::{self, BreakEven, Flows, Sensitivity, SiteKpis, SiteStep};
 use crate::clock::Timestamp;
 use crate::decision::{Reason, ALL_REASONS};
 use crate::policy::Split;
 use crate::scenario::Scenario;
 use crate::signal::replay::{DataReport, Replay};
+use crate::site::LoadSpec;
 use crate::state::LoadLedger;
+use crate::units::{Hashprice, PricePerMwh, Watts};
 
 /// Where the watts of one step went. Powers in W (step averages), prices in EUR/MWh.
 #[derive(Debug, Clone, Copy)]
@@ -159,18 +162,66 @@ pub struct Kpis {
     pub daily_absorbed: Vec<(Timestamp, f64)>,
     pub data: DataReport,
     pub optimum: Option<OptimumKpis>,
+    /// The site with and without mining, whole run and per month.
+    pub site: SiteKpis,
+    /// Break-even prices per load group, and the run at other hashprices.
+    pub sensitivity: Sensitivity,
+}
+
+/// Which UTC calendar month a step falls in, as steps arrive in time order.
+#[derive(Debug)]
+pub(crate) struct Months {
+    /// Start of the next month, ms.
+    end: i64,
+}
+
+impl Default for Months {
+    fn default() -> Self {
+        Months { end: i64::MIN }
+    }
+}
+
+impl Months {
+    /// `Some("YYYY-MM")` when `at` is the first step of a month.
+    #[inline(always)]
+    pub fn enter(&mut self, at: Timestamp) -> Option<String> {
+        // Every step asks, a month's first answers: keep the question inlined.
+        if at.0 < self.end {
+            None
+        } else {
+            self.begin(at)
+        }
+    }
+
+    #[cold]
+    fn begin(&mut self, at: Timestamp) -> Option<String> {
+        let t = utc(at);
+        let (y, m) = (t.year(), t.month());
+        let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+        self.end = Utc
+            .with_ymd_and_hms(ny, nm, 1, 0, 0, 0)
+            .single()
+            .map_or(i64::MAX, |t| t.timestamp_millis());
+        Some(format!("{y:04}-{m:02}"))
+    }
 }
 
 pub(crate) struct Accumulator {
     k: Kpis,
     reason_steps: [usize; ALL_REASONS.len()],
-    month_end: i64,
+    months: Months,
     day: i64,
     /// Per load: EUR per start, and the ledger's start count at the last booking.
     start_cost: Vec<f64>,
     starts_seen: Vec<u64>,
     /// Wear booked by [`Accumulator::starts`] since the last step, EUR.
     pending_wear: f64,
+    /// The site's money with mining, as simulated.
+    site: site::Book,
+    /// Sums over steps of the held hashprice and import price, for their run means.
+    hashprice_sum: f64,
+    import_price_sum: f64,
+    loads: Vec<LoadSpec>,
 }
 
 impl Accumulator {
@@ -197,11 +248,15 @@ impl Accumulator {
         Accumulator {
             k,
             reason_steps: [0; ALL_REASONS.len()],
-            month_end: i64::MIN,
+            months: Months::default(),
             day: i64::MIN,
             start_cost: sc.loads.iter().map(|l| l.wear.start_cost_eur).collect(),
             starts_seen: vec![0; sc.loads.len()],
             pending_wear: 0.0,
+            site: site::Book::new(replay.step),
+            hashprice_sum: 0.0,
+            import_price_sum: 0.0,
+            loads: sc.loads.clone(),
         }
     }
 
@@ -250,17 +305,28 @@ impl Accumulator {
         k.hashes += f.hashes;
         k.import_over_limit_steps += f.import_over_limit as usize;
         self.reason_steps[super::reason_index(f.reason)] += 1;
+        self.hashprice_sum += f.hashprice;
+        self.import_price_sum += f.import_price;
+        self.site.book(
+            f.at,
+            &SiteStep {
+                flows: Flows {
+                    export: Watts(f.export),
+                    import: Watts(f.import),
+                    curtailed: Watts(f.curtailed),
+                },
+                mining: Watts(f.mining),
+                mining_from_curtailment: f.split.free,
+                export_value: PricePerMwh(f.export_value),
+                import_price: PricePerMwh(f.import_price),
+                mining_revenue_eur: revenue,
+                wear_cost_eur: wear,
+            },
+        );
 
-        if f.at.0 >= self.month_end {
-            let t = utc(f.at);
-            let (y, m) = (t.year(), t.month());
-            let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-            self.month_end = Utc
-                .with_ymd_and_hms(ny, nm, 1, 0, 0, 0)
-                .single()
-                .map_or(i64::MAX, |t| t.timestamp_millis());
+        if let Some(month) = self.months.enter(f.at) {
             k.months.push(MonthKpis {
-                month: format!("{y:04}-{m:02}"),
+                month,
                 ..Default::default()
             });
         }
@@ -282,8 +348,26 @@ impl Accumulator {
         k.daily_absorbed.last_mut().expect("pushed above").1 += free;
     }
 
-    pub fn finish(mut self, ledgers: &[LoadLedger]) -> Kpis {
+    /// The run's KPIs; `without_mining` is the same replay's site with no mining
+    /// ([`site::without_mining`]).
+    pub fn finish(mut self, ledgers: &[LoadLedger], without_mining: site::Book) -> Kpis {
         let k = &mut self.k;
+        let steps = k.steps.max(1) as f64;
+        let (hashprice, import_price) = (
+            Hashprice(self.hashprice_sum / steps),
+            PricePerMwh(self.import_price_sum / steps),
+        );
+        k.sensitivity = Sensitivity {
+            hashprice_mean_eur_per_ph_day: hashprice.0,
+            import_price_mean_eur_per_mwh: import_price.0,
+            loads: self
+                .loads
+                .iter()
+                .map(|l| BreakEven::of(l, hashprice, import_price))
+                .collect(),
+            hashprice_runs: Vec::new(),
+        };
+        k.site = SiteKpis::compare(std::mem::take(&mut self.site), without_mining);
         k.profit_eur = k.revenue_eur - k.energy_cost_eur - k.wear_cost_eur;
         k.absorbed_share = if k.curtailed_without_mining_mwh > 0.0 {
             k.mining_from_curtailment_mwh / k.curtailed_without_mining_mwh

@@ -10,6 +10,7 @@ pub mod kpi;
 pub mod optimum;
 pub mod output;
 pub mod report;
+pub mod site;
 pub mod svg;
 pub mod sweep;
 
@@ -235,11 +236,9 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
             replay.wind.is_some(),
         );
         let generation = phys.pv + phys.wind;
-        let net = generation - phys.load - mining;
-        let export_limit = sc.grid.export_limit.0;
-        let export = net.clamp(0.0, export_limit);
-        let curtailed = (net - export_limit).max(0.0);
-        let import = (-net).max(0.0);
+        let flows = |mining| site::Flows::of(Watts(generation), Watts(phys.load), mining, &sc.grid);
+        let f = flows(Watts(mining));
+        let (export, import, curtailed) = (f.export.0, f.import.0, f.curtailed.0);
         let balance = generation + import - (phys.load + mining + export + curtailed);
         let scale = 1.0 + generation.abs() + phys.load.abs() + mining.abs();
         if !(balance.abs() <= 1e-9 * scale) || !mining.is_finite() || mining < 0.0 {
@@ -260,7 +259,7 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
             true,
         );
         let split = tiers.split(Watts(mining));
-        let curtailed_without = (generation - phys.load - export_limit).max(0.0);
+        let curtailed_without = flows(Watts::ZERO).curtailed.0;
         acc.step(kpi::StepFlows {
             at: now,
             step_h,
@@ -292,7 +291,7 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
             decisions.push(decision);
         }
     }
-    let mut kpis = acc.finish(&ctl.state().loads);
+    let mut kpis = acc.finish(&ctl.state().loads, site::without_mining(sc, replay));
     kpis.stale_steps = fed
         .iter()
         .zip(stale_steps)
@@ -325,6 +324,19 @@ struct Physics {
 }
 
 impl Physics {
+    /// Takes step `i` of `replay`.
+    fn read(&mut self, replay: &Replay, i: usize) {
+        self.update(
+            replay.pv.as_ref().map_or(0.0, |v| v[i]),
+            replay.wind.as_ref().map_or(0.0, |v| v[i]),
+            replay.site_load[i],
+            replay.price[i],
+            replay.hashprice[i],
+            replay.pv.is_some(),
+            replay.wind.is_some(),
+        );
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn update(
         &mut self,

@@ -84,6 +84,7 @@ pub fn summary_table(k: &Kpis) -> String {
     for (a, b) in rows {
         let _ = writeln!(s, "  {a:<w$}  {b}");
     }
+    s.push_str(&super::site::summary(k));
     s
 }
 

@@ -436,16 +436,24 @@ fn sweep_ranks_every_combination_and_writes_csv_and_parquet() {
         .finish()
         .unwrap();
     assert_eq!(df.height(), 6);
-    let profit: Vec<f64> = df
-        .column("profit_eur")
-        .unwrap()
-        .f64()
-        .unwrap()
-        .into_no_null_iter()
-        .collect();
+    // Ranked by site value (the default); with only the policy varied the site without
+    // mining is the same in every row, so that is the mining profit's order too.
+    let column = |c: &str| -> Vec<f64> {
+        df.column(c)
+            .unwrap()
+            .f64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect()
+    };
+    let (site, profit) = (column("site_value_eur"), column("profit_eur"));
+    assert!(
+        site.windows(2).all(|w| w[0] >= w[1]),
+        "sorted by site value: {site:?}"
+    );
     assert!(
         profit.windows(2).all(|w| w[0] >= w[1]),
-        "sorted by profit: {profit:?}"
+        "and so by profit: {profit:?}"
     );
     let pq = ParquetReader::new(std::fs::File::open(out.join("sweep.parquet")).unwrap())
         .finish()
@@ -467,5 +475,449 @@ fn every_shipped_scenario_keeps_its_bounds() {
         // The ratio to the optimum is checked by `simulate` itself (and in CI's
         // quick-start run); here the bounds on the run's own KPIs.
         sim::check_bounds(&sc, &k).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// Four hourly steps, one 1 kW miner worth 200 EUR/MWh (100 TH/s at 48 EUR per PH/s per
+/// day), a 1 kW export limit, 500 W of site load, an 80 EUR/MWh import adder, from
+/// 2018-06-30 22:00 so two steps fall in June and two in July:
+///
+/// | step | PV W | price | import price | mining | without mining              | with mining                 |
+/// |------|------|-------|--------------|--------|-----------------------------|-----------------------------|
+/// | 1    | 2500 | 50    | 130          | 1 kW   | export 1 kWh (0.05), 1 kWh curtailed | export 1 kWh (0.05), mines the curtailed kWh |
+/// | 2    | 1500 | 90    | 170          | 1 kW   | export 1 kWh (0.09)         | mines what it would export  |
+/// | 3    | 0    | 150   | 230          | off    | import 0.5 kWh (0.115)      | import 0.5 kWh (0.115)      |
+/// | 4    | 0    | 100   | 180          | 1 kW   | import 0.5 kWh (0.09)       | import 1.5 kWh (0.27)       |
+///
+/// Each mining hour earns 0.2 EUR; two starts at 0.01 EUR. Without mining the site makes
+/// 0.14 - 0.205 = -0.065 EUR; with mining 0.05 - 0.385 + 0.6 - 0.02 = 0.245 EUR; mining
+/// adds 0.31 EUR (0.30 in June, 0.01 in July), 103.33 EUR per MWh mined, and turned the
+/// curtailed kWh into 0.2 EUR. Catches a no-mining run that prices or splits energy
+/// differently from the run, a site total missing a term, a month booked in the wrong
+/// month, and break-even prices at the wrong hashprice or import price.
+fn r12_tiny_site() -> (gridminer::scenario::Scenario, Replay) {
+    use gridminer::policy::Mode;
+    use gridminer::site::{GridConnection, PowerLevels, WearLimits};
+    use gridminer::units::Watts;
+    use std::time::Duration;
+
+    let mut miner = super::support::asic(
+        "m",
+        1,
+        1000.0,
+        100.0,
+        PowerLevels::OnOff,
+        WearLimits {
+            start_cost_eur: 0.01,
+            ..Default::default()
+        },
+    );
+    miner.wake = Duration::ZERO;
+    miner.ramp = Duration::ZERO;
+    let (sc, mut replay) = super::support::scenario_in_memory(
+        super::support::policy(Mode::Economic, 0.0, 0.0),
+        vec![miner],
+        GridConnection {
+            export_limit: Watts(1000.0),
+            import_limit: Watts(10_000.0),
+        },
+        Duration::from_secs(3600),
+        vec![2500.0, 1500.0, 0.0, 0.0],
+        vec![500.0; 4],
+        vec![50.0, 90.0, 150.0, 100.0],
+        48.0,
+    );
+    replay.start = gridminer::clock::Timestamp::parse("2018-06-30T22:00:00Z").unwrap();
+    (sc, replay)
+}
+
+#[test]
+fn r12_site_economics_of_a_tiny_site_check_out_by_hand() {
+    let (sc, replay) = r12_tiny_site();
+    let k = sim::run(&sc, &replay, SimOptions::default()).unwrap().kpis;
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    let s = &k.site.run;
+    let (w, wo) = (&s.with_mining, &s.without_mining);
+    let got = |a: &gridminer::sim::site::SiteAccount| {
+        [
+            a.export_mwh,
+            a.export_revenue_eur,
+            a.import_mwh,
+            a.import_cost_eur,
+            a.curtailed_mwh,
+            a.mining_mwh,
+            a.mining_revenue_eur,
+            a.mining_from_curtailment_mwh,
+            a.mining_revenue_from_curtailment_eur,
+            a.wear_cost_eur,
+            a.site_total_eur,
+        ]
+    };
+    let want_wo = [
+        0.002, 0.14, 0.001, 0.205, 0.001, 0.0, 0.0, 0.0, 0.0, 0.0, -0.065,
+    ];
+    let want_w = [
+        0.001, 0.05, 0.002, 0.385, 0.0, 0.003, 0.6, 0.001, 0.2, 0.02, 0.245,
+    ];
+    for (name, a, want) in [("without", wo, want_wo), ("with", w, want_w)] {
+        let g = got(a);
+        assert!(
+            g.iter().zip(want).all(|(g, w)| close(*g, w)),
+            "{name} mining: {g:?} != {want:?}"
+        );
+    }
+    assert!(close(s.value_added_eur, 0.31), "{}", s.value_added_eur);
+    assert!(close(s.value_added_eur_per_mwh.unwrap(), 0.31 / 0.003));
+    // The value added is the mining profit, reached from the other side.
+    assert!(close(k.profit_eur, 0.31), "{}", k.profit_eur);
+    let months: Vec<(&str, f64, f64, f64)> = k
+        .site
+        .months
+        .iter()
+        .map(|m| {
+            (
+                m.month.as_str(),
+                m.site.without_mining.site_total_eur,
+                m.site.with_mining.site_total_eur,
+                m.site.value_added_eur,
+            )
+        })
+        .collect();
+    assert_eq!(months.len(), 2, "{months:?}");
+    for (got, want) in months.iter().zip([
+        ("2018-06", 0.14, 0.44, 0.30),
+        ("2018-07", -0.205, -0.195, 0.01),
+    ]) {
+        assert!(
+            got.0 == want.0 && close(got.1, want.1) && close(got.2, want.2) && close(got.3, want.3),
+            "{got:?} != {want:?}"
+        );
+    }
+    let se = &k.sensitivity;
+    assert!(close(se.hashprice_mean_eur_per_ph_day, 48.0));
+    assert!(close(se.import_price_mean_eur_per_mwh, 177.5));
+    assert_eq!(se.loads.len(), 1);
+    assert!(close(se.loads[0].break_even_price_eur_per_mwh, 200.0));
+    // 177.5 EUR/MWh over 200/48 EUR/MWh per unit of hashprice.
+    assert!(close(
+        se.loads[0]
+            .grid_break_even_hashprice_eur_per_ph_day
+            .unwrap(),
+        42.6
+    ));
+    let summary = gridminer::sim::report::summary_table(&k);
+    let md = gridminer::sim::site::markdown(&k);
+    // -0.065 and 0.245 round either way in binary; their difference does not.
+    assert!(
+        md.starts_with("## Site economics")
+            && md.contains("| site total | -0.0")
+            && md.contains(" | 0.31 |\n"),
+        "{md}"
+    );
+    for line in [
+        "site economics, EUR",
+        "value added by mining",
+        "0.31 EUR, 103.3 EUR per MWh mined",
+        "break-even m",
+        "energy up to 200.00 EUR/MWh",
+        "above a hashprice of 42.60",
+        "2018-07",
+    ] {
+        assert!(summary.contains(line), "{line:?} in\n{summary}");
+    }
+}
+
+/// The hashprice sensitivity re-runs the policy, not just the revenue: at -50 % (100
+/// EUR/MWh) the miner stops at step 3 and stays off; at +25 % and +50 % (250, 300) it runs
+/// through the 230 EUR/MWh hour. Every figure by hand from the table above. Catches
+/// revenue scaled after the fact (the decisions would not change) and rows out of order.
+#[test]
+fn r12_hashprice_sensitivity_reruns_the_policy_of_the_tiny_site() {
+    let (sc, replay) = r12_tiny_site();
+    let k = sim::run(&sc, &replay, SimOptions::default()).unwrap().kpis;
+    let rows = sim::site::hashprice_sensitivity(&sc, &replay, &k).unwrap();
+    let got: Vec<[f64; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.hashprice_change_pct,
+                r.hashprice_mean_eur_per_ph_day,
+                r.mining_profit_eur,
+                r.site_value_eur,
+                r.mining_mwh,
+            ]
+        })
+        .collect();
+    let want = [
+        [-50.0, 24.0, 0.10, 0.035, 0.002],
+        [-25.0, 36.0, 0.20, 0.135, 0.002],
+        [0.0, 48.0, 0.31, 0.245, 0.003],
+        [25.0, 60.0, 0.49, 0.425, 0.004],
+        [50.0, 72.0, 0.69, 0.625, 0.004],
+    ];
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            g.iter().zip(w).all(|(a, b)| (a - b).abs() < 1e-9),
+            "{g:?} != {w:?}"
+        );
+    }
+    for r in &rows {
+        // Without mining the site makes -0.065 EUR whatever the hashprice.
+        assert!((r.site_value_eur - r.value_added_eur + 0.065).abs() < 1e-9);
+    }
+}
+
+/// Issue 12: a sweep over `site.export_limit` ranked by profit named the smallest grid
+/// connection best, because it curtails more energy for mining to take for free. Ranked by
+/// the site's value (the default) the largest connection is best: what it exports earns
+/// more than mining it would; ranked by mining profit, the old order. Two summer days of
+/// hourly PV on a small site. Catches a ranking by the wrong KPI, a table or "best:" line
+/// that does not name it, and sweep files without the site columns.
+#[test]
+fn r12_a_sweep_over_the_export_limit_ranks_by_site_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("timestamp,pv_w,price_eur_mwh\n");
+    for h in 0..48 {
+        let hour = h % 24;
+        // A clear-sky bell from 6 to 18 h, 6 kW at noon.
+        let pv = if (6..=18).contains(&hour) {
+            6000.0 * (std::f64::consts::PI * (hour - 6) as f64 / 12.0).sin()
+        } else {
+            0.0
+        };
+        let price = if (10..=15).contains(&hour) {
+            40.0
+        } else {
+            80.0
+        };
+        csv += &format!(
+            "2018-06-{:02}T{hour:02}:00:00Z,{pv:.1},{price}\n",
+            1 + h / 24
+        );
+    }
+    std::fs::write(dir.path().join("site.csv"), csv).unwrap();
+    std::fs::write(
+        dir.path().join("site.toml"),
+        r#"
+name = "r12-export-limit"
+step = "15m"
+hashprice = 50.0
+[policy]
+mode = "surplus-only"
+margin_eur_mwh = 0.0
+hysteresis_eur_mwh = 0.0
+max_signal_age = "2h"
+[[series]]
+name = "site"
+file = "site.csv"
+[site]
+pv = { series = "site", column = "pv_w", unit = "W" }
+base_load = "500 W"
+export_limit = "1 kW"
+import_limit = "10 kW"
+[tariff]
+price = { series = "site", column = "price_eur_mwh" }
+import_adder_eur_mwh = 100.0
+export = "day-ahead"
+[[loads]]
+kind = "asic"
+name = "m"
+count = 2
+rated_power = "1 kW"
+hashrate = "100 TH/s"
+"#,
+    )
+    .unwrap();
+    let sweep = |rank: Option<&str>, out: &str| {
+        let mut args = vec![
+            "sweep",
+            "site.toml",
+            "--vary",
+            "site.export_limit=1 kW,2 kW,4 kW",
+            "--out",
+            out,
+        ];
+        if let Some(r) = rank {
+            args.extend(["--rank-by", r]);
+        }
+        let o = gridminer(&args, dir.path());
+        assert!(o.status.success(), "{}", text(&o));
+        let df = CsvReadOptions::default()
+            .try_into_reader_with_file_path(Some(dir.path().join(out).join("sweep.csv")))
+            .unwrap()
+            .finish()
+            .unwrap();
+        (text(&o), df)
+    };
+    let col = |df: &DataFrame, c: &str| -> Vec<f64> {
+        df.column(c)
+            .unwrap_or_else(|e| panic!("{c}: {e}"))
+            .cast(&DataType::Float64)
+            .unwrap()
+            .f64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect()
+    };
+    let limits = |df: &DataFrame| -> Vec<String> {
+        df.column("site.export_limit")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect()
+    };
+
+    let (t, df) = sweep(None, "by-site");
+    assert!(t.contains("ranked by site_value"), "{t}");
+    assert!(t.contains("[site value EUR]"), "{t}");
+    assert!(
+        t.contains("best: site.export_limit=4 kW (site value EUR: ")
+            && t.contains(", ranked by site_value; "),
+        "{t}"
+    );
+    assert_eq!(limits(&df), ["4 kW", "2 kW", "1 kW"]);
+    let site = col(&df, "site_value_eur");
+    assert!(site.windows(2).all(|w| w[0] > w[1]), "{site:?}");
+    // Without mining the larger connection is worth more too; mining adds most where
+    // the connection curtails most.
+    let without = col(&df, "site_value_without_mining_eur");
+    assert!(without.windows(2).all(|w| w[0] > w[1]), "{without:?}");
+    let added = col(&df, "value_added_eur");
+    let profit = col(&df, "profit_eur");
+    for i in 0..3 {
+        assert!((site[i] - without[i] - added[i]).abs() < 1e-9);
+        assert!((added[i] - profit[i]).abs() < 1e-9 * (1.0 + profit[i].abs()));
+    }
+    assert!(added.windows(2).all(|w| w[0] < w[1]), "{added:?}");
+    for c in [
+        "rank",
+        "export_revenue_eur",
+        "import_cost_eur",
+        "value_added_eur_per_mwh",
+        "mining_from_curtailment_mwh",
+    ] {
+        assert!(df.column(c).is_ok(), "sweep.csv has {c}");
+    }
+
+    let (t, df) = sweep(Some("mining_profit"), "by-profit");
+    assert!(t.contains("ranked by mining_profit"), "{t}");
+    assert!(t.contains("best: site.export_limit=1 kW"), "{t}");
+    assert_eq!(limits(&df), ["1 kW", "2 kW", "4 kW"]);
+
+    let o = gridminer(
+        &[
+            "sweep",
+            "site.toml",
+            "--vary",
+            "site.export_limit=1 kW",
+            "--rank-by",
+            "luck",
+        ],
+        dir.path(),
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("site_value"), "{}", text(&o));
+}
+
+/// Issue 12's "done when": `simulate` on every shipped scenario prints the site's value
+/// with and without mining and each group's break-even, and its JSON agrees with the
+/// run's own energy account. Catches a no-mining run that drifts from the run's physics
+/// (curtailment, export, import), months that do not add up, and a summary without them.
+#[test]
+fn r12_every_shipped_scenario_prints_site_value_with_and_without_mining() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "de-2018-hybrid",
+        "de-2018-solar",
+        "de-2018-wind",
+        "pvdaq-system50",
+    ] {
+        let out = dir.path().join(name);
+        let o = gridminer(
+            &[
+                "simulate",
+                &format!("simulations/{name}.toml"),
+                "--no-optimum",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &root(),
+        );
+        let t = text(&o);
+        assert!(o.status.success(), "{name}: {t}");
+        for line in [
+            "site economics, EUR",
+            "without mining",
+            "with mining",
+            "site total",
+            "value added by mining",
+            "curtailment mined",
+            "hashprice (run mean)",
+            "break-even",
+        ] {
+            assert!(t.contains(line), "{name}: {line:?} in\n{t}");
+        }
+        let k: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+                .unwrap();
+        let f = |v: &serde_json::Value, key: &str| {
+            v[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{name}: {key} in {v}"))
+        };
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * (1.0 + a.abs().max(b.abs()));
+        let (s, w, wo) = (
+            &k["site"],
+            &k["site"]["with_mining"],
+            &k["site"]["without_mining"],
+        );
+        let pairs = [
+            (
+                "value added = profit",
+                f(s, "value_added_eur"),
+                f(&k, "profit_eur"),
+            ),
+            (
+                "site totals",
+                f(w, "site_total_eur") - f(wo, "site_total_eur"),
+                f(s, "value_added_eur"),
+            ),
+            (
+                "curtailed without mining",
+                f(wo, "curtailed_mwh"),
+                f(&k, "curtailed_without_mining_mwh"),
+            ),
+            ("curtailed", f(w, "curtailed_mwh"), f(&k, "curtailed_mwh")),
+            ("export", f(w, "export_mwh"), f(&k, "export_mwh")),
+            ("import", f(w, "import_mwh"), f(&k, "import_mwh")),
+            ("mining", f(w, "mining_mwh"), f(&k, "mining_mwh")),
+            (
+                "from curtailment",
+                f(w, "mining_from_curtailment_mwh"),
+                f(&k, "mining_from_curtailment_mwh"),
+            ),
+            ("wear", f(w, "wear_cost_eur"), f(&k, "wear_cost_eur")),
+            (
+                "mining energy is all the site used more",
+                f(w, "import_mwh") - f(wo, "import_mwh") + f(wo, "export_mwh") - f(w, "export_mwh")
+                    + f(wo, "curtailed_mwh")
+                    - f(w, "curtailed_mwh"),
+                f(w, "mining_mwh"),
+            ),
+        ];
+        for (what, a, b) in pairs {
+            assert!(close(a, b), "{name}: {what}: {a} != {b}");
+        }
+        assert_eq!(f(wo, "mining_mwh"), 0.0);
+        let months = s["months"].as_array().unwrap();
+        assert_eq!(months.len(), k["months"].as_array().unwrap().len());
+        let sum: f64 = months.iter().map(|m| f(m, "value_added_eur")).sum();
+        assert!(close(sum, f(s, "value_added_eur")), "{name}: months");
+        let loads = k["sensitivity"]["loads"].as_array().unwrap();
+        assert_eq!(loads.len(), k["loads"].as_array().unwrap().len());
+        assert!(f(&k["sensitivity"], "hashprice_mean_eur_per_ph_day") > 0.0);
     }
 }
