@@ -26,6 +26,7 @@ mod peers;
 mod plausible;
 mod policy_cases;
 mod properties;
+mod r12_report;
 mod replay;
 mod safety;
 mod seam;
