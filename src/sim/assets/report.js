@@ -19,6 +19,13 @@
     return v.toLocaleString("en-GB", { maximumFractionDigits: digits == null ? 1 : digits });
   }
   function eur(v) { return fmt(v, 0) + " EUR"; }
+  // A bucket width in words: "1-minute", "1-hour", "1-day".
+  function every(s) {
+    if (s % 86400 === 0) return fmt(s / 86400, 0) + "-day";
+    if (s % 3600 === 0) return fmt(s / 3600, 0) + "-hour";
+    if (s % 60 === 0) return fmt(s / 60, 0) + "-minute";
+    return fmt(s, 0) + "-second";
+  }
   function width() {
     var main = document.getElementById("charts");
     return Math.max(480, Math.min(1200, main.clientWidth - 20));
@@ -49,9 +56,15 @@
   }
   function constant(xs, v) { return xs.map(function () { return v; }); }
   function groupColor(i) { return meta.group_colors[i % meta.group_colors.length]; }
+  // Room for grouped tick labels ("1,200,000") beside the axis label.
   function axis(label, extra) {
-    var a = { label: label, stroke: "#333", grid: { stroke: "#eee" } };
+    var a = { label: label, stroke: "#333", grid: { stroke: "#eee" }, size: 80 };
     for (var key in extra || {}) a[key] = extra[key];
+    return a;
+  }
+  function xaxis(label, extra) {
+    var a = axis(label, extra);
+    if (!(extra && extra.size)) a.size = 50;
     return a;
   }
   // Stacked series drawn as running sums, the top of the stack first, each filled to
@@ -85,12 +98,14 @@
     var series = [{}].concat(st.series, [
       line("generation", "#f2a900", P),
       line("site load", "#555", P),
-      line("export", "#1f77b4", P, { width: 1 }),
+      // Hidden at first (a click on its legend entry shows it): over a year its line
+      // would hide the stack it is the rest of.
+      line("export", "#1f77b4", P, { width: 1, show: false }),
       line("export limit", "#1f77b4", P, { dash: [8, 4], width: 2 }),
     ]);
     var data = [f.t].concat(st.data, [f.generation, f.site_load, f.export, constant(f.t, meta.export_limit)]);
-    plot("flows", { series: series, axes: [axis(""), axis("power (" + P + ")")] }, data);
-    caption("flows", "Means over " + fmt(meta.bucket_s / 60, 0) + "-minute buckets. Mining is stacked by the energy it took: otherwise-curtailed surplus, then forgone export, then grid import. Export limit " + fmt(meta.export_limit, 2) + " " + P + ".");
+    plot("flows", { series: series, axes: [xaxis(""), axis("power (" + P + ")")] }, data);
+    caption("flows", "Means over " + every(meta.bucket_s) + " buckets. Mining is stacked by the energy it took: otherwise-curtailed surplus, then forgone export, then grid import. Export limit " + fmt(meta.export_limit, 2) + " " + P + ".");
   }
 
   function price() {
@@ -108,7 +123,7 @@
       series.push(line(l.name + " break-even", groupColor(i), "EUR/MWh", { dash: [6, 3], width: 2 }));
       data.push(p.hashprice.map(function (h) { return h == null ? null : h * l.breakeven_per_hashprice; }));
     });
-    plot("price", { series: series, axes: [axis(""), axis("EUR/MWh")] }, data);
+    plot("price", { series: series, axes: [xaxis(""), axis("EUR/MWh")] }, data);
     caption("price", "A group earns more from its hashes than the energy costs while the price is below its break-even line (break-even = hashprice × the group's hash rate per MWh" + (meta.hashprice ? "; mean hashprice " + meta.hashprice.label : "") + "). Forgone export is worth the day-ahead price (or the fixed feed-in), imported energy the import price.");
   }
 
@@ -126,7 +141,7 @@
     }
     plot("price-duration", {
       scales: { x: { time: false } }, series: series,
-      axes: [axis("hours of the run at or above the price"), axis("EUR/MWh")],
+      axes: [xaxis("hours of the run at or above the price"), axis("EUR/MWh")],
     }, data);
     caption("price-duration", "The run's " + fmt(d.hours, 0) + " hours sorted by price, highest first: the hours left of where a break-even line crosses the curve are those a group would not pay on energy bought at that price.");
   }
@@ -139,7 +154,7 @@
       series: [{ label: "hours at or above", value: function (u, v) { return fmt(v, 0) + " h"; } },
         line("curtailed without mining", "#c5b0d5", P, { fill: "rgba(197,176,213,0.4)" }),
         line("curtailed with mining", "#9467bd", P, { fill: "rgba(148,103,189,0.5)" })],
-      axes: [axis("hours of the run at or above"), axis("curtailment (" + P + ")")],
+      axes: [xaxis("hours of the run at or above"), axis("curtailment (" + P + ")")],
     }, [d.curtailment.x, d.curtailment.without_mining, d.curtailment.with_mining]);
     caption("curtailment-duration", "Curtailment at the export limit, sorted: the area between the curves is the otherwise-curtailed energy mining absorbed (" + fmt(100 * (k.absorbed_share || 0), 1) + " % of " + fmt(k.curtailed_without_mining_mwh, 1) + " MWh).");
   }
@@ -154,7 +169,12 @@
       },
       series: [{ label: "month", value: function (u, v) { return v == null ? "–" : labels[Math.round(v)] || ""; } }].concat(series),
       axes: [
-        axis("", { splits: function () { return labels.map(function (_, i) { return i; }); },
+        // Every label that fits: about 70 px each ("2018-01"), so a 3-year run shows
+        // every second or third month rather than overprinting them.
+        xaxis("", { splits: function (u) {
+            var every = Math.max(1, Math.ceil(labels.length * 70 / Math.max(70, u.width - 100)));
+            return labels.map(function (_, i) { return i; }).filter(function (i) { return i % every === 0; });
+          },
           values: function (u, splits) { return splits.map(function (i) { return labels[i] || ""; }); } }),
         axis(yLabel),
       ],
@@ -217,8 +237,8 @@
       series.push(line(l.name + " (" + l.units + (l.units === 1 ? " unit, " : " units, ") + fmt(l.max_power, 2) + " " + P + ")", groupColor(i), "%"));
       data.push(d.utilisation[i]);
     });
-    plot("utilisation", { series: series, scales: { y: { range: [0, 100] } }, axes: [axis(""), axis("mean power, % of rated")] }, data);
-    caption("utilisation", "Each group's mean power as a share of its rated power, per " + fmt(d.bucket_s / 3600, 0) + " h.");
+    plot("utilisation", { series: series, scales: { y: { range: [0, 100] } }, axes: [xaxis(""), axis("mean power, % of rated")] }, data);
+    caption("utilisation", "Each group's mean power as a share of its rated power, over " + every(d.bucket_s) + " buckets.");
   }
 
   function reasons() {
@@ -228,11 +248,15 @@
     var st = stacked(meta.reasons.map(function (r, i) {
       return { label: r.code + ": " + r.meaning, color: palette[i % palette.length], values: d.reasons[i] };
     }), "%");
-    plot("reasons", { series: [{}].concat(st.series), scales: { y: { range: [0, 100] } }, axes: [axis(""), axis("share of steps (%)")] }, [d.t].concat(st.data));
-    caption("reasons", "Why the controller decided what it did, as a share of each " + fmt(d.bucket_s / 3600, 0) + " h's steps (stacked).");
+    plot("reasons", { series: [{}].concat(st.series), scales: { y: { range: [0, 100] } }, axes: [xaxis(""), axis("share of steps (%)")] }, [d.t].concat(st.data));
+    caption("reasons", "Why the controller decided what it did, as a share of the steps of each " + every(d.bucket_s) + " bucket (stacked).");
   }
 
   document.title = meta.scenario + " · gridminer simulation report";
+  var hint = document.createElement("p");
+  hint.className = "caption";
+  hint.textContent = "All times UTC. Drag across a chart to zoom in, double-click to zoom out; click a legend entry to hide or show its series.";
+  document.getElementById("charts").prepend(hint);
   [flows, price, priceDuration, curtailmentDuration, months, site, utilisation, reasons].forEach(function (draw) {
     try {
       draw();
