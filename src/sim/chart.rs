@@ -9,6 +9,8 @@
 //! year of 1-minute steps shows the same MWh as the KPIs.
 
 use super::output::{Timeseries, FLOWS, INPUTS};
+use crate::scenario::Scenario;
+use crate::units::{Hashprice, PricePerMwh, Watts};
 
 /// Per step, W unless said: the record with mining split by the energy it took.
 /// Generation and site load are held over gaps as the simulator's physics holds them
@@ -209,6 +211,25 @@ pub fn duration_curve(v: &[f64], points: usize) -> Vec<(f64, f64)> {
             (share, sorted[i])
         })
         .collect()
+}
+
+/// Each load group's break-even energy price per EUR/(PH/s·day) of hashprice, EUR/MWh:
+/// the break-even at any moment is this times the hashprice then (hash rate scales with
+/// power, so it holds at every power level). (name, factor).
+pub fn breakeven_per_hashprice(sc: &Scenario) -> Vec<(String, PricePerMwh)> {
+    sc.loads
+        .iter()
+        .map(|l| (l.name.clone(), l.value_per_mwh(Hashprice(1.0))))
+        .collect()
+}
+
+/// A power for a chart axis: MW from 1 MW up, else kW (the unit, and W per unit).
+pub fn power_unit(max: Watts) -> (&'static str, f64) {
+    if max.0.abs() >= 1e6 {
+        ("MW", 1e6)
+    } else {
+        ("kW", 1e3)
+    }
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@
 
 use serde_json::{json, Value};
 
-use super::chart::{duration_curve, Buckets, Flows};
+use super::chart::{breakeven_per_hashprice, duration_curve, power_unit, Buckets, Flows};
 use super::output::Timeseries;
-use super::report::{self, breakeven_per_hashprice, chart_power_unit, summary_rows};
+use super::report::{self, summary_rows};
 use super::svg::{GROUP_COLORS, SOURCES};
 use super::Kpis;
 use crate::decision::ALL_REASONS;
@@ -188,7 +188,7 @@ fn data(
     let generation_max = flows
         .as_ref()
         .map_or(0.0, |f| f.generation.iter().copied().fold(0.0, f64::max));
-    let (unit, per_unit) = chart_power_unit(most.max(Watts(generation_max)));
+    let (unit, per_unit) = power_unit(most.max(Watts(generation_max)));
     let power = |v: &[f64]| nums(v.iter().map(|w| w / per_unit));
     let loads: Vec<Value> = sc
         .loads

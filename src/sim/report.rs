@@ -11,14 +11,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::output::{write_parquet, Staging};
-use super::{html, svg, Kpis, SimError, SimRun, Timeseries};
+use super::{chart, html, svg, Kpis, SimError, SimRun, Timeseries};
 use crate::clock::Timestamp;
 use crate::decision::Reason;
 use crate::scenario::Scenario;
 use crate::signal::series::HashpriceSource;
-use crate::units::{
-    format_duration, grouped, Eur, HashRate, Hashprice, PricePerMwh, WattHours, Watts,
-};
+use crate::units::{format_duration, grouped, Eur, HashRate, Hashprice, WattHours};
 
 /// A KPI's MWh as energy, for `{:#}`.
 fn mwh(v: f64) -> WattHours {
@@ -363,16 +361,6 @@ pub fn best_week(k: &Kpis) -> Option<Timestamp> {
         .map(|i| d[i].0)
 }
 
-/// Each load group's break-even energy price per EUR/(PH/s·day) of hashprice, EUR/MWh:
-/// the break-even at any moment is this times the hashprice then (hash rate scales with
-/// power, so it holds at every power level). (name, factor).
-pub fn breakeven_per_hashprice(sc: &Scenario) -> Vec<(String, PricePerMwh)> {
-    sc.loads
-        .iter()
-        .map(|l| (l.name.clone(), l.value_per_mwh(Hashprice(1.0))))
-        .collect()
-}
-
 /// Writes the whole output folder, or nothing.
 pub fn write_outputs(sc: &Scenario, run: &SimRun, out: &Path) -> Result<PathBuf, SimError> {
     let stage = Staging::new(out)?;
@@ -410,7 +398,7 @@ pub fn write_outputs(sc: &Scenario, run: &SimRun, out: &Path) -> Result<PathBuf,
                     w,
                     &svg::Reference {
                         export_limit: sc.grid.export_limit,
-                        breakeven: breakeven_per_hashprice(sc),
+                        breakeven: chart::breakeven_per_hashprice(sc),
                     },
                     &format!(
                         "{}: power flows, week from {}",
@@ -429,13 +417,4 @@ pub fn write_outputs(sc: &Scenario, run: &SimRun, out: &Path) -> Result<PathBuf,
         ),
     )?;
     stage.commit()
-}
-
-/// A power for a chart axis: MW from 1 MW up, else kW (the unit, and W per unit).
-pub fn chart_power_unit(max: Watts) -> (&'static str, f64) {
-    if max.0.abs() >= 1e6 {
-        ("MW", 1e6)
-    } else {
-        ("kW", 1e3)
-    }
 }
