@@ -9,6 +9,12 @@
 //! (`"95 TH/s"`), and durations as `"500ms"`, `"30s"`, `"15m"`, `"1h"`, `"1d"` (or a
 //! number of seconds). Values from devices and signals arrive as numbers in a unit their
 //! config declares; they never pass through these parsers.
+//!
+//! Display has two forms. `{}` writes the number in the base unit (`2000 W`), exactly,
+//! as a config file can read it back and as error messages quote a value. `{:#}` is for
+//! people reading a report: a power, energy or hash rate takes the prefix that fits
+//! (`2 kW`, `7,483 MWh`, `200 TH/s`), thousands are grouped, and without a precision
+//! three significant figures are kept (`{:#.1}` fixes one decimal).
 
 use std::fmt;
 use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub, SubAssign};
@@ -18,6 +24,9 @@ use serde::{Deserialize, Deserializer};
 
 macro_rules! quantity {
     ($(#[$doc:meta])* $name:ident, $unit:literal) => {
+        quantity!($(#[$doc])* $name, $unit, []);
+    };
+    ($(#[$doc:meta])* $name:ident, $unit:literal, [$(($scale:expr, $prefixed:literal)),*]) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default, serde::Serialize)]
         #[serde(transparent)]
@@ -46,6 +55,9 @@ macro_rules! quantity {
         }
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                if f.alternate() {
+                    return human(f, self.0, &[$(($scale, $prefixed)),*], $unit);
+                }
                 match f.precision() {
                     Some(p) => write!(f, "{:.*} {}", p, self.0, $unit),
                     None => write!(f, "{} {}", self.0, $unit),
@@ -57,11 +69,12 @@ macro_rules! quantity {
 
 quantity!(
     /// Electrical power in watts. Where a sign matters the user says which way is positive.
-    Watts, "W"
+    Watts, "W", [(1e9, "GW"), (1e6, "MW"), (1e3, "kW")]
 );
 quantity!(
-    /// Energy in watt-hours.
-    WattHours, "Wh"
+    /// Energy in watt-hours. Reports read it in MWh at most: a site's year of a few
+    /// thousand MWh compares row by row with the month tables, where GWh would not.
+    WattHours, "Wh", [(1e6, "MWh"), (1e3, "kWh")]
 );
 quantity!(
     /// Energy price in EUR per MWh. May be negative (day-ahead prices are, at times).
@@ -77,7 +90,8 @@ quantity!(
 );
 quantity!(
     /// Hash rate in hashes per second.
-    HashRate, "H/s"
+    HashRate, "H/s",
+    [(1e18, "EH/s"), (1e15, "PH/s"), (1e12, "TH/s"), (1e9, "GH/s"), (1e6, "MH/s"), (1e3, "kH/s")]
 );
 quantity!(
     /// Frequency in hertz.
@@ -97,7 +111,54 @@ impl Watts {
     }
 }
 
+/// The `{:#}` form: `v` in the largest of `scales` (factor, unit; largest first) it
+/// reaches, else in `unit`, written by [`grouped`].
+fn human(f: &mut fmt::Formatter<'_>, v: f64, scales: &[(f64, &str)], unit: &str) -> fmt::Result {
+    let (x, unit) = scales
+        .iter()
+        .find(|(k, _)| v.abs() >= *k)
+        .map_or((v, unit), |&(k, u)| (v / k, u));
+    write!(f, "{} {unit}", grouped(x, f.precision()))
+}
+
+/// A number for people: thousands grouped with commas; `decimals` places, or without
+/// them three significant figures with trailing zeros dropped (`1,133,916`, `57.1`,
+/// `0.57`). For table cells whose column header gives the unit.
+pub fn grouped(x: f64, decimals: Option<usize>) -> String {
+    if !x.is_finite() {
+        return x.to_string();
+    }
+    let digits = decimals.unwrap_or(match x.abs() {
+        a if a >= 100.0 => 0,
+        a if a >= 10.0 => 1,
+        _ => 2,
+    });
+    let mut num = format!("{:.*}", digits, x);
+    if decimals.is_none() && num.contains('.') {
+        num = num.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    // Rounded to zero, a negative value is zero: "-0 EUR" reads as a loss.
+    if num.starts_with('-') && num[1..].chars().all(|c| c == '0' || c == '.') {
+        num.remove(0);
+    }
+    let (sign, rest) = num.split_at(usize::from(num.starts_with('-')));
+    let (int, frac) = rest.split_at(rest.find('.').unwrap_or(rest.len()));
+    let mut out = String::with_capacity(num.len() + int.len() / 3);
+    out.push_str(sign);
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out.push_str(frac);
+    out
+}
+
 impl WattHours {
+    pub fn from_mwh(mwh: f64) -> Self {
+        Self(mwh * 1e6)
+    }
     pub fn mwh(self) -> f64 {
         self.0 / 1e6
     }
@@ -436,6 +497,38 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(format_duration(Duration::from_secs(3600)), "1h");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+    }
+
+    /// r12: the report printed `2.000e14 H/s` and `Watts(2000.0)`; `{:#}` is the form
+    /// people read, with the prefix that fits, grouped thousands and three figures.
+    #[test]
+    fn r12_the_human_form_scales_groups_and_rounds() {
+        for (got, want) in [
+            (format!("{:#}", HashRate(2e14)), "200 TH/s"),
+            (format!("{:#}", HashRate::from_mhs(200.0)), "200 MH/s"),
+            (format!("{:#}", Watts(2000.0)), "2 kW"),
+            (format!("{:#}", Watts(3250.0)), "3.25 kW"),
+            (format!("{:#}", Watts(6e6)), "6 MW"),
+            (format!("{:#}", Watts(500.0)), "500 W"),
+            (format!("{:#}", Watts(-1.5e6)), "-1.5 MW"),
+            (format!("{:#}", Watts(0.0)), "0 W"),
+            (
+                format!("{:#.1}", WattHours::from_mwh(7482.64)),
+                "7,482.6 MWh",
+            ),
+            (format!("{:#}", WattHours::from_mwh(23494.8)), "23,495 MWh"),
+            (format!("{:#}", Eur(1_133_916.4)), "1,133,916 EUR"),
+            (format!("{:#}", Eur(-245.0)), "-245 EUR"),
+            (format!("{:#.0}", Eur(-0.2)), "0 EUR"),
+            (format!("{:#}", PricePerMwh(57.14)), "57.1 EUR/MWh"),
+            (format!("{:#}", Hashprice(50.0)), "50 EUR/(PH/s·day)"),
+            (format!("{:#}", Watts(f64::NAN)), "NaN W"),
+        ] {
+            assert_eq!(got, want);
+        }
+        // The plain form is untouched: exact, in the base unit, as configs read it.
+        assert_eq!(Watts(2000.0).to_string(), "2000 W");
+        assert_eq!(format!("{:.1}", Watts(2000.0)), "2000.0 W");
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct SimBench {
     pub ratio_vs_baseline: f64,
     /// The same run recording every step (what `simulate` does).
     pub recorded_run_seconds: f64,
+    /// The same site without mining (every run books it beside the run itself).
+    pub no_mining_seconds: f64,
     /// The clairvoyant optimum: the best feasible schedule and both bounds.
     pub optimum_seconds: f64,
     /// Baseline for the optimum: one unit's exact programme over the whole run.
@@ -96,6 +98,12 @@ pub fn sim(scenario: &Path, variants: usize) -> Result<SimBench, SimError> {
     let recorded_run_seconds = t.elapsed().as_secs_f64();
     let peak = peak_rss_mb().unwrap_or(f64::NAN);
 
+    let mut no_mining_seconds = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        black_box(crate::sim::site::without_mining(&sc, &replay));
+        no_mining_seconds = no_mining_seconds.min(t.elapsed().as_secs_f64());
+    }
     // The optimum, and the whole of `simulate` as a user runs it, best of three each.
     let profit = run(&sc, &replay, SimOptions::default())?.kpis.profit_eur;
     let mut optimum_seconds = f64::INFINITY;
@@ -154,6 +162,7 @@ pub fn sim(scenario: &Path, variants: usize) -> Result<SimBench, SimError> {
         baseline_seconds,
         ratio_vs_baseline: run_seconds / baseline_seconds,
         recorded_run_seconds,
+        no_mining_seconds,
         optimum_seconds,
         one_programme_seconds,
         simulate_seconds,

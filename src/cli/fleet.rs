@@ -169,6 +169,12 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
+        // Installed before "serving" is printed: a Ctrl-C sent as soon as it is read must
+        // stop the fleet, not kill the process (`ctrl_c()` installs its handler only when
+        // first polled, which was after the print).
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .context("installing the SIGINT handler")?;
         let fleet = Fleet::start(opts).await?;
         for s in fleet.snapshots() {
             let fault = s.fault.map_or("healthy", |f| f.name());
@@ -183,7 +189,7 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         }
         outln!("serving {} miners; Ctrl-C stops", fleet.addresses().len())?;
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = interrupt.recv() => {}
             _ = term.recv() => {}
         }
         fleet.stop().await;

@@ -136,6 +136,10 @@ pub fn bench(scenario: &Path, variants: usize, json: bool) -> anyhow::Result<Exi
         )?;
         outln!("  recorded run      {:.3} s", b.recorded_run_seconds)?;
         outln!(
+            "  no-mining run     {:.4} s   (the same site without mining, in every run)",
+            b.no_mining_seconds
+        )?;
+        outln!(
             "  optimum           {:.3} s   = {:.0} unit programmes over the run ({:.4} s each)",
             b.optimum_seconds,
             b.optimum_seconds / b.one_programme_seconds,

@@ -1,5 +1,6 @@
 //! The `[policy]` section: its file shape and its checks, into `PolicyParams`.
 
+use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -36,6 +37,24 @@ pub struct RawPolicy {
     pub frequency: Option<RawFrequency>,
 }
 
+/// The modes as a policy file writes them: one table for parsing and for showing, so a
+/// report names a mode the way its file does.
+const MODES: [(&str, Mode); 2] = [
+    ("surplus-only", Mode::SurplusOnly),
+    ("economic", Mode::Economic),
+];
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = MODES
+            .iter()
+            .find(|(_, m)| m == self)
+            .map(|(n, _)| *n)
+            .expect("every mode is in MODES");
+        f.write_str(name)
+    }
+}
+
 /// `start_payback` when the policy does not say.
 pub const DEFAULT_START_PAYBACK: Duration = Duration::from_secs(12 * 3600);
 
@@ -58,17 +77,14 @@ pub struct RawFrequency {
 
 /// Checks a `[policy]` table; `at` is its key path.
 pub fn validate_policy(p: &mut Problems, at: &str, raw: RawPolicy) -> Option<PolicyParams> {
-    let mode = match raw.mode.as_str() {
-        "surplus-only" => Some(Mode::SurplusOnly),
-        "economic" => Some(Mode::Economic),
-        other => {
-            p.push(
-                format!("{at}.mode"),
-                format!("{other:?}: expected \"surplus-only\" or \"economic\""),
-            );
-            None
-        }
-    };
+    let mode = MODES.iter().find(|(n, _)| *n == raw.mode).map(|(_, m)| *m);
+    if mode.is_none() {
+        let expected: Vec<String> = MODES.iter().map(|(n, _)| format!("{n:?}")).collect();
+        p.push(
+            format!("{at}.mode"),
+            format!("{:?}: expected {}", raw.mode, expected.join(" or ")),
+        );
+    }
     price(p, &format!("{at}.margin_eur_mwh"), raw.margin_eur_mwh);
     if !(raw.hysteresis_eur_mwh.is_finite() && raw.hysteresis_eur_mwh >= 0.0) {
         p.push(

@@ -6,6 +6,8 @@
 //! where every watt went: generation + import = site load + mining + export + curtailment,
 //! checked at every step.
 
+pub mod chart;
+pub mod html;
 pub mod kpi;
 pub mod optimum;
 pub mod output;

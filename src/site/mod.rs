@@ -2,6 +2,7 @@
 //! energy costs there. Typed and validated; built from config, read by the policy, the
 //! simulator and the live controller alike. No I/O here.
 
+use std::fmt;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -57,6 +58,16 @@ pub enum ExportValue {
     Fixed(PricePerMwh),
 }
 
+/// As a report names it: "the day-ahead price", "a fixed 80 EUR/MWh".
+impl fmt::Display for ExportValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExportValue::DayAhead => f.write_str("the day-ahead price"),
+            ExportValue::Fixed(p) => write!(f, "a fixed {p:#}"),
+        }
+    }
+}
+
 /// Prices at the site.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Tariff {
@@ -88,6 +99,17 @@ pub enum PowerLevels {
     Range { min: Watts },
     /// Anything from zero to rated (the embedded CPU pool).
     Continuous,
+}
+
+/// As a report names it: "on/off", "2 kW to rated", "continuous".
+impl fmt::Display for PowerLevels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PowerLevels::OnOff => f.write_str("on/off"),
+            PowerLevels::Range { min } => write!(f, "{min:#} to rated"),
+            PowerLevels::Continuous => f.write_str("continuous"),
+        }
+    }
 }
 
 /// Limits that protect hardware from wear, per unit.

@@ -28,6 +28,7 @@ mod policy_cases;
 mod properties;
 mod r12_inputs;
 mod r12_optimum;
+mod r12_report;
 mod replay;
 mod safety;
 mod seam;

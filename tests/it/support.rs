@@ -15,6 +15,23 @@ use gridminer::site::{
 };
 use gridminer::units::{HashRate, PricePerMwh, Watts};
 
+/// A shipped scenario (path from the repo root) with `--set`-style overrides, replayed
+/// through the simulator with every step recorded.
+pub fn run_recorded(scenario: &str, overrides: &[&str]) -> (Scenario, gridminer::sim::SimRun) {
+    let overrides: Vec<gridminer::config::Override> = overrides
+        .iter()
+        .map(|o| gridminer::config::Override::parse(o).unwrap())
+        .collect();
+    let sc = gridminer::scenario::load_scenario(&root().join(scenario), &overrides).unwrap();
+    let replay = Replay::load(&sc.history).unwrap();
+    let opts = gridminer::sim::SimOptions {
+        record: true,
+        ..Default::default()
+    };
+    let run = gridminer::sim::run(&sc, &replay, opts).unwrap();
+    (sc, run)
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
