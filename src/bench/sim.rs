@@ -119,7 +119,7 @@ pub fn sim(scenario: &Path, variants: usize) -> Result<SimBench, SimError> {
         let t = Instant::now();
         let sc = load_scenario(scenario, &[])?;
         let replay = Replay::load(&sc.history)?;
-        let mut r = run(
+        let r = crate::sim::run_with_optimum(
             &sc,
             &replay,
             SimOptions {
@@ -127,7 +127,6 @@ pub fn sim(scenario: &Path, variants: usize) -> Result<SimBench, SimError> {
                 ..Default::default()
             },
         )?;
-        r.kpis.optimum = Some(crate::sim::optimum(&sc, &replay, r.kpis.profit_eur)?);
         black_box(report::write_outputs(&sc, &r, &out)?);
         simulate_seconds = simulate_seconds.min(t.elapsed().as_secs_f64());
     }

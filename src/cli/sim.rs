@@ -34,17 +34,15 @@ pub fn simulate(
         .map_err(anyhow::Error::msg)?;
     let sc = crate::scenario::load_scenario(path, &overrides)?;
     let replay = Replay::load(&sc.history)?;
-    let mut run = sim::run(
-        &sc,
-        &replay,
-        SimOptions {
-            record: true,
-            ..Default::default()
-        },
-    )?;
-    if extras.optimum {
-        run.kpis.optimum = Some(sim::optimum(&sc, &replay, run.kpis.profit_eur)?);
-    }
+    let record = SimOptions {
+        record: true,
+        ..Default::default()
+    };
+    let mut run = if extras.optimum {
+        sim::run_with_optimum(&sc, &replay, record)?
+    } else {
+        sim::run(&sc, &replay, record)?
+    };
     if extras.hashprice_sensitivity {
         run.kpis.sensitivity.hashprice_runs =
             sim::site::hashprice_sensitivity(&sc, &replay, &run.kpis)?;

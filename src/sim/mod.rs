@@ -436,6 +436,25 @@ pub fn span(replay: &Replay) -> Duration {
     replay.step * replay.len as u32
 }
 
+/// A recorded run with the clairvoyant optimum beside it, as `simulate` does it: the
+/// optimum's feasible schedule is solved on one core while the replay runs on the other
+/// (it needs nothing from the run), and the bounds, which aim at the online profit,
+/// after it.
+pub fn run_with_optimum(
+    sc: &Scenario,
+    replay: &Replay,
+    opts: SimOptions,
+) -> Result<SimRun, SimError> {
+    let t0 = std::time::Instant::now();
+    let problem = OptimumProblem::new(sc, replay);
+    let (run, feasible) = rayon::join(|| run(sc, replay, opts), || problem.feasible());
+    let mut run = run?;
+    let mut o = problem.finish(feasible?, run.kpis.profit_eur)?;
+    o.solve_seconds = t0.elapsed().as_secs_f64();
+    run.kpis.optimum = Some(o);
+    Ok(run)
+}
+
 /// The clairvoyant optimum on the same data and limits as `sc`, compared with `online`.
 pub fn optimum(
     sc: &Scenario,
@@ -443,147 +462,180 @@ pub fn optimum(
     online_profit: f64,
 ) -> Result<kpi::OptimumKpis, SimError> {
     let t0 = std::time::Instant::now();
-    let n = replay.len;
-    let mut phys = Physics::default();
-    let (
-        mut free,
-        mut export,
-        mut export_cost,
-        mut import,
-        mut import_cost,
-        mut hashprice,
-        mut day,
-    ) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let allow_import = sc.policy.mode == crate::policy::Mode::Economic;
-    for i in 0..n {
-        let pv = replay.pv.as_ref().map_or(0.0, |v| v[i]);
-        let wind = replay.wind.as_ref().map_or(0.0, |v| v[i]);
-        phys.update(
-            pv,
-            wind,
-            replay.site_load[i],
-            replay.price[i],
-            replay.hashprice[i],
-            replay.pv.is_some(),
-            replay.wind.is_some(),
-        );
-        let t = Tiers::new(
-            Watts(phys.pv + phys.wind - phys.load),
-            &sc.grid,
-            &sc.tariff,
-            PricePerMwh(phys.price),
-            allow_import,
-        );
-        free.push(t.free.0);
-        export.push(t.export.0);
-        export_cost.push(t.export_cost.0);
-        import.push(t.import.0);
-        import_cost.push(t.import_cost.0);
-        hashprice.push(phys.hashprice);
-        day.push(replay.time(i).day());
-    }
-    let policy = policy_for(sc);
-    // Whole steps, rounded up as the ledger enforces them: a unit on at one step may stop
-    // at the first step at least `min_on` later (1.5 s at 1 s steps is 2 steps).
-    let steps = |d: Duration| {
-        d.as_nanos()
-            .div_ceil(replay.step.as_nanos().max(1))
-            .min(u128::from(u32::MAX)) as u32
-    };
-    let classes: Vec<optimum::UnitClass> = sc
-        .loads
-        .iter()
-        .zip(&policy.wear)
-        .map(|(l, w)| optimum::UnitClass {
-            name: l.name.clone(),
-            count: l.count,
-            rated_w: l.rated_power.0,
-            min_power_w: l.min_unit_power().0,
-            value_per_hashprice: Hashprice(1.0).value_per_mwh(l.hashrate, l.rated_power).0,
-            min_on_steps: steps(w.min_on),
-            min_off_steps: steps(w.min_off),
-            max_starts_per_day: w.max_starts_per_day,
-            continuous: !l.is_switched(),
-            start_cost_eur: w.start_cost_eur,
-        })
-        .collect();
-    let input = optimum::OptimumInput {
-        step_h: replay.step.as_secs_f64() / 3600.0,
-        day: &day,
-        hashprice: &hashprice,
-        tiers: optimum::Tiers {
-            free_w: &free,
-            export_w: &export,
-            export_cost: &export_cost,
-            import_w: &import,
-            import_cost: &import_cost,
-        },
-        classes: &classes,
-        max_iterations: 30,
-        tolerance: 1e-3,
-    };
-    // The bounds: simulated units draw less than their lowest power while they wake and
-    // ramp, so the bounds let an "on" unit draw anything down to zero: a little looser,
-    // but no realised schedule can beat them.
-    let relaxed: Vec<optimum::UnitClass> = classes
-        .iter()
-        .map(|c| optimum::UnitClass {
-            min_power_w: 0.0,
-            ..c.clone()
-        })
-        .collect();
-    let relaxed = optimum::OptimumInput {
-        classes: &relaxed,
-        ..input
-    };
-    // On one core the best schedule that keeps every wear limit, with units drawing at
-    // least their lowest power whenever on; on the other the two bounds. The Lagrangian
-    // aims its steps at the online profit, a schedule known to be feasible, and is not
-    // needed when the exact no-wear optimum already meets that.
-    let bounds = || -> Result<(f64, f64, u32), optimum::InputError> {
-        let no_wear = optimum::no_wear_bound(&relaxed)?;
-        if optimum::relative_gap(no_wear, online_profit) <= input.tolerance {
-            return Ok((no_wear, f64::INFINITY, 0));
+    let problem = OptimumProblem::new(sc, replay);
+    let feasible = problem.feasible()?;
+    let mut o = problem.finish(feasible, online_profit)?;
+    o.solve_seconds = t0.elapsed().as_secs_f64();
+    Ok(o)
+}
+
+/// The optimum's input, built once from a scenario and its replay: per-step tiers, the
+/// hashprice, and the unit classes with their wear limits in whole steps.
+struct OptimumProblem {
+    step_h: f64,
+    free: Vec<f64>,
+    export: Vec<f64>,
+    export_cost: Vec<f64>,
+    import: Vec<f64>,
+    import_cost: Vec<f64>,
+    hashprice: Vec<f64>,
+    day: Vec<i64>,
+    classes: Vec<optimum::UnitClass>,
+    /// The same classes with no least power: what the bounds use (see `finish`).
+    relaxed: Vec<optimum::UnitClass>,
+}
+
+impl OptimumProblem {
+    fn new(sc: &Scenario, replay: &Replay) -> Self {
+        let n = replay.len;
+        let mut phys = Physics::default();
+        let mut p = OptimumProblem {
+            step_h: replay.step.as_secs_f64() / 3600.0,
+            free: Vec::with_capacity(n),
+            export: Vec::with_capacity(n),
+            export_cost: Vec::with_capacity(n),
+            import: Vec::with_capacity(n),
+            import_cost: Vec::with_capacity(n),
+            hashprice: Vec::with_capacity(n),
+            day: Vec::with_capacity(n),
+            classes: Vec::new(),
+            relaxed: Vec::new(),
+        };
+        let allow_import = sc.policy.mode == crate::policy::Mode::Economic;
+        for i in 0..n {
+            let pv = replay.pv.as_ref().map_or(0.0, |v| v[i]);
+            let wind = replay.wind.as_ref().map_or(0.0, |v| v[i]);
+            phys.update(
+                pv,
+                wind,
+                replay.site_load[i],
+                replay.price[i],
+                replay.hashprice[i],
+                replay.pv.is_some(),
+                replay.wind.is_some(),
+            );
+            let t = Tiers::new(
+                Watts(phys.pv + phys.wind - phys.load),
+                &sc.grid,
+                &sc.tariff,
+                PricePerMwh(phys.price),
+                allow_import,
+            );
+            p.free.push(t.free.0);
+            p.export.push(t.export.0);
+            p.export_cost.push(t.export_cost.0);
+            p.import.push(t.import.0);
+            p.import_cost.push(t.import_cost.0);
+            p.hashprice.push(phys.hashprice);
+            p.day.push(replay.time(i).day());
         }
-        let (lagrangian, iterations) = optimum::lagrangian_bound(&relaxed, online_profit)?;
-        Ok((no_wear, lagrangian, iterations))
-    };
-    let (feasible, bounds) = rayon::join(|| optimum::feasible(&input), bounds);
-    let (feasible, (no_wear, lagrangian, iterations)) = (feasible?, bounds?);
-    // The online run is a feasible schedule too: the best known is the better of the two.
-    let (feasible_eur, feasible_source) = if online_profit > feasible.feasible_eur {
-        (online_profit, kpi::FeasibleSource::Online)
-    } else {
-        (feasible.feasible_eur, kpi::FeasibleSource::Solver)
-    };
-    let (upper, bound) = optimum::tighter(lagrangian, no_wear);
-    Ok(kpi::OptimumKpis {
-        upper_bound_eur: upper,
-        bound,
-        lagrangian_bound_eur: lagrangian.is_finite().then_some(lagrangian),
-        no_wear_bound_eur: no_wear,
-        feasible_eur,
-        feasible_source,
-        feasible_wear_cost_eur: feasible.feasible_wear_cost_eur,
-        gap: optimum::relative_gap(upper, feasible_eur),
-        // Doing nothing earns 0, so the bound is never below it; where it is 0 there was
-        // nothing to earn, and a policy that lost nothing got all of it.
-        ratio: if upper > 0.0 {
-            online_profit / upper
-        } else if online_profit >= upper {
-            1.0
+        let policy = policy_for(sc);
+        // Whole steps, rounded up as the ledger enforces them: a unit on at one step may
+        // stop at the first step at least `min_on` later (1.5 s at 1 s steps is 2 steps).
+        let steps = |d: Duration| {
+            d.as_nanos()
+                .div_ceil(replay.step.as_nanos().max(1))
+                .min(u128::from(u32::MAX)) as u32
+        };
+        p.classes = sc
+            .loads
+            .iter()
+            .zip(&policy.wear)
+            .map(|(l, w)| optimum::UnitClass {
+                name: l.name.clone(),
+                count: l.count,
+                rated_w: l.rated_power.0,
+                min_power_w: l.min_unit_power().0,
+                value_per_hashprice: Hashprice(1.0).value_per_mwh(l.hashrate, l.rated_power).0,
+                min_on_steps: steps(w.min_on),
+                min_off_steps: steps(w.min_off),
+                max_starts_per_day: w.max_starts_per_day,
+                continuous: !l.is_switched(),
+                start_cost_eur: w.start_cost_eur,
+            })
+            .collect();
+        // Simulated units draw less than their lowest power while they wake and ramp, so
+        // the bounds let an "on" unit draw anything down to zero: a little looser, but no
+        // realised schedule can beat them.
+        p.relaxed = p
+            .classes
+            .iter()
+            .map(|c| optimum::UnitClass {
+                min_power_w: 0.0,
+                ..c.clone()
+            })
+            .collect();
+        p
+    }
+
+    fn input<'a>(&'a self, classes: &'a [optimum::UnitClass]) -> optimum::OptimumInput<'a> {
+        optimum::OptimumInput {
+            step_h: self.step_h,
+            day: &self.day,
+            hashprice: &self.hashprice,
+            tiers: optimum::Tiers {
+                free_w: &self.free,
+                export_w: &self.export,
+                export_cost: &self.export_cost,
+                import_w: &self.import,
+                import_cost: &self.import_cost,
+            },
+            classes,
+            max_iterations: 30,
+            tolerance: 1e-3,
+        }
+    }
+
+    /// The best schedule that keeps every wear limit, with units drawing at least their
+    /// lowest power whenever on.
+    fn feasible(&self) -> Result<optimum::Feasible, optimum::InputError> {
+        optimum::feasible(&self.input(&self.classes))
+    }
+
+    /// The bounds, and the figures beside the online run. The Lagrangian aims its steps
+    /// at the best profit known and is not needed when the exact no-wear optimum
+    /// already meets it. `solve_seconds` is left for the caller.
+    fn finish(
+        &self,
+        feasible: optimum::Feasible,
+        online_profit: f64,
+    ) -> Result<kpi::OptimumKpis, SimError> {
+        let relaxed = self.input(&self.relaxed);
+        // The online run is a feasible schedule too: the best known is the better of two.
+        let (feasible_eur, feasible_source) = if online_profit > feasible.feasible_eur {
+            (online_profit, kpi::FeasibleSource::Online)
         } else {
-            0.0
-        },
-        iterations,
-        solve_seconds: t0.elapsed().as_secs_f64(),
-    })
+            (feasible.feasible_eur, kpi::FeasibleSource::Solver)
+        };
+        let no_wear = optimum::no_wear_bound(&relaxed)?;
+        let (lagrangian, iterations) =
+            if optimum::relative_gap(no_wear, feasible_eur) <= relaxed.tolerance {
+                (None, 0)
+            } else {
+                let (l, n) = optimum::lagrangian_bound(&relaxed, feasible_eur)?;
+                (Some(l), n)
+            };
+        let (upper, bound) = optimum::tighter(lagrangian.unwrap_or(f64::INFINITY), no_wear);
+        Ok(kpi::OptimumKpis {
+            upper_bound_eur: upper,
+            bound,
+            lagrangian_bound_eur: lagrangian,
+            no_wear_bound_eur: no_wear,
+            feasible_eur,
+            feasible_source,
+            feasible_wear_cost_eur: feasible.feasible_wear_cost_eur,
+            gap: optimum::relative_gap(upper, feasible_eur),
+            // Doing nothing earns 0, so the bound is never below it; where it is 0 there
+            // was nothing to earn, and a policy that lost nothing got all of it.
+            ratio: if upper > 0.0 {
+                online_profit / upper
+            } else if online_profit >= upper {
+                1.0
+            } else {
+                0.0
+            },
+            iterations,
+            solve_seconds: 0.0,
+        })
+    }
 }
