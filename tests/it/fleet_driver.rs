@@ -369,6 +369,14 @@ async fn r11_a_limit_that_is_taken_but_not_followed_escalates_to_a_pause() {
     .await;
     let stuck = r.faulty();
     let mut g = r.fleet.group(0);
+    // The fault sticks on a limit change made while hashing; a limit sent while the
+    // miner still wakes is ramped to anyway. So: both hashing first, then the change
+    // (with one target only, which of the two came first was the machine's load).
+    let _ = g.set(on(2, 4400.0)).await;
+    until(&r, Duration::from_secs(25), "both hashing", || {
+        r.hashing() == 2
+    })
+    .await;
     let _ = g.set(on(2, 4000.0)).await;
     until(
         &r,
