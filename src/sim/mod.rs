@@ -607,14 +607,9 @@ impl OptimumProblem {
         } else {
             (feasible.feasible_eur, kpi::FeasibleSource::Solver)
         };
-        let no_wear = optimum::no_wear_bound(&relaxed)?;
-        let (lagrangian, iterations) =
-            if optimum::relative_gap(no_wear, feasible_eur) <= relaxed.tolerance {
-                (None, 0)
-            } else {
-                let (l, n) = optimum::lagrangian_bound(&relaxed, feasible_eur)?;
-                (Some(l), n)
-            };
+        let bounds = optimum::bounds(&relaxed, feasible_eur)?;
+        let (no_wear, lagrangian) = (bounds.no_wear_eur, bounds.lagrangian.map(|(l, _)| l));
+        let iterations = bounds.lagrangian.map_or(0, |(_, n)| n);
         let (upper, bound) = optimum::tighter(lagrangian.unwrap_or(f64::INFINITY), no_wear);
         Ok(kpi::OptimumKpis {
             upper_bound_eur: upper,

@@ -407,8 +407,10 @@ pub fn solve(input: &OptimumInput) -> Result<OptimumResult, InputError> {
     let curves: Vec<StepCurve> = (0..input.day.len())
         .map(|t| StepCurve::new(&input.tiers, t))
         .collect();
-    let (lagrangian_eur, iterations) = tighten_bound(input, &curves, feasible.feasible_eur);
-    let no_wear_eur = no_wear_bound(input)?;
+    let repeats = repeats(input);
+    let (lagrangian_eur, iterations) =
+        tighten_bound(input, &curves, &repeats, feasible.feasible_eur);
+    let no_wear_eur = no_wear(input, &curves, &repeats);
     let (upper_bound_eur, bound) = tighter(lagrangian_eur, no_wear_eur);
     let gap = relative_gap(upper_bound_eur, feasible.feasible_eur);
     Ok(OptimumResult {
@@ -492,14 +494,32 @@ pub fn tighter(lagrangian_eur: f64, no_wear_eur: f64) -> (f64, BoundKind) {
     }
 }
 
-/// The Lagrangian bound alone, aiming its steps at `target_eur` (any achievable profit:
-/// the closer to the optimum, the faster it tightens), and the evaluations it made.
-pub fn lagrangian_bound(input: &OptimumInput, target_eur: f64) -> Result<(f64, u32), InputError> {
+/// Both bounds of one input, validated once, its step curves and repeats built once.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    /// The exact optimum without wear limits ([`no_wear_bound`]).
+    pub no_wear_eur: f64,
+    /// The best Lagrangian value and the evaluations made; `None` when the no-wear bound
+    /// is already within `tolerance` of `target_eur`, where it could only confirm it.
+    pub lagrangian: Option<(f64, u32)>,
+}
+
+/// The no-wear bound, then the Lagrangian bound unless the first already meets
+/// `target_eur` (any achievable profit: the Lagrangian aims its steps at it, and the
+/// closer to the optimum, the faster it tightens).
+pub fn bounds(input: &OptimumInput, target_eur: f64) -> Result<Bounds, InputError> {
     validate(input)?;
     let curves: Vec<StepCurve> = (0..input.day.len())
         .map(|t| StepCurve::new(&input.tiers, t))
         .collect();
-    Ok(tighten_bound(input, &curves, target_eur))
+    let repeats = repeats(input);
+    let no_wear_eur = no_wear(input, &curves, &repeats);
+    let lagrangian = (relative_gap(no_wear_eur, target_eur) > input.tolerance)
+        .then(|| tighten_bound(input, &curves, &repeats, target_eur));
+    Ok(Bounds {
+        no_wear_eur,
+        lagrangian,
+    })
 }
 
 /// The exact optimum without wear limits, EUR: every step on its own, each class drawing
@@ -511,6 +531,14 @@ pub fn lagrangian_bound(input: &OptimumInput, target_eur: f64) -> Result<(f64, u
 /// tier cost is non-convex the Lagrangian dual convexifies it and this is the tighter.
 pub fn no_wear_bound(input: &OptimumInput) -> Result<f64, InputError> {
     validate(input)?;
+    let curves: Vec<StepCurve> = (0..input.day.len())
+        .map(|t| StepCurve::new(&input.tiers, t))
+        .collect();
+    Ok(no_wear(input, &curves, &repeats(input)))
+}
+
+/// [`no_wear_bound`] of a validated input, with its step curves and repeats.
+fn no_wear(input: &OptimumInput, curves: &[StepCurve], repeats: &[bool]) -> f64 {
     let mut boxes: Vec<(f64, f64)> = input
         .classes
         .iter()
@@ -520,14 +548,13 @@ pub fn no_wear_bound(input: &OptimumInput) -> Result<f64, InputError> {
     // Highest value per hashprice first; a negative hashprice reverses the order.
     boxes.sort_by(|a, b| b.0.total_cmp(&a.0));
     let capacity_w: f64 = boxes.iter().map(|b| b.1).sum();
-    let repeats = repeats(input);
     let mut previous = 0.0;
     let total: f64 = (0..input.day.len())
         .map(|t| {
             if repeats[t] {
                 return previous;
             }
-            let curve = StepCurve::new(&input.tiers, t);
+            let curve = &curves[t];
             let hp = input.hashprice[t];
             let ceiling = capacity_w.min(curve.total_w());
             let fill = |m: f64| {
@@ -567,7 +594,7 @@ pub fn no_wear_bound(input: &OptimumInput) -> Result<f64, InputError> {
             best
         })
         .sum();
-    Ok(total * mwh_per_w_step(input))
+    total * mwh_per_w_step(input)
 }
 
 /// Starts in one unit's on/off schedule: every off-to-on edge, and being on at the
@@ -1519,10 +1546,14 @@ fn evaluate_dual(
 
 /// Deflected Polyak subgradient descent on L, aiming at the feasible value.
 /// Returns the least L seen and the number of evaluations.
-fn tighten_bound(input: &OptimumInput, curves: &[StepCurve], feasible_eur: f64) -> (f64, u32) {
+fn tighten_bound(
+    input: &OptimumInput,
+    curves: &[StepCurve],
+    repeats: &[bool],
+    feasible_eur: f64,
+) -> (f64, u32) {
     let steps = curves.len();
-    let repeats = repeats(input);
-    let mut prices = starting_prices(input, curves, &repeats);
+    let mut prices = starting_prices(input, curves, repeats);
     let mut duals: Vec<DualClass> = input
         .classes
         .iter()
@@ -1540,7 +1571,7 @@ fn tighten_bound(input: &OptimumInput, curves: &[StepCurve], feasible_eur: f64) 
     let mut current = evaluate_dual(
         input,
         curves,
-        &repeats,
+        repeats,
         &prices,
         &mut duals,
         &mut subgradient,
