@@ -34,6 +34,7 @@
 //! - [`bench`]: the `bench` subcommands' measurements.
 
 pub mod actuator;
+pub mod assets;
 pub mod bench;
 pub mod cli;
 pub mod clock;

@@ -1,5 +1,5 @@
 //! `report.html`: the run as one self-contained page an analyst opens offline. The chart
-//! library (uPlot, vendored under `assets/` with its licence and provenance), the page's
+//! library (uPlot, vendored in `crate::assets` with its licence and provenance), the page's
 //! script and style, and the data are all inlined; nothing is fetched.
 //!
 //! The data is the run's record brought down to what a screen can show (`chart`: bucket
@@ -21,9 +21,8 @@ use crate::scenario::Scenario;
 use crate::site::ExportValue;
 use crate::units::{Hashprice, Watts};
 
-const UPLOT_JS: &str = include_str!("assets/uPlot.iife.min.js");
-const UPLOT_CSS: &str = include_str!("assets/uPlot.min.css");
-const UPLOT_LICENSE: &str = include_str!("assets/LICENSE-uPlot");
+use crate::assets::{UPLOT_CSS, UPLOT_JS, UPLOT_LICENSE};
+
 const REPORT_JS: &str = include_str!("assets/report.js");
 const REPORT_CSS: &str = include_str!("assets/report.css");
 

@@ -15,13 +15,17 @@
 //! [metrics]
 //! listen = "127.0.0.1:9464"
 //!
+//! [web]
+//! listen = "127.0.0.1:8080"          # the read-only dashboard; loopback unless you say otherwise
+//!
 //! [events]
 //! file = "events.jsonl"              # default: events-{site}.jsonl beside the operator replay cache
 //! max_bytes = "4 MiB"
 //! ```
 //!
 //! All sections are optional: without `[influx]` nothing is written, without `[metrics]`
-//! no endpoint is served; the events file is always kept (see `evidence::file`).
+//! no endpoint is served, without `[web]` no dashboard; the events file is always kept
+//! (see `evidence::file`).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -63,6 +67,13 @@ pub struct RawInflux {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
+    pub listen: String,
+}
+
+/// `[web]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeb {
     pub listen: String,
 }
 
@@ -123,10 +134,18 @@ pub struct MetricsConfig {
     pub listen: SocketAddr,
 }
 
+/// The dashboard (`telemetry::web`): read-only, on `listen`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebConfig {
+    pub listen: SocketAddr,
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TelemetryConfig {
     pub influx: Option<InfluxConfig>,
     pub metrics: Option<MetricsConfig>,
+    /// `[web]`: the dashboard, if served.
+    pub web: Option<WebConfig>,
     /// `[events]`: where the frequency-response evidence is kept.
     pub events: EventsConfig,
 }
@@ -142,19 +161,13 @@ pub fn validate(p: &mut Problems, table: &mut toml::Table, file: &Path) -> Telem
     let metrics = table
         .remove("metrics")
         .and_then(|v| p.take::<RawMetrics>("metrics", v))
-        .and_then(|raw| match raw.listen.parse::<SocketAddr>() {
-            Ok(listen) => Some(MetricsConfig { listen }),
-            Err(e) => {
-                p.push(
-                    "metrics.listen",
-                    format!(
-                        "{:?}: {e} (expected host:port, e.g. 127.0.0.1:9464)",
-                        raw.listen
-                    ),
-                );
-                None
-            }
-        });
+        .and_then(|raw| listen_addr(p, "metrics.listen", &raw.listen, "127.0.0.1:9464"))
+        .map(|listen| MetricsConfig { listen });
+    let web = table
+        .remove("web")
+        .and_then(|v| p.take::<RawWeb>("web", v))
+        .and_then(|raw| listen_addr(p, "web.listen", &raw.listen, "127.0.0.1:8080"))
+        .map(|listen| WebConfig { listen });
     let events = table
         .remove("events")
         .and_then(|v| p.take::<RawEvents>("events", v))
@@ -163,7 +176,22 @@ pub fn validate(p: &mut Problems, table: &mut toml::Table, file: &Path) -> Telem
     TelemetryConfig {
         influx,
         metrics,
+        web,
         events,
+    }
+}
+
+/// `listen` as a socket address, or a problem at `key` with an `example`.
+fn listen_addr(p: &mut Problems, key: &str, listen: &str, example: &str) -> Option<SocketAddr> {
+    match listen.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(e) => {
+            p.push(
+                key,
+                format!("{listen:?}: {e} (expected host:port, e.g. {example})"),
+            );
+            None
+        }
     }
 }
 

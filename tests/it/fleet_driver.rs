@@ -12,7 +12,7 @@ use gridminer::actuator::asic::{Command, Fleet, MinerState, MinerStatus, Timings
 use gridminer::actuator::{ActuatorError, ReadPower, SetPower};
 use gridminer::clock::{Clock, SystemClock};
 use gridminer::decision::LoadTarget;
-use gridminer::emulator::{self, Dynamics, FaultShare, FleetOptions};
+use gridminer::emulator::{self, Dynamics, FaultShare, FleetOptions, Phase};
 use gridminer::runtime::fleet::build;
 use gridminer::site::{LoadSpec, PowerLevels};
 use gridminer::units::Watts;
@@ -57,11 +57,15 @@ impl Running {
     /// `models`: per model as asic-rs names it, on/off or the minimum power limit (the
     /// firmware reports no range, so the config gives it).
     async fn start(opts: FleetOptions, models: &[(&str, Option<f64>)]) -> Running {
-        let emu = start_fleet(FleetOptions {
-            dynamics: dynamics(),
-            ..opts
-        })
-        .await;
+        Running::start_with(opts, models, dynamics()).await
+    }
+
+    async fn start_with(
+        opts: FleetOptions,
+        models: &[(&str, Option<f64>)],
+        dynamics: Dynamics,
+    ) -> Running {
+        let emu = start_fleet(FleetOptions { dynamics, ..opts }).await;
         let config = FleetConfig {
             name: "fleet".into(),
             miners: emu
@@ -372,31 +376,56 @@ async fn r11_a_limit_that_is_taken_but_not_followed_escalates_to_a_pause() {
     // The fault sticks on a limit change made while hashing; a limit sent while the
     // miner still wakes is ramped to anyway. So: both hashing first, then the change
     // (with one target only, which of the two came first was the machine's load).
-    let _ = g.set(on(2, 4400.0)).await;
-    until(&r, Duration::from_secs(25), "both hashing", || {
-        r.hashing() == 2
-    })
-    .await;
-    let _ = g.set(on(2, 4000.0)).await;
+    // The fault sticks on a limit change made while hashing. The emulated miners hash
+    // from power-on, so the first limit sticks if it lands before the driver's first
+    // pause has put the miner to sleep; otherwise the miner wakes at that limit and a
+    // second change while it runs steady sticks. (Which comes first is the machine's
+    // load, so the test takes either path; one that changed the limit while the miner
+    // still ramped would stick it below the limit, which is no breach.)
+    let escalated = || {
+        let s = r.emu.snapshot(stuck).expect("the stuck miner");
+        !s.hashing
+            && r.statuses()
+                .iter()
+                .any(|m| m.address == IpAddr::V4(stuck) && m.state == MinerState::Unresponsive)
+    };
+    let mut target = 4400.0;
+    let _ = g.set(on(2, target)).await;
     until(
         &r,
         Duration::from_secs(25),
-        "the stuck miner paused and excluded",
+        "the stuck miner excluded, or both steady at the first limit",
         || {
-            let s = r.emu.snapshot(stuck).expect("the stuck miner");
-            !s.hashing
-                && r.statuses()
+            escalated()
+                || r.statuses().iter().all(|m| {
+                    m.last_command
+                        .as_ref()
+                        .is_some_and(|c| c.command == Command::Resume && c.confirmed.is_some())
+                }) && r
+                    .emu
+                    .snapshots()
                     .iter()
-                    .any(|m| m.address == IpAddr::V4(stuck) && m.state == MinerState::Unresponsive)
+                    .all(|s| s.phase == Phase::Mining && s.power.0 > 4000.0 / 2.0 * 1.05)
         },
     )
     .await;
+    if !escalated() {
+        target = 4000.0;
+        let _ = g.set(on(2, target)).await;
+        until(
+            &r,
+            Duration::from_secs(25),
+            "the stuck miner paused and excluded",
+            escalated,
+        )
+        .await;
+    }
     // The other one runs alone, within the target.
     until(
         &r,
         Duration::from_secs(10),
         "the other at most the target",
-        || r.hashing() == 1 && r.drawn() <= Watts(4000.0 * 1.05),
+        || r.hashing() == 1 && r.drawn() <= Watts(target * 1.05),
     )
     .await;
     r.stop().await;
@@ -404,13 +433,22 @@ async fn r11_a_limit_that_is_taken_but_not_followed_escalates_to_a_pause() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r11_dropped_connections_are_retried_until_confirmed() {
-    let r = Running::start(
+    // One connection in four dropped. (The default, one in two, fails a Whatsminer
+    // privileged command, two connections, three times in four: a pause given up after
+    // its two sends and tried again some seconds later could then miss any deadline a
+    // test can afford about one time in five, which made this test flaky, not the
+    // driver wrong.)
+    let r = Running::start_with(
         FleetOptions {
             miners: 2,
             faults: vec!["drops-connection:0.01".parse().expect("a share")],
             ..FleetOptions::default()
         },
         &[],
+        Dynamics {
+            drop_every: 4,
+            ..dynamics()
+        },
     )
     .await;
     let mut g = r.fleet.group(0);
@@ -420,7 +458,7 @@ async fn r11_dropped_connections_are_retried_until_confirmed() {
     // its stop is tried again until it takes.
     until(
         &r,
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         "both asleep and confirmed",
         || {
             r.hashing() == 0

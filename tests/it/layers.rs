@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 /// Lowest first. A module may import its own layer's peers only where listed in
 /// `PEERS`, and any module of a lower layer.
 const LAYERS: &[&[&str]] = &[
-    &["units", "clock"],
+    // Vendored files (uPlot) the pages embed.
+    &["units", "clock", "assets"],
     // Emulated field devices (issue 11): below everything that drives them, so a driver
     // test cannot share the driver's idea of the protocol.
     &["emulator"],

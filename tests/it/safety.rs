@@ -269,22 +269,32 @@ async fn r9_hole2_a_crash_loop_cannot_outrun_the_failsafe() {
     feed_until_mining(&client, &mut rx, site, "the heartbeat lifting the failsafe").await;
     let heard = Instant::now();
     daemon.kill();
-    // Crash loop: a new process every few hundred ms, never hearing from the operator
-    // again. Within the timeout of the last heartbeat one of them must cap mining.
+    // Crash loop: every process is killed before its own clock could reach the 3 s
+    // timeout (after its first state, or after 2 s if it is slow to start), never hearing
+    // from the operator again. The old code restarted the silence clock in each process
+    // and so never engaged; the silence clock on disk must make one of them cap mining.
+    // (The deadline is generous: on a loaded machine a process may take a second to
+    // start, and each one that is too slow only makes the loop longer.)
+    let lifetime = Duration::from_secs(2);
     loop {
         assert!(
-            heard.elapsed() < Duration::from_secs(20),
+            heard.elapsed() < Duration::from_secs(60),
             "the failsafe never engaged"
         );
+        let started = chrono::Utc::now();
         let daemon = Daemon::start(&cfg);
         let (c, mut rx) = subscriber(broker.port, &format!("gridminer/{site}/#")).await;
         feed(&c, site).await;
-        let capped = until(&mut rx, &state, "a capped state", |s| {
-            s["failsafe_w"] == 0.0
+        // This process's first state (the retained one is an earlier process's).
+        let first = until(&mut rx, &state, "this process's first state", |s| {
+            s["at"]
+                .as_str()
+                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                .is_some_and(|at| at >= started)
         });
-        let capped = tokio::time::timeout(Duration::from_millis(700), capped).await;
+        let first = tokio::time::timeout(lifetime, first).await;
         daemon.kill();
-        if capped.is_ok() {
+        if first.is_ok_and(|s| s["failsafe_w"] == 0.0) {
             break;
         }
     }
