@@ -38,6 +38,7 @@ use crate::signal::rejected::{self, LastRejected, LogLine, RejectLog};
 use crate::signal::Observation;
 use crate::state::{Reading, SiteState};
 use crate::telemetry::config::TelemetryConfig;
+use crate::telemetry::web::{Dashboard, StateDoc};
 use crate::telemetry::{metrics::Metrics, metrics::MetricsServer, points, status, TelemetrySender};
 use crate::units::{Hashprice, Watts};
 use config::LiveConfig;
@@ -86,6 +87,43 @@ pub struct Snapshot {
     pub fleet: Vec<MinerStatus>,
     /// The latest frequency-response evidence records, newest first (the open one too).
     pub events: Arc<Vec<crate::telemetry::evidence::Record>>,
+    /// The latest operator acks, newest first (see [`ShownAcks`]).
+    pub acks: Arc<Vec<serde_json::Value>>,
+}
+
+/// The operator acks the state shows, newest first: the last [`ShownAcks::KEPT`], with a
+/// run of heartbeats from one operator shown as its latest (a heartbeat every few seconds
+/// would push every curtail out of sight).
+#[derive(Debug, Default)]
+struct ShownAcks(std::collections::VecDeque<serde_json::Value>);
+
+impl ShownAcks {
+    const KEPT: usize = 20;
+
+    /// `ack` as published, with who sent it and what it ordered where known.
+    fn push(&mut self, ack: &Ack, command: Option<&crate::signal::operator::AcceptedCommand>) {
+        use crate::signal::operator::Order;
+        let mut v = serde_json::to_value(ack).expect("an Ack serialises");
+        let order = command.map(|c| match &c.order {
+            Order::Heartbeat => "heartbeat",
+            Order::Act(crate::signal::OperatorAction::Release) => "release",
+            Order::Act(crate::signal::OperatorAction::Setpoint(_)) => "setpoint",
+            Order::Act(_) => "curtail",
+        });
+        v["operator"] = command.map(|c| c.issuer.id.clone()).into();
+        v["act"] = order.into();
+        let beat =
+            |x: &serde_json::Value| x["act"] == "heartbeat" && x["operator"] == v["operator"];
+        if order == Some("heartbeat") && self.0.front().is_some_and(beat) {
+            self.0.pop_front();
+        }
+        self.0.push_front(v);
+        self.0.truncate(Self::KEPT);
+    }
+
+    fn shown(&self) -> Arc<Vec<serde_json::Value>> {
+        Arc::new(self.0.iter().cloned().collect())
+    }
 }
 
 /// Shared counters of the daemon, for metrics and tests.
@@ -100,6 +138,8 @@ pub struct Running {
     pub metrics: Metrics,
     /// Where the Prometheus endpoint listens, if configured.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Where the dashboard listens, if configured (`[web]`).
+    pub web_addr: Option<std::net::SocketAddr>,
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     pub counters: Arc<Counters>,
     pub operator: Option<Arc<crate::signal::operator::Counters>>,
@@ -260,6 +300,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         hashing: vec![None; config.loads.len()],
         fleet: Vec::new(),
         events: Arc::default(),
+        acks: Arc::default(),
     });
     let (snap_tx, snap_rx) = watch::channel(first);
     let counters = Arc::new(Counters::default());
@@ -300,7 +341,11 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         .collect::<Result<_, _>>()?;
     let hashers = meters.iter().filter_map(Meter::activity).collect();
 
-    // Status and Home Assistant discovery.
+    // Status and Home Assistant discovery; the dashboard shows the same document.
+    let (docs_tx, docs_rx) = watch::channel(Arc::new(StateDoc::new(
+        snap_rx.borrow().at,
+        serde_json::Value::Null,
+    )));
     {
         let client = client.clone();
         let mut rx = snap_rx.clone();
@@ -315,17 +360,22 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
             }
             loop {
                 let snap = rx.borrow_and_update().clone();
-                let body = status::state_json(
-                    &snap.state,
-                    &snap.decision,
-                    &loads,
-                    &snap.loads,
-                    &snap.hashing,
-                    &snap.fleet,
-                    &snap.events,
+                let doc = StateDoc::new(
                     snap.at,
-                )
-                .to_string();
+                    status::state_json(
+                        &snap.state,
+                        &snap.decision,
+                        &loads,
+                        &snap.loads,
+                        &snap.hashing,
+                        &snap.fleet,
+                        &snap.events,
+                        &snap.acks,
+                        snap.at,
+                    ),
+                );
+                let body = doc.text.clone();
+                docs_tx.send_replace(Arc::new(doc));
                 let _ = client.try_publish(topics.state(), QoS::AtMostOnce, true, body);
                 if rx.changed().await.is_err() {
                     break;
@@ -359,6 +409,18 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
                 supervisor.spawn(&tracker, Task::Metrics, server.run(shutdown.clone()));
             }
             Err(error) => tracing::error!(%error, "Metrics endpoint not started"),
+        }
+    }
+
+    let mut web_addr = None;
+    if let Some(w) = telemetry.web {
+        match Dashboard::bind(w.listen, docs_rx).await {
+            Ok(server) => {
+                web_addr = server.local_addr().ok();
+                tracing::info!(url = %format_args!("http://{}/", w.listen), "Dashboard serving");
+                supervisor.spawn(&tracker, Task::Web, server.run(shutdown.clone()));
+            }
+            Err(error) => tracing::error!(%error, "Dashboard not started"),
         }
     }
 
@@ -406,6 +468,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
             counters,
             watchdog: supervise::Watchdog::new(tick),
             evidence,
+            acks: ShownAcks::default(),
         };
         supervisor.spawn(
             &tracker,
@@ -418,6 +481,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
     Ok(Running {
         metrics,
         metrics_addr,
+        web_addr,
         snapshots: snap_rx,
         counters,
         operator: Some(operator_counters),
@@ -556,6 +620,8 @@ struct LiveLoop {
     watchdog: supervise::Watchdog,
     /// The frequency-response evidence: fed every decision, sampled on its own timers.
     evidence: evidence::Recorder,
+    /// What the state shows of the operator acks.
+    acks: ShownAcks,
 }
 
 impl LiveLoop {
@@ -743,6 +809,9 @@ impl LiveLoop {
         // Accepted or not, decide now: an accepted curtail acts in this very step.
         let d = self.step();
         let ack = Ack::new(&received.outcome, d.limit, now);
+        self.acks.push(&ack, received.outcome.as_ref().ok());
+        // The ack shows in the state at once, not a tick later.
+        self.republish_acks();
         if let Some(sender) = &self.influx {
             if let Ok(cmd) = &received.outcome {
                 if let crate::signal::operator::Order::Act(action) = &cmd.order {
@@ -856,6 +925,17 @@ impl LiveLoop {
             hashing,
             fleet,
             events: self.evidence.shown(),
+            acks: self.acks.shown(),
         }));
+    }
+
+    /// The latest snapshot again with the acks as they are now.
+    fn republish_acks(&self) {
+        let acks = self.acks.shown();
+        self.snapshots.send_modify(|s| {
+            let mut next = (**s).clone();
+            next.acks = acks;
+            *s = Arc::new(next);
+        });
     }
 }

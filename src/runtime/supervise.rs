@@ -37,6 +37,7 @@ pub enum Task {
     Stratum(String),
     Influx,
     Metrics,
+    Web,
     /// The poller of Modbus device `name`.
     Modbus(String),
 }
@@ -77,6 +78,10 @@ impl Task {
             // site runs unwatched, which is how a failure goes unnoticed on an
             // unattended box.
             Task::Influx | Task::Metrics => Critical::Always,
+            // A viewer: a dashboard that stopped serving takes nothing from the site's
+            // control, and stopping the mining for it would. Its accept errors are
+            // retried inside; a panic is a bug.
+            Task::Web => Critical::OnPanic,
             // It returns an error only for a device that cannot serve its configured
             // role (no such SunSpec model): a restart cannot fix the config, its signals
             // go stale and the policy's staleness rule (the designed response) applies.
@@ -96,6 +101,7 @@ impl fmt::Display for Task {
             Task::Stratum(name) => write!(f, "Stratum client of load `{name}`"),
             Task::Influx => f.write_str("InfluxDB writer"),
             Task::Metrics => f.write_str("metrics endpoint"),
+            Task::Web => f.write_str("dashboard"),
             Task::Modbus(name) => write!(f, "Modbus source `{name}`"),
         }
     }

@@ -24,6 +24,9 @@ pub enum TelemetryError {
     /// The metrics endpoint could not be served.
     #[error("metrics endpoint: {0}")]
     Metrics(#[source] std::io::Error),
+    /// The dashboard could not be served.
+    #[error("dashboard: {0}")]
+    Web(#[source] std::io::Error),
     /// The InfluxDB client could not be built (TLS setup, say).
     #[error("InfluxDB client: {0}")]
     Client(String),
@@ -41,7 +44,9 @@ impl TelemetryError {
                 matches!(status, 401 | 403 | 404 | 408 | 429) || *status >= 500
             }
             TelemetryError::Buffer { .. } => true,
-            TelemetryError::Metrics(_) | TelemetryError::Client(_) => false,
+            TelemetryError::Metrics(_) | TelemetryError::Web(_) | TelemetryError::Client(_) => {
+                false
+            }
         }
     }
 

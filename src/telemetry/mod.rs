@@ -16,7 +16,10 @@
 //! - [`metrics`]: the `Metrics` handle and the Prometheus endpoint.
 //! - [`evidence`]: frequency-response evidence records (pure bookkeeping), the events
 //!   file, and how they print.
-//! - [`config`]: `[influx]`, `[metrics]` and `[events]`.
+//! - [`status`]: the state document (MQTT `gridminer/{site}/state`) and Home Assistant
+//!   discovery.
+//! - [`web`]: the dashboard, served from that same state document.
+//! - [`config`]: `[influx]`, `[metrics]`, `[web]` and `[events]`.
 //!
 //! Must not: block the control loop, or lose a point without counting it.
 
@@ -28,6 +31,7 @@ pub mod influx;
 pub mod metrics;
 pub mod points;
 pub mod status;
+pub mod web;
 
 pub use config::{InfluxConfig, MetricsConfig, TelemetryConfig};
 pub use error::TelemetryError;

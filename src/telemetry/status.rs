@@ -21,7 +21,10 @@ use crate::state::SiteState;
 /// commanded, read-back with its age, confirmation, latency, last error; and, for a
 /// hashing load, its hashing and pool counters), the operator command in force, and the
 /// latest frequency-response evidence records (`events`, newest first; see
-/// [`Record::state_json`]).
+/// [`Record::state_json`]), the latest operator acks (`operator_acks`, newest first, each
+/// as published on `cmd/ack` with its `operator` and `act`), the day-ahead schedule
+/// (`price_schedule`) and each load's break-even energy price at the hashprice now
+/// (`breakeven_eur_per_mwh`, null without a hashprice).
 pub fn state_json(
     state: &SiteState,
     decision: &Decision,
@@ -30,6 +33,7 @@ pub fn state_json(
     hashing: &[Option<HashingReport>],
     fleet: &[MinerStatus],
     events: &[Record],
+    acks: &[Value],
     now: Timestamp,
 ) -> Value {
     // Every signal is an object, with nulls for what is unknown, so a consumer reading
@@ -45,6 +49,7 @@ pub fn state_json(
         let r = state.reading(q).map(|r| (r.value, r.at));
         signals.insert(q.as_str().to_string(), reading(r, q));
     }
+    let hashprice = state.hashprice.map(|r| r.value);
     let loads: Vec<Value> = loads
         .iter()
         .enumerate()
@@ -54,6 +59,7 @@ pub fn state_json(
                 "target_w": decision.loads.get(i).map_or(0.0, |t| t.power.0),
                 "units_on": decision.loads.get(i).map_or(0, |t| t.units_on),
                 "hashing": hashing.get(i).and_then(Option::as_ref).map(hashing_json),
+                "breakeven_eur_per_mwh": hashprice.map(|h| l.value_per_mwh(h).0),
             });
             if let Some(s) = status.get(i) {
                 if let (Value::Object(o), Value::Object(more)) = (&mut v, load_status_json(s, now))
@@ -112,6 +118,11 @@ pub fn state_json(
         "operator_commands": commands,
         "failsafe_w": state.failsafe.map(|w| w.0),
         "events": events.iter().map(Record::state_json).collect::<Vec<_>>(),
+        "operator_acks": acks,
+        "price_schedule": state.price_schedule.iter().map(|(start, p)| json!({
+            "start": start.to_rfc3339(),
+            "price": p.0,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -275,7 +286,7 @@ mod tests {
                 blocked_starts: 0,
                 memory: Default::default(),
             };
-            let v = state_json(&state, &decision, &[], &[], &[], &[], &[], at);
+            let v = state_json(&state, &decision, &[], &[], &[], &[], &[], &[], at);
             if action == OperatorAction::Release {
                 // A release leaves nothing in force.
                 assert!(v["operator_command"].is_null(), "{v}");

@@ -4,10 +4,7 @@
 //! message when chromium or chromedriver is missing, unless `GRIDMINER_REQUIRE_PEERS=1`
 //! (`.ci/setup-chromium.sh` installs both).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gridminer::sim::html;
@@ -15,221 +12,39 @@ use serde_json::{json, Value};
 
 use super::peers;
 use super::support::{gridminer, root, run_recorded, text};
+use super::webdriver::{severe, Driver, Session};
 
 /// A name that would end the data's `<script>` element and run its own, were anything
 /// inlined unescaped.
 const HOSTILE_NAME: &str = "de-2018 </script><script>window.injected=1</script><!-- & \"'";
 
-/// chromedriver on a free port of its own choosing (`--port=0`), ended on drop.
-struct Driver {
-    child: Child,
-    port: u16,
-}
-
-impl Driver {
-    fn start() -> Driver {
-        let mut child = Command::new("chromedriver")
-            .arg("--port=0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        // It prints "ChromeDriver was started successfully on port 41611." once it
-        // listens; the port is read from there, so nothing guesses one.
-        let mut out = BufReader::new(child.stdout.take().expect("piped"));
-        let mut seen = String::new();
-        let port = loop {
-            let mut buf = Vec::new();
-            let n = out
-                .read_until(b'.', &mut buf)
-                .expect("chromedriver's stdout");
-            assert!(n > 0, "chromedriver exited before listening: {seen}");
-            seen.push_str(&String::from_utf8_lossy(&buf));
-            if let Some(rest) = seen.split("started successfully on port ").nth(1) {
-                if let Some(p) = rest.strip_suffix('.') {
-                    break p.trim().parse().expect("a port number");
-                }
-            }
-        };
-        // Keep draining its stdout so it never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        Driver { child, port }
+/// Loads `file`, waits (with a deadline) for `report.js` to say it is done, and
+/// returns what the page drew: per chart section, its canvas size or why skipped.
+fn render(session: &Session<'_>, file: &Path) -> Value {
+    session.open(file);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while session.eval("return document.body && document.body.dataset.rendered || null;")
+        != json!("yes")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "report.js never finished: {:?}",
+            session.console()
+        );
+        std::thread::yield_now();
     }
-
-    /// One WebDriver command: its `value`, or the error WebDriver answered.
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, Value> {
-        let body = body.map_or(String::new(), |b| b.to_string());
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("chromedriver listens");
-        s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.port,
-            body.len()
-        )
-        .unwrap();
-        // Read by Content-Length: chromedriver keeps the connection open after its answer
-        // whatever `Connection: close` says, so reading to the end would wait forever.
-        let mut r = BufReader::new(s);
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            let n = r.read_line(&mut line).expect("chromedriver answers");
-            assert!(
-                n > 0,
-                "chromedriver closed the connection mid-answer: {head}"
-            );
-            if line == "\r\n" {
-                break;
-            }
-            head.push_str(&line);
-        }
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or_else(|| panic!("no Content-Length from {method} {path}: {head}"));
-        let mut payload = vec![0; length];
-        r.read_exact(&mut payload).expect("chromedriver's answer");
-        let payload = String::from_utf8_lossy(&payload);
-        let v: Value = serde_json::from_str(&payload)
-            .unwrap_or_else(|e| panic!("{e}: not JSON from {method} {path}: {head}\n{payload}"));
-        let ok = head.split(' ').nth(1) == Some("200");
-        let value = v["value"].clone();
-        if ok {
-            Ok(value)
-        } else {
-            Err(value)
-        }
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A headless Chromium session with the browser's console log kept.
-struct Session<'a> {
-    driver: &'a Driver,
-    id: String,
-}
-
-impl<'a> Session<'a> {
-    fn new(driver: &'a Driver) -> Session<'a> {
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium(),
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1300,2000"],
-            },
-            "goog:loggingPrefs": {"browser": "ALL"},
-        }}});
-        let v = driver
-            .call("POST", "/session", Some(&caps))
-            .unwrap_or_else(|e| panic!("chromedriver could not start chromium: {e}"));
-        Session {
-            driver,
-            id: v["sessionId"].as_str().expect("a session id").to_string(),
-        }
-    }
-
-    fn cmd(&self, method: &str, what: &str, body: Option<&Value>) -> Value {
-        let path = format!("/session/{}/{what}", self.id);
-        self.driver
-            .call(method, &path, body)
-            .unwrap_or_else(|e| panic!("{method} {what}: {e}"))
-    }
-
-    fn open(&self, file: &Path) {
-        let url = format!("file://{}", file.canonicalize().unwrap().display());
-        self.cmd("POST", "url", Some(&json!({ "url": url })));
-    }
-
-    fn eval(&self, script: &str) -> Value {
-        self.cmd(
-            "POST",
-            "execute/sync",
-            Some(&json!({"script": script, "args": []})),
-        )
-    }
-
-    /// The browser console since the last call (chromedriver's log endpoint).
-    fn console(&self) -> Vec<Value> {
-        let v = self.cmd("POST", "se/log", Some(&json!({"type": "browser"})));
-        v.as_array().cloned().unwrap_or_default()
-    }
-
-    /// Loads `file`, waits (with a deadline) for `report.js` to say it is done, and
-    /// returns what the page drew: per chart section, its canvas size or why skipped.
-    fn render(&self, file: &Path) -> Value {
-        self.open(file);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.eval("return document.body && document.body.dataset.rendered || null;")
-            != json!("yes")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "report.js never finished: {:?}",
-                self.console()
-            );
-            std::thread::yield_now();
-        }
-        self.eval(
-            "var out = {};
-             document.querySelectorAll('section.chart').forEach(function (s) {
-               var c = s.querySelector('canvas');
-               out[s.id] = s.dataset.skipped ? {skipped: s.dataset.skipped}
-                 : c ? {width: c.width, height: c.height, shown: c.getBoundingClientRect().width}
-                 : {missing: true};
-             });
-             return {charts: out, title: document.title,
-                     h1: document.getElementById('scenario-name').textContent,
-                     injected: typeof window.injected, scripts: document.scripts.length};",
-        )
-    }
-}
-
-impl Drop for Session<'_> {
-    fn drop(&mut self) {
-        let _ = self
-            .driver
-            .call("DELETE", &format!("/session/{}", self.id), None);
-    }
-}
-
-/// The browser binary itself: Debian's `/usr/bin/chromium` is a shell wrapper that
-/// chromedriver cannot drive (the session never starts), the real one is beside it.
-fn chromium() -> String {
-    let debian = Path::new("/usr/lib/chromium/chromium");
-    if debian.is_file() {
-        debian.display().to_string()
-    } else {
-        which("chromium")
-    }
-}
-
-fn which(program: &str) -> String {
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(program))
-                .find(|f| f.is_file())
-        })
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| program.to_string())
-}
-
-/// Console entries at SEVERE: script errors, failed loads (a page that tried to fetch
-/// anything offline would show one here too).
-fn severe(log: &[Value]) -> Vec<&Value> {
-    log.iter().filter(|e| e["level"] == "SEVERE").collect()
+    session.eval(
+        "var out = {};
+         document.querySelectorAll('section.chart').forEach(function (s) {
+           var c = s.querySelector('canvas');
+           out[s.id] = s.dataset.skipped ? {skipped: s.dataset.skipped}
+             : c ? {width: c.width, height: c.height, shown: c.getBoundingClientRect().width}
+             : {missing: true};
+         });
+         return {charts: out, title: document.title,
+                 h1: document.getElementById('scenario-name').textContent,
+                 injected: typeof window.injected, scripts: document.scripts.length};",
+    )
 }
 
 fn assert_drawn(page: &Value, expect_skipped: &[&str]) {
@@ -302,7 +117,7 @@ fn r12_report_html_renders_in_headless_chromium() {
 
     let driver = Driver::start();
     let session = Session::new(&driver);
-    let drawn = session.render(&page);
+    let drawn = render(&session, &page);
     let log = session.console();
     assert!(severe(&log).is_empty(), "console errors: {log:?}");
     // The site chart draws once the KPIs carry `site` (r12-econ's), and says why not before.
@@ -314,14 +129,7 @@ fn r12_report_html_renders_in_headless_chromium() {
         &["site"]
     };
     // The log is read for real: an error the page makes now shows up as SEVERE.
-    session.eval("console.error('r12 probe'); return null;");
-    let probe = session.console();
-    assert!(
-        severe(&probe).iter().any(|e| e["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("r12 probe"))),
-        "the browser log does not show console errors: {probe:?}"
-    );
+    session.assert_console_is_read("r12 probe");
     assert_drawn(&drawn, no_site);
     assert_eq!(drawn["h1"], json!(HOSTILE_NAME), "{drawn}");
     assert!(drawn["title"].as_str().unwrap().starts_with(HOSTILE_NAME));
@@ -357,7 +165,7 @@ fn r12_report_html_renders_in_headless_chromium() {
         html::page(&sc, &run.kpis, kpis, run.timeseries.as_ref()),
     )
     .unwrap();
-    let drawn = session.render(&with_site);
+    let drawn = render(&session, &with_site);
     let log = session.console();
     assert!(severe(&log).is_empty(), "console errors: {log:?}");
     assert_drawn(&drawn, &[]);
@@ -383,7 +191,7 @@ fn r12_report_html_renders_in_headless_chromium() {
             &root(),
         );
         assert!(o.status.success(), "{}: {}", file.display(), text(&o));
-        let drawn = session.render(&out.join("report.html"));
+        let drawn = render(&session, &out.join("report.html"));
         let log = session.console();
         assert!(
             severe(&log).is_empty(),

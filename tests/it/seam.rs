@@ -148,6 +148,7 @@ async fn r10_a_setpoint_that_cannot_be_written_is_not_booked_and_is_written_once
         &failed.hashing,
         &failed.fleet,
         &failed.events,
+        &failed.acks,
         failed.at,
     );
     let load = &state["loads"][0];
