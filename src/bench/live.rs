@@ -17,9 +17,13 @@
 //!   instead of the daemon.
 //! - **curtail to pool stopped**: an HS256-signed curtail to 0 W, from publishing it to
 //!   the embedded hashing pool's last worker idle; released again between samples.
-//! - **idle**: a separate `gridminer run` process with the embedded broker and an MQTT
-//!   load (the hashing pool excluded, as the budget says), its resident memory and CPU
-//!   time over a quiet window, read from `/proc`.
+//! - **idle**: a separate `gridminer run` process with the embedded broker, an MQTT
+//!   load (the hashing pool excluded, as the budget says) and the dashboard (`[web]`),
+//!   its resident memory and CPU time over a quiet window, read from `/proc`.
+//! - **dashboard**: the bytes a browser transfers to open the page (the page, its files,
+//!   the history and the first event, headers included), then the idle daemon's CPU over
+//!   the same window with `DASHBOARDS` pages' event streams open, against the idle window
+//!   with none (the baseline, same process).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,6 +92,17 @@ pub struct LiveBench {
     pub idle_rss_mb: f64,
     pub idle_cpu_percent: f64,
     pub idle_seconds: f64,
+    /// Bytes a first page load transfers: `/`, its four files, `/api/history` and the
+    /// first event, each with its response head.
+    pub dashboard_first_load_bytes: u64,
+    /// The state document's size in that first event.
+    pub dashboard_state_bytes: u64,
+    pub dashboard_clients: usize,
+    /// The idle daemon's CPU with that many event streams open, over `idle_seconds`.
+    pub dashboard_cpu_percent: f64,
+    /// Minus the idle figure without them (`idle_cpu_percent`, the baseline).
+    pub dashboard_extra_cpu_percent: f64,
+    pub cpu: String,
     pub budget: LiveBudget,
 }
 
@@ -98,6 +113,8 @@ pub struct LiveBudget {
     pub curtail_to_stop_p99_ms: f64,
     pub idle_rss_mb: f64,
     pub idle_cpu_percent: f64,
+    pub dashboard_first_load_bytes: u64,
+    pub dashboard_extra_cpu_percent: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +140,8 @@ pub enum LiveBenchError {
 const SITE: &str = "bench";
 const SECRET: &str = "bench-shared-secret-0123456789abcdef-0123";
 const WAIT: Duration = Duration::from_secs(20);
+/// Dashboards open during the dashboard window.
+pub const DASHBOARDS: usize = 50;
 /// Between latency samples (see the module's notes on Nagle and delayed ACKs).
 const SPACING: Duration = Duration::from_millis(100);
 
@@ -139,8 +158,11 @@ hashrate_per_core = "30 MH/s"
 
 /// The site `bench live` runs: every signal fresh for an hour, a frequency rule with no
 /// hold (so each reading flips the decision), an MQTT load, optionally the hashing pool.
-fn site_config(port: u16, hasher: bool) -> String {
+fn site_config(port: u16, hasher: bool, web: Option<u16>) -> String {
     let cpu = if hasher { ONE_WORKER_POOL } else { "" };
+    let web = web.map_or(String::new(), |p| {
+        format!("[web]\nlisten = \"127.0.0.1:{p}\"\n")
+    });
     format!(
         r#"
 site_id = "{SITE}"
@@ -161,7 +183,7 @@ export = "day-ahead"
 [mqtt]
 broker = "embedded"
 listen = "127.0.0.1:{port}"
-
+{web}
 [[signals]]
 topic = "{SITE}/pv"
 quantity = "pv_power"
@@ -350,14 +372,18 @@ pub async fn live(opts: &LiveOptions) -> Result<LiveBench, LiveBenchError> {
     )?;
     let scratch = Scratch::new()?;
     let port = free_port()?;
-    let path = scratch.write("site.toml", &site_config(port, true))?;
+    let path = scratch.write("site.toml", &site_config(port, true, None))?;
     let running = runtime::start(crate::runtime::config::load(&path)?).await?;
     let result = phases(opts, &running, port).await;
     running.stop(Duration::from_secs(10)).await?;
     let mut bench = result?;
-    let (rss, cpu) = idle(&scratch, idle_window)?;
-    bench.idle_rss_mb = rss;
-    bench.idle_cpu_percent = cpu;
+    let idle = idle(&scratch, idle_window)?;
+    bench.idle_rss_mb = idle.rss_mb;
+    bench.idle_cpu_percent = idle.cpu_percent;
+    bench.dashboard_first_load_bytes = idle.first_load_bytes;
+    bench.dashboard_state_bytes = idle.state_bytes;
+    bench.dashboard_cpu_percent = idle.dashboards_cpu_percent;
+    bench.dashboard_extra_cpu_percent = idle.dashboards_cpu_percent - idle.cpu_percent;
     Ok(bench)
 }
 
@@ -522,12 +548,20 @@ async fn phases(
         idle_rss_mb: f64::NAN,
         idle_cpu_percent: f64::NAN,
         idle_seconds: opts.idle_seconds,
+        dashboard_first_load_bytes: 0,
+        dashboard_state_bytes: 0,
+        dashboard_clients: DASHBOARDS,
+        dashboard_cpu_percent: f64::NAN,
+        dashboard_extra_cpu_percent: f64::NAN,
+        cpu: super::fleet::cpu_model(),
         budget: LiveBudget {
             ingest_msgs_per_s: 50_000.0,
             signal_to_load_p99_ms: 5.0,
             curtail_to_stop_p99_ms: 20.0,
             idle_rss_mb: 30.0,
             idle_cpu_percent: 1.0,
+            dashboard_first_load_bytes: 200_000,
+            dashboard_extra_cpu_percent: 2.0,
         },
     })
 }
@@ -548,11 +582,23 @@ async fn receive(
     }
 }
 
-/// A `gridminer run` of its own on the bench site without the hashing pool: resident
-/// memory and CPU share over `window` once it is up.
-fn idle(scratch: &Scratch, window: Duration) -> Result<(f64, f64), LiveBenchError> {
+/// What the idle daemon measured.
+struct Idle {
+    rss_mb: f64,
+    cpu_percent: f64,
+    first_load_bytes: u64,
+    state_bytes: u64,
+    dashboards_cpu_percent: f64,
+}
+
+/// A `gridminer run` of its own on the bench site without the hashing pool, with the
+/// dashboard: resident memory and CPU share over `window` once it is up, the first page
+/// load's bytes, then its CPU share over another `window` with [`DASHBOARDS`] event
+/// streams open.
+fn idle(scratch: &Scratch, window: Duration) -> Result<Idle, LiveBenchError> {
     let port = free_port()?;
-    let path = scratch.write("idle.toml", &site_config(port, false))?;
+    let web_port = free_port()?;
+    let path = scratch.write("idle.toml", &site_config(port, false, Some(web_port)))?;
     let mut child = std::process::Command::new(std::env::current_exe()?)
         .args(["run", "--config"])
         .arg(&path)
@@ -561,9 +607,12 @@ fn idle(scratch: &Scratch, window: Duration) -> Result<(f64, f64), LiveBenchErro
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()?;
+    let web = std::net::SocketAddr::from(([127, 0, 0, 1], web_port));
     let result = (|| {
         let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+            || std::net::TcpStream::connect(web).is_err()
+        {
             if Instant::now() > deadline {
                 return Err(LiveBenchError::Timeout("the idle daemon's broker".into()));
             }
@@ -572,18 +621,191 @@ fn idle(scratch: &Scratch, window: Duration) -> Result<(f64, f64), LiveBenchErro
         // Let start-up (discovery messages, first steps) pass before the window.
         std::thread::sleep(Duration::from_secs(2));
         let pid = child.id();
-        let a = cpu_ticks(pid)?;
-        let t = Instant::now();
-        std::thread::sleep(window);
-        let b = cpu_ticks(pid)?;
-        let cpu = (b - a) as f64 / CLOCK_TICKS_PER_S / t.elapsed().as_secs_f64() * 100.0;
+        let cpu = |window: Duration| -> Result<f64, LiveBenchError> {
+            let a = cpu_ticks(pid)?;
+            let t = Instant::now();
+            std::thread::sleep(window);
+            let b = cpu_ticks(pid)?;
+            Ok((b - a) as f64 / CLOCK_TICKS_PER_S / t.elapsed().as_secs_f64() * 100.0)
+        };
+        let idle_cpu = cpu(window)?;
         let rss = super::proc_memory_mb(&pid.to_string(), "VmRSS:")
             .ok_or_else(|| LiveBenchError::Proc(format!("VmRSS of process {pid}")))?;
-        Ok((rss, cpu))
+        let (first_load_bytes, state_bytes) = first_load(web)?;
+        let streams = Dashboards::open(web, DASHBOARDS)?;
+        streams.until_each_has_a_frame()?;
+        let dashboards_cpu = cpu(window)?;
+        drop(streams);
+        Ok(Idle {
+            rss_mb: rss,
+            cpu_percent: idle_cpu,
+            first_load_bytes,
+            state_bytes,
+            dashboards_cpu_percent: dashboards_cpu,
+        })
     })();
     let _ = child.kill();
     let _ = child.wait();
     result
+}
+
+/// One HTTP/1.1 GET with `Connection: close`: the whole response, head and body.
+fn get(web: std::net::SocketAddr, path: &str) -> Result<Vec<u8>, LiveBenchError> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(web)?;
+    s.set_read_timeout(Some(WAIT))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {web}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    if !out.starts_with(b"HTTP/1.1 200") {
+        return Err(LiveBenchError::Proc(format!("GET {path}: not 200 OK")));
+    }
+    Ok(out)
+}
+
+/// The bytes of a first page load (what `index.html` names, the history, the first
+/// event) and the state document's share of that event.
+fn first_load(web: std::net::SocketAddr) -> Result<(u64, u64), LiveBenchError> {
+    let mut total = 0;
+    for path in [
+        "/",
+        "/assets/uPlot.min.css",
+        "/assets/dashboard.css",
+        "/assets/uPlot.iife.min.js",
+        "/assets/dashboard.js",
+        "/api/history",
+    ] {
+        total += get(web, path)?.len() as u64;
+    }
+    let mut stream = EventStream::open(web)?;
+    let frame = stream.frame()?;
+    total += stream.read as u64;
+    let state = serde_json::from_str::<serde_json::Value>(&frame)
+        .ok()
+        .map_or(0, |v| v["state"].to_string().len() as u64);
+    Ok((total, state))
+}
+
+/// One page's event stream, read by hand.
+struct EventStream {
+    socket: std::net::TcpStream,
+    buf: Vec<u8>,
+    read: usize,
+}
+
+impl EventStream {
+    fn open(web: std::net::SocketAddr) -> Result<EventStream, LiveBenchError> {
+        use std::io::Write;
+        let mut socket = std::net::TcpStream::connect(web)?;
+        socket.set_read_timeout(Some(WAIT))?;
+        write!(
+            socket,
+            "GET /api/events HTTP/1.1\r\nHost: {web}\r\nAccept: text/event-stream\r\n\r\n"
+        )?;
+        Ok(EventStream {
+            socket,
+            buf: Vec::new(),
+            read: 0,
+        })
+    }
+
+    /// The data of the next `frame` event.
+    fn frame(&mut self) -> Result<String, LiveBenchError> {
+        use std::io::Read;
+        let mut chunk = [0u8; 65536];
+        loop {
+            let text = String::from_utf8_lossy(&self.buf).into_owned();
+            if let Some(start) = text.find("event: frame\n") {
+                if let Some(len) = text[start..].find("\n\n") {
+                    let data: String = text[start..start + len]
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("data: "))
+                        .collect();
+                    self.buf.drain(..(start + len + 2).min(self.buf.len()));
+                    return Ok(data);
+                }
+            }
+            let n = self.socket.read(&mut chunk)?;
+            if n == 0 {
+                return Err(LiveBenchError::Timeout(
+                    "an event from the dashboard".into(),
+                ));
+            }
+            self.read += n;
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// `n` pages' event streams, each read (and dropped) by a thread of its own as a
+/// browser would, until the set is dropped.
+struct Dashboards {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    frames: Arc<AtomicU64>,
+    n: usize,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Dashboards {
+    fn open(web: std::net::SocketAddr, n: usize) -> Result<Dashboards, LiveBenchError> {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let frames = Arc::new(AtomicU64::new(0));
+        let mut threads = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut stream = EventStream::open(web)?;
+            // Short reads, so a thread sees `stop` soon.
+            stream
+                .socket
+                .set_read_timeout(Some(Duration::from_millis(200)))?;
+            let (stop, frames) = (stop.clone(), frames.clone());
+            threads.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match stream.frame() {
+                        Ok(_) => {
+                            frames.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(LiveBenchError::Io(e))
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(_) => break,
+                    }
+                }
+            }));
+        }
+        Ok(Dashboards {
+            stop,
+            frames,
+            n,
+            threads,
+        })
+    }
+
+    /// Waits until as many frames arrived as there are streams, twice over (each has
+    /// its first and is following), with a deadline.
+    fn until_each_has_a_frame(&self) -> Result<(), LiveBenchError> {
+        let deadline = Instant::now() + WAIT;
+        while self.frames.load(Ordering::Relaxed) < 2 * self.n as u64 {
+            if Instant::now() > deadline {
+                return Err(LiveBenchError::Timeout("a frame on every dashboard".into()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Dashboards {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Linux's USER_HZ, the unit of /proc/PID/stat's CPU times, is 100 on every mainstream

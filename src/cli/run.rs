@@ -60,12 +60,17 @@ pub fn bench(opts: crate::bench::live::LiveOptions, json: bool) -> anyhow::Resul
          paced ingest      {:.0} msg/s: lag {:.1} ms in the first second, {:.1} ms in the last; {} of {} accepted\n\
          signal to load    p50 {:.2} ms, p99 {:.2} ms; broker round trip alone p50 {:.2} ms, p99 {:.2} ms (budget p99 {} ms)\n\
          curtail to stop   p50 {:.2} ms, p99 {:.2} ms (budget p99 {} ms)\n\
-         idle daemon       {:.1} MB resident, {:.2} % of a core over {:.0} s (budget {} MB, {} %)",
+         idle daemon       {:.1} MB resident, {:.2} % of a core over {:.0} s (budget {} MB, {} %)\n\
+         dashboard         first load {:.1} kB (state {:.1} kB; budget {:.0} kB); {} open pages: {:.2} % of a core, {:+.2} % over none (budget {} %)\n\
+         cpu               {}",
         b.ingest_msgs_per_s, b.ingest_messages, b.ingest_lost, b.baseline_msgs_per_s, b.ingest_ratio_vs_baseline, budget.ingest_msgs_per_s,
         b.paced_rate, b.paced_lag_first_second_ms, b.paced_lag_last_second_ms, b.paced_accepted, b.paced_published,
         b.signal_to_load_p50_ms, b.signal_to_load_p99_ms, b.baseline_round_trip_p50_ms, b.baseline_round_trip_p99_ms, budget.signal_to_load_p99_ms,
         b.curtail_to_stop_p50_ms, b.curtail_to_stop_p99_ms, budget.curtail_to_stop_p99_ms,
-        b.idle_rss_mb, b.idle_cpu_percent, b.idle_seconds, budget.idle_rss_mb, budget.idle_cpu_percent
+        b.idle_rss_mb, b.idle_cpu_percent, b.idle_seconds, budget.idle_rss_mb, budget.idle_cpu_percent,
+        b.dashboard_first_load_bytes as f64 / 1e3, b.dashboard_state_bytes as f64 / 1e3, budget.dashboard_first_load_bytes as f64 / 1e3,
+        b.dashboard_clients, b.dashboard_cpu_percent, b.dashboard_extra_cpu_percent, budget.dashboard_extra_cpu_percent,
+        b.cpu
     )?;
     Ok(ExitCode::SUCCESS)
 }

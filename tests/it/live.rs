@@ -516,8 +516,19 @@ fn bench_live_measures_every_phase() {
         "curtail_to_stop_p99_ms",
         "idle_rss_mb",
         "idle_cpu_percent",
+        "dashboard_cpu_percent",
     ] {
         let x = v[key].as_f64().unwrap_or(f64::NAN);
         assert!(x.is_finite() && x >= 0.0, "{key} = {}", v[key]);
     }
+    // r13: the dashboard's figures. The first load is at least uPlot (51 kB) and the
+    // page; the extra CPU may be below 0 by noise, never NaN.
+    assert!(
+        v["dashboard_first_load_bytes"].as_u64().unwrap() > 51_000,
+        "{v}"
+    );
+    assert!(v["dashboard_state_bytes"].as_u64().unwrap() > 100, "{v}");
+    assert_eq!(v["dashboard_clients"], 50);
+    assert!(v["dashboard_extra_cpu_percent"].as_f64().is_some(), "{v}");
+    assert!(!v["cpu"].as_str().unwrap().is_empty());
 }
