@@ -14,14 +14,15 @@ use crate::signal::operator::ActiveCommand;
 use crate::signal::OperatorAction;
 use crate::signal::Quantity;
 use crate::site::LoadSpec;
-use crate::state::SiteState;
+use crate::state::{MiningEnergy, SiteState};
 
 /// The state document: every signal with value and age and its last refused value, the
 /// decision and its reason, each load's target and what its driver reports (`status`:
 /// commanded, read-back with its age, confirmation, latency, last error; and, for a
-/// hashing load, its hashing and pool counters), the operator command in force, and the
+/// hashing load, its hashing and pool counters), the operator command in force, the
 /// latest frequency-response evidence records (`events`, newest first; see
-/// [`Record::state_json`]).
+/// [`Record::state_json`]), and mining energy by source (`energy`). Each signal carries
+/// its `max_age_s` (configured, null if none) and `stale`: the last step's verdict.
 pub fn state_json(
     state: &SiteState,
     decision: &Decision,
@@ -38,7 +39,14 @@ pub fn state_json(
         let (value, age) = v.map_or((None, None), |(value, at)| {
             (Some(value), Some(now.since(at).as_secs_f64()))
         });
-        json!({ "value": value, "age_s": age, "last_rejected": state.rejected.last(q) })
+        json!({
+            "value": value,
+            "age_s": age,
+            "max_age_s": state.freshness.max_age(q).map(|a| a.as_secs_f64()),
+            // The step's verdict, not re-derived here: what the policy saw.
+            "stale": state.freshness.is_stale(q),
+            "last_rejected": state.rejected.last(q),
+        })
     };
     let mut signals = serde_json::Map::new();
     for q in Quantity::ALL {
@@ -112,6 +120,17 @@ pub fn state_json(
         "operator_commands": commands,
         "failsafe_w": state.failsafe.map(|w| w.0),
         "events": events.iter().map(Record::state_json).collect::<Vec<_>>(),
+        "energy": energy_json(&state.energy),
+    })
+}
+
+/// Mining energy by source since `since` (this process's first step), Wh.
+fn energy_json(e: &MiningEnergy) -> Value {
+    json!({
+        "curtailed_wh": e.curtailed.0,
+        "own_generation_wh": e.own_generation.0,
+        "grid_wh": e.grid.0,
+        "since": e.since.map(|t| t.to_rfc3339()),
     })
 }
 
