@@ -11,10 +11,10 @@ use serde::Serialize;
 
 use crate::clock::{saturating_millis, Timestamp};
 use crate::decision::{Decision, LoadTarget, PolicyMemory};
+use crate::policy::Tiers;
 use crate::signal::operator::CommandsInForce;
 use crate::signal::{Observation, Quantity};
 use crate::site::{LoadSpec, WearLimits};
-use crate::policy::Tiers;
 use crate::units::{Hashprice, Hertz, PricePerMwh, WattHours, Watts};
 
 /// A value and when it was measured.

@@ -339,11 +339,7 @@ pub fn ha_discovery(topics: &Topics, site: &HaSite) -> Vec<(String, String)> {
         sensor(
             n,
             n.replace('_', " "),
-            numeric_template(
-                &format!("{{% set s = {s} %}}"),
-                "s.value",
-                Some("s.stale"),
-            ),
+            numeric_template(&format!("{{% set s = {s} %}}"), "s.value", Some("s.stale")),
             Kind::of(q),
             &format!("{s} is defined"),
         );
@@ -394,7 +390,12 @@ pub fn ha_discovery(topics: &Topics, site: &HaSite) -> Vec<(String, String)> {
     }
     let fleet = [
         ("fleet_power", "fleet power", "power_w", Kind::POWER),
-        ("fleet_unresponsive", "fleet unresponsive", "unresponsive", Kind::COUNT),
+        (
+            "fleet_unresponsive",
+            "fleet unresponsive",
+            "unresponsive",
+            Kind::COUNT,
+        ),
     ];
     for (object, label, key, kind) in fleet {
         if site.fleet {
@@ -410,8 +411,16 @@ pub fn ha_discovery(topics: &Topics, site: &HaSite) -> Vec<(String, String)> {
         }
     }
     for (object, label, key) in [
-        ("energy_curtailed", "mining energy from curtailed surplus", "curtailed_wh"),
-        ("energy_own_generation", "mining energy from own generation", "own_generation_wh"),
+        (
+            "energy_curtailed",
+            "mining energy from curtailed surplus",
+            "curtailed_wh",
+        ),
+        (
+            "energy_own_generation",
+            "mining energy from own generation",
+            "own_generation_wh",
+        ),
         ("energy_grid", "mining energy from the grid", "grid_wh"),
     ] {
         sensor(

@@ -69,7 +69,7 @@ def check_classes(cfg, where, errors):
             errors.append(f"{where}: unit {unit!r} is not one HA accepts for {dc.value}: {sorted(map(str, units), key=str)}")
         classes = DEVICE_CLASS_STATE_CLASSES.get(dc)
         if sc is not None and classes is not None and sc not in classes:
-            errors.append(f"{where}: state_class {sc!r} is not one HA accepts for {dc.value}: {sorted(c.value for c in classes)}")
+            errors.append(f"{where}: state_class {getattr(sc, 'value', sc)!r} is not one HA accepts for {dc.value}: {sorted(c.value for c in classes)}")
 
 
 def read_state(rendered, numeric):
