@@ -31,7 +31,7 @@ use crate::decision::Decision;
 use crate::mqtt::config::Broker;
 use crate::mqtt::{broker::EmbeddedBroker, Inbound, MqttConnection, MqttError, MqttStats, Topics};
 use crate::signal::modbus::{ModbusDevice, ModbusSource};
-use crate::signal::mqtt::{MqttSignals, RejectReason, SignalStats};
+use crate::signal::mqtt::{Carries, MqttSignals, RejectReason, SignalStats};
 use crate::signal::operator::{Ack, OperatorCommands, OperatorConfig, ReplayFile, HARD_CEILING};
 use crate::signal::plausible::Plausibility;
 use crate::signal::rejected::{self, LastRejected, LogLine, RejectLog};
@@ -482,7 +482,11 @@ fn ha_entities(config: &LiveConfig, modbus: &[ModbusDevice]) -> (Vec<Quantity>, 
     let mut fed: Vec<Quantity> = config
         .signals
         .iter()
-        .filter_map(|s| s.carries.quantity())
+        // A day-ahead schedule is a price source too (the state's `price_eur_mwh`).
+        .filter_map(|s| match s.carries {
+            Carries::PriceSchedule => Some(Quantity::Price),
+            c => c.quantity(),
+        })
         .chain(modbus.iter().flat_map(ModbusDevice::quantities))
         .chain(config.hashprice.map(|_| Quantity::Hashprice))
         .collect();

@@ -21,7 +21,8 @@ use crate::state::{MiningEnergy, SiteState};
 /// commanded, read-back with its age, confirmation, latency, last error; and, for a
 /// hashing load, its hashing and pool counters), the operator command in force, the
 /// latest frequency-response evidence records (`events`, newest first; see
-/// [`Record::state_json`]), and mining energy by source (`energy`). Each signal carries
+/// [`Record::state_json`]), the price the policy goes by (`price_eur_mwh`), the fleet's
+/// totals (`fleet_totals`) and mining energy by source (`energy`). Each signal carries
 /// its `max_age_s` (configured, null if none) and `stale`: the last step's verdict.
 pub fn state_json(
     state: &SiteState,
@@ -120,6 +121,14 @@ pub fn state_json(
         "operator_command": command,
         "operator_commands": commands,
         "failsafe_w": state.failsafe.map(|w| w.0),
+        // What the policy prices energy at now: the price signal while the step found it
+        // fresh, else the day-ahead schedule's entry for now; null with neither.
+        "price_eur_mwh": state
+            .price
+            .filter(|_| !state.freshness.is_stale(Quantity::Price))
+            .map(|r| r.value)
+            .or_else(|| state.scheduled_price(now))
+            .map(|p| p.0),
         "events": events.iter().map(Record::state_json).collect::<Vec<_>>(),
         "energy": energy_json(&state.energy),
     })
@@ -336,13 +345,20 @@ pub fn ha_discovery(topics: &Topics, site: &HaSite) -> Vec<(String, String)> {
             continue;
         }
         let s = format!("value_json.signals.{n}");
-        sensor(
-            n,
-            n.replace('_', " "),
-            numeric_template(&format!("{{% set s = {s} %}}"), "s.value", Some("s.stale")),
-            Kind::of(q),
-            &format!("{s} is defined"),
-        );
+        let (template, present) = if q == Quantity::Price {
+            // The price the policy goes by, the day-ahead schedule's when no fresh
+            // price signal: a site fed only a schedule has a price too.
+            (
+                numeric_template("", "value_json.price_eur_mwh", None),
+                "value_json.price_eur_mwh is defined".to_string(),
+            )
+        } else {
+            (
+                numeric_template(&format!("{{% set s = {s} %}}"), "s.value", Some("s.stale")),
+                format!("{s} is defined"),
+            )
+        };
+        sensor(n, n.replace('_', " "), template, Kind::of(q), &present);
     }
     sensor(
         "mining_target",

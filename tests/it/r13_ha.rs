@@ -20,10 +20,10 @@ use gridminer::runtime;
 use gridminer::signal::Quantity;
 use gridminer::state::{Reading, SiteState};
 use gridminer::telemetry::status::{ha_discovery, state_json, HaSite};
-use gridminer::units::Watts;
+use gridminer::units::{PricePerMwh, Watts};
 
 use super::brokers::free_port;
-use super::live::{subscriber, wait_for, CPU_LOAD};
+use super::live::{subscriber, CPU_LOAD};
 use super::peers;
 use super::support::{cpu, site_config_aged};
 
@@ -168,10 +168,20 @@ fn r13_ha_discovery_passes_home_assistants_schema_and_stale_is_unknown() {
         value: Watts(1234.5),
         at,
     });
-    state.freshness.stale[Quantity::PvPower as usize] = false;
+    state.price = Some(Reading {
+        value: PricePerMwh(55.0),
+        at,
+    });
+    for q in [Quantity::PvPower, Quantity::Price] {
+        state.freshness.stale[q as usize] = false;
+    }
     let d = decision(at, loads.len());
     let fresh = state_json(&state, &d, &loads, &[], &[], &[], &[], at);
-    state.freshness.stale[Quantity::PvPower as usize] = true;
+    // The price signal stale too: the policy goes by the day-ahead schedule then.
+    for q in [Quantity::PvPower, Quantity::Price] {
+        state.freshness.stale[q as usize] = true;
+    }
+    state.price_schedule = vec![(at, PricePerMwh(42.0))];
     let stale = state_json(&state, &d, &loads, &[], &[], &[], &[], at);
     let mut older = fresh.clone();
     older.as_object_mut().unwrap().remove("energy");
@@ -195,6 +205,7 @@ fn r13_ha_discovery_passes_home_assistants_schema_and_stale_is_unknown() {
         assert_eq!(ha["entities"][gone]["deleted"], true, "{gone} is deleted");
     }
     assert_eq!(states_of(&ha, "pv_power")[..2], ["1234.5", "unknown"]);
+    assert_eq!(states_of(&ha, "price")[..2], ["55.0", "42.0"]);
     // Never measured: unknown, not an empty string HA would ignore.
     assert_eq!(states_of(&ha, "grid_power")[0], "unknown");
     assert_eq!(states_of(&ha, "load_cpu_actual")[0], "unknown");
@@ -250,7 +261,6 @@ quantity = "price"
     std::fs::write(&cfg, site_config_aged(id, "2s", "", &tables)).unwrap();
     let site = runtime::config::load(&cfg).expect("config");
     let running = runtime::start(site).await.expect("daemon starts");
-    let mut snaps = running.snapshots.clone();
 
     // Discovery, retained: a client that connects later reads it back.
     let (client, mut rx) = subscriber(port, "homeassistant/#").await;
@@ -280,15 +290,15 @@ quantity = "price"
                 .unwrap();
         }
     };
-    publish(format!("{id}/pv"), 3000.0).await;
-    publish(format!("{id}/load"), 500.0).await;
-    publish(format!("{id}/price"), 40.0).await;
-    wait_for(&mut snaps, "mining on the surplus", |s| {
-        !s.state.freshness.is_stale(Quantity::PvPower) && s.state.energy.curtailed.0 > 0.0
-    })
-    .await;
+    // All three fed until the pool mines on the surplus (it takes a moment to start;
+    // PV would go stale meanwhile if fed once).
     let doc = |body: &[u8]| serde_json::from_slice::<Value>(body).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
     let fresh = loop {
+        assert!(Instant::now() < deadline, "never mined on the surplus");
+        publish(format!("{id}/pv"), 3000.0).await;
+        publish(format!("{id}/load"), 500.0).await;
+        publish(format!("{id}/price"), 40.0).await;
         let (_, body) = tokio::time::timeout(Duration::from_secs(20), state_rx.recv())
             .await
             .expect("a state document")
@@ -327,6 +337,7 @@ quantity = "price"
     assert_eq!(announced(&ha), want);
     assert_eq!(states_of(&ha, "pv_power"), ["3000.0", "unknown"]);
     assert_eq!(states_of(&ha, "site_load"), ["500.0", "500.0"]);
+    assert_eq!(states_of(&ha, "price"), ["40.0", "40.0"]);
     let curtailed: f64 = states_of(&ha, "energy_curtailed")[0].parse().unwrap();
     assert_eq!(Some(curtailed), fresh["energy"]["curtailed_wh"].as_f64());
     assert!(curtailed > 0.0);
