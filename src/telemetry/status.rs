@@ -212,7 +212,7 @@ pub struct HaSite<'a> {
     pub fleet: bool,
 }
 
-/// How Home Assistant should read one numeric sensor: unit, `device_class` and
+/// How Home Assistant should read one sensor: unit, `device_class` and
 /// `state_class`. One table, so the combinations the schema test checks are all here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Kind {
@@ -226,7 +226,7 @@ impl Kind {
     const FREQUENCY: Kind = Kind::measured(Some("Hz"), Some("frequency"));
     /// A price per MWh is not `monetary` (Home Assistant takes that for totals only).
     const PRICE: Kind = Kind::measured(Some("EUR/MWh"), None);
-    const HASHPRICE: Kind = Kind::measured(Some("EUR/(PH/s·d)"), None);
+    const HASHPRICE: Kind = Kind::measured(Some("EUR/(PH/s·day)"), None);
     const COUNT: Kind = Kind::measured(None, None);
     /// A meter for the Energy dashboard: it only grows, and a drop (a restart starts
     /// counting at 0) is read as a new meter cycle, not as negative energy.
