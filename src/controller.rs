@@ -48,7 +48,8 @@ pub struct Controller {
 
 impl Controller {
     pub fn new(policy: Policy, max_ages: MaxAges) -> Self {
-        let state = SiteState::new(&policy.loads);
+        let mut state = SiteState::new(&policy.loads);
+        state.freshness.max_age = Quantity::ALL.map(|q| max_ages.get(q));
         Controller {
             policy,
             state,
@@ -102,12 +103,17 @@ impl Controller {
     /// last confirmed. Then readings past their maximum age are dropped, the policy
     /// decides, and the decision is booked (unit switches, policy memory).
     pub fn step(&mut self, now: Timestamp, loads: &[Option<Reading<Watts>>]) -> Decision {
+        let mining = loads.iter().flatten().map(|r| r.value).sum();
         self.state.observe(Observation::Power {
             quantity: Quantity::MiningPower,
-            value: loads.iter().flatten().map(|r| r.value).sum(),
+            value: mining,
             at: now,
         });
         self.expire(now);
+        self.state.freshness.stale = Quantity::ALL.map(|q| self.is_stale(q, now));
+        // Here, not in the live loop: the simulator counts the same energy the same way.
+        let tiers = self.policy.source_tiers(&self.state, now);
+        self.state.energy.book(now, mining, tiers);
         let decision = self.policy.decide_with(&self.state, now, &mut self.memo);
         self.state.record(&decision, &self.policy.wear);
         decision

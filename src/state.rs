@@ -11,10 +11,11 @@ use serde::Serialize;
 
 use crate::clock::{saturating_millis, Timestamp};
 use crate::decision::{Decision, LoadTarget, PolicyMemory};
+use crate::policy::Tiers;
 use crate::signal::operator::CommandsInForce;
 use crate::signal::{Observation, Quantity};
 use crate::site::{LoadSpec, WearLimits};
-use crate::units::{Hashprice, Hertz, PricePerMwh, Watts};
+use crate::units::{Hashprice, Hertz, PricePerMwh, WattHours, Watts};
 
 /// A value and when it was measured.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -386,6 +387,86 @@ pub struct SiteState {
     /// The last refused value of each signal, for the state document; the policy never
     /// reads it.
     pub rejected: crate::signal::rejected::Rejections,
+    /// Each signal's maximum age and whether the last step found it stale, as the
+    /// controller decided (the state document shows it; the policy never reads it).
+    pub freshness: Freshness,
+    /// What mining drew, per source, since counting began (booked by the controller step).
+    pub energy: MiningEnergy,
+}
+
+/// Each quantity's configured maximum age and the staleness the controller's step found,
+/// indexed by `Quantity as usize`. Booked by the controller, never judged here: a
+/// consumer (state document, Home Assistant) shows the step's verdict instead of
+/// re-deriving a rule that could disagree with the policy's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Freshness {
+    pub max_age: [Option<Duration>; Quantity::ALL.len()],
+    /// Missing or older than the policy allows at the last step (all, before one).
+    pub stale: [bool; Quantity::ALL.len()],
+}
+
+impl Default for Freshness {
+    fn default() -> Self {
+        Freshness {
+            max_age: [None; Quantity::ALL.len()],
+            stale: [true; Quantity::ALL.len()],
+        }
+    }
+}
+
+impl Freshness {
+    pub fn max_age(&self, q: Quantity) -> Option<Duration> {
+        self.max_age[q as usize]
+    }
+    pub fn is_stale(&self, q: Quantity) -> bool {
+        self.stale[q as usize]
+    }
+}
+
+/// Mining energy by where it came from, by the energy tiers (`policy::tiers`): surplus
+/// that would have been curtailed, own generation that would have been exported, and grid
+/// import. Counted from the loads' reported power, in the one step both the live loop
+/// and the simulator run. Starts at zero in each process (Home Assistant's
+/// `total_increasing` reads a drop as a new meter cycle, so a restart loses nothing there).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct MiningEnergy {
+    pub curtailed: WattHours,
+    pub own_generation: WattHours,
+    pub grid: WattHours,
+    /// The first step counted.
+    pub since: Option<Timestamp>,
+    /// The last step and the tiers in force from it (`None` when the policy was blind:
+    /// with no fresh generation or load, the energy until the next step counts as grid,
+    /// the one source that claims nothing the site cannot show).
+    #[serde(skip)]
+    last: Option<(Timestamp, Option<Tiers>)>,
+}
+
+impl MiningEnergy {
+    /// Books `mining` (what the loads reported at `now`, hence drew since the last step)
+    /// over the time since the last step, split by the tiers in force then; `tiers` are
+    /// those in force from `now`.
+    pub fn book(&mut self, now: Timestamp, mining: Watts, tiers: Option<Tiers>) {
+        if let Some((last, in_force)) = self.last {
+            let d = now.since(last);
+            match in_force {
+                Some(t) => {
+                    let s = t.split(mining);
+                    self.curtailed += s.free.over(d);
+                    self.own_generation += s.export.over(d);
+                    self.grid += s.import.over(d);
+                }
+                None => self.grid += mining.max(Watts::ZERO).over(d),
+            }
+        }
+        self.since.get_or_insert(now);
+        // A clock stepping back booked nothing above; counting goes on from `now`.
+        self.last = Some((now, tiers));
+    }
+
+    pub fn total(&self) -> WattHours {
+        self.curtailed + self.own_generation + self.grid
+    }
 }
 
 impl SiteState {
@@ -405,6 +486,8 @@ impl SiteState {
             loads: loads.iter().map(LoadLedger::new).collect(),
             memory: PolicyMemory::default(),
             rejected: Default::default(),
+            freshness: Freshness::default(),
+            energy: MiningEnergy::default(),
         }
     }
 
@@ -555,6 +638,36 @@ mod tests {
         };
         // A 1e19 ms age became negative as an i64: nothing was ever fresh.
         assert_eq!(recent.fresh(now, Duration::MAX), Some(Watts(1.0)));
+    }
+
+    /// r13: mining energy is booked per source by the tiers in force over the interval
+    /// (not the ones found at its end), as grid while the policy was blind, and never
+    /// backwards when the clock steps back.
+    #[test]
+    fn r13_mining_energy_books_each_interval_by_the_tiers_in_force() {
+        let tiers = Tiers {
+            free: Watts(500.0),
+            export: Watts(1000.0),
+            ..Tiers::default()
+        };
+        let h = 3_600_000;
+        let mut e = MiningEnergy::default();
+        e.book(Timestamp(0), Watts(0.0), Some(tiers));
+        // One hour at 1700 W: 500 W curtailed surplus, 1000 W own generation, 200 W grid.
+        e.book(Timestamp(h), Watts(1700.0), None);
+        assert_eq!(
+            (e.curtailed, e.own_generation, e.grid),
+            (WattHours(500.0), WattHours(1000.0), WattHours(200.0))
+        );
+        // The hour after was blind: all of it grid.
+        e.book(Timestamp(2 * h), Watts(300.0), Some(Tiers::default()));
+        assert_eq!(e.grid, WattHours(500.0));
+        // A clock stepping back books nothing; counting resumes from there.
+        e.book(Timestamp(h), Watts(300.0), Some(tiers));
+        assert_eq!(e.total(), WattHours(2000.0));
+        e.book(Timestamp(h + h / 2), Watts(400.0), None);
+        assert_eq!(e.curtailed, WattHours(700.0));
+        assert_eq!(e.since, Some(Timestamp(0)));
     }
 
     fn ledger_of(count: u32) -> LoadLedger {

@@ -272,6 +272,31 @@ impl Policy {
         s: &SiteState,
         now: Timestamp,
     ) -> Result<(Watts, Watts, PricePerMwh, Hashprice), Quantity> {
+        let (generation, load) = self.fresh_power(s, now)?;
+        let age = self.params.max_signal_age;
+        let price = s
+            .price
+            .and_then(|r| r.fresh(now, age))
+            .or_else(|| s.scheduled_price(now))
+            .ok_or(Quantity::Price)?;
+        let hashprice = s
+            .hashprice
+            .and_then(|r| r.fresh(now, age))
+            .ok_or(Quantity::Hashprice)?;
+        Ok((generation, load, price, hashprice))
+    }
+
+    /// The tiers that say where mining's power comes from now, by the same fresh readings
+    /// the policy decides on; `None` when it is blind to generation or site load. For
+    /// counting mining energy by source: the tier widths are right, the costs are not
+    /// (priced at 0 EUR/MWh, as `Tiers::split` does not read them).
+    pub fn source_tiers(&self, s: &SiteState, now: Timestamp) -> Option<Tiers> {
+        let (generation, load) = self.fresh_power(s, now).ok()?;
+        Some(self.tiers(generation, load, PricePerMwh(0.0)))
+    }
+
+    /// Generation and site load from fresh readings, or the first one stale or missing.
+    fn fresh_power(&self, s: &SiteState, now: Timestamp) -> Result<(Watts, Watts), Quantity> {
         let age = self.params.max_signal_age;
         let get =
             |r: Option<crate::state::Reading<Watts>>, q| r.and_then(|r| r.fresh(now, age)).ok_or(q);
@@ -299,16 +324,7 @@ impl Policy {
             }
             None => return Err(Quantity::SiteLoad),
         };
-        let price = s
-            .price
-            .and_then(|r| r.fresh(now, age))
-            .or_else(|| s.scheduled_price(now))
-            .ok_or(Quantity::Price)?;
-        let hashprice = s
-            .hashprice
-            .and_then(|r| r.fresh(now, age))
-            .ok_or(Quantity::Hashprice)?;
-        Ok((pv + wind, load, price, hashprice))
+        Ok((pv + wind, load))
     }
 
     /// Updates `memory` with the frequency event in force now, if any.

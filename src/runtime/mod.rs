@@ -31,11 +31,11 @@ use crate::decision::Decision;
 use crate::mqtt::config::Broker;
 use crate::mqtt::{broker::EmbeddedBroker, Inbound, MqttConnection, MqttError, MqttStats, Topics};
 use crate::signal::modbus::{ModbusDevice, ModbusSource};
-use crate::signal::mqtt::{MqttSignals, RejectReason, SignalStats};
+use crate::signal::mqtt::{Carries, MqttSignals, RejectReason, SignalStats};
 use crate::signal::operator::{Ack, OperatorCommands, OperatorConfig, ReplayFile, HARD_CEILING};
 use crate::signal::plausible::Plausibility;
 use crate::signal::rejected::{self, LastRejected, LogLine, RejectLog};
-use crate::signal::Observation;
+use crate::signal::{Observation, Quantity};
 use crate::state::{Reading, SiteState};
 use crate::telemetry::config::TelemetryConfig;
 use crate::telemetry::web::{Dashboard, StateDoc};
@@ -351,10 +351,15 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         let mut rx = snap_rx.clone();
         let loads = config.loads.clone();
         let topics = topics.clone();
-        let ha = config.ha_discovery;
+        let ha = config.ha_discovery.then(|| ha_entities(&config, &modbus));
         supervisor.spawn(&tracker, Task::Status, async move {
-            if ha {
-                for (topic, body) in status::ha_discovery(&topics, &loads) {
+            if let Some((signals, fleet)) = ha {
+                let site = status::HaSite {
+                    signals: &signals,
+                    loads: &loads,
+                    fleet,
+                };
+                for (topic, body) in status::ha_discovery(&topics, &site) {
                     let _ = client.publish(topic, QoS::AtLeastOnce, true, body).await;
                 }
             }
@@ -533,6 +538,25 @@ fn restore_record(
             );
         }
     }
+}
+
+/// What Home Assistant discovery announces: the quantities a source feeds (MQTT signals,
+/// Modbus devices, a configured hashprice) and whether an ASIC fleet is configured.
+fn ha_entities(config: &LiveConfig, modbus: &[ModbusDevice]) -> (Vec<Quantity>, bool) {
+    let mut fed: Vec<Quantity> = config
+        .signals
+        .iter()
+        // A day-ahead schedule is a price source too (the state's `price_eur_mwh`).
+        .filter_map(|s| match s.carries {
+            Carries::PriceSchedule => Some(Quantity::Price),
+            c => c.quantity(),
+        })
+        .chain(modbus.iter().flat_map(ModbusDevice::quantities))
+        .chain(config.hashprice.map(|_| Quantity::Hashprice))
+        .collect();
+    fed.sort_by_key(|&q| q as usize);
+    fed.dedup();
+    (fed, !config.fleets.is_empty())
 }
 
 /// The live loop's control step without the I/O around it: what a value must pass to

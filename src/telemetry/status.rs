@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::evidence::Record;
-use crate::actuator::asic::MinerStatus;
+use crate::actuator::asic::{MinerState, MinerStatus};
 use crate::actuator::hasher::HashingReport;
 use crate::actuator::status::LoadStatus;
 use crate::clock::Timestamp;
@@ -14,17 +14,20 @@ use crate::signal::operator::ActiveCommand;
 use crate::signal::OperatorAction;
 use crate::signal::Quantity;
 use crate::site::LoadSpec;
-use crate::state::SiteState;
+use crate::state::{MiningEnergy, SiteState};
 
 /// The state document: every signal with value and age and its last refused value, the
 /// decision and its reason, each load's target and what its driver reports (`status`:
 /// commanded, read-back with its age, confirmation, latency, last error; and, for a
-/// hashing load, its hashing and pool counters), the operator command in force, and the
+/// hashing load, its hashing and pool counters), the operator command in force, the
 /// latest frequency-response evidence records (`events`, newest first; see
-/// [`Record::state_json`]), the latest operator acks (`operator_acks`, newest first, each
-/// as published on `cmd/ack` with its `operator` and `act`), the day-ahead schedule
-/// (`price_schedule`) and each load's break-even energy price at the hashprice now
-/// (`breakeven_eur_per_mwh`, null without a hashprice).
+/// [`Record::state_json`]), the price the policy goes by (`price_eur_mwh`), the fleet's
+/// totals (`fleet_totals`), mining energy by source (`energy`), the latest operator acks
+/// (`operator_acks`, newest first, each as published on `cmd/ack` with its `operator` and
+/// `act`), the day-ahead schedule (`price_schedule`) and each load's break-even energy
+/// price at the hashprice now (`breakeven_eur_per_mwh`, null without a hashprice). Each
+/// signal carries its `max_age_s` (configured, null if none) and `stale`: the last step's
+/// verdict.
 pub fn state_json(
     state: &SiteState,
     decision: &Decision,
@@ -42,7 +45,14 @@ pub fn state_json(
         let (value, age) = v.map_or((None, None), |(value, at)| {
             (Some(value), Some(now.since(at).as_secs_f64()))
         });
-        json!({ "value": value, "age_s": age, "last_rejected": state.rejected.last(q) })
+        json!({
+            "value": value,
+            "age_s": age,
+            "max_age_s": state.freshness.max_age(q).map(|a| a.as_secs_f64()),
+            // The step's verdict, not re-derived here: what the policy saw.
+            "stale": state.freshness.is_stale(q),
+            "last_rejected": state.rejected.last(q),
+        })
     };
     let mut signals = serde_json::Map::new();
     for q in Quantity::ALL {
@@ -114,15 +124,46 @@ pub fn state_json(
         },
         "loads": loads,
         "fleet": fleet,
+        "fleet_totals": fleet_totals_json(fleet),
         "operator_command": command,
         "operator_commands": commands,
         "failsafe_w": state.failsafe.map(|w| w.0),
+        // What the policy prices energy at now: the price signal while the step found it
+        // fresh, else the day-ahead schedule's entry for now; null with neither.
+        "price_eur_mwh": state
+            .price
+            .filter(|_| !state.freshness.is_stale(Quantity::Price))
+            .map(|r| r.value)
+            .or_else(|| state.scheduled_price(now))
+            .map(|p| p.0),
         "events": events.iter().map(Record::state_json).collect::<Vec<_>>(),
+        "energy": energy_json(&state.energy),
         "operator_acks": acks,
         "price_schedule": state.price_schedule.iter().map(|(start, p)| json!({
             "start": start.to_rfc3339(),
             "price": p.0,
         })).collect::<Vec<_>>(),
+    })
+}
+
+/// The fleet in two numbers and a count: what its miners report drawing together (null
+/// until one reports), how many are unresponsive, how many there are.
+fn fleet_totals_json(fleet: &[MinerStatus]) -> Value {
+    let reported: Vec<f64> = fleet.iter().filter_map(|m| m.power_w).collect();
+    json!({
+        "power_w": (!reported.is_empty()).then(|| reported.iter().sum::<f64>()),
+        "unresponsive": fleet.iter().filter(|m| m.state == MinerState::Unresponsive).count(),
+        "miners": fleet.len(),
+    })
+}
+
+/// Mining energy by source since `since` (this process's first step), Wh.
+fn energy_json(e: &MiningEnergy) -> Value {
+    json!({
+        "curtailed_wh": e.curtailed.0,
+        "own_generation_wh": e.own_generation.0,
+        "grid_wh": e.grid.0,
+        "since": e.since.map(|t| t.to_rfc3339()),
     })
 }
 
@@ -171,76 +212,257 @@ fn hashing_json(r: &HashingReport) -> Value {
     })
 }
 
-/// Home Assistant MQTT discovery: (topic, retained config payload) per entity.
-pub fn ha_discovery(topics: &Topics, loads: &[LoadSpec]) -> Vec<(String, String)> {
-    let site = topics.site();
+/// What a site has, as Home Assistant should see it: discovery announces exactly these
+/// entities (and deletes the signal and fleet entities it does not have).
+#[derive(Debug, Clone, Copy)]
+pub struct HaSite<'a> {
+    /// The quantities something feeds: an MQTT signal, a Modbus device, a configured
+    /// constant. The mining power needs none (the loads report it) and is always there.
+    pub signals: &'a [Quantity],
+    pub loads: &'a [LoadSpec],
+    /// Whether an ASIC fleet is configured (its power and unresponsive count).
+    pub fleet: bool,
+}
+
+/// How Home Assistant should read one sensor: unit, `device_class` and
+/// `state_class`. One table, so the combinations the schema test checks are all here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Kind {
+    unit: Option<&'static str>,
+    device_class: Option<&'static str>,
+    state_class: Option<&'static str>,
+}
+
+impl Kind {
+    const POWER: Kind = Kind::measured(Some("W"), Some("power"));
+    const FREQUENCY: Kind = Kind::measured(Some("Hz"), Some("frequency"));
+    /// A price per MWh is not `monetary` (Home Assistant takes that for totals only).
+    const PRICE: Kind = Kind::measured(Some("EUR/MWh"), None);
+    const HASHPRICE: Kind = Kind::measured(Some("EUR/(PH/s·day)"), None);
+    const COUNT: Kind = Kind::measured(None, None);
+    /// A meter for the Energy dashboard: it only grows, and a drop (a restart starts
+    /// counting at 0) is read as a new meter cycle, not as negative energy.
+    const ENERGY: Kind = Kind {
+        unit: Some("Wh"),
+        device_class: Some("energy"),
+        state_class: Some("total_increasing"),
+    };
+    /// Text: no unit, no class, so Home Assistant keeps it as a string.
+    const TEXT: Kind = Kind {
+        unit: None,
+        device_class: None,
+        state_class: None,
+    };
+
+    const fn measured(unit: Option<&'static str>, device_class: Option<&'static str>) -> Kind {
+        Kind {
+            unit,
+            device_class,
+            state_class: Some("measurement"),
+        }
+    }
+
+    fn of(q: Quantity) -> Kind {
+        match q {
+            Quantity::PvPower
+            | Quantity::WindPower
+            | Quantity::SiteLoad
+            | Quantity::GridPower
+            | Quantity::MiningPower => Kind::POWER,
+            Quantity::GridFrequency => Kind::FREQUENCY,
+            Quantity::Price => Kind::PRICE,
+            Quantity::Hashprice => Kind::HASHPRICE,
+        }
+    }
+}
+
+/// A Jinja expression for a number in the state document, rendered so that Home
+/// Assistant shows `unknown` where it is null, missing or stale: an MQTT sensor that
+/// expects a number takes the rendered string `None` as unknown, and ignores an empty
+/// one, keeping the last value (homeassistant/components/mqtt/sensor.py,
+/// `_update_state`, `PAYLOAD_NONE`). `expr` must be a value; `stale` a condition.
+fn numeric_template(set: &str, expr: &str, stale: Option<&str>) -> String {
+    let fresh = stale.map_or(String::new(), |s| format!(" and not ({s})"));
+    format!("{set}{{{{ {expr} if {expr} is number{fresh} else None }}}}")
+}
+
+/// A name as a discovery object id: Home Assistant takes `[a-zA-Z0-9_-]+` only.
+fn object_id(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Home Assistant MQTT discovery: (topic, retained config payload) per entity of `site`,
+/// and an empty retained payload (which deletes the entity in Home Assistant and the
+/// retained config at the broker) for each signal or fleet entity the site does not have.
+pub fn ha_discovery(topics: &Topics, site: &HaSite) -> Vec<(String, String)> {
+    let name = topics.site();
     let device = json!({
-        "identifiers": [format!("gridminer_{site}")],
-        "name": format!("gridminer {site}"),
+        "identifiers": [format!("gridminer_{name}")],
+        "name": format!("gridminer {name}"),
         "manufacturer": "gridminer",
         "model": "flexible mining load controller",
+        "sw_version": env!("CARGO_PKG_VERSION"),
     });
     let mut out = Vec::new();
-    let mut sensor = |object: String,
-                      name: String,
-                      template: String,
-                      unit: Option<&str>,
-                      class: Option<&str>| {
+    // `present`: a Jinja condition on the state document, true while it has this entity
+    // (a document without it, from another version or config, makes it unavailable).
+    let mut sensor = |object: &str, label: String, template: String, kind: Kind, present: &str| {
         let mut cfg = json!({
-            "name": name,
-            "unique_id": format!("gridminer_{site}_{object}"),
+            "name": label,
+            "unique_id": format!("gridminer_{name}_{object}"),
+            "object_id": format!("gridminer_{name}_{object}"),
             "state_topic": topics.state(),
             "value_template": template,
-            "availability_topic": topics.availability(),
+            // Both must say online: the daemon (its last will says offline) and the
+            // state document (it has this entity).
+            "availability": [
+                {
+                    "topic": topics.availability(),
+                    "payload_available": crate::mqtt::topics::ONLINE,
+                    "payload_not_available": crate::mqtt::topics::OFFLINE,
+                },
+                {
+                    "topic": topics.state(),
+                    "value_template": format!("{{{{ 'online' if {present} else 'offline' }}}}"),
+                },
+            ],
+            "availability_mode": "all",
             "device": device,
+            "origin": { "name": "gridminer", "sw_version": env!("CARGO_PKG_VERSION") },
         });
-        if let Some(u) = unit {
-            cfg["unit_of_measurement"] = json!(u);
-            cfg["state_class"] = json!("measurement");
+        for (key, v) in [
+            ("unit_of_measurement", kind.unit),
+            ("device_class", kind.device_class),
+            ("state_class", kind.state_class),
+        ] {
+            if let Some(v) = v {
+                cfg[key] = json!(v);
+            }
         }
-        if let Some(c) = class {
-            cfg["device_class"] = json!(c);
-        }
-        out.push((topics.ha_config("sensor", &object), cfg.to_string()));
+        out.push((topics.ha_config("sensor", object), cfg.to_string()));
     };
-    for q in [
-        Quantity::PvPower,
-        Quantity::WindPower,
-        Quantity::SiteLoad,
-        Quantity::GridPower,
-    ] {
+    let mut gone = Vec::new();
+    for q in Quantity::ALL {
         let n = q.as_str();
-        sensor(
-            n.into(),
-            n.replace('_', " "),
-            format!("{{{{ value_json.signals.{n}.value }}}}"),
-            Some("W"),
-            Some("power"),
-        );
+        if q != Quantity::MiningPower && !site.signals.contains(&q) {
+            gone.push(n.to_string());
+            continue;
+        }
+        let s = format!("value_json.signals.{n}");
+        let (template, present) = if q == Quantity::Price {
+            // The price the policy goes by, the day-ahead schedule's when no fresh
+            // price signal: a site fed only a schedule has a price too.
+            (
+                numeric_template("", "value_json.price_eur_mwh", None),
+                "value_json.price_eur_mwh is defined".to_string(),
+            )
+        } else {
+            (
+                numeric_template(&format!("{{% set s = {s} %}}"), "s.value", Some("s.stale")),
+                format!("{s} is defined"),
+            )
+        };
+        sensor(n, n.replace('_', " "), template, Kind::of(q), &present);
     }
     sensor(
-        "mining_target".into(),
+        "mining_target",
         "mining target".into(),
-        "{{ value_json.decision.target_w }}".into(),
-        Some("W"),
-        Some("power"),
+        numeric_template("", "value_json.decision.target_w", None),
+        Kind::POWER,
+        "value_json.decision is defined",
     );
     sensor(
-        "reason".into(),
+        "reason",
         "decision reason".into(),
         "{{ value_json.decision.reason }}".into(),
-        None,
-        None,
+        Kind::TEXT,
+        "value_json.decision is defined",
     );
-    for (i, l) in loads.iter().enumerate() {
+    let mut ids = std::collections::HashSet::new();
+    for (i, l) in site.loads.iter().enumerate() {
+        let mut id = object_id(&l.name);
+        if !ids.insert(id.clone()) {
+            // Two names that read the same as ids ("a.b", "a_b") stay apart.
+            id = format!("{id}_{i}");
+            ids.insert(id.clone());
+        }
+        // By name, not position: a JSON string is a Jinja string literal.
+        let pick = format!(
+            "{{% set l = value_json.loads | selectattr('name', 'eq', {}) | first %}}",
+            json!(l.name)
+        );
+        let present = format!(
+            "value_json.loads | selectattr('name', 'eq', {}) | list | count > 0",
+            json!(l.name)
+        );
+        for (what, key, label) in [
+            ("target", "l.target_w", "target"),
+            ("actual", "l.actual_w", "power"),
+        ] {
+            sensor(
+                &format!("load_{id}_{what}"),
+                format!("{} {label}", l.name),
+                numeric_template(&pick, key, None),
+                Kind::POWER,
+                &present,
+            );
+        }
+    }
+    let fleet = [
+        ("fleet_power", "fleet power", "power_w", Kind::POWER),
+        (
+            "fleet_unresponsive",
+            "fleet unresponsive",
+            "unresponsive",
+            Kind::COUNT,
+        ),
+    ];
+    for (object, label, key, kind) in fleet {
+        if site.fleet {
+            sensor(
+                object,
+                label.into(),
+                numeric_template("", &format!("value_json.fleet_totals.{key}"), None),
+                kind,
+                "value_json.fleet_totals is defined",
+            );
+        } else {
+            gone.push(object.to_string());
+        }
+    }
+    for (object, label, key) in [
+        (
+            "energy_curtailed",
+            "mining energy from curtailed surplus",
+            "curtailed_wh",
+        ),
+        (
+            "energy_own_generation",
+            "mining energy from own generation",
+            "own_generation_wh",
+        ),
+        ("energy_grid", "mining energy from the grid", "grid_wh"),
+    ] {
         sensor(
-            format!("load_{}_actual", l.name),
-            format!("{} power", l.name),
-            format!("{{{{ value_json.loads[{i}].actual_w }}}}"),
-            Some("W"),
-            Some("power"),
+            object,
+            label.into(),
+            numeric_template("", &format!("value_json.energy.{key}"), None),
+            Kind::ENERGY,
+            "value_json.energy is defined",
         );
     }
+    out.extend(
+        gone.into_iter()
+            .map(|object| (topics.ha_config("sensor", &object), String::new())),
+    );
     out
 }
 
@@ -307,13 +529,24 @@ mod tests {
     #[test]
     fn discovery_names_every_entity_once() {
         let t = Topics::new("s1");
-        let d = ha_discovery(&t, &[]);
+        let d = ha_discovery(
+            &t,
+            &HaSite {
+                signals: &[Quantity::PvPower],
+                loads: &[],
+                fleet: false,
+            },
+        );
         let mut topics: Vec<&str> = d.iter().map(|(t, _)| t.as_str()).collect();
+        topics.sort();
         topics.dedup();
         assert_eq!(topics.len(), d.len());
         assert!(topics.contains(&"homeassistant/sensor/gridminer_s1/pv_power/config"));
         let cfg: Value = serde_json::from_str(&d[0].1).unwrap();
         assert_eq!(cfg["state_topic"], "gridminer/s1/state");
-        assert_eq!(cfg["availability_topic"], "gridminer/s1/availability");
+        assert_eq!(cfg["availability"][0]["topic"], "gridminer/s1/availability");
+        // Unconfigured: deleted (an empty retained config), not announced.
+        let wind = "homeassistant/sensor/gridminer_s1/wind_power/config";
+        assert!(d.iter().any(|(t, body)| t == wind && body.is_empty()));
     }
 }

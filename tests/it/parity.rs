@@ -108,8 +108,9 @@ fn series(n: usize, lo: f64, hi: f64) -> impl Strategy<Value = Vec<f64>> {
 const STEPS: usize = 96;
 
 /// Runs both paths over the series; returns the simulator's decisions and KPIs after
-/// checking that the live step path decided the same at every step.
-fn both_paths(
+/// checking that the live step path decided the same at every step, and the live step
+/// after one more step at the end (so its counters have booked the last interval too).
+pub(crate) fn both_paths(
     pv: Vec<f64>,
     load: Vec<f64>,
     price: Vec<f64>,
@@ -117,7 +118,7 @@ fn both_paths(
     signal_age_s: u64,
     ages: [Option<u64>; 3],
     surplus_only: bool,
-) -> Result<sim::SimRun, TestCaseError> {
+) -> Result<(sim::SimRun, LiveStep), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("site.toml");
     let mode = if surplus_only {
@@ -214,7 +215,8 @@ fn both_paths(
             });
         }
     }
-    Ok(run)
+    live.step(replay.time(n - 1) + step, &drawn);
+    Ok((run, live))
 }
 
 /// A reading older than its signal's `max_age` is dropped in both paths, the decision
@@ -236,7 +238,8 @@ fn r10_a_gap_longer_than_max_age_is_stale_in_both_paths_and_counted() {
         [Some(180), None, None],
         false,
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap_or_else(|e| panic!("{e}"))
+    .0;
     let stale: Vec<usize> = run
         .decisions
         .iter()

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::clock::{Clock, SystemClock};
-use crate::signal::Observation;
+use crate::signal::{Observation, Quantity};
 
 pub use config::{validate_device, validate_devices, RawModbusDevice};
 pub use error::{ExceptionCode, ModbusError};
@@ -61,6 +61,23 @@ pub struct ModbusDevice {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub kind: DeviceKind,
+}
+
+impl ModbusDevice {
+    /// The quantities this device reports (a SunSpec device its role's power and the
+    /// grid frequency its model carries; a raw map what its registers are for).
+    pub fn quantities(&self) -> Vec<Quantity> {
+        match &self.kind {
+            DeviceKind::SunSpec { role } => vec![role.quantity(), Quantity::GridFrequency],
+            DeviceKind::Raw { registers } => registers
+                .iter()
+                .map(|r| match r.target {
+                    RawTarget::Power { quantity, .. } => quantity,
+                    RawTarget::Frequency => Quantity::GridFrequency,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// How a device's registers are found and read.

@@ -72,7 +72,7 @@ impl Role {
     fn wants_meter(self) -> bool {
         matches!(self, Role::GridMeter | Role::SiteLoad)
     }
-    fn quantity(self) -> Quantity {
+    pub fn quantity(self) -> Quantity {
         match self {
             Role::Pv => Quantity::PvPower,
             Role::Wind => Quantity::WindPower,
