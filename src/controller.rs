@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::decision::{Decision, LoadTarget};
-use crate::policy::{Memo, Policy};
+use crate::policy::{Memo, Policy, Tiers};
 use crate::signal::operator::CommandsInForce;
 use crate::signal::rejected::LastRejected;
 use crate::signal::{Observation, Quantity};
-use crate::state::{Reading, SiteState};
+use crate::state::{MiningEnergy, Reading, SiteState};
 use crate::units::Watts;
 
 /// How old each quantity's reading may be before the controller drops it (and the
@@ -37,6 +37,33 @@ impl MaxAges {
     }
 }
 
+/// Where the energy mining draws until the next step comes from: the last step and the
+/// tiers found in force then (`None`: the policy was blind to generation or site load).
+#[derive(Debug, Clone, Copy, Default)]
+struct EnergyMark(Option<(Timestamp, Option<Tiers>)>);
+
+impl EnergyMark {
+    /// Books `mining` (what the loads reported at `now`, hence drew since the last step)
+    /// into `energy` over the time since the last step, split by the tiers in force over
+    /// it, not those found at its end; then marks `now` with `tiers`. A blind interval
+    /// counts as grid, the one source that claims nothing the site cannot show (tiers of
+    /// zero width put every watt there). A clock stepping back books nothing.
+    fn book(
+        &mut self,
+        energy: &mut MiningEnergy,
+        now: Timestamp,
+        mining: Watts,
+        tiers: Option<Tiers>,
+    ) {
+        if let Some((last, in_force)) = self.0 {
+            let s = in_force.unwrap_or_default().split(mining);
+            energy.add(now.since(last), s.free, s.export, s.import);
+        }
+        energy.since.get_or_insert(now);
+        self.0 = Some((now, tiers));
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Controller {
     policy: Policy,
@@ -44,6 +71,7 @@ pub struct Controller {
     max_ages: MaxAges,
     /// The policy's cache between steps of this state.
     memo: Memo,
+    energy: EnergyMark,
 }
 
 impl Controller {
@@ -55,6 +83,7 @@ impl Controller {
             state,
             max_ages,
             memo: Memo::default(),
+            energy: EnergyMark::default(),
         }
     }
 
@@ -113,7 +142,7 @@ impl Controller {
         self.state.freshness.stale = Quantity::ALL.map(|q| self.is_stale(q, now));
         // Here, not in the live loop: the simulator counts the same energy the same way.
         let tiers = self.policy.source_tiers(&self.state, now);
-        self.state.energy.book(now, mining, tiers);
+        self.energy.book(&mut self.state.energy, now, mining, tiers);
         let decision = self.policy.decide_with(&self.state, now, &mut self.memo);
         self.state.record(&decision, &self.policy.wear);
         decision
@@ -156,6 +185,43 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::WattHours;
+
+    /// r13: mining energy is booked per source by the tiers in force over the interval
+    /// (not the ones found at its end), as grid while the policy was blind, and never
+    /// backwards when the clock steps back.
+    #[test]
+    fn r13_mining_energy_books_each_interval_by_the_tiers_in_force() {
+        let tiers = Tiers {
+            free: Watts(500.0),
+            export: Watts(1000.0),
+            ..Tiers::default()
+        };
+        let h = 3_600_000;
+        let mut e = MiningEnergy::default();
+        let mut mark = EnergyMark::default();
+        mark.book(&mut e, Timestamp(0), Watts(0.0), Some(tiers));
+        // One hour at 1700 W: 500 W curtailed surplus, 1000 W own generation, 200 W grid.
+        mark.book(&mut e, Timestamp(h), Watts(1700.0), None);
+        assert_eq!(
+            (e.curtailed, e.own_generation, e.grid),
+            (WattHours(500.0), WattHours(1000.0), WattHours(200.0))
+        );
+        // The hour after was blind: all of it grid.
+        mark.book(
+            &mut e,
+            Timestamp(2 * h),
+            Watts(300.0),
+            Some(Tiers::default()),
+        );
+        assert_eq!(e.grid, WattHours(500.0));
+        // A clock stepping back books nothing; counting resumes from there.
+        mark.book(&mut e, Timestamp(h), Watts(300.0), Some(tiers));
+        assert_eq!(e.total(), WattHours(2000.0));
+        mark.book(&mut e, Timestamp(h + h / 2), Watts(400.0), None);
+        assert_eq!(e.curtailed, WattHours(700.0));
+        assert_eq!(e.since, Some(Timestamp(0)));
+    }
 
     #[test]
     fn of_two_maximum_ages_the_tighter_holds() {

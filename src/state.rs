@@ -11,7 +11,6 @@ use serde::Serialize;
 
 use crate::clock::{saturating_millis, Timestamp};
 use crate::decision::{Decision, LoadTarget, PolicyMemory};
-use crate::policy::Tiers;
 use crate::signal::operator::CommandsInForce;
 use crate::signal::{Observation, Quantity};
 use crate::site::{LoadSpec, WearLimits};
@@ -425,9 +424,10 @@ impl Freshness {
 
 /// Mining energy by where it came from, by the energy tiers (`policy::tiers`): surplus
 /// that would have been curtailed, own generation that would have been exported, and grid
-/// import. Counted from the loads' reported power, in the one step both the live loop
-/// and the simulator run. Starts at zero in each process (Home Assistant's
-/// `total_increasing` reads a drop as a new meter cycle, so a restart loses nothing there).
+/// import. Booked by the controller step from the loads' reported power, the one step
+/// both the live loop and the simulator run. Starts at zero in each process (Home
+/// Assistant's `total_increasing` reads a drop as a new meter cycle, so a restart loses
+/// nothing there).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct MiningEnergy {
     pub curtailed: WattHours,
@@ -435,33 +435,14 @@ pub struct MiningEnergy {
     pub grid: WattHours,
     /// The first step counted.
     pub since: Option<Timestamp>,
-    /// The last step and the tiers in force from it (`None` when the policy was blind:
-    /// with no fresh generation or load, the energy until the next step counts as grid,
-    /// the one source that claims nothing the site cannot show).
-    #[serde(skip)]
-    last: Option<(Timestamp, Option<Tiers>)>,
 }
 
 impl MiningEnergy {
-    /// Books `mining` (what the loads reported at `now`, hence drew since the last step)
-    /// over the time since the last step, split by the tiers in force then; `tiers` are
-    /// those in force from `now`.
-    pub fn book(&mut self, now: Timestamp, mining: Watts, tiers: Option<Tiers>) {
-        if let Some((last, in_force)) = self.last {
-            let d = now.since(last);
-            match in_force {
-                Some(t) => {
-                    let s = t.split(mining);
-                    self.curtailed += s.free.over(d);
-                    self.own_generation += s.export.over(d);
-                    self.grid += s.import.over(d);
-                }
-                None => self.grid += mining.max(Watts::ZERO).over(d),
-            }
-        }
-        self.since.get_or_insert(now);
-        // A clock stepping back booked nothing above; counting goes on from `now`.
-        self.last = Some((now, tiers));
+    /// Adds what mining drew for `d` from each source (W, each non-negative).
+    pub fn add(&mut self, d: Duration, curtailed: Watts, own_generation: Watts, grid: Watts) {
+        self.curtailed += curtailed.over(d);
+        self.own_generation += own_generation.over(d);
+        self.grid += grid.over(d);
     }
 
     pub fn total(&self) -> WattHours {
@@ -638,36 +619,6 @@ mod tests {
         };
         // A 1e19 ms age became negative as an i64: nothing was ever fresh.
         assert_eq!(recent.fresh(now, Duration::MAX), Some(Watts(1.0)));
-    }
-
-    /// r13: mining energy is booked per source by the tiers in force over the interval
-    /// (not the ones found at its end), as grid while the policy was blind, and never
-    /// backwards when the clock steps back.
-    #[test]
-    fn r13_mining_energy_books_each_interval_by_the_tiers_in_force() {
-        let tiers = Tiers {
-            free: Watts(500.0),
-            export: Watts(1000.0),
-            ..Tiers::default()
-        };
-        let h = 3_600_000;
-        let mut e = MiningEnergy::default();
-        e.book(Timestamp(0), Watts(0.0), Some(tiers));
-        // One hour at 1700 W: 500 W curtailed surplus, 1000 W own generation, 200 W grid.
-        e.book(Timestamp(h), Watts(1700.0), None);
-        assert_eq!(
-            (e.curtailed, e.own_generation, e.grid),
-            (WattHours(500.0), WattHours(1000.0), WattHours(200.0))
-        );
-        // The hour after was blind: all of it grid.
-        e.book(Timestamp(2 * h), Watts(300.0), Some(Tiers::default()));
-        assert_eq!(e.grid, WattHours(500.0));
-        // A clock stepping back books nothing; counting resumes from there.
-        e.book(Timestamp(h), Watts(300.0), Some(tiers));
-        assert_eq!(e.total(), WattHours(2000.0));
-        e.book(Timestamp(h + h / 2), Watts(400.0), None);
-        assert_eq!(e.curtailed, WattHours(700.0));
-        assert_eq!(e.since, Some(Timestamp(0)));
     }
 
     fn ledger_of(count: u32) -> LoadLedger {

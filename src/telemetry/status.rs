@@ -13,7 +13,7 @@ use crate::mqtt::Topics;
 use crate::signal::operator::ActiveCommand;
 use crate::signal::OperatorAction;
 use crate::signal::Quantity;
-use crate::site::LoadSpec;
+use crate::site::{LoadKind, LoadSpec};
 use crate::state::{MiningEnergy, SiteState};
 
 /// The state document: every signal with value and age and its last refused value, the
@@ -146,12 +146,17 @@ pub fn state_json(
     })
 }
 
-/// The fleet in two numbers and a count: what its miners report drawing together (null
-/// until one reports), how many are unresponsive, how many there are.
+/// The fleet in a few numbers: what its miners report drawing and hashing together (TH/s;
+/// each null until one reports), how many are unresponsive, how many there are.
 fn fleet_totals_json(fleet: &[MinerStatus]) -> Value {
-    let reported: Vec<f64> = fleet.iter().filter_map(|m| m.power_w).collect();
+    // Null until one reports: a fleet nobody heard from is unknown, not 0 W.
+    let total = |each: fn(&MinerStatus) -> Option<f64>| {
+        let reported: Vec<f64> = fleet.iter().filter_map(each).collect();
+        (!reported.is_empty()).then(|| reported.iter().sum::<f64>())
+    };
     json!({
-        "power_w": (!reported.is_empty()).then(|| reported.iter().sum::<f64>()),
+        "power_w": total(|m| m.power_w),
+        "hashrate_ths": total(|m| m.hashrate_ths),
         "unresponsive": fleet.iter().filter(|m| m.state == MinerState::Unresponsive).count(),
         "miners": fleet.len(),
     })
@@ -240,6 +245,9 @@ impl Kind {
     const PRICE: Kind = Kind::measured(Some("EUR/MWh"), None);
     const HASHPRICE: Kind = Kind::measured(Some("EUR/(PH/s·day)"), None);
     const COUNT: Kind = Kind::measured(None, None);
+    /// Home Assistant has no device class for a hash rate: a plain measurement.
+    const HASHRATE_HS: Kind = Kind::measured(Some("H/s"), None);
+    const HASHRATE_THS: Kind = Kind::measured(Some("TH/s"), None);
     /// A meter for the Energy dashboard: it only grows, and a drop (a restart starts
     /// counting at 0) is read as a new meter cycle, not as negative energy.
     const ENERGY: Kind = Kind {
@@ -403,21 +411,37 @@ pub fn ha_discovery(topics: &Topics, site: &HaSite) -> Vec<(String, String)> {
             "value_json.loads | selectattr('name', 'eq', {}) | list | count > 0",
             json!(l.name)
         );
-        for (what, key, label) in [
-            ("target", "l.target_w", "target"),
-            ("actual", "l.actual_w", "power"),
-        ] {
+        let mut of_load = vec![
+            ("target", "l.target_w", "target", Kind::POWER),
+            ("actual", "l.actual_w", "power", Kind::POWER),
+        ];
+        if l.kind == LoadKind::Cpu {
+            // The embedded pool reports its hashing (an ASIC fleet's is in its totals).
+            of_load.push((
+                "hashrate",
+                "l.hashing.hashrate_hs",
+                "hashrate",
+                Kind::HASHRATE_HS,
+            ));
+        }
+        for (what, key, label, kind) in of_load {
             sensor(
                 &format!("load_{id}_{what}"),
                 format!("{} {label}", l.name),
                 numeric_template(&pick, key, None),
-                Kind::POWER,
+                kind,
                 &present,
             );
         }
     }
     let fleet = [
         ("fleet_power", "fleet power", "power_w", Kind::POWER),
+        (
+            "fleet_hashrate",
+            "fleet hashrate",
+            "hashrate_ths",
+            Kind::HASHRATE_THS,
+        ),
         (
             "fleet_unresponsive",
             "fleet unresponsive",

@@ -99,12 +99,13 @@ fn announced(ha: &Value) -> BTreeSet<String> {
 
 /// Every site has these: the mining power (its loads report it), the decision, the
 /// energy meters, and the `cpu` load's two sensors (each test site has that load).
-const EVERY_SITE: [&str; 8] = [
+const EVERY_SITE: [&str; 9] = [
     "mining_power",
     "mining_target",
     "reason",
     "load_cpu_target",
     "load_cpu_actual",
+    "load_cpu_hashrate",
     "energy_curtailed",
     "energy_own_generation",
     "energy_grid",
@@ -197,7 +198,9 @@ fn r13_ha_discovery_passes_home_assistants_schema_and_stale_is_unknown() {
             "hashprice",
             "load_rack_A_1__east__target",
             "load_rack_A_1__east__actual",
+            "load_rack_A_1__east__hashrate",
             "fleet_power",
+            "fleet_hashrate",
             "fleet_unresponsive",
         ])
     );
@@ -211,6 +214,7 @@ fn r13_ha_discovery_passes_home_assistants_schema_and_stale_is_unknown() {
     assert_eq!(states_of(&ha, "load_cpu_actual")[0], "unknown");
     assert_eq!(states_of(&ha, "load_cpu_target")[0], "0.0");
     assert_eq!(states_of(&ha, "fleet_power")[0], "unknown");
+    assert_eq!(states_of(&ha, "load_cpu_hashrate")[0], "unknown");
     assert_eq!(states_of(&ha, "fleet_unresponsive")[0], "0");
     assert_eq!(states_of(&ha, "reason")[0], "surplus");
     assert_eq!(ha["entities"]["reason"]["numeric"], false);
@@ -306,6 +310,7 @@ quantity = "price"
         let d = doc(&body);
         if d["signals"]["pv_power"]["stale"] == false
             && d["energy"]["curtailed_wh"].as_f64() > Some(0.0)
+            && d["loads"][0]["hashing"]["hashrate_hs"].as_f64() > Some(0.0)
         {
             break d;
         }
@@ -341,6 +346,11 @@ quantity = "price"
     let curtailed: f64 = states_of(&ha, "energy_curtailed")[0].parse().unwrap();
     assert_eq!(Some(curtailed), fresh["energy"]["curtailed_wh"].as_f64());
     assert!(curtailed > 0.0);
+    let hashrate: f64 = states_of(&ha, "load_cpu_hashrate")[0].parse().unwrap();
+    assert_eq!(
+        Some(hashrate),
+        fresh["loads"][0]["hashing"]["hashrate_hs"].as_f64()
+    );
     running
         .stop(Duration::from_secs(10))
         .await
