@@ -533,7 +533,11 @@ async fn run(args: DemoArgs, series: Series) -> anyhow::Result<ExitCode> {
     };
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let client = demo_client(mqtt_port, &tracker, &shutdown).await?;
+    // The client outlives the feeds: it sees the daemon say `offline` as it stops.
+    let client_shutdown = CancellationToken::new();
+    let client_tracker = TaskTracker::new();
+    let (client, mut availability) =
+        demo_client(mqtt_port, &client_tracker, &client_shutdown).await?;
     let fleet = Arc::new(fleet);
     tracker.spawn(demo.clone().replay(
         inverter.values(),
@@ -563,6 +567,18 @@ async fn run(args: DemoArgs, series: Series) -> anyhow::Result<ExitCode> {
     };
     stop_demo(shutdown, tracker).await;
     let stopped = running.stop(Duration::from_secs(10)).await;
+    // The daemon's goodbye goes through the broker to every client (a dashboard, HA)
+    // before the process, and with it the broker, ends.
+    let offline = tokio::time::timeout(
+        Duration::from_secs(5),
+        availability.wait_for(|a| a.as_deref() == Some("offline")),
+    )
+    .await;
+    if !matches!(offline, Ok(Ok(_))) {
+        tracing::warn!("The daemon's `offline` did not come through the broker within 5s");
+    }
+    outln!("daemon     offline")?;
+    stop_demo(client_shutdown, client_tracker).await;
     let safe = fleet_safe(&fleet, Duration::from_secs(15)).await;
     outln!("{}", safe.as_ref().unwrap_or_else(|e| e))?;
     let fleet = Arc::into_inner(fleet).context("the demo's tasks still hold the fleet")?;
@@ -773,21 +789,27 @@ fn cpu_draw(s: &Snapshot) -> f64 {
 }
 
 /// The demo's own MQTT client (price, operator commands), and a task printing the
-/// daemon's answers to the operator's curtail and release (and any refusal).
+/// daemon's answers to the operator's curtail and release (and any refusal) and
+/// following its availability.
 async fn demo_client(
     port: u16,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
-) -> anyhow::Result<AsyncClient> {
+) -> anyhow::Result<(AsyncClient, tokio::sync::watch::Receiver<Option<String>>)> {
     let mut opts = MqttOptions::new("gridminer-demo-feeds", "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(30));
     let (client, mut events) = AsyncClient::new(opts, 1024);
     events.network_options = crate::mqtt::network_options();
-    let ack_topic = crate::mqtt::Topics::new(SITE).cmd_ack();
-    client
-        .subscribe(&ack_topic, QoS::AtLeastOnce)
-        .await
-        .context("subscribing to the operator's acknowledgements")?;
+    let topics = crate::mqtt::Topics::new(SITE);
+    let ack_topic = topics.cmd_ack();
+    let availability_topic = topics.availability();
+    for t in [&ack_topic, &availability_topic] {
+        client
+            .subscribe(t.as_str(), QoS::AtLeastOnce)
+            .await
+            .context("subscribing to the daemon's answers")?;
+    }
+    let (available, availability) = tokio::sync::watch::channel(None);
     let shutdown = shutdown.clone();
     tracker.spawn(async move {
         loop {
@@ -796,6 +818,9 @@ async fn demo_client(
                 e = events.poll() => e,
             };
             match event {
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == availability_topic => {
+                    available.send_replace(Some(String::from_utf8_lossy(&p.payload).into_owned()));
+                }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_topic => {
                     if let Some(line) = ack_line(&p.payload) {
                         if outln!("{line}").is_err() {
@@ -815,7 +840,7 @@ async fn demo_client(
             }
         }
     });
-    Ok(client)
+    Ok((client, availability))
 }
 
 /// The line for an acknowledgement worth showing: a curtail's or release's, or a refusal.
