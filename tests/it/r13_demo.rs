@@ -90,14 +90,22 @@ async fn watch(port: u16) -> mpsc::UnboundedReceiver<(String, Value)> {
     rx
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r13_demo_runs_a_day_curtails_releases_follows_the_surplus_and_stops_safe() {
+/// A running `gridminer demo`: its banner so far, the rest of its stdout (once it
+/// ends), and everything of its site on its broker.
+struct RunningDemo {
+    child: tokio::process::Child,
+    printed: Vec<String>,
+    rest: tokio::task::JoinHandle<Vec<String>>,
+    rx: mpsc::UnboundedReceiver<(String, Value)>,
+}
+
+/// Starts the demo with `args` (4 miners on a loopback block of their own, dashboard on
+/// port 0) and subscribes to its site once the banner names the broker.
+async fn start_demo(args: &[&str], deadline: Instant) -> RunningDemo {
     let first = loopback::block(MINERS as u32).to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_gridminer"))
-        .args([
-            "demo", "--speed", "2880", "--duration", "1d", "--listen", "127.0.0.1:0",
-            "--miners", "4", "--first", &first,
-        ])
+        .args(["demo", "--listen", "127.0.0.1:0", "--miners", "4", "--first", &first])
+        .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -105,7 +113,6 @@ async fn r13_demo_runs_a_day_curtails_releases_follows_the_surplus_and_stops_saf
         .spawn()
         .expect("the gridminer binary runs");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let deadline = Instant::now() + RUN_DEADLINE;
     let left = || deadline.saturating_duration_since(Instant::now());
     let mut printed = Vec::new();
     // The banner names the broker and the dashboard (port 0 asked: the one chosen).
@@ -123,22 +130,47 @@ async fn r13_demo_runs_a_day_curtails_releases_follows_the_surplus_and_stops_saf
     let dashboard = printed.iter().find(|l| l.starts_with("dashboard  http://127.0.0.1:"));
     let dashboard = dashboard.expect("the dashboard URL is printed");
     assert!(!dashboard.contains(":0/"), "port 0 resolved: {dashboard}");
-    let mut rx = watch(port).await;
-    let out = tokio::spawn(async move {
+    let rx = watch(port).await;
+    let rest = tokio::spawn(async move {
         let mut rest = Vec::new();
         while let Ok(Some(l)) = lines.next_line().await {
             rest.push(l);
         }
         rest
     });
+    RunningDemo {
+        child,
+        printed,
+        rest,
+        rx,
+    }
+}
 
+impl RunningDemo {
+    /// Waits for the exit; its status and everything it printed.
+    async fn end(mut self, deadline: Instant) -> (std::process::ExitStatus, String) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let status = tokio::time::timeout(left, self.child.wait())
+            .await
+            .expect("the demo exits in time")
+            .unwrap();
+        self.printed.extend(self.rest.await.unwrap());
+        (status, self.printed.join("\n"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r13_demo_runs_a_day_curtails_releases_follows_the_surplus_and_stops_safe() {
+    let deadline = Instant::now() + RUN_DEADLINE;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let mut demo = start_demo(&["--speed", "2880", "--duration", "1d"], deadline).await;
     let mut samples: Vec<Sample> = Vec::new();
     let mut acks: Vec<Value> = Vec::new();
     let mut availability = Vec::new();
     // After the curtail's ack, the emulated draw must come under the cap while in force.
     let mut capped_while_in_force = false;
     loop {
-        let msg = tokio::time::timeout(left(), rx.recv())
+        let msg = tokio::time::timeout(left(), demo.rx.recv())
             .await
             .expect("the demo ends within its deadline");
         let Some((topic, body)) = msg else { break };
@@ -162,13 +194,7 @@ async fn r13_demo_runs_a_day_curtails_releases_follows_the_surplus_and_stops_saf
             _ => {}
         }
     }
-    let status = tokio::time::timeout(left(), child.wait())
-        .await
-        .expect("the demo exits in time")
-        .unwrap();
-    let rest = out.await.unwrap();
-    printed.extend(rest);
-    let all = printed.join("\n");
+    let (status, all) = demo.end(deadline).await;
     assert!(status.success(), "exit status {status:?}; it printed:\n{all}");
 
     let ack = |prefix: &str| {
@@ -226,6 +252,53 @@ async fn r13_demo_runs_a_day_curtails_releases_follows_the_surplus_and_stops_saf
         all.contains(&format!("loads safe: {MINERS} of {MINERS} miners not hashing")),
         "{all}"
     );
+}
+
+/// Ctrl-C while the miners hash: the demo stops by itself in order, exit 0, every miner
+/// stopped, `offline` said. Catches a SIGINT that kills the process with the miners
+/// still hashing (the embedded fleet would die with it, but a real fleet would not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r13_ctrl_c_stops_the_demo_with_every_miner_stopped() {
+    let deadline = Instant::now() + RUN_DEADLINE;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let mut demo = start_demo(&["--speed", "2880"], deadline).await;
+    // Morning: wait until the miners draw.
+    loop {
+        let (topic, body) = tokio::time::timeout(left(), demo.rx.recv())
+            .await
+            .expect("the miners start in time")
+            .expect("the demo runs");
+        if topic == "gridminer/demo/state" && sample(&body).actual_w > MINER_W {
+            break;
+        }
+    }
+    let pid = demo.child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut availability = Vec::new();
+    let mut last = None;
+    while let Some((topic, body)) = tokio::time::timeout(left(), demo.rx.recv())
+        .await
+        .expect("the demo stops in time")
+    {
+        match topic.as_str() {
+            "gridminer/demo/availability" => availability.push(body),
+            "gridminer/demo/state" => last = Some(sample(&body)),
+            _ => {}
+        }
+    }
+    let (status, all) = demo.end(deadline).await;
+    assert!(status.success(), "exit status {status:?}; it printed:\n{all}");
+    assert!(all.contains("stopping (Ctrl-C)"), "{all}");
+    assert!(
+        all.contains(&format!("loads safe: {MINERS} of {MINERS} miners not hashing")),
+        "{all}"
+    );
+    assert_eq!(last.map(|s| s.target_w), Some(0.0), "{all}");
+    assert_eq!(availability.last(), Some(&Value::String("offline".into())));
 }
 
 #[tokio::test]
