@@ -206,20 +206,40 @@ impl Timing {
         format_duration(Duration::from_millis(d.as_millis() as u64))
     }
     fn tick(self) -> Duration {
-        self.real(Duration::from_secs(60), Duration::from_millis(200), Duration::from_secs(1))
+        self.real(
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            Duration::from_secs(1),
+        )
     }
     fn modbus_poll(self) -> Duration {
-        self.real(Duration::from_secs(60), Duration::from_millis(250), Duration::from_secs(1))
+        self.real(
+            Duration::from_secs(60),
+            Duration::from_millis(250),
+            Duration::from_secs(1),
+        )
     }
     fn miner_poll(self) -> Duration {
-        self.real(Duration::from_secs(10), Duration::from_millis(500), Duration::from_secs(10))
+        self.real(
+            Duration::from_secs(10),
+            Duration::from_millis(500),
+            Duration::from_secs(10),
+        )
     }
     fn heartbeat(self) -> Duration {
-        self.real(HEARTBEAT_EVERY, Duration::from_secs(1), Duration::from_secs(15))
+        self.real(
+            HEARTBEAT_EVERY,
+            Duration::from_secs(1),
+            Duration::from_secs(15),
+        )
     }
     /// The replay's step: how often the devices and the price are updated.
     fn replay_step(self) -> Duration {
-        self.real(Duration::from_secs(60), Duration::from_millis(100), Duration::from_secs(1))
+        self.real(
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+        )
     }
     fn dynamics(self) -> Dynamics {
         let d = Dynamics::default();
@@ -234,17 +254,27 @@ impl Timing {
     }
 }
 
-/// The site config the daemon runs: what a site with these devices would write.
-fn site_config(
-    s: &Sizing,
-    t: Timing,
+/// Where the demo's peers are, as the site config names them.
+struct Peers<'a> {
     mqtt_port: u16,
     web: SocketAddr,
     inverter: SocketAddr,
     meter: SocketAddr,
-    miners: &[Ipv4Addr],
-    public_key: &str,
-) -> String {
+    miners: &'a [Ipv4Addr],
+    /// The operator's Ed25519 public key, base64 of its 32 bytes.
+    public_key: &'a str,
+}
+
+/// The site config the daemon runs: what a site with these devices would write.
+fn site_config(s: &Sizing, t: Timing, peers: &Peers) -> String {
+    let Peers {
+        mqtt_port,
+        web,
+        inverter,
+        meter,
+        miners,
+        public_key,
+    } = *peers;
     let dynamics = t.dynamics();
     let poll = t.miner_poll();
     let stop = dynamics.stop + poll * 2;
@@ -354,14 +384,24 @@ hashrate_per_core = "30 MH/s"
         pause_within = at_least(stop * 2, 3),
         resume_within = at_least(wake * 2, 5),
         limit_within = at_least(wake * 2, 3),
-        min_on = Timing::ms(t.real(Duration::from_secs(15 * 60), poll * 4, Duration::from_secs(900).max(poll * 4))),
-        min_off = Timing::ms(t.real(Duration::from_secs(5 * 60), poll * 2, Duration::from_secs(300).max(poll * 2))),
+        min_on = Timing::ms(t.real(
+            Duration::from_secs(15 * 60),
+            poll * 4,
+            Duration::from_secs(900).max(poll * 4)
+        )),
+        min_off = Timing::ms(t.real(
+            Duration::from_secs(5 * 60),
+            poll * 2,
+            Duration::from_secs(300).max(poll * 2)
+        )),
     )
 }
 
 /// A free loopback port: bound and released, for listeners the daemon opens itself.
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// A fresh Ed25519 key from the OS's random source.
@@ -382,12 +422,9 @@ impl Scratch {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "gridminer-demo-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
+        let dir =
+            std::env::temp_dir().join(format!("gridminer-demo-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Scratch(dir))
     }
 }
@@ -416,19 +453,28 @@ async fn start_fleet(mut opts: FleetOptions) -> anyhow::Result<Fleet> {
             Err(e) => return Err(e.into()),
         }
     }
-    bail!("no free block of loopback addresses for the simulated fleet near {}", opts.first)
+    bail!(
+        "no free block of loopback addresses for the simulated fleet near {}",
+        opts.first
+    )
 }
 
 /// Runs `gridminer demo`.
 pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if !(args.speed.is_finite() && (1.0..=100_000.0).contains(&args.speed)) {
-        bail!("--speed {}: must be 1 to 100000 (demo seconds per second)", args.speed);
+        bail!(
+            "--speed {}: must be 1 to 100000 (demo seconds per second)",
+            args.speed
+        );
     }
     if !(1..=250).contains(&args.miners) {
         bail!("--miners {}: must be 1 to 250", args.miners);
     }
     if !args.first.is_loopback() {
-        bail!("--first {}: must be a loopback address (127.0.0.0/8)", args.first);
+        bail!(
+            "--first {}: must be a loopback address (127.0.0.0/8)",
+            args.first
+        );
     }
     if args.duration == Some(Duration::ZERO) {
         bail!("--duration 0: give a positive demo time, e.g. 1d");
@@ -478,19 +524,25 @@ async fn run(args: DemoArgs, series: Series) -> anyhow::Result<ExitCode> {
         base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes());
     let mqtt_port = free_port().context("finding a free port for the MQTT broker")?;
     let web = if args.listen.port() == 0 {
-        SocketAddr::new(args.listen.ip(), free_port().context("finding a free port for the dashboard")?)
+        SocketAddr::new(
+            args.listen.ip(),
+            free_port().context("finding a free port for the dashboard")?,
+        )
     } else {
         args.listen
     };
+    let miners = fleet.addresses();
     let config = site_config(
         &sizing,
         timing,
-        mqtt_port,
-        web,
-        inverter.addr(),
-        meter.addr(),
-        &fleet.addresses(),
-        &public_key,
+        &Peers {
+            mqtt_port,
+            web,
+            inverter: inverter.addr(),
+            meter: meter.addr(),
+            miners: &miners,
+            public_key: &public_key,
+        },
     );
     if args.print_config {
         outln!("{config}")?;
@@ -520,7 +572,10 @@ async fn run(args: DemoArgs, series: Series) -> anyhow::Result<ExitCode> {
     outln!("operator   {OPERATOR} (Ed25519): curtail to {:.1} kW at 11:00, release at 14:00, heartbeat every {} real",
         sizing.curtail_to.0 / 1e3, format_duration(timing.heartbeat()))?;
     match args.duration {
-        Some(d) => outln!("running for {} of demo time; Ctrl-C stops", format_duration(d))?,
+        Some(d) => outln!(
+            "running for {} of demo time; Ctrl-C stops",
+            format_duration(d)
+        )?,
         None => outln!("Ctrl-C stops")?,
     }
 
@@ -548,7 +603,10 @@ async fn run(args: DemoArgs, series: Series) -> anyhow::Result<ExitCode> {
         shutdown.clone(),
     ));
     tracker.spawn(demo.clone().operator(key, client.clone(), shutdown.clone()));
-    tracker.spawn(demo.clone().report(running.snapshots.clone(), shutdown.clone()));
+    tracker.spawn(
+        demo.clone()
+            .report(running.snapshots.clone(), shutdown.clone()),
+    );
 
     let end = args
         .duration
@@ -657,7 +715,12 @@ impl Demo {
                 exported: WattHours(export_wh),
             });
             if let Err(error) = client
-                .publish(PRICE_TOPIC, QoS::AtMostOnce, false, format!("{:.2}", row.price))
+                .publish(
+                    PRICE_TOPIC,
+                    QoS::AtMostOnce,
+                    false,
+                    format!("{:.2}", row.price),
+                )
                 .await
             {
                 tracing::warn!(%error, "Could not publish the demo price");
@@ -754,7 +817,12 @@ impl Demo {
                     let kw = |r: Option<crate::state::Reading<Watts>>| {
                         r.map_or("-".to_string(), |r| format!("{:.1}", r.value.0 / 1e3))
                     };
-                    let mining: f64 = s.loads.iter().filter_map(|l| l.reading()).map(|r| r.value.0).sum();
+                    let mining: f64 = s
+                        .loads
+                        .iter()
+                        .filter_map(|l| l.reading())
+                        .map(|r| r.value.0)
+                        .sum();
                     format!(
                         "{}  {:>8} {:>9} {:>10.1} {:>10.1}  {}",
                         self.clock(t),
@@ -853,7 +921,9 @@ fn ack_line(payload: &[u8]) -> Option<String> {
     }
     let limit = ack["effective_limit_w"]
         .as_f64()
-        .map_or("no limit".to_string(), |w| format!("limit {:.1} kW", w / 1e3));
+        .map_or("no limit".to_string(), |w| {
+            format!("limit {:.1} kW", w / 1e3)
+        });
     Some(if accepted {
         format!("                  ack        {jti} accepted, {limit}")
     } else {

@@ -234,7 +234,9 @@ impl Default for Measurement {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SunSpecServerError {
-    #[error("{power} W is beyond what a SunSpec int16 with a scale factor of at most 10 can carry")]
+    #[error(
+        "{power} W is beyond what a SunSpec int16 with a scale factor of at most 10 can carry"
+    )]
     TooLarge { power: f64 },
     #[error("local address of the listener: {0}")]
     Listener(#[source] std::io::Error),
@@ -337,7 +339,8 @@ impl Image {
                 self.put("W", w as u16);
                 let phase = ((m.power.0 / 3.0) / scale)
                     .round()
-                    .clamp(-f64::from(i16::MAX), f64::from(i16::MAX)) as i16;
+                    .clamp(-f64::from(i16::MAX), f64::from(i16::MAX))
+                    as i16;
                 for p in ["WphA", "WphB", "WphC"] {
                     self.put(p, phase as u16);
                 }
@@ -350,7 +353,11 @@ impl Image {
     }
 
     fn read(&self, address: u16, count: u16) -> Result<Vec<u16>, ExceptionCode> {
-        let start = usize::from(address.checked_sub(BASE).ok_or(ExceptionCode::IllegalDataAddress)?);
+        let start = usize::from(
+            address
+                .checked_sub(BASE)
+                .ok_or(ExceptionCode::IllegalDataAddress)?,
+        );
         let end = start + usize::from(count);
         if count == 0 || count > 125 || end > self.words.len() {
             return Err(ExceptionCode::IllegalDataAddress);
@@ -422,7 +429,9 @@ impl SunSpecDevice {
         max_power: Watts,
         listener: TcpListener,
     ) -> Result<Self, SunSpecServerError> {
-        let addr = listener.local_addr().map_err(SunSpecServerError::Listener)?;
+        let addr = listener
+            .local_addr()
+            .map_err(SunSpecServerError::Listener)?;
         let image = Arc::new(Mutex::new(Image::new(kind, max_power)?));
         let shutdown = CancellationToken::new();
         let service = Service(image.clone());
@@ -434,9 +443,7 @@ impl SunSpecDevice {
                 async move { accept_tcp_connection(stream, peer, |_| Ok(Some(service.clone()))) }
             };
             // A client that sends garbage loses its own connection only.
-            let on_error = |error: std::io::Error| {
-                tracing::debug!(%error, "SunSpec client connection ended with an error")
-            };
+            let on_error = |error: std::io::Error| tracing::debug!(%error, "SunSpec client connection ended with an error");
             // Cancelling drops the server, whose guard ends every connection's task.
             if let Err(error) = server
                 .serve_until(&on_connected, on_error, stop.cancelled_owned())
@@ -524,7 +531,10 @@ mod tests {
         let img = Image::new(DeviceKind::Meter, Watts(1000.0)).unwrap();
         assert_eq!(img.read(39_999, 2), Err(ExceptionCode::IllegalDataAddress));
         assert_eq!(img.read(BASE, 0), Err(ExceptionCode::IllegalDataAddress));
-        assert_eq!(img.read(BASE + 170, 20), Err(ExceptionCode::IllegalDataAddress));
+        assert_eq!(
+            img.read(BASE + 170, 20),
+            Err(ExceptionCode::IllegalDataAddress)
+        );
         assert_eq!(img.read(BASE, 2).unwrap(), SUNS.to_vec());
     }
 }

@@ -55,7 +55,9 @@ fn sample(state: &Value) -> Sample {
         pv_w: state["signals"]["pv_power"]["value"].as_f64(),
         target_w: sum("target_w"),
         actual_w: sum("actual_w"),
-        curtail_w: (cmd["act"] == "curtail").then(|| cmd["limit_w"].as_f64()).flatten(),
+        curtail_w: (cmd["act"] == "curtail")
+            .then(|| cmd["limit_w"].as_f64())
+            .flatten(),
     }
 }
 
@@ -75,8 +77,9 @@ async fn watch(port: u16) -> mpsc::UnboundedReceiver<(String, Value)> {
         loop {
             match events.poll().await {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let body = serde_json::from_slice(&p.payload)
-                        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&p.payload).into()));
+                    let body = serde_json::from_slice(&p.payload).unwrap_or_else(|_| {
+                        Value::String(String::from_utf8_lossy(&p.payload).into())
+                    });
                     if tx.send((p.topic.clone(), body)).is_err() {
                         return;
                     }
@@ -104,7 +107,15 @@ struct RunningDemo {
 async fn start_demo(args: &[&str], deadline: Instant) -> RunningDemo {
     let first = loopback::block(MINERS as u32).to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_gridminer"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--miners", "4", "--first", &first])
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--miners",
+            "4",
+            "--first",
+            &first,
+        ])
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -127,7 +138,9 @@ async fn start_demo(args: &[&str], deadline: Instant) -> RunningDemo {
             break rest.split_whitespace().next().unwrap().parse().unwrap();
         }
     };
-    let dashboard = printed.iter().find(|l| l.starts_with("dashboard  http://127.0.0.1:"));
+    let dashboard = printed
+        .iter()
+        .find(|l| l.starts_with("dashboard  http://127.0.0.1:"));
     let dashboard = dashboard.expect("the dashboard URL is printed");
     assert!(!dashboard.contains(":0/"), "port 0 resolved: {dashboard}");
     let rx = watch(port).await;
@@ -195,7 +208,10 @@ async fn r13_demo_runs_a_day_curtails_releases_follows_the_surplus_and_stops_saf
         }
     }
     let (status, all) = demo.end(deadline).await;
-    assert!(status.success(), "exit status {status:?}; it printed:\n{all}");
+    assert!(
+        status.success(),
+        "exit status {status:?}; it printed:\n{all}"
+    );
 
     let ack = |prefix: &str| {
         acks.iter()
@@ -206,7 +222,11 @@ async fn r13_demo_runs_a_day_curtails_releases_follows_the_surplus_and_stops_saf
     let curtail = ack("demo-curtail-");
     assert_eq!(curtail["accepted"], true, "{curtail}");
     let cap = MINERS as f64 * MINER_W * 0.25;
-    assert_eq!(curtail["effective_limit_w"].as_f64(), Some(cap), "{curtail}");
+    assert_eq!(
+        curtail["effective_limit_w"].as_f64(),
+        Some(cap),
+        "{curtail}"
+    );
     let release = ack("demo-release-");
     assert_eq!(release["accepted"], true, "{release}");
     assert!(
@@ -229,7 +249,11 @@ async fn r13_demo_runs_a_day_curtails_releases_follows_the_surplus_and_stops_saf
     // Mining follows the surplus: the PV at its best third against the night.
     let capacity = MINERS as f64 * MINER_W * 2.5;
     let mean = |f: &dyn Fn(&Sample) -> bool| {
-        let v: Vec<f64> = samples.iter().filter(|s| f(s)).map(|s| s.actual_w).collect();
+        let v: Vec<f64> = samples
+            .iter()
+            .filter(|s| f(s))
+            .map(|s| s.actual_w)
+            .collect();
         assert!(!v.is_empty(), "no samples for a condition\n{all}");
         v.iter().sum::<f64>() / v.len() as f64
     };
@@ -249,7 +273,9 @@ async fn r13_demo_runs_a_day_curtails_releases_follows_the_surplus_and_stops_saf
         "{availability:?}"
     );
     assert!(
-        all.contains(&format!("loads safe: {MINERS} of {MINERS} miners not hashing")),
+        all.contains(&format!(
+            "loads safe: {MINERS} of {MINERS} miners not hashing"
+        )),
         "{all}"
     );
 }
@@ -291,10 +317,15 @@ async fn r13_ctrl_c_stops_the_demo_with_every_miner_stopped() {
         }
     }
     let (status, all) = demo.end(deadline).await;
-    assert!(status.success(), "exit status {status:?}; it printed:\n{all}");
+    assert!(
+        status.success(),
+        "exit status {status:?}; it printed:\n{all}"
+    );
     assert!(all.contains("stopping (Ctrl-C)"), "{all}");
     assert!(
-        all.contains(&format!("loads safe: {MINERS} of {MINERS} miners not hashing")),
+        all.contains(&format!(
+            "loads safe: {MINERS} of {MINERS} miners not hashing"
+        )),
         "{all}"
     );
     assert_eq!(last.map(|s| s.target_w), Some(0.0), "{all}");
@@ -307,7 +338,8 @@ async fn r13_the_sunspec_server_reads_as_sunspec_to_pysunspec2() {
         return;
     };
     let bind = || async { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap() };
-    let inverter = SunSpecDevice::start(DeviceKind::Inverter, Watts(100_000.0), bind().await).unwrap();
+    let inverter =
+        SunSpecDevice::start(DeviceKind::Inverter, Watts(100_000.0), bind().await).unwrap();
     let meter = SunSpecDevice::start(DeviceKind::Meter, Watts(100_000.0), bind().await).unwrap();
     inverter.set(Measurement {
         power: Watts(54_320.0),
@@ -368,7 +400,11 @@ print(json.dumps(out))
     assert_eq!(inv["Hz"].as_f64(), Some(50.01), "{v}");
     assert_eq!(inv["energy"].as_f64(), Some(123_456.0), "{v}");
     assert_eq!(inv["St"].as_f64(), Some(4.0), "{v}");
-    assert_eq!(inv["unimplemented"], Value::Null, "an unmeasured point is not implemented: {v}");
+    assert_eq!(
+        inv["unimplemented"],
+        Value::Null,
+        "an unmeasured point is not implemented: {v}"
+    );
     let met = &v["meter"];
     assert_eq!(
         met["models"],

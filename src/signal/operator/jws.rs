@@ -271,7 +271,10 @@ mod tests {
         let claims = serde_json::json!({"iss": "demo-tso", "act": "heartbeat"});
         let token = sign_eddsa(&ed_key(), &claims);
         let payload = verify(&token, &OperatorKey::Ed25519(ed_key().verifying_key())).unwrap();
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&payload).unwrap(), claims);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&payload).unwrap(),
+            claims
+        );
         let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
         assert_eq!(
             verify(&token, &OperatorKey::Ed25519(other)),
