@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use base64::Engine as _;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -202,8 +202,15 @@ impl Timing {
     fn real(self, demo: Duration, floor: Duration, ceiling: Duration) -> Duration {
         Duration::from_secs_f64(demo.as_secs_f64() / self.speed).clamp(floor, ceiling)
     }
+    /// For the config: whole seconds or milliseconds, the forms every duration key reads
+    /// (`format_duration` writes `6m40s`, which they do not).
     fn ms(d: Duration) -> String {
-        format_duration(Duration::from_millis(d.as_millis() as u64))
+        let ms = d.as_millis();
+        if ms % 1000 == 0 {
+            format!("{}s", ms / 1000)
+        } else {
+            format!("{ms}ms")
+        }
     }
     fn tick(self) -> Duration {
         self.real(
@@ -977,4 +984,91 @@ async fn stop_devices(fleet: Fleet, inverter: SunSpecDevice, meter: SunSpecDevic
     fleet.stop().await;
     inverter.stop().await;
     meter.stop().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_week_parses_and_loops() {
+        let s = Series::parse(DATA).unwrap();
+        assert_eq!(s.rows.len(), 7 * 96);
+        // Demo time 0 is 2018-06-20 00:00 UTC; a week later the same instant again.
+        let (_, at0) = s.at(Duration::ZERO);
+        assert_eq!(at0.to_rfc3339().get(..16), Some("2018-06-20T00:00"));
+        let (_, week) = s.at(Duration::from_secs(7 * 86_400));
+        assert_eq!(week, at0);
+        // Halfway between two rows: the mean of their solar.
+        let half = s.at(Duration::from_secs(12 * 3600 + 450)).0.solar_mw;
+        let (a, b) = (s.rows[FIRST_ROW + 48], s.rows[FIRST_ROW + 49]);
+        assert!((half - (a.solar_mw + b.solar_mw) / 2.0).abs() < 1e-6);
+        // Night has no sun; noon has most of it.
+        assert_eq!(s.at(Duration::from_secs(3600)).0.solar_mw, 0.0);
+        assert!(s.at(Duration::from_secs(12 * 3600)).0.solar_mw > 15_000.0);
+    }
+
+    #[test]
+    fn bad_data_is_an_error_not_a_panic() {
+        for bad in [
+            "h\n",
+            "h\n2018-06-20T00:00:00Z,1,2\n",
+            "h\n2018-06-20T00:00:00Z,x,2,3\n",
+            "h\n2018-06-20T00:00:00Z,nan,2,3\n",
+            "h\nyesterday,1,2,3\n",
+        ] {
+            assert!(Series::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// The written config goes through `gridminer run`'s loader at every speed the
+    /// command accepts: a duration scaled below a key's minimum would make the demo
+    /// fail to start at that speed.
+    #[test]
+    fn the_site_config_loads_at_every_speed() {
+        let dir = tempfile::tempdir().unwrap();
+        let miners = [Ipv4Addr::new(127, 2, 13, 1), Ipv4Addr::new(127, 2, 13, 2)];
+        let key = ed25519_dalek::SigningKey::from_bytes(&[13; 32]);
+        let public_key =
+            base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes());
+        for speed in [1.0, 60.0, 2880.0, 100_000.0] {
+            let text = site_config(
+                &Sizing::new(miners.len(), Watts(3400.0)),
+                Timing { speed },
+                &Peers {
+                    mqtt_port: 1883,
+                    web: "127.0.0.1:8080".parse().unwrap(),
+                    inverter: "127.0.0.1:1502".parse().unwrap(),
+                    meter: "127.0.0.1:1503".parse().unwrap(),
+                    miners: &miners,
+                    public_key: &public_key,
+                },
+            );
+            let path = dir.path().join("site.toml");
+            std::fs::write(&path, &text).unwrap();
+            let site = crate::runtime::config::load(&path)
+                .unwrap_or_else(|e| panic!("speed {speed}: {e}\n{text}"));
+            assert_eq!(site.modbus.len(), 2);
+            assert_eq!(
+                site.telemetry.web.map(|w| w.listen),
+                Some("127.0.0.1:8080".parse().unwrap())
+            );
+        }
+    }
+
+    #[test]
+    fn acks_worth_a_line() {
+        let line = |v: Value| ack_line(v.to_string().as_bytes());
+        assert_eq!(
+            line(json!({"jti": "demo-heartbeat-3", "accepted": true})),
+            None
+        );
+        let refused =
+            line(json!({"jti": "demo-heartbeat-4", "accepted": false, "reason": "expired"}));
+        assert!(refused.unwrap().contains("REFUSED: expired"));
+        let curtail =
+            line(json!({"jti": "demo-curtail-5", "accepted": true, "effective_limit_w": 3400.0}));
+        assert!(curtail.unwrap().contains("accepted, limit 3.4 kW"));
+        assert_eq!(ack_line(b"not json"), None);
+    }
 }
