@@ -418,3 +418,31 @@ print(json.dumps(out))
     inverter.stop().await;
     meter.stop().await;
 }
+
+/// Bad options are refused with what is wrong, before anything starts (no port bound,
+/// no fleet served). Catches a `--speed 0` that would divide by zero into a demo that
+/// never advances, or a `--first` beyond loopback.
+#[test]
+fn r13_demo_refuses_bad_options_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (&["--speed", "0"][..], "--speed 0: must be 1 to 100000"),
+        (&["--speed", "NaN"][..], "--speed NaN: must be 1 to 100000"),
+        (&["--miners", "0"][..], "--miners 0: must be 1 to 250"),
+        (
+            &["--first", "10.0.0.1"][..],
+            "--first 10.0.0.1: must be a loopback address",
+        ),
+        (
+            &["--duration", "0"][..],
+            "--duration 0: give a positive demo time",
+        ),
+        (&["--duration", "soon"][..], "soon"),
+    ] {
+        let out = crate::support::gridminer(&[&["demo"][..], args].concat(), dir.path());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
