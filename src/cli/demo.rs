@@ -206,7 +206,7 @@ impl Timing {
     /// (`format_duration` writes `6m40s`, which they do not).
     fn ms(d: Duration) -> String {
         let ms = d.as_millis();
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             format!("{}s", ms / 1000)
         } else {
             format!("{ms}ms")
