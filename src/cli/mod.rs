@@ -19,6 +19,7 @@ macro_rules! out {
 }
 
 pub mod check;
+pub mod demo;
 pub mod events;
 pub mod fleet;
 pub mod fleet_ops;
@@ -51,6 +52,28 @@ pub enum Command {
         /// Site config (see deploy/examples/).
         #[arg(long)]
         config: PathBuf,
+    },
+    /// A whole simulated site in one process: SunSpec PV inverter and grid meter, an ASIC
+    /// fleet and a CPU pool, a signing grid operator, the daemon and its dashboard.
+    Demo {
+        /// Demo seconds per real second (60: a minute of data per second).
+        #[arg(long, default_value_t = 60.0)]
+        speed: f64,
+        /// The dashboard's address (port 0: a free one, printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Simulated miners (Whatsminer M30S+).
+        #[arg(long, default_value_t = 20)]
+        miners: usize,
+        /// Stop by itself after this much demo time (e.g. 1d, 6h); without it, Ctrl-C.
+        #[arg(long, value_parser = |s: &str| crate::units::parse_duration(s).map_err(|e| e.to_string()))]
+        duration: Option<std::time::Duration>,
+        /// The first miner's loopback address (each miner serves on port 4028 of its own).
+        #[arg(long, default_value = "127.0.1.1")]
+        first: std::net::Ipv4Addr,
+        /// Print the site config the daemon gets, and exit.
+        #[arg(long)]
+        print_config: bool,
     },
     /// Replay history through a policy and report what mining would have earned.
     #[cfg(feature = "sim")]
@@ -216,6 +239,21 @@ pub fn stdout_result(r: std::io::Result<()>) -> anyhow::Result<()> {
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Run { config } => run::run(&config),
+        Command::Demo {
+            speed,
+            listen,
+            miners,
+            duration,
+            first,
+            print_config,
+        } => demo::demo(demo::DemoArgs {
+            speed,
+            listen,
+            miners,
+            duration,
+            first,
+            print_config,
+        }),
         #[cfg(feature = "sim")]
         Command::Simulate {
             scenario,

@@ -7,6 +7,8 @@
 //! - [`whatsminer`]: btminer's API v2 (the firmware side of both clients' protocol).
 //! - [`luxos`]: LUXminer's cgminer-style API (sessions, curtail, profiles).
 //! - `server`: the thin tokio layer: a listener per miner, one request per connection.
+//! - [`sunspec`]: a SunSpec inverter or meter over Modbus TCP (`gridminer demo`'s PV and
+//!   grid meter).
 //!
 //! It must not import the controller's layers (only `units` and `clock`): the driver
 //! is tested against it, so it may not share the driver's idea of the protocol.
@@ -15,6 +17,7 @@ mod firmware;
 pub mod luxos;
 pub mod model;
 mod server;
+pub mod sunspec;
 pub mod whatsminer;
 
 use std::net::{Ipv4Addr, SocketAddrV4};

@@ -29,6 +29,7 @@ mod properties;
 mod r12_inputs;
 mod r12_optimum;
 mod r12_report;
+mod r13_demo;
 mod r13_ha;
 mod r13_web;
 mod replay;

@@ -32,6 +32,21 @@ pub fn sign_hs256(secret: &[u8], claims: &serde_json::Value) -> String {
     format!("{head}.{body}.{}", b64(&mac.finalize().into_bytes()))
 }
 
+/// Signs `claims` as an EdDSA (Ed25519, RFC 8037) compact JWS with `key`: what a grid
+/// operator holding the private key does. `gridminer demo`'s simulated operator signs
+/// with it; the verifier is checked against PyJWT's EdDSA tokens as well.
+pub fn sign_eddsa(key: &ed25519_dalek::SigningKey, claims: &serde_json::Value) -> String {
+    use ed25519_dalek::Signer as _;
+    let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+    let input = format!(
+        "{}.{}",
+        b64(br#"{"alg":"EdDSA","typ":"JWT"}"#),
+        b64(claims.to_string().as_bytes())
+    );
+    let sig = key.sign(input.as_bytes());
+    format!("{input}.{}", b64(&sig.to_bytes()))
+}
+
 /// A signature algorithm an operator may be configured with (JOSE names, exact case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
@@ -249,6 +264,22 @@ mod tests {
         let c = parse(token.as_bytes())?;
         c.verify(key)?;
         Ok(c.payload)
+    }
+
+    #[test]
+    fn an_eddsa_signed_token_verifies_under_its_key_only() {
+        let claims = serde_json::json!({"iss": "demo-tso", "act": "heartbeat"});
+        let token = sign_eddsa(&ed_key(), &claims);
+        let payload = verify(&token, &OperatorKey::Ed25519(ed_key().verifying_key())).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&payload).unwrap(),
+            claims
+        );
+        let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
+        assert_eq!(
+            verify(&token, &OperatorKey::Ed25519(other)),
+            Err(RefusalReason::BadSignature)
+        );
     }
 
     #[test]

@@ -61,7 +61,8 @@ pub use error::{Counters, Refusal, RefusalReason};
 pub use heartbeat::{HeartbeatConfig, HeartbeatMonitor};
 pub use in_force::{ActiveCommand, CommandsInForce, Outranked};
 pub use jws::{
-    parse_ed25519_public_key, sign_hs256, Algorithm, HmacSecret, OperatorKey, MAX_TOKEN_BYTES,
+    parse_ed25519_public_key, sign_eddsa, sign_hs256, Algorithm, HmacSecret, OperatorKey,
+    MAX_TOKEN_BYTES,
 };
 pub use replay::{Budget, ReplayCache, ReplayEntry, DEFAULT_CAPACITY, HARD_CEILING};
 pub use replay_file::{write_atomically, Record, ReplayFile, ReplayFileError};
