@@ -15,8 +15,8 @@
 //! [metrics]
 //! listen = "127.0.0.1:9464"
 //!
-//! [web]
-//! listen = "127.0.0.1:8080"          # the read-only dashboard; loopback unless you say otherwise
+//! [web]                              # the read-only dashboard
+//! listen = "127.0.0.1:8080"          # the default: loopback unless you say otherwise
 //!
 //! [events]
 //! file = "events.jsonl"              # default: events-{site}.jsonl beside the operator replay cache
@@ -74,8 +74,12 @@ pub struct RawMetrics {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWeb {
-    pub listen: String,
+    /// Default [`WEB_LISTEN`]: loopback, so a dashboard is never on the network unasked.
+    pub listen: Option<String>,
 }
+
+/// Where the dashboard listens when `[web]` gives no `listen`.
+pub const WEB_LISTEN: &str = "127.0.0.1:8080";
 
 /// An API token; never printed.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -166,7 +170,10 @@ pub fn validate(p: &mut Problems, table: &mut toml::Table, file: &Path) -> Telem
     let web = table
         .remove("web")
         .and_then(|v| p.take::<RawWeb>("web", v))
-        .and_then(|raw| listen_addr(p, "web.listen", &raw.listen, "127.0.0.1:8080"))
+        .and_then(|raw| {
+            let listen = raw.listen.as_deref().unwrap_or(WEB_LISTEN);
+            listen_addr(p, "web.listen", listen, WEB_LISTEN)
+        })
         .map(|listen| WebConfig { listen });
     let events = table
         .remove("events")
@@ -335,6 +342,28 @@ mod tests {
         let mut p = Problems::default();
         let c = validate(&mut p, &mut table, Path::new("/etc/gridminer/site.toml"));
         (c, p.0.iter().map(|x| x.to_string()).collect())
+    }
+
+    /// r13: an empty `[web]` serves on loopback; a bad address is a problem at its key.
+    #[test]
+    fn r13_the_dashboard_is_on_loopback_unless_told() {
+        let (c, problems) = check("[web]\n");
+        assert!(problems.is_empty(), "{problems:?}");
+        let listen = c.web.expect("a dashboard").listen;
+        assert!(
+            listen.ip().is_loopback() && listen.port() == 8080,
+            "{listen}"
+        );
+        let (c, _) = check("");
+        assert!(c.web.is_none(), "no [web], no dashboard");
+        let (c, problems) = check("[web]\nlisten = \"localhost\"\n");
+        assert!(c.web.is_none());
+        assert!(
+            problems.len() == 1 && problems[0].starts_with("web.listen: \"localhost\""),
+            "{problems:?}"
+        );
+        let (_, problems) = check("[web]\nport = 80\n");
+        assert!(problems[0].contains("web"), "{problems:?}");
     }
 
     #[test]

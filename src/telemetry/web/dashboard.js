@@ -207,12 +207,16 @@
     });
   }
 
+  // Stale: the step said so for a signal that is fed (it has a reading, a configured max
+  // age, or a refused value) or that the decision went blind on. A quantity nothing
+  // feeds (no wind at a PV site) is "no value", not an alarm.
   function isStale(state, name) {
     var s = (state.signals || {})[name];
     if (!s) return false;
-    if (s.stale === true) return true;
     var reason = (state.decision || {}).reason || '';
-    return reason === 'stale:' + name;
+    if (reason === 'stale:' + name) return true;
+    var fed = s.value !== null || s.age_s !== null || (s.max_age_s !== null && s.max_age_s !== undefined) || !!s.last_rejected;
+    return s.stale === true && fed;
   }
 
   function signals(state) {
@@ -315,6 +319,8 @@
     es.addEventListener('open', function () { text('connection', 'live'); $('connection').className = 'good'; });
     es.addEventListener('error', function () { text('connection', 'disconnected, retrying'); $('connection').className = 'bad'; });
     es.addEventListener('frame', function (ev) {
+      text('connection', 'live');
+      $('connection').className = 'good';
       var f = JSON.parse(ev.data);
       render(f.state);
       append(f.sample);
