@@ -3,7 +3,7 @@
 //! It starts the peers a real site has, each speaking its real protocol on loopback:
 //! a PV inverter and a grid meter served as SunSpec devices over Modbus TCP
 //! ([`crate::emulator::sunspec`]), replaying a week of German data (June 2018, shipped in
-//! `data/demo-de-2018-06.csv`) at `--speed`; the simulated ASIC fleet
+//! `data/demo-de-2018-06.csv`, from 2018-06-20 06:00 UTC) at `--speed`; the simulated ASIC fleet
 //! ([`crate::emulator::Fleet`], Whatsminer API v2 on port 4028 of its own loopback
 //! addresses); a grid operator that signs Ed25519 JWS commands (a curtail at 11:00, a
 //! release at 14:00 of every demo day, heartbeats) and sends them over MQTT; and the
@@ -56,8 +56,11 @@ const DATA: &str = include_str!("../../data/demo-de-2018-06.csv");
 /// German installed solar at the start of 2018 (MW): the national series is scaled to
 /// the demo's PV by this, as the simulator does (data/README.md).
 const SOLAR_REFERENCE_MW: f64 = 42_804.0;
-/// The demo starts at this row (2018-06-20 00:00 UTC: midnight before a sunny day).
-const FIRST_ROW: usize = 2 * 96;
+/// The demo starts at dawn of a sunny day, 2018-06-20 06:00 UTC, so mining begins
+/// within minutes at the default speed; a day from there still has its night.
+const START_OF_DAY: Duration = Duration::from_secs(6 * 3600);
+/// The row of that start: the file begins on 2018-06-18 00:00.
+const FIRST_ROW: usize = 2 * 96 + (START_OF_DAY.as_secs() / ROW.as_secs()) as usize;
 /// Every miner is this model (Whatsminer M30S+, 3400 W, 100 TH/s, limits 1800-3400 W).
 const MODEL: &str = "M30S+";
 /// The operator's daily schedule, demo time of day.
@@ -770,8 +773,10 @@ impl Demo {
         };
         loop {
             let t = self.now();
-            let day = t.as_secs() / DAY.as_secs();
-            let of_day = Duration::from_secs(t.as_secs() % DAY.as_secs());
+            // The schedule is by the data's time of day, not by time since the start.
+            let d = (t + START_OF_DAY).as_secs();
+            let day = d / DAY.as_secs();
+            let of_day = Duration::from_secs(d % DAY.as_secs());
             let mut due = Vec::new();
             if of_day >= CURTAIL_AT && of_day < RELEASE_AT && curtailed != Some(day) {
                 curtailed = Some(day);
@@ -995,18 +1000,18 @@ mod tests {
     fn the_shipped_week_parses_and_loops() {
         let s = Series::parse(DATA).unwrap();
         assert_eq!(s.rows.len(), 7 * 96);
-        // Demo time 0 is 2018-06-20 00:00 UTC; a week later the same instant again.
+        // Demo time 0 is 2018-06-20 06:00 UTC; a week later the same instant again.
         let (_, at0) = s.at(Duration::ZERO);
-        assert_eq!(at0.to_rfc3339().get(..16), Some("2018-06-20T00:00"));
+        assert_eq!(at0.to_rfc3339().get(..16), Some("2018-06-20T06:00"));
         let (_, week) = s.at(Duration::from_secs(7 * 86_400));
         assert_eq!(week, at0);
         // Halfway between two rows: the mean of their solar.
-        let half = s.at(Duration::from_secs(12 * 3600 + 450)).0.solar_mw;
-        let (a, b) = (s.rows[FIRST_ROW + 48], s.rows[FIRST_ROW + 49]);
+        let half = s.at(Duration::from_secs(6 * 3600 + 450)).0.solar_mw;
+        let (a, b) = (s.rows[FIRST_ROW + 24], s.rows[FIRST_ROW + 25]);
         assert!((half - (a.solar_mw + b.solar_mw) / 2.0).abs() < 1e-6);
-        // Night has no sun; noon has most of it.
-        assert_eq!(s.at(Duration::from_secs(3600)).0.solar_mw, 0.0);
-        assert!(s.at(Duration::from_secs(12 * 3600)).0.solar_mw > 15_000.0);
+        // The night after (01:00) has no sun; noon has most of it.
+        assert_eq!(s.at(Duration::from_secs(19 * 3600)).0.solar_mw, 0.0);
+        assert!(s.at(Duration::from_secs(6 * 3600)).0.solar_mw > 15_000.0);
     }
 
     #[test]
