@@ -51,6 +51,12 @@ pub const SITE: &str = "demo";
 const OPERATOR: &str = "demo-tso";
 /// Where the price goes, and what the daemon subscribes to.
 const PRICE_TOPIC: &str = "demo/price";
+/// Where the day-ahead schedule goes: the next 24 demo hours' prices, each hour at the
+/// real time the demo reaches it, sent at every demo hour (a rolling day, where a real
+/// auction publishes the next day once, by 12:00 CET).
+const SCHEDULE_TOPIC: &str = "demo/price_schedule";
+/// Hours the schedule covers.
+const SCHEDULE_HOURS: u64 = 24;
 /// A week of German data, 15 minutes a row: see data/README.md.
 const DATA: &str = include_str!("../../data/demo-de-2018-06.csv");
 /// German installed solar at the start of 2018 (MW): the national series is scaled to
@@ -327,6 +333,11 @@ topic = "{PRICE_TOPIC}"
 quantity = "price"
 unit = "EUR/MWh"
 max_age = "15s"
+
+[[signals]]
+topic = "{SCHEDULE_TOPIC}"
+quantity = "price_schedule"
+unit = "EUR/MWh"
 
 [[modbus]]
 name = "inverter"
@@ -696,8 +707,14 @@ impl Demo {
         let step = self.timing.replay_step();
         let (mut pv_wh, mut import_wh, mut export_wh) = (0.0, 0.0, 0.0);
         let mut last = self.now();
+        let mut scheduled_hour = None;
         loop {
             let t = self.now();
+            let hour = t.as_secs() / 3600;
+            if scheduled_hour != Some(hour) {
+                scheduled_hour = Some(hour);
+                self.schedule(&client, t).await;
+            }
             let dt_h = t.saturating_sub(last).as_secs_f64() / 3600.0;
             last = t;
             let (row, _) = self.series.at(t);
@@ -739,6 +756,28 @@ impl Demo {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(step) => {}
             }
+        }
+    }
+
+    /// Publishes the day-ahead schedule from demo time `t`'s hour on: each hour's price
+    /// from the data, at the real time the demo reaches that hour (so the dashboard draws
+    /// it against the clock the daemon runs on).
+    async fn schedule(&self, client: &AsyncClient, t: Duration) {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let entries: Vec<serde_json::Value> = (0..SCHEDULE_HOURS)
+            .map(|h| {
+                let start = Duration::from_secs((t.as_secs() / 3600 + h) * 3600);
+                let ahead_s = (start.as_secs_f64() - t.as_secs_f64()) / self.timing.speed;
+                let real = crate::clock::Timestamp(now_ms + (ahead_s * 1000.0) as i64);
+                json!({ "start": real.to_rfc3339(), "price": self.series.at(start).0.price })
+            })
+            .collect();
+        let body = serde_json::Value::Array(entries).to_string();
+        if let Err(error) = client
+            .publish(SCHEDULE_TOPIC, QoS::AtMostOnce, false, body)
+            .await
+        {
+            tracing::warn!(%error, "Could not publish the demo's day-ahead schedule");
         }
     }
 
