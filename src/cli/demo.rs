@@ -653,10 +653,13 @@ async fn run(args: DemoArgs, series: Series) -> anyhow::Result<ExitCode> {
         availability.wait_for(|a| a.as_deref() == Some("offline")),
     )
     .await;
-    if !matches!(offline, Ok(Ok(_))) {
+    // Said only when seen: the line is the demo's evidence that the goodbye went out.
+    if matches!(offline, Ok(Ok(_))) {
+        outln!("daemon     offline")?;
+    } else {
         tracing::warn!("The daemon's `offline` did not come through the broker within 5s");
+        outln!("daemon     stopped; its `offline` was not seen on the broker within 5 s")?;
     }
-    outln!("daemon     offline")?;
     stop_demo(client_shutdown, client_tracker).await;
     let safe = fleet_safe(&fleet, Duration::from_secs(15)).await;
     outln!("{}", safe.as_ref().unwrap_or_else(|e| e))?;

@@ -267,11 +267,7 @@ async fn r13_demo_runs_a_day_curtails_releases_follows_the_surplus_and_stops_saf
     // Stopped in order: every load's last target 0 W, offline said, every miner stopped.
     let last = samples.last().unwrap();
     assert_eq!(last.target_w, 0.0, "the final state's targets: {last:?}");
-    assert_eq!(
-        availability.last(),
-        Some(&Value::String("offline".into())),
-        "{availability:?}"
-    );
+    offline_said(&availability, &all);
     assert!(
         all.contains(&format!(
             "loads safe: {MINERS} of {MINERS} miners not hashing"
@@ -329,7 +325,28 @@ async fn r13_ctrl_c_stops_the_demo_with_every_miner_stopped() {
         "{all}"
     );
     assert_eq!(last.map(|s| s.target_w), Some(0.0), "{all}");
-    assert_eq!(availability.last(), Some(&Value::String("offline".into())));
+    offline_said(&availability, &all);
+}
+
+/// The daemon said `offline` through the demo's broker: the demo prints that line only
+/// once its own client saw it there. This test's client may not get it: the broker lives
+/// in the demo's process and ends with it, and on a loaded machine the process can exit
+/// before the broker has written the message to a second client (seen in CI). So that
+/// client's view only has to be consistent: nothing but `online` and `offline`, and no
+/// `online` after an `offline`.
+fn offline_said(availability: &[Value], printed: &str) {
+    assert!(printed.contains("daemon     offline"), "{printed}");
+    let seen: Vec<&str> = availability.iter().filter_map(Value::as_str).collect();
+    let first_offline = seen
+        .iter()
+        .position(|a| *a == "offline")
+        .unwrap_or(seen.len());
+    assert!(
+        seen.len() == availability.len()
+            && seen.iter().all(|a| *a == "online" || *a == "offline")
+            && seen[first_offline..].iter().all(|a| *a == "offline"),
+        "{availability:?}"
+    );
 }
 
 #[tokio::test]
