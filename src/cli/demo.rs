@@ -544,14 +544,8 @@ async fn run(args: DemoArgs, series: Series) -> anyhow::Result<ExitCode> {
     let public_key =
         base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes());
     let mqtt_port = free_port().context("finding a free port for the MQTT broker")?;
-    let web = if args.listen.port() == 0 {
-        SocketAddr::new(
-            args.listen.ip(),
-            free_port().context("finding a free port for the dashboard")?,
-        )
-    } else {
-        args.listen
-    };
+    // Port 0 goes to the daemon as it is: it binds a free port and says which.
+    let web = args.listen;
     let miners = fleet.addresses();
     let config = site_config(
         &sizing,
@@ -580,7 +574,11 @@ async fn run(args: DemoArgs, series: Series) -> anyhow::Result<ExitCode> {
     let addrs = fleet.addresses();
     outln!("gridminer demo: site {SITE:?}, {} miners ({MODEL}, {:.1} kW), {:.1} kW of PV, speed {}x (a minute of data every {:.2} s)",
         args.miners, sizing.fleet_rated.0 / 1e3, sizing.pv_capacity.0 / 1e3, args.speed, 60.0 / args.speed)?;
-    outln!("dashboard  http://{web}/")?;
+    match running.web_addr {
+        Some(addr) => outln!("dashboard  http://{addr}/")?,
+        // Its port taken, say: the daemon logged why and runs on without it.
+        None => outln!("dashboard  not serving on {web} (see the log above)")?,
+    }
     outln!("mqtt       127.0.0.1:{mqtt_port} (state on gridminer/{SITE}/state)")?;
     outln!("inverter   {} (SunSpec model 103)", inverter.addr())?;
     outln!("meter      {} (SunSpec model 203)", meter.addr())?;

@@ -422,7 +422,8 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         match Dashboard::bind(w.listen, docs_rx).await {
             Ok(server) => {
                 web_addr = server.local_addr().ok();
-                tracing::info!(url = %format_args!("http://{}/", w.listen), "Dashboard serving");
+                let at = web_addr.unwrap_or(w.listen);
+                tracing::info!(url = %format_args!("http://{at}/"), "Dashboard serving");
                 supervisor.spawn(&tracker, Task::Web, server.run(shutdown.clone()));
             }
             Err(error) => tracing::error!(%error, "Dashboard not started"),
