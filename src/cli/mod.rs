@@ -31,6 +31,7 @@ pub mod sim;
 
 use std::path::PathBuf;
 
+#[cfg(feature = "sim")]
 use clap::builder::TypedValueParser as _;
 use clap::{Parser, Subcommand};
 
