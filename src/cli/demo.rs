@@ -502,12 +502,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let series = Series::parse(DATA)?;
     crate::mqtt::install_crypto_provider();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(run(args, series))
+    super::run::daemon_runtime()?.block_on(run(args, series))
 }
 
 async fn run(args: DemoArgs, series: Series) -> anyhow::Result<ExitCode> {

@@ -8,13 +8,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let site = crate::runtime::config::load(path)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// The runtime the daemon runs on, in `run`, `demo` and `bench live` alike: two workers.
+pub(super) fn daemon_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
+        .context("starting the async runtime")
+}
+
+pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let site = crate::runtime::config::load(path)?;
+    let runtime = daemon_runtime()?;
     runtime.block_on(async {
         // Before the loads start: failing here later (it was an `expect`) would have
         // panicked past `stop`, leaving the loads where they were instead of safe.
@@ -44,11 +49,7 @@ async fn wait_for_signal(mut term: tokio::signal::unix::Signal) {
 /// `gridminer bench live`.
 pub fn bench(opts: crate::bench::live::LiveOptions, json: bool) -> anyhow::Result<ExitCode> {
     crate::mqtt::install_crypto_provider();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = daemon_runtime()?;
     let b = runtime.block_on(crate::bench::live::live(&opts))?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&b)?)?;

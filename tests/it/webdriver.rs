@@ -203,7 +203,7 @@ impl<'a> Session<'a> {
                 "timed out waiting for {what}; last {v}; console {:?}",
                 self.console()
             );
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(100)); // poll interval, under the deadline
         }
     }
 
