@@ -277,7 +277,15 @@ fn cli_bench_prints_every_figure() {
         "--pauses",
         "5",
     ]);
-    assert_eq!(v["kernel"], Kernel::best().name());
+    // Which kernel wins is raced in the bench's own process; where two are close (AVX-512
+    // against SHA-NI on some CPUs) this process's race may pick the other, so only check
+    // that the bench ran one this CPU has.
+    let names: Vec<&str> = Kernel::available().iter().map(|k| k.name()).collect();
+    assert!(
+        names.contains(&v["kernel"].as_str().unwrap_or("")),
+        "{} not in {names:?}",
+        v["kernel"]
+    );
     assert_eq!(v["baseline_kernel"], "sha2-compress256");
     for field in [
         "mhs_per_core",
