@@ -43,6 +43,10 @@ pub enum Reason {
     WearLimit,
     /// The heartbeat failsafe caps mining: the operators have gone quiet.
     Failsafe,
+    /// The look-ahead plan runs a different number of units than the moment alone would:
+    /// it keeps a start (or a paid hour of `min_on`) for later, or keeps units on
+    /// through a dip rather than spend a start again.
+    Planned,
 }
 
 impl Reason {
@@ -65,6 +69,7 @@ impl Reason {
             Reason::Idle => "idle",
             Reason::WearLimit => "wear_limit",
             Reason::Failsafe => "failsafe",
+            Reason::Planned => "planned",
         }
     }
 
@@ -74,7 +79,7 @@ impl Reason {
 }
 
 /// Every reason, for tables and parsing.
-pub const ALL_REASONS: [Reason; 17] = [
+pub const ALL_REASONS: [Reason; 18] = [
     Reason::Stale(Quantity::PvPower),
     Reason::Stale(Quantity::WindPower),
     Reason::Stale(Quantity::SiteLoad),
@@ -92,6 +97,7 @@ pub const ALL_REASONS: [Reason; 17] = [
     Reason::Idle,
     Reason::WearLimit,
     Reason::Failsafe,
+    Reason::Planned,
 ];
 
 /// An ongoing frequency event.
@@ -106,6 +112,11 @@ pub enum FrequencyEvent {
 pub struct PolicyMemory {
     /// The frequency event in force and when the frequency was last outside the band.
     pub frequency: Option<(FrequencyEvent, Timestamp)>,
+    /// The planner's PV clearness: smoothed sums of PV power (W) and of clear-sky
+    /// irradiance (W/m²) over the daylight readings, whose ratio is the W of PV per W/m²
+    /// of clear sky, and the time of the last reading taken. What the PV forecast stands
+    /// on when there is no sun to read now.
+    pub pv_clearness: Option<(f64, f64, Timestamp)>,
 }
 
 /// The policy's answer for one moment.

@@ -43,6 +43,7 @@ pub mod controller;
 pub mod decision;
 pub mod emulator;
 pub mod mqtt;
+pub mod optimum;
 pub mod policy;
 pub mod runtime;
 pub mod scenario;

@@ -363,6 +363,21 @@ impl LoadLedger {
     }
 }
 
+/// The value a schedule (`(start, value)` in time order, each holding until the next
+/// start, the last for as long as the interval before it, or an hour) gives `now`.
+pub fn scheduled<T: Copy>(sch: &[(Timestamp, T)], now: Timestamp) -> Option<T> {
+    let i = sch.partition_point(|(t, _)| *t <= now).checked_sub(1)?;
+    let end = match sch.get(i + 1) {
+        Some((next, _)) => *next,
+        None if i > 0 => {
+            let (last, before) = (sch[i].0 .0, sch[i - 1].0 .0);
+            Timestamp(last.saturating_add(last.saturating_sub(before)))
+        }
+        None => Timestamp(sch[i].0 .0.saturating_add(3_600_000)),
+    };
+    (now < end).then_some(sch[i].1)
+}
+
 /// Everything the policy knows about the site at one moment.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SiteState {
@@ -380,6 +395,10 @@ pub struct SiteState {
     pub failsafe: Option<Watts>,
     /// The latest day-ahead schedule; a price reading, when fresh, takes precedence.
     pub price_schedule: Vec<(Timestamp, PricePerMwh)>,
+    /// A provider's PV and wind forecasts (`pv_forecast`, `wind_forecast`), in the
+    /// schedule's shape: each value holds until the next start.
+    pub pv_forecast: Vec<(Timestamp, Watts)>,
+    pub wind_forecast: Vec<(Timestamp, Watts)>,
     pub loads: Vec<LoadLedger>,
     /// What the policy asked to remember from its last decision.
     pub memory: PolicyMemory,
@@ -464,6 +483,8 @@ impl SiteState {
             commands: CommandsInForce::default(),
             failsafe: None,
             price_schedule: Vec::new(),
+            pv_forecast: Vec::new(),
+            wind_forecast: Vec::new(),
             loads: loads.iter().map(LoadLedger::new).collect(),
             memory: PolicyMemory::default(),
             rejected: Default::default(),
@@ -474,17 +495,7 @@ impl SiteState {
 
     /// The scheduled price for `now`, if the schedule covers it.
     pub fn scheduled_price(&self, now: Timestamp) -> Option<PricePerMwh> {
-        let sch = &self.price_schedule;
-        let i = sch.partition_point(|(t, _)| *t <= now).checked_sub(1)?;
-        let end = match sch.get(i + 1) {
-            Some((next, _)) => *next,
-            None if i > 0 => {
-                let (last, before) = (sch[i].0 .0, sch[i - 1].0 .0);
-                Timestamp(last.saturating_add(last.saturating_sub(before)))
-            }
-            None => Timestamp(sch[i].0 .0.saturating_add(3_600_000)),
-        };
-        (now < end).then_some(sch[i].1)
+        scheduled(&self.price_schedule, now)
     }
 
     /// Mining power last commanded, all loads together.
@@ -509,6 +520,14 @@ impl SiteState {
             Observation::Price { value, at } => self.price = Some(Reading { value, at }),
             Observation::Hashprice { value, at } => self.hashprice = Some(Reading { value, at }),
             Observation::PriceSchedule { entries, .. } => self.price_schedule = entries,
+            Observation::Forecast {
+                quantity, entries, ..
+            } => match quantity {
+                Quantity::PvPower => self.pv_forecast = entries,
+                Quantity::WindPower => self.wind_forecast = entries,
+                // Only generation is forecast (the source's config says which).
+                _ => {}
+            },
             Observation::Operator {
                 issuer,
                 action,
@@ -578,6 +597,11 @@ impl SiteState {
     pub fn forget(&mut self, obs: &Observation) {
         match obs {
             Observation::PriceSchedule { .. } => self.price_schedule.clear(),
+            Observation::Forecast { quantity, .. } => match quantity {
+                Quantity::PvPower => self.pv_forecast.clear(),
+                Quantity::WindPower => self.wind_forecast.clear(),
+                _ => {}
+            },
             Observation::Operator { .. } | Observation::Failsafe { .. } => {}
             other => {
                 if let Some(q) = other.quantity() {

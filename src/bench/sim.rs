@@ -31,6 +31,12 @@ pub struct SimBench {
     pub ratio_vs_baseline: f64,
     /// The same run recording every step (what `simulate` does).
     pub recorded_run_seconds: f64,
+    /// The same run with the look-ahead planner (`mode = "plan"`, 12 h ahead in quarter
+    /// hours, on the scenario's own energy mode), single-threaded, beside `run_seconds`
+    /// as its baseline.
+    pub plan_run_seconds: f64,
+    /// How many plans it solved (it re-plans when what it reads changes).
+    pub plans_solved: u64,
     /// The same site without mining (every run books it beside the run itself).
     pub no_mining_seconds: f64,
     /// The clairvoyant optimum: the best feasible schedule and both bounds.
@@ -51,6 +57,7 @@ pub struct SimBench {
 #[derive(Debug, Serialize)]
 pub struct Budget {
     pub run_seconds: f64,
+    pub plan_run_seconds: f64,
     pub simulate_seconds: f64,
     pub load_seconds: f64,
     pub sweep_seconds: f64,
@@ -96,6 +103,19 @@ pub fn sim(scenario: &Path, variants: usize) -> Result<SimBench, SimError> {
         },
     )?);
     let recorded_run_seconds = t.elapsed().as_secs_f64();
+    let planning =
+        crate::sim::compare::with_mode(&sc, "plan").map_err(|message| SimError::Output {
+            path: scenario.display().to_string(),
+            message,
+        })?;
+    let solved_before = crate::policy::plans_solved();
+    let mut plan_run_seconds = f64::INFINITY;
+    for _ in 0..2 {
+        let t = Instant::now();
+        black_box(run(&planning, &replay, SimOptions::default())?);
+        plan_run_seconds = plan_run_seconds.min(t.elapsed().as_secs_f64());
+    }
+    let plans_solved = (crate::policy::plans_solved() - solved_before) / 2;
     let peak = peak_rss_mb().unwrap_or(f64::NAN);
 
     let mut no_mining_seconds = f64::INFINITY;
@@ -161,6 +181,8 @@ pub fn sim(scenario: &Path, variants: usize) -> Result<SimBench, SimError> {
         baseline_seconds,
         ratio_vs_baseline: run_seconds / baseline_seconds,
         recorded_run_seconds,
+        plan_run_seconds,
+        plans_solved,
         no_mining_seconds,
         optimum_seconds,
         one_programme_seconds,
@@ -172,6 +194,7 @@ pub fn sim(scenario: &Path, variants: usize) -> Result<SimBench, SimError> {
         peak_rss_mb: peak,
         budget: Budget {
             run_seconds: 0.2,
+            plan_run_seconds: 10.0,
             simulate_seconds: 1.0,
             load_seconds: 1.0,
             sweep_seconds: 60.0,

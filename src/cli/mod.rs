@@ -97,6 +97,11 @@ pub enum Command {
         /// profit of each.
         #[arg(long)]
         hashprice_sensitivity: bool,
+        /// Run the scenario under each of these policy modes and compare them side by side
+        /// (economic, surplus-only, plan, plan:economic, plan:surplus-only), e.g.
+        /// --compare surplus-only,plan. Prints the table (or JSON) and writes no files.
+        #[arg(long, value_name = "MODE,MODE,...")]
+        compare: Option<String>,
     },
     /// Run every combination of --vary values in parallel and rank them by a KPI (the
     /// site's value by default).
@@ -263,6 +268,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             set,
             no_optimum,
             hashprice_sensitivity,
+            compare,
         } => sim::simulate(
             &scenario,
             out,
@@ -271,6 +277,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             sim::Extras {
                 optimum: !no_optimum,
                 hashprice_sensitivity,
+                compare,
             },
         ),
         #[cfg(feature = "sim")]

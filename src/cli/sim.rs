@@ -12,12 +12,14 @@ use crate::sim::sweep::{RankBy, Vary};
 use crate::sim::{self, report, SimOptions};
 
 /// What `simulate` computes besides the run itself.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Extras {
     /// The clairvoyant optimum.
     pub optimum: bool,
     /// The run again at other hashprices.
     pub hashprice_sensitivity: bool,
+    /// `--compare`: the policy modes to run side by side instead of one report.
+    pub compare: Option<String>,
 }
 
 pub fn simulate(
@@ -34,6 +36,16 @@ pub fn simulate(
         .map_err(anyhow::Error::msg)?;
     let sc = crate::scenario::load_scenario(path, &overrides)?;
     let replay = Replay::load(&sc.history)?;
+    if let Some(list) = &extras.compare {
+        let modes = sim::compare::parse_modes(list).map_err(anyhow::Error::msg)?;
+        let rows = sim::compare::compare(&sc, &replay, &modes, extras.optimum)?;
+        if json {
+            outln!("{}", serde_json::to_string_pretty(&rows)?)?;
+        } else {
+            out!("{}", sim::compare::table(&sc.name, &rows))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let record = SimOptions {
         record: true,
         ..Default::default()
@@ -133,6 +145,13 @@ pub fn bench(scenario: &Path, variants: usize, json: bool) -> anyhow::Result<Exi
             b.ratio_vs_baseline
         )?;
         outln!("  recorded run      {:.3} s", b.recorded_run_seconds)?;
+        outln!(
+            "  plan run          {:.3} s   {} plans solved, {:.1}x the run (budget {} s)",
+            b.plan_run_seconds,
+            b.plans_solved,
+            b.plan_run_seconds / b.run_seconds,
+            b.budget.plan_run_seconds
+        )?;
         outln!(
             "  no-mining run     {:.4} s   (the same site without mining, in every run)",
             b.no_mining_seconds

@@ -39,8 +39,14 @@ pub struct Allocation {
 pub struct Memo {
     counts: Vec<Option<CountsMemo>>,
     scratch: Vec<Counts>,
-    last: Option<(AllocInputs, Vec<Counts>, Allocation)>,
+    /// The last allocation without a plan, and the last with one (a planning policy
+    /// makes both each step).
+    last: [Option<LastAllocation>; 2],
+    /// The planner's last plan and what it was made from (see `plan.rs`).
+    pub(super) plan: Option<super::plan::PlanMemo>,
 }
+
+type LastAllocation = (AllocInputs, Vec<Counts>, Option<Vec<u32>>, Allocation);
 
 #[derive(Debug, Clone, Copy)]
 struct CountsMemo {
@@ -67,6 +73,7 @@ impl Policy {
         econ: Option<(&Tiers, Hashprice)>,
         goal: Goal,
         limit: Watts,
+        planned: Option<&[u32]>,
         memo: &mut Memo,
     ) -> Allocation {
         memo.counts.resize(self.loads.len(), None);
@@ -100,30 +107,50 @@ impl Policy {
             limit,
             econ: econ.map(|(t, h)| (*t, h)),
         };
-        if let Some((i, c, a)) = &memo.last {
-            if *i == inputs && *c == memo.scratch {
+        let last = &mut memo.last[usize::from(planned.is_some())];
+        if let Some((i, c, p, a)) = last {
+            if *i == inputs && *c == memo.scratch && p.as_deref() == planned {
                 return a.clone();
             }
         }
-        let a = self.allocate_for(&memo.scratch, econ, goal, limit);
-        match &mut memo.last {
-            Some((i, c, last)) => {
+        let a = self.allocate_for(&memo.scratch, econ, goal, limit, planned);
+        match last {
+            Some((i, c, p, last)) => {
                 *i = inputs;
                 c.clone_from(&memo.scratch);
+                match (p.as_mut(), planned) {
+                    (Some(p), Some(q)) => {
+                        p.clear();
+                        p.extend_from_slice(q)
+                    }
+                    (_, q) => *p = q.map(<[u32]>::to_vec),
+                }
                 last.clone_from(&a);
             }
-            None => memo.last = Some((inputs, memo.scratch.clone(), a.clone())),
+            None => {
+                *last = Some((
+                    inputs,
+                    memo.scratch.clone(),
+                    planned.map(<[u32]>::to_vec),
+                    a.clone(),
+                ))
+            }
         }
         a
     }
 
     /// The allocation itself, given each group's wear counts (zero for continuous loads).
-    fn allocate_for(
+    /// With `planned` (the planner's units on per load) the unit counts of switched loads
+    /// are the plan's and their power the economics' (a unit the plan keeps on beyond what
+    /// the moment pays for runs at its least power); the wear limits and `limit` bind it
+    /// exactly as they bind the economics.
+    pub(super) fn allocate_for(
         &self,
         counts: &[Counts],
         econ: Option<(&Tiers, Hashprice)>,
         goal: Goal,
         limit: Watts,
+        planned: Option<&[u32]>,
     ) -> Allocation {
         let limit = match goal {
             Goal::Fill(s) => limit.min(s).0,
@@ -158,7 +185,14 @@ impl Policy {
                 match (goal, econ) {
                     (Goal::Fill(s), _) => (s.0 - from).min(full).max(0.0),
                     (Goal::Economic, Some((t, _))) => {
-                        let bonus = if running { hysteresis } else { 0.0 };
+                        // The plan weighed starts and stops over its horizon: no
+                        // hysteresis and no start hurdle on top of it.
+                        let running = running || planned.is_some();
+                        let bonus = if running && planned.is_none() {
+                            hysteresis
+                        } else {
+                            0.0
+                        };
                         let (cost, paid) = t.band(from, from + full);
                         let w = if (value + bonus) * full >= cost + margin * paid {
                             full
@@ -240,13 +274,15 @@ impl Policy {
                 }
                 whole += stretch.min(spec.count - whole);
             }
-            let wanted = whole + (part > 0.0) as u32;
+            let paid_for = whole + (part > 0.0) as u32;
+            let wanted = planned.map_or(paid_for, |p| p[i].min(spec.count));
             out.blocked_starts += wanted.saturating_sub(max_units);
             let mut n = wanted.min(max_units);
             let mut power = if n <= whole {
                 n as f64 * rated
             } else {
-                whole as f64 * rated + part
+                // Beyond what pays now (only a plan asks for that): the least power.
+                whole as f64 * rated + part + n.saturating_sub(paid_for) as f64 * min_p
             };
             let by_goal = n;
             if n < forced {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{FrequencyResponse, Mode, PolicyParams};
+use super::{FrequencyResponse, Mode, PlanParams, PolicyParams};
 use crate::config::{non_negative, price, Problems};
 use crate::units::{de_duration, de_opt_duration, Hertz, PricePerMwh, Watts};
 
@@ -35,7 +35,32 @@ pub struct RawPolicy {
     pub safe_limit: Option<Watts>,
     #[serde(default)]
     pub frequency: Option<RawFrequency>,
+    /// The planner's settings, read with `mode = "plan"`.
+    #[serde(default)]
+    pub plan: Option<RawPlan>,
 }
+
+/// `plan = { horizon = "12h", base = "surplus-only", step = "15m" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlan {
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub horizon: Option<Duration>,
+    #[serde(default)]
+    pub base: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub step: Option<Duration>,
+}
+
+/// The plan's horizon when the policy does not say.
+pub const DEFAULT_PLAN_HORIZON: Duration = Duration::from_secs(12 * 3600);
+/// The plan's slot when the policy does not say.
+pub const DEFAULT_PLAN_STEP: Duration = Duration::from_secs(15 * 60);
+/// Longest horizon: two days, as far as a day-ahead market and a weather forecast reach.
+pub const MAX_PLAN_HORIZON: Duration = Duration::from_secs(48 * 3600);
+/// Shortest and longest slot.
+pub const PLAN_STEP: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(60)..=Duration::from_secs(3600);
 
 /// The modes as a policy file writes them: one table for parsing and for showing, so a
 /// report names a mode the way its file does.
@@ -52,6 +77,19 @@ impl fmt::Display for Mode {
             .map(|(n, _)| *n)
             .expect("every mode is in MODES");
         f.write_str(name)
+    }
+}
+
+/// The mode that plans ahead, on the energy of its `base` mode.
+pub const PLAN: &str = "plan";
+
+impl PolicyParams {
+    /// The mode as a policy file names it: `plan` when it plans, else its energy mode.
+    pub fn mode_name(&self) -> String {
+        match self.plan {
+            Some(_) => PLAN.to_string(),
+            None => self.mode.to_string(),
+        }
     }
 }
 
@@ -77,14 +115,74 @@ pub struct RawFrequency {
 
 /// Checks a `[policy]` table; `at` is its key path.
 pub fn validate_policy(p: &mut Problems, at: &str, raw: RawPolicy) -> Option<PolicyParams> {
-    let mode = MODES.iter().find(|(n, _)| *n == raw.mode).map(|(_, m)| *m);
-    if mode.is_none() {
-        let expected: Vec<String> = MODES.iter().map(|(n, _)| format!("{n:?}")).collect();
-        p.push(
-            format!("{at}.mode"),
-            format!("{:?}: expected {}", raw.mode, expected.join(" or ")),
-        );
-    }
+    let expected = || {
+        let mut names: Vec<String> = MODES.iter().map(|(n, _)| format!("{n:?}")).collect();
+        names.push(format!("{PLAN:?}"));
+        names.join(", ")
+    };
+    let mode_named = |name: &str| MODES.iter().find(|(n, _)| *n == name).map(|(_, m)| *m);
+    let (mode, plan) = if raw.mode == PLAN {
+        let plan = raw.plan.unwrap_or(RawPlan {
+            horizon: None,
+            base: None,
+            step: None,
+        });
+        let base = match plan.base.as_deref() {
+            None => Some(Mode::Economic),
+            Some(b) => {
+                let m = mode_named(b);
+                if m.is_none() {
+                    p.push(
+                        format!("{at}.plan.base"),
+                        format!("{b:?}: expected \"surplus-only\" or \"economic\" (the energy the plan may use)"),
+                    );
+                }
+                m
+            }
+        };
+        let horizon = plan.horizon.unwrap_or(DEFAULT_PLAN_HORIZON);
+        let step = plan.step.unwrap_or(DEFAULT_PLAN_STEP);
+        if !PLAN_STEP.contains(&step) {
+            p.push(
+                format!("{at}.plan.step"),
+                format!(
+                    "{} is outside {}..={}",
+                    crate::units::format_duration(step),
+                    crate::units::format_duration(*PLAN_STEP.start()),
+                    crate::units::format_duration(*PLAN_STEP.end())
+                ),
+            );
+        } else if !(step..=MAX_PLAN_HORIZON).contains(&horizon) {
+            p.push(
+                format!("{at}.plan.horizon"),
+                format!(
+                    "{} is outside one step ({})..={}",
+                    crate::units::format_duration(horizon),
+                    crate::units::format_duration(step),
+                    crate::units::format_duration(MAX_PLAN_HORIZON)
+                ),
+            );
+        }
+        (base, Some(PlanParams { horizon, step }))
+    } else {
+        let mode = mode_named(&raw.mode);
+        if mode.is_none() {
+            p.push(
+                format!("{at}.mode"),
+                format!("{:?}: expected {}", raw.mode, expected()),
+            );
+        }
+        if raw.plan.is_some() {
+            p.push(
+                format!("{at}.plan"),
+                format!(
+                    "is read only with mode = \"{PLAN}\" (mode is {:?})",
+                    raw.mode
+                ),
+            );
+        }
+        (mode, None)
+    };
     price(p, &format!("{at}.margin_eur_mwh"), raw.margin_eur_mwh);
     if !(raw.hysteresis_eur_mwh.is_finite() && raw.hysteresis_eur_mwh >= 0.0) {
         p.push(
@@ -149,6 +247,7 @@ pub fn validate_policy(p: &mut Problems, at: &str, raw: RawPolicy) -> Option<Pol
     });
     Some(PolicyParams {
         mode: mode?,
+        plan,
         margin: PricePerMwh(raw.margin_eur_mwh),
         hysteresis: PricePerMwh(raw.hysteresis_eur_mwh),
         min_on: raw.min_on.unwrap_or_default(),

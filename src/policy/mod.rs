@@ -28,6 +28,7 @@
 
 mod allocate;
 pub mod config;
+mod plan;
 mod tiers;
 
 use std::time::Duration;
@@ -37,9 +38,15 @@ use serde::Serialize;
 pub use allocate::{Allocation, Memo};
 pub use tiers::{Split, Tiers};
 
+/// Plans the planner has solved in this process (what `bench sim` counts).
+pub fn plans_solved() -> u64 {
+    plan::PLANS_SOLVED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 use crate::clock::Timestamp;
 use crate::decision::{Decision, FrequencyEvent, PolicyMemory, Reason};
 use crate::signal::Quantity;
+use crate::site::solar::Location;
 use crate::site::{GridConnection, LoadSpec, Tariff, WearLimits};
 use crate::state::SiteState;
 use crate::units::{Hashprice, Hertz, PricePerMwh, Watts};
@@ -52,6 +59,16 @@ pub enum Mode {
     SurplusOnly,
     /// Import too, when hashes are worth more than the import price plus margin.
     Economic,
+}
+
+/// The look-ahead planner's settings (`mode = "plan"`, `[policy] plan = {...}`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PlanParams {
+    /// How far ahead it plans.
+    pub horizon: Duration,
+    /// The length of one planned slot; slots are aligned to whole multiples of it since
+    /// the epoch (15 minutes: the quarter hours markets and meters use).
+    pub step: Duration,
 }
 
 /// Frequency response settings.
@@ -69,7 +86,11 @@ pub struct FrequencyResponse {
 /// A policy's parameters, as a policy file gives them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolicyParams {
+    /// Which energy mining may use. With `plan` this is the plan's `base`.
     pub mode: Mode,
+    /// Plan ahead (`mode = "plan"`): wear limits and starts are spent where the forecast
+    /// says they pay. `None`: decide on the moment alone.
+    pub plan: Option<PlanParams>,
     /// Hashes must beat the cost of paid energy by this much (EUR/MWh). Otherwise
     /// curtailed energy needs no margin: it is free.
     pub margin: PricePerMwh,
@@ -111,6 +132,8 @@ pub struct Policy {
     /// decision step (the simulator's replay step; live, [`DEFAULT_DECISION_STEP`]).
     /// Only the start-cost hurdle reads it.
     pub decision_step: Duration,
+    /// Where the site is, for the clear-sky shape of the planner's PV forecast.
+    pub location: Option<Location>,
 }
 
 /// The decision step a policy assumes unless told otherwise: the live controller decides
@@ -167,7 +190,14 @@ impl Policy {
             has_pv,
             has_wind,
             decision_step: DEFAULT_DECISION_STEP,
+            location: None,
         }
+    }
+
+    /// The same policy at a site at `location` (the planner draws PV on its clear sky).
+    pub fn with_location(mut self, location: Option<Location>) -> Self {
+        self.location = location;
+        self
     }
 
     /// The same policy, judging starts over at least `step` of running (the simulator
@@ -208,7 +238,7 @@ impl Policy {
                 // Blind: `safe_limit` is the most mining may draw, one more cap.
                 let limit = caps.limit.min(self.params.safe_limit);
                 let goal = Goal::Fill(setpoint.map_or(limit, |s| s.min(limit)));
-                let a = self.allocate(state, now, None, goal, limit, memo);
+                let a = self.allocate(state, now, None, goal, limit, None, memo);
                 return self.decision(now, a, Reason::Stale(q), Some(limit), memory);
             }
         };
@@ -224,13 +254,28 @@ impl Policy {
             (Some(FrequencyEvent::Absorb), None) => Goal::Fill(limit),
             (None, None) => Goal::Economic,
         };
-        let a = self.allocate(state, now, econ, goal, limit, memo);
+        let mut a = self.allocate(state, now, econ, goal, limit, None, memo);
+        // The plan replaces the economics' unit counts, and nothing above them.
+        let mut planned_differs = false;
+        if goal == Goal::Economic && self.params.plan.is_some() {
+            self.remember_clearness(state, now, &mut memory);
+            let read = self.plan_readings(state, now, site_load, price, hashprice);
+            let mut plan_memo = memo.plan.take();
+            let planned = self.planned(state, now, read, &a, &memory, &mut plan_memo);
+            memo.plan = plan_memo;
+            if let Some(p) = planned {
+                let b = self.allocate(state, now, econ, goal, limit, Some(&p), memo);
+                planned_differs = b.targets != a.targets;
+                a = b;
+            }
+        }
         let reason = match (event, cap_reason) {
             (Some(FrequencyEvent::Shed), _) => Reason::UnderFrequency,
             (_, Some(r)) if a.limited => r,
             _ if setpoint.is_some() => Reason::OperatorSetpoint,
             (Some(FrequencyEvent::Absorb), _) => Reason::OverFrequency,
             _ if a.held_on > 0 || a.blocked_starts > 0 => Reason::WearLimit,
+            _ if planned_differs => Reason::Planned,
             _ => {
                 let s = tiers.split(a.total);
                 if s.export.0 + s.import.0 > 1e-9 {
@@ -262,6 +307,31 @@ impl Policy {
             held_on: a.held_on,
             blocked_starts: a.blocked_starts,
             memory,
+        }
+    }
+
+    /// The fresh readings a plan starts from (generation split into PV and wind, which
+    /// are forecast apart). Called only once the inputs are known to be fresh.
+    fn plan_readings(
+        &self,
+        s: &SiteState,
+        now: Timestamp,
+        site_load: Watts,
+        price: PricePerMwh,
+        hashprice: Hashprice,
+    ) -> plan::Now {
+        let age = self.params.max_signal_age;
+        let fresh = |r: Option<crate::state::Reading<Watts>>, on: bool| {
+            r.and_then(|r| r.fresh(now, age))
+                .filter(|_| on)
+                .unwrap_or(Watts::ZERO)
+        };
+        plan::Now {
+            pv: fresh(s.pv, self.has_pv),
+            wind: fresh(s.wind, self.has_wind),
+            site_load,
+            price,
+            hashprice,
         }
     }
 

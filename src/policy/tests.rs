@@ -12,6 +12,7 @@ use crate::units::HashRate;
 
 fn policy(frequency: bool) -> Policy {
     let params = PolicyParams {
+        plan: None,
         mode: Mode::Economic,
         margin: PricePerMwh(5.0),
         hysteresis: PricePerMwh(0.0),

@@ -38,6 +38,8 @@ pub struct LiveConfig {
     pub tariff: Tariff,
     pub has_pv: bool,
     pub has_wind: bool,
+    /// Where the site is (`site.latitude`, `site.longitude`): the planner's PV shape.
+    pub location: Option<crate::site::solar::Location>,
     /// Used when no MQTT signal carries the hashprice.
     pub hashprice: Option<Hashprice>,
     pub broker: Broker,
@@ -85,6 +87,7 @@ impl LiveConfig {
             self.has_pv,
             self.has_wind,
         )
+        .with_location(self.location)
     }
 }
 
@@ -109,6 +112,12 @@ struct RawSite {
     /// contractual and lower. Bounds grid power readings; defaults to the larger limit.
     #[serde(default, deserialize_with = "de_opt_watts")]
     connection_rating: Option<Watts>,
+    /// Where the site is, degrees north and east: the clear-sky shape of the planner's
+    /// PV forecast (`mode = "plan"`).
+    #[serde(default)]
+    latitude: Option<f64>,
+    #[serde(default)]
+    longitude: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -395,6 +404,23 @@ pub fn load_live(
         );
     }
 
+    let location = raw_site
+        .as_ref()
+        .and_then(|s| crate::site::config::location(&mut p, "site", s.latitude, s.longitude));
+    if let (Some(policy), Some(s)) = (&policy, &raw_site) {
+        let pv_forecast = signals.iter().any(|g| {
+            g.carries == crate::signal::mqtt::Carries::Forecast(crate::signal::Quantity::PvPower)
+        });
+        crate::site::config::plan_needs_location(
+            &mut p,
+            "site",
+            policy.plan.is_some(),
+            s.pv,
+            location,
+            pv_forecast,
+        );
+    }
+
     let config = (|| {
         let s = raw_site?;
         let ratings = ratings?;
@@ -416,6 +442,7 @@ pub fn load_live(
             tariff: tariff?,
             has_pv: s.pv,
             has_wind: s.wind,
+            location,
             hashprice: hashprice.map(Hashprice),
             broker,
             mqtt,

@@ -550,6 +550,7 @@ fn ha_entities(config: &LiveConfig, modbus: &[ModbusDevice]) -> (Vec<Quantity>, 
         // A day-ahead schedule is a price source too (the state's `price_eur_mwh`).
         .filter_map(|s| match s.carries {
             Carries::PriceSchedule => Some(Quantity::Price),
+            Carries::Forecast(_) => None,
             c => c.quantity(),
         })
         .chain(modbus.iter().flat_map(ModbusDevice::quantities))

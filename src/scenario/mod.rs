@@ -41,6 +41,8 @@ pub struct Scenario {
     pub policy: PolicyParams,
     pub operator: Vec<OperatorEvent>,
     pub bounds: Bounds,
+    /// Where the site is (`site.latitude`, `site.longitude`), for the planner's PV shape.
+    pub location: Option<crate::site::solar::Location>,
 }
 
 /// A grid-operator command replayed at a point in simulated time.
@@ -159,6 +161,7 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
     };
 
     let mut site_parts = None;
+    let mut location = None;
     // Installed generation where the scenario states it (`capacity`), for `safe_limit`.
     let mut generation = Watts::ZERO;
     if let Some(site) = site {
@@ -185,6 +188,7 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
             };
             Some(column(p, at, &g.series, &g.column, unit * scale))
         };
+        location = crate::site::config::location(&mut p, "site", site.latitude, site.longitude);
         let pv = generator(&mut p, "site.pv", site.pv);
         let wind = generator(&mut p, "site.wind", site.wind);
         if pv.is_none() && wind.is_none() {
@@ -265,6 +269,16 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
             "site.pv.capacity and site.wind.capacity",
         );
     }
+    if let (Some(policy), Some((pv, ..))) = (&policy, &site_parts) {
+        crate::site::config::plan_needs_location(
+            &mut p,
+            "site",
+            policy.plan.is_some(),
+            pv.is_some(),
+            location,
+            false,
+        );
+    }
 
     let operator = operator
         .into_iter()
@@ -335,6 +349,7 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
             policy: policy?,
             operator,
             bounds,
+            location,
         })
     })();
     p.into_result(path, scenario)
@@ -536,6 +551,10 @@ pub struct RawSite {
     pub export_limit: Watts,
     #[serde(deserialize_with = "de_watts")]
     pub import_limit: Watts,
+    #[serde(default)]
+    pub latitude: Option<f64>,
+    #[serde(default)]
+    pub longitude: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

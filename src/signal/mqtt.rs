@@ -25,6 +25,8 @@ pub enum Carries {
     Price,
     Hashprice,
     PriceSchedule,
+    /// A provider's forecast of a generation power (`pv_forecast`, `wind_forecast`).
+    Forecast(Quantity),
 }
 
 impl Carries {
@@ -35,7 +37,7 @@ impl Carries {
             Carries::Frequency => Some(Quantity::GridFrequency),
             Carries::Price => Some(Quantity::Price),
             Carries::Hashprice => Some(Quantity::Hashprice),
-            Carries::PriceSchedule => None,
+            Carries::PriceSchedule | Carries::Forecast(_) => None,
         }
     }
 }
@@ -84,17 +86,19 @@ pub fn validate(p: &mut Problems, at: &str, raw: Vec<(usize, RawMqttSignal)>) ->
                 "price" => Carries::Price,
                 "hashprice" => Carries::Hashprice,
                 "price_schedule" => Carries::PriceSchedule,
+                "pv_forecast" => Carries::Forecast(Quantity::PvPower),
+                "wind_forecast" => Carries::Forecast(Quantity::WindPower),
                 q => match Quantity::ALL.iter().find(|x| x.as_str() == q) {
                     Some(&x) => Carries::Power(x),
                     None => {
-                        p.push(format!("{at}.quantity"), format!("{q:?}: expected pv_power, wind_power, site_load, grid_power, mining_power, grid_frequency, price, hashprice or price_schedule"));
+                        p.push(format!("{at}.quantity"), format!("{q:?}: expected pv_power, wind_power, site_load, grid_power, mining_power, grid_frequency, price, hashprice, price_schedule, pv_forecast or wind_forecast"));
                         return None;
                     }
                 },
             };
             let unit = r.unit.as_deref();
             let scale = match (carries, unit) {
-                (Carries::Power(_), u) => match parse_watts(&format!("1 {}", u.unwrap_or("W"))) {
+                (Carries::Power(_) | Carries::Forecast(_), u) => match parse_watts(&format!("1 {}", u.unwrap_or("W"))) {
                     Ok(w) => w.0,
                     Err(e) => {
                         p.push(format!("{at}.unit"), e.0);
@@ -166,7 +170,7 @@ impl MqttSignals {
     /// The signal a topic feeds, as the state names it (a price schedule feeds the price).
     pub fn signal(&self, topic: &str) -> Option<Quantity> {
         self.by_topic.get(topic).map(|s| match s.carries {
-            Carries::Power(q) => q,
+            Carries::Power(q) | Carries::Forecast(q) => q,
             Carries::Frequency => Quantity::GridFrequency,
             Carries::Price | Carries::PriceSchedule => Quantity::Price,
             Carries::Hashprice => Quantity::Hashprice,
@@ -189,6 +193,15 @@ impl MqttSignals {
         let at = msg.at;
         if sig.carries == Carries::PriceSchedule {
             return parse_schedule(text, sig.scale, at)
+                .map_err(|d| reject(RejectReason::BadSchedule, d));
+        }
+        if let Carries::Forecast(quantity) = sig.carries {
+            return parse_series(text, "value", sig.scale)
+                .map(|entries| Observation::Forecast {
+                    quantity,
+                    entries: entries.into_iter().map(|(t, v)| (t, Watts(v))).collect(),
+                    at,
+                })
                 .map_err(|d| reject(RejectReason::BadSchedule, d));
         }
         let value = match &sig.json_field {
@@ -238,7 +251,7 @@ impl MqttSignals {
                 value: Hashprice(v),
                 at,
             },
-            Carries::PriceSchedule => unreachable!("handled above"),
+            Carries::PriceSchedule | Carries::Forecast(_) => unreachable!("handled above"),
         })
     }
 }
@@ -247,18 +260,35 @@ fn clip(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
-#[derive(Deserialize)]
-struct Entry {
-    start: serde_json::Value,
-    price: f64,
-}
-
 /// `[{"start": "2018-06-01T00:00:00Z" | epoch seconds, "price": 42.1}, ...]`, in order.
 fn parse_schedule(text: &str, scale: f64, at: Timestamp) -> Result<Observation, String> {
-    let entries: Vec<Entry> = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let mut out: Vec<(Timestamp, PricePerMwh)> = Vec::with_capacity(entries.len());
+    let entries = parse_series(text, "price", scale)?;
+    Ok(Observation::PriceSchedule {
+        entries: entries
+            .into_iter()
+            .map(|(t, p)| (t, PricePerMwh(p)))
+            .collect(),
+        at,
+    })
+}
+
+/// `[{"start": RFC 3339 text | epoch seconds, "<field>": number}, ...]`, starts strictly
+/// in order, every value finite once scaled: a price schedule (`price`) or a forecast
+/// (`value`).
+fn parse_series(text: &str, field: &str, scale: f64) -> Result<Vec<(Timestamp, f64)>, String> {
+    let entries: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let mut out: Vec<(Timestamp, f64)> = Vec::with_capacity(entries.len());
     for (i, e) in entries.into_iter().enumerate() {
-        let t = match &e.start {
+        let start = e
+            .get("start")
+            .ok_or(format!("[{i}]: missing field `start`"))?;
+        let value = e
+            .get(field)
+            .ok_or(format!("[{i}]: missing field `{field}`"))?
+            .as_f64()
+            .ok_or(format!("[{i}].{field}: not a number"))?;
+        let t = match start {
             serde_json::Value::String(s) => {
                 Timestamp::parse(s).map_err(|m| format!("[{i}].start: {m}"))?
             }
@@ -276,19 +306,19 @@ fn parse_schedule(text: &str, scale: f64, at: Timestamp) -> Result<Observation, 
                 ))
             }
         };
-        let price = e.price * scale;
-        if !price.is_finite() {
-            return Err(format!("[{i}].price is not finite"));
+        let value = value * scale;
+        if !value.is_finite() {
+            return Err(format!("[{i}].{field} is not finite"));
         }
         if out.last().is_some_and(|(p, _)| *p >= t) {
             return Err(format!("[{i}].start {t} is not after the entry before"));
         }
-        out.push((t, PricePerMwh(price)));
+        out.push((t, value));
     }
     if out.is_empty() {
         return Err("empty schedule".into());
     }
-    Ok(Observation::PriceSchedule { entries: out, at })
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -304,6 +334,7 @@ mod tests {
               { topic = "hz", quantity = "grid_frequency" },
               { topic = "price", quantity = "price", unit = "EUR/kWh" },
               { topic = "schedule", quantity = "price_schedule" },
+              { topic = "pvf", quantity = "pv_forecast", unit = "kW" },
             ]"#,
         )
         .unwrap()
@@ -479,5 +510,52 @@ mod tests {
                 "signals[2].unit"
             ]
         );
+    }
+
+    /// Issue 14: a provider's PV forecast in the schedule's shape, `[{start, value}]`,
+    /// scaled by its unit; a broken one is refused as a bad schedule, with the entry.
+    #[test]
+    fn r14_a_pv_forecast_is_parsed_in_the_schedules_shape() {
+        let t = table();
+        let s = t.parse(&msg(
+            "pvf",
+            br#"[{"start": "2018-06-01T10:00:00Z", "value": 1.5}, {"start": 1527850800, "value": 2}]"#,
+        ));
+        let Ok(Observation::Forecast {
+            quantity, entries, ..
+        }) = s
+        else {
+            panic!("{s:?}");
+        };
+        assert_eq!(quantity, Quantity::PvPower);
+        assert_eq!(
+            entries,
+            vec![
+                (
+                    Timestamp::parse("2018-06-01T10:00:00Z").unwrap(),
+                    Watts(1500.0)
+                ),
+                (
+                    Timestamp::parse("2018-06-01T11:00:00Z").unwrap(),
+                    Watts(2000.0)
+                ),
+            ]
+        );
+        assert_eq!(t.signal("pvf"), Some(Quantity::PvPower));
+        for (bad, says) in [
+            (
+                &br#"[{"start": "2018-06-01T10:00:00Z", "price": 1.5}]"#[..],
+                "missing field `value`",
+            ),
+            (
+                br#"[{"start": "2018-06-01T10:00:00Z", "value": "x"}]"#,
+                "[0].value: not a number",
+            ),
+            (br#"[]"#, "empty schedule"),
+        ] {
+            let e = t.parse(&msg("pvf", bad)).unwrap_err();
+            assert_eq!(e.reason, RejectReason::BadSchedule);
+            assert!(e.detail.contains(says), "{}", e.detail);
+        }
     }
 }

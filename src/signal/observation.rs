@@ -96,6 +96,13 @@ pub enum Observation {
         entries: Vec<(Timestamp, PricePerMwh)>,
         at: Timestamp,
     },
+    /// A provider's forecast of a generation power (`pv_power` or `wind_power`), in the
+    /// schedule's shape: `(start, W)` in time order.
+    Forecast {
+        quantity: Quantity,
+        entries: Vec<(Timestamp, Watts)>,
+        at: Timestamp,
+    },
 }
 
 impl Observation {
@@ -108,7 +115,8 @@ impl Observation {
             Observation::Hashprice { .. } => Some(Quantity::Hashprice),
             Observation::Operator { .. }
             | Observation::Failsafe { .. }
-            | Observation::PriceSchedule { .. } => None,
+            | Observation::PriceSchedule { .. }
+            | Observation::Forecast { .. } => None,
         }
     }
 }

@@ -80,6 +80,27 @@ impl Plausibility {
             Observation::Hashprice { value, .. } => within(value.0, 0.0, MAX_HASHPRICE.0)
                 .map_err(|e| format!("hashprice {e} EUR/(PH/s·day)")),
             Observation::PriceSchedule { entries, .. } => schedule(entries, now),
+            Observation::Forecast {
+                quantity, entries, ..
+            } => {
+                let (lo, hi) = self.power_range(*quantity);
+                let (from, to) = (now - SCHEDULE_PAST, now + SCHEDULE_AHEAD);
+                for (i, (start, w)) in entries.iter().enumerate() {
+                    if !(from..=to).contains(start) {
+                        return Err(format!(
+                            "{}_forecast[{i}].start {start} is outside {from}..={to} (a day back, four days ahead)",
+                            quantity.as_str().trim_end_matches("_power")
+                        ));
+                    }
+                    within(w.0, lo.0, hi.0).map_err(|e| {
+                        format!(
+                            "{}_forecast[{i}].value {e} W",
+                            quantity.as_str().trim_end_matches("_power")
+                        )
+                    })?;
+                }
+                Ok(())
+            }
             Observation::Operator { .. } | Observation::Failsafe { .. } => Ok(()),
         }
     }

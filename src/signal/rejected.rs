@@ -97,6 +97,7 @@ pub fn payload_prefix(payload: &[u8]) -> String {
 pub fn signal_of(obs: &Observation) -> Option<Quantity> {
     match obs {
         Observation::PriceSchedule { .. } => Some(Quantity::Price),
+        Observation::Forecast { quantity, .. } => Some(*quantity),
         other => other.quantity(),
     }
 }
@@ -110,6 +111,7 @@ pub fn shown_value(obs: &Observation) -> String {
         Observation::Price { value, .. } => value.to_string(),
         Observation::Hashprice { value, .. } => value.to_string(),
         Observation::PriceSchedule { entries, .. } => format!("{} entries", entries.len()),
+        Observation::Forecast { entries, .. } => format!("{} entries", entries.len()),
         Observation::Operator { .. } | Observation::Failsafe { .. } => String::new(),
     }
 }

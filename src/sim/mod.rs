@@ -7,9 +7,10 @@
 //! checked at every step.
 
 pub mod chart;
+pub mod compare;
 pub mod html;
 pub mod kpi;
-pub mod optimum;
+pub use crate::optimum;
 pub mod output;
 pub mod report;
 pub mod site;
@@ -99,6 +100,7 @@ pub fn policy_for(sc: &Scenario) -> Policy {
         sc.history.wind.is_some(),
     )
     .with_decision_step(sc.history.step)
+    .with_location(sc.location)
 }
 
 /// The maximum age of each quantity the scenario's series feed.
@@ -143,6 +145,11 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
     // What the physics uses where the data has a hole: the last value seen (0 before any).
     let mut phys = Physics::default();
 
+    // A planning policy reads the day-ahead schedule as far as the auction had
+    // published it (`published_until`), a new one each day after the auction.
+    let plans = sc.policy.plan.is_some();
+    let mut published = None;
+
     // Each load's power this step, one slot per load however many (a fixed array of 16
     // once dropped loads 17+ from the time series); every slot is written each step.
     let mut per_load = vec![0.0f64; sc.loads.len()];
@@ -176,6 +183,16 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
                 value: Hashprice(hp),
                 at: now,
             });
+        }
+        if plans {
+            let until = published_until(now);
+            if published != Some(until) {
+                published = Some(until);
+                ctl.observe(Observation::PriceSchedule {
+                    entries: day_ahead_schedule(replay, now, until),
+                    at: now,
+                });
+            }
         }
         while next_op < operator.len() && operator[next_op].at <= now {
             let e = &operator[next_op];
@@ -305,6 +322,47 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
         switches,
         decisions,
     })
+}
+
+/// The end of the day-ahead prices a real auction has published by `now`. EPEX's
+/// day-ahead auction closes at 12:00 CET (11:00 UTC in winter, 10:00 in summer) and
+/// publishes the next delivery day, which ends at midnight CET (23:00 UTC, or 22:00 in
+/// summer). Taken the safe way round all year (published at 11:00 UTC, ending at 22:00
+/// UTC), the simulated planner never sees a price before it was known.
+pub fn published_until(now: Timestamp) -> Timestamp {
+    const HOUR: i64 = 3_600_000;
+    let day = now.day();
+    let auction = day * Timestamp::MS_PER_DAY + 11 * HOUR;
+    let last_day = if now.0 >= auction { day + 1 } else { day };
+    Timestamp(last_day * Timestamp::MS_PER_DAY + 22 * HOUR)
+}
+
+/// The replay's prices as a published schedule: quarter hours (or the replay's steps,
+/// if coarser) from a day before `now` up to `until`, a gap in the data left out.
+pub fn day_ahead_schedule(
+    replay: &Replay,
+    now: Timestamp,
+    until: Timestamp,
+) -> Vec<(Timestamp, PricePerMwh)> {
+    const QUARTER: i64 = 900_000;
+    let step_ms = (replay.step.as_millis() as i64).max(1);
+    let grid = QUARTER.max(step_ms);
+    let from = now.0 - Timestamp::MS_PER_DAY;
+    let mut t = from.div_euclid(grid) * grid;
+    let mut out = Vec::new();
+    while t < until.0 {
+        let offset = t - replay.start.0;
+        if offset >= 0 {
+            let i = (offset / step_ms) as usize;
+            match replay.price.get(i) {
+                Some(p) if !p.is_nan() => out.push((Timestamp(t), PricePerMwh(*p))),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        t += grid;
+    }
+    out
 }
 
 fn hp_or(hp: f64, held: f64) -> f64 {

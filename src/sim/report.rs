@@ -46,6 +46,9 @@ pub fn reason_meaning(r: Reason) -> String {
         Reason::Idle => "nothing worth mining".into(),
         Reason::WearLimit => "min on/off time or the start limit held a unit".into(),
         Reason::Failsafe => "operators quiet: the heartbeat failsafe capped mining".into(),
+        Reason::Planned => {
+            "the look-ahead plan ran other units than the moment alone would (a start kept for later, or units kept on through a dip)".into()
+        }
     }
 }
 

@@ -228,3 +228,67 @@ pub fn export_value(p: &mut Problems, at: &str, raw: RawExport) -> ExportValue {
         }
     }
 }
+
+/// A site's `latitude` and `longitude` (degrees), both or neither, each in range; `at`
+/// is the table's key path.
+pub fn location(
+    p: &mut Problems,
+    at: &str,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+) -> Option<super::solar::Location> {
+    match (latitude, longitude) {
+        (None, None) => None,
+        (Some(latitude), Some(longitude)) => {
+            let mut ok = true;
+            for (key, v, range) in [
+                ("latitude", latitude, super::solar::LATITUDE),
+                ("longitude", longitude, super::solar::LONGITUDE),
+            ] {
+                if !range.contains(&v) {
+                    p.push(
+                        format!("{at}.{key}"),
+                        format!("{v} is outside {}..={} degrees", range.start(), range.end()),
+                    );
+                    ok = false;
+                }
+            }
+            ok.then_some(super::solar::Location {
+                latitude,
+                longitude,
+            })
+        }
+        (Some(_), None) => {
+            p.push(
+                format!("{at}.longitude"),
+                "latitude and longitude go together",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            p.push(
+                format!("{at}.latitude"),
+                "latitude and longitude go together",
+            );
+            None
+        }
+    }
+}
+
+/// The planner draws the PV forecast on the clear sky at the site's location; without
+/// one (and without a provider's `pv_forecast`) it could only hold today's reading.
+pub fn plan_needs_location(
+    p: &mut Problems,
+    at: &str,
+    plans: bool,
+    has_pv: bool,
+    location: Option<super::solar::Location>,
+    pv_forecast: bool,
+) {
+    if plans && has_pv && location.is_none() && !pv_forecast {
+        p.push(
+            format!("{at}.latitude"),
+            "mode = \"plan\" with PV needs the site's latitude and longitude (the clear-sky shape of its PV forecast), or a pv_forecast signal",
+        );
+    }
+}

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::units::{HashRate, Hashprice, PricePerMwh, Watts};
 
 pub mod config;
+pub mod solar;
 
 /// The grid connection.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 /// Lowest first. A module may import its own layer's peers only where listed in
 /// `PEERS`, and any module of a lower layer.
 const LAYERS: &[&[&str]] = &[
-    // Vendored files (uPlot) the pages embed.
-    &["units", "clock", "assets"],
+    // Vendored files (uPlot) the pages embed; the exact per-group programmes (issue 14:
+    // the clairvoyant optimum's and the planner's), which know nothing of the crate.
+    &["units", "clock", "assets", "optimum"],
     // Emulated field devices (issue 11): below everything that drives them, so a driver
     // test cannot share the driver's idea of the protocol.
     &["emulator"],

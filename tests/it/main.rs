@@ -32,6 +32,7 @@ mod r12_report;
 mod r13_demo;
 mod r13_ha;
 mod r13_web;
+mod r14_plan;
 mod replay;
 mod safety;
 mod seam;

@@ -151,8 +151,31 @@ fn build(
     )
 }
 
+/// A planner's settings for the property tests: six hours ahead in quarter hours.
+fn a_plan() -> gridminer::policy::PlanParams {
+    gridminer::policy::PlanParams {
+        horizon: Duration::from_secs(6 * 3600),
+        step: Duration::from_secs(900),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Issue 14: a planning policy balances, never imports in surplus-only, and never
+    /// beats the clairvoyant bound either.
+    #[test]
+    fn r14_a_plan_balances_and_stays_under_the_bound(s in site()) {
+        let (mut sc, replay) = build(&s, s.hashprice, true);
+        sc.policy.plan = Some(a_plan());
+        let k = sim::run(&sc, &replay, SimOptions::default()).expect("energy balance holds").kpis;
+        if s.surplus_only {
+            prop_assert!(k.mining_from_import_mwh.abs() < 1e-12, "imported {} MWh", k.mining_from_import_mwh);
+        }
+        let o = sim::optimum(&sc, &replay, k.profit_eur).expect("the replay is a valid optimum input");
+        prop_assert!(k.profit_eur <= o.upper_bound_eur + 1e-9 * (1.0 + o.upper_bound_eur.abs()),
+            "plan {} > bound {}", k.profit_eur, o.upper_bound_eur);
+    }
 
     #[test]
     fn balance_import_and_optimum(s in site()) {
@@ -180,13 +203,17 @@ proptest! {
         prop_assert!(high >= low - 1e-9, "hashprice x{factor}: {high} MWh < {low} MWh");
     }
 
+    /// Issue 14: a planning policy (`plans`) keeps every wear limit too.
     #[test]
-    fn wear_limits_are_never_broken(s in site()) {
+    fn wear_limits_are_never_broken(s in site(), plans in any::<bool>()) {
         let mut s = s;
         // Import headroom for every load at once: no hard limit ever forces a stop.
         s.surplus_only = false;
         s.import_limit = s.load + 12.0 * 3500.0 + 12.0 * 3250.0 + 1000.0;
-        let (sc, replay) = build(&s, s.hashprice, true);
+        let (mut sc, replay) = build(&s, s.hashprice, true);
+        if plans {
+            sc.policy.plan = Some(a_plan());
+        }
         let run = sim::run(&sc, &replay, SimOptions { trace_switches: true, ..Default::default() }).unwrap();
         let min_on = Duration::from_secs(60 * s.min_on_m);
         let min_off = Duration::from_secs(60 * s.min_off_m);
@@ -221,13 +248,17 @@ proptest! {
     /// The controller decides through a memo carried between steps; it must only ever be
     /// a cache: at every step of a run with switching, wear limits and day changes, the
     /// memoised decision equals a fresh `decide` on the same state.
+    /// Issue 14: also where the memo carries a plan (`plans`).
     #[test]
-    fn the_memo_never_changes_a_decision(s in site()) {
+    fn the_memo_never_changes_a_decision(s in site(), plans in any::<bool>()) {
         use gridminer::controller::Controller;
         use gridminer::signal::{Observation, Quantity};
         use gridminer::units::{Hashprice, PricePerMwh};
 
-        let (sc, replay) = build(&s, s.hashprice, true);
+        let (mut sc, replay) = build(&s, s.hashprice, true);
+        if plans {
+            sc.policy.plan = Some(a_plan());
+        }
         let mut ctl = Controller::new(sim::policy_for(&sc), sim::max_ages_for(&sc));
         for i in 0..replay.len {
             let at = replay.time(i);
@@ -287,6 +318,7 @@ proptest! {
         import_limit in 0.0f64..40_000.0,
         min_on_s in 0u64..900,
         start_cost_eur in prop_oneof![Just(0.0), 0.0f64..5.0],
+        plans in any::<bool>(),
     ) {
         use gridminer::clock::Timestamp;
         use gridminer::controller::Controller;
@@ -300,6 +332,8 @@ proptest! {
         params.safe_limit = Watts(safe_limit);
         params.max_signal_age = Duration::from_secs(120);
         params.min_on = Duration::from_secs(min_on_s);
+        // Issue 14: a plan chooses unit counts below every cap, never above one.
+        params.plan = plans.then(a_plan);
         params.frequency = Some(FrequencyResponse {
             nominal: Hertz(50.0),
             shed_below: Hertz(49.8),

@@ -99,6 +99,7 @@ pub fn cpu(rated: f64, mhs: f64) -> LoadSpec {
 pub fn policy(mode: Mode, margin: f64, hysteresis: f64) -> PolicyParams {
     PolicyParams {
         mode,
+        plan: None,
         margin: PricePerMwh(margin),
         hysteresis: PricePerMwh(hysteresis),
         min_on: Duration::ZERO,
@@ -153,6 +154,7 @@ pub fn scenario_in_memory(
         policy,
         operator: Vec::new(),
         bounds: Bounds::default(),
+        location: None,
     };
     let n = pv.len();
     let replay = Replay {

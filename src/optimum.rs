@@ -743,11 +743,19 @@ struct Wear {
 
 impl Wear {
     fn new(class: &UnitClass, day: &[i64]) -> Self {
+        Wear::starting(class, day, 0)
+    }
+
+    /// The wear of a unit that has used `starts_used` starts on the first step's day
+    /// already: the limit then binds sooner on that day.
+    fn starting(class: &UnitClass, day: &[i64], starts_used: u32) -> Self {
         // A minimum longer than the horizon means the same as one of the horizon's length
         // (a run cut by the end need not complete), and keeps the delay lines, which are
         // `min_on - 1` slots long, from asking for memory that a huge `min_on_steps`
         // (u32::MAX: 32 GiB) cannot have.
-        let horizon = day.len().max(1);
+        // One more than the horizon, so that a unit's state held from before it for the
+        // whole horizon still fits the delay line.
+        let horizon = day.len().max(1) + 1;
         let min_on = (class.min_on_steps.max(1) as usize).min(horizon);
         let min_off = (class.min_off_steps.max(1) as usize).min(horizon);
         let longest_day = longest_run(day);
@@ -758,12 +766,14 @@ impl Wear {
             (longest_day - 1) / (min_on + min_off) + 1
         };
         match class.max_starts_per_day {
-            Some(max) if (max as usize) < possible_starts => Wear {
-                min_on,
-                min_off,
-                counts_starts: true,
-                levels: max as usize + 1,
-            },
+            Some(max) if (max as usize) < possible_starts.saturating_add(starts_used as usize) => {
+                Wear {
+                    min_on,
+                    min_off,
+                    counts_starts: true,
+                    levels: max as usize + 1,
+                }
+            }
             _ => Wear {
                 min_on,
                 min_off,
@@ -786,15 +796,32 @@ fn longest_run(day: &[i64]) -> usize {
     longest
 }
 
+/// Where a unit stands when a horizon begins: on or off, how many more steps that
+/// state must hold (what is left of its `min_on` or `min_off`), and the starts it has
+/// used on the first step's day. The default, off and free with no start used, is
+/// where every unit of the clairvoyant optimum starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct UnitStart {
+    pub on: bool,
+    /// Steps from the first on which the unit must stay as it is; at most the class's
+    /// minimum minus one (more is taken as that).
+    pub hold_steps: u32,
+    /// Starts already made on the first step's day (the one that turned it on among
+    /// them, if it is on).
+    pub starts_used: u32,
+}
+
 /// Where a unit is in its on/off cycle at the end of a step.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Phase {
-    /// On, switched on at the given step, min_on not yet served.
-    OnYoung(usize),
+    /// On, switched on at the given step (before the horizon if negative), min_on not
+    /// yet served.
+    OnYoung(isize),
     /// On for at least min_on steps: free to switch off.
     OnFree,
-    /// Off, switched off at the given step, min_off not yet served.
-    OffYoung(usize),
+    /// Off, switched off at the given step (before the horizon if negative), min_off not
+    /// yet served.
+    OffYoung(isize),
     /// Off for at least min_off steps (or never started): free to start.
     OffFree,
 }
@@ -828,6 +855,14 @@ struct UnitDp {
     on: Vec<bool>,
     /// The same programme without the start limit, tried first (see [`UnitDp::solve`]).
     unlimited: Option<Box<UnitDp>>,
+    /// Where the unit stands before the first step.
+    start: UnitStart,
+    /// A forbidden step stops a running unit whatever its `min_on` (a higher rule's
+    /// forced stop, as live) instead of ruling the run out: the planner's model.
+    forced_stops: bool,
+    /// With `forced_stops`, per step and level: the start of the young run a forced stop
+    /// cut (`isize::MIN`: the stop, if any, came from the free state).
+    forced_from: Vec<isize>,
 }
 
 const CHOSE_ON_FROM_YOUNG: u8 = 1;
@@ -849,7 +884,22 @@ impl UnitDp {
             day_argmax: Vec::new(),
             on: Vec::new(),
             unlimited: None,
+            start: UnitStart::default(),
+            forced_stops: false,
+            forced_from: Vec::new(),
         }
+    }
+
+    /// The same programme in which a forbidden step forces a stop (see `forced_stops`).
+    fn with_forced_stops(mut self) -> Self {
+        self.forced_stops = true;
+        self
+    }
+
+    /// The same programme for a unit that stands at `start` before the first step.
+    fn starting(mut self, start: UnitStart) -> Self {
+        self.start = start;
+        self
     }
 
     /// Best total reward of one unit earning `reward_on[t]` EUR in each on step
@@ -874,8 +924,10 @@ impl UnitDp {
                     self.start_cost,
                 ))
             });
+            unlimited.start = self.start;
+            unlimited.forced_stops = self.forced_stops;
             let value = unlimited.solve_exact(day, reward_on, forbidden);
-            if keeps_start_limit(&unlimited.on, day, max_starts) {
+            if keeps_start_limit(&unlimited.on, day, max_starts, self.start) {
                 self.on.clone_from(&unlimited.on);
                 return value;
             }
@@ -895,6 +947,8 @@ impl UnitDp {
         let (on_len, off_len) = (min_on - 1, min_off - 1);
         let positions = on_len + off_len + 2;
         let start_cost = self.start_cost;
+        let start = self.start;
+        let forced_stops = self.forced_stops;
         let UnitDp {
             on_ring,
             off_ring,
@@ -904,21 +958,58 @@ impl UnitDp {
             stop_candidate,
             choice,
             day_argmax,
+            forced_from,
             ..
         } = self;
+        forced_from.clear();
+        if forced_stops {
+            forced_from.resize(steps * levels, isize::MIN);
+        }
         on_ring.fill(UNREACHABLE);
         off_ring.fill(UNREACHABLE);
         on_free.fill(UNREACHABLE);
         off_free.fill(UNREACHABLE);
-        off_free[0] = 0.0;
+        // The state before the first step: the value 0 (on values relative to the
+        // cumulative reward, which is 0 there too). A state that must still hold for h
+        // steps sits in its young line as a run that began h - min steps before the
+        // horizon, so it is served, and free, from step h on.
+        let level = if counts_starts {
+            (start.starts_used as usize).min(levels - 1)
+        } else {
+            0
+        };
+        let young_slot = |len: usize, min: usize| {
+            let h = (start.hold_steps as usize).min(len);
+            ((h as isize - min as isize).rem_euclid(len.max(1) as isize)) as usize
+        };
+        let mut ring_holds_start = false;
+        match (start.on, start.hold_steps > 0) {
+            (true, true) if on_len > 0 => {
+                on_ring[young_slot(on_len, min_on) * levels + level] = 0.0;
+                ring_holds_start = true;
+            }
+            (true, _) => on_free[level] = 0.0,
+            (false, true) if off_len > 0 => {
+                off_ring[young_slot(off_len, min_off) * levels + level] = 0.0;
+            }
+            (false, _) => off_free[level] = 0.0,
+        }
         choice.clear();
         choice.resize(steps * levels, 0);
         day_argmax.clear();
 
-        let cumulative_before = if levels == 1 && !counts_starts {
+        let cumulative_before = if levels == 1 && !counts_starts && !forced_stops {
             let (mut on, mut off) = (on_free[0], off_free[0]);
             let cumulative = single_level_pass(
-                on_ring, off_ring, &mut on, &mut off, choice, reward_on, forbidden, start_cost,
+                on_ring,
+                off_ring,
+                &mut on,
+                &mut off,
+                choice,
+                reward_on,
+                forbidden,
+                start_cost,
+                ring_holds_start,
             );
             (on_free[0], off_free[0]) = (on, off);
             cumulative
@@ -952,6 +1043,22 @@ impl UnitDp {
                 }
                 for k in 0..levels {
                     stop_candidate[k] = on_free[k] + cumulative_before;
+                }
+                if forced_stops && is_forbidden && on_len > 0 {
+                    // Every running unit stops here, young or not: the best of them.
+                    for j in 0..on_len {
+                        for k in 0..levels {
+                            let v = on_ring[j * levels + k] + cumulative_before;
+                            if v > stop_candidate[k] {
+                                stop_candidate[k] = v;
+                                // The run in slot j began at the latest step before t
+                                // congruent to j (before the horizon for the start's).
+                                let before = t as isize - 1;
+                                forced_from[t * levels + k] =
+                                    before - (before - j as isize).rem_euclid(on_len as isize);
+                            }
+                        }
+                    }
                 }
                 let step_choice = &mut choice[t * levels..(t + 1) * levels];
                 update_line(
@@ -990,7 +1097,8 @@ impl UnitDp {
         // Best end state. Young slots hold the run started at the latest step
         // congruent to the slot.
         let last = steps - 1;
-        let young_start = |slot: usize, len: usize| last - (last + len - slot) % len;
+        let young_start =
+            |slot: usize, len: usize| last as isize - ((last + len - slot) % len) as isize;
         let mut best = (off_free[0], Phase::OffFree, 0);
         let mut consider = |value: f64, phase: Phase, level: usize| {
             if value > best.0 {
@@ -1019,7 +1127,13 @@ impl UnitDp {
         }
         let (best_value, mut phase, mut level) = best;
 
-        // Walk back through the recorded choices.
+        // Walk back through the recorded choices. A stop at t came from the free on
+        // state, or (forced) from the young run recorded for it.
+        let forced_from = std::mem::take(&mut self.forced_from);
+        let stopped_from = |t: usize, level: usize| match forced_from.get(t * levels + level) {
+            Some(&s) if s != isize::MIN => Phase::OnYoung(s),
+            _ => Phase::OnFree,
+        };
         self.on.clear();
         self.on.resize(steps, false);
         let mut boundary = day_argmax.len() / positions;
@@ -1034,35 +1148,36 @@ impl UnitDp {
             (phase, level) = match phase {
                 Phase::OnFree if bits & CHOSE_ON_FROM_YOUNG != 0 => {
                     if on_len > 0 {
-                        (Phase::OnYoung(t - on_len), level)
+                        (Phase::OnYoung(t as isize - on_len as isize), level)
                     } else {
                         (Phase::OffFree, start_level)
                     }
                 }
-                Phase::OnYoung(s) if s == t => (Phase::OffFree, start_level),
+                Phase::OnYoung(s) if s == t as isize => (Phase::OffFree, start_level),
                 Phase::OffFree if bits & CHOSE_OFF_FROM_YOUNG != 0 => {
                     if off_len > 0 {
-                        (Phase::OffYoung(t - off_len), level)
+                        (Phase::OffYoung(t as isize - off_len as isize), level)
                     } else {
-                        (Phase::OnFree, level)
+                        (stopped_from(t, level), level)
                     }
                 }
-                Phase::OffYoung(s) if s == t => (Phase::OnFree, level),
+                Phase::OffYoung(s) if s == t as isize => (stopped_from(t, level), level),
                 unchanged => (unchanged, level),
             };
             if counts_starts && day[t] != day[t - 1] {
                 boundary -= 1;
                 debug_assert_eq!(level, 0, "after a day reset only level 0 is reachable");
                 let position = match phase {
-                    Phase::OnYoung(s) => s % on_len,
+                    Phase::OnYoung(s) => s.rem_euclid(on_len as isize) as usize,
                     Phase::OnFree => on_len,
-                    Phase::OffYoung(s) => on_len + 1 + s % off_len,
+                    Phase::OffYoung(s) => on_len + 1 + s.rem_euclid(off_len as isize) as usize,
                     Phase::OffFree => on_len + 1 + off_len,
                 };
                 level = day_argmax[boundary * positions + position] as usize;
             }
         }
         self.on[0] = matches!(phase, Phase::OnYoung(_) | Phase::OnFree);
+        self.forced_from = forced_from;
         best_value
     }
 }
@@ -1081,11 +1196,13 @@ fn single_level_pass(
     reward_on: &[f64],
     forbidden: Option<&[bool]>,
     start_cost: f64,
+    ring_holds_start: bool,
 ) -> f64 {
     let on_len = on_ring.len();
     let (mut on_slot, mut off_slot) = (0, 0);
-    // Whether a ring slot other than the one just written may hold a run.
-    let mut on_ring_dirty = false;
+    // Whether a ring slot other than the one just written may hold a run (the unit's
+    // own run, from before the horizon, at first).
+    let mut on_ring_dirty = ring_holds_start;
     let mut cumulative_before = 0.0;
     for t in 0..reward_on.len() {
         let is_forbidden = forbidden.is_some_and(|f| f[t]);
@@ -1174,10 +1291,11 @@ fn advance_line(ring: &mut [f64], slot: &mut usize, entering: f64, free: &mut f6
     }
 }
 
-/// Whether an on/off schedule starts at most `max_starts` times in every `day`.
-fn keeps_start_limit(on: &[bool], day: &[i64], max_starts: u32) -> bool {
-    let mut starts = 0u32;
-    let mut previous = false;
+/// Whether an on/off schedule of a unit standing at `start` before it starts at most
+/// `max_starts` times in every `day`.
+fn keeps_start_limit(on: &[bool], day: &[i64], max_starts: u32, start: UnitStart) -> bool {
+    let mut starts = start.starts_used.min(max_starts);
+    let mut previous = start.on;
     for (t, &o) in on.iter().enumerate() {
         if t > 0 && day[t] != day[t - 1] {
             starts = 0;
@@ -1250,6 +1368,8 @@ fn reset_levels(values: &mut [f64]) -> u32 {
 #[derive(Clone, Debug)]
 struct UnitGroup {
     class: usize,
+    /// Its place in the groups it was built from.
+    index: usize,
     units: u32,
     on: Vec<bool>,
     /// What the group draws per step, W (0 when off).
@@ -1278,6 +1398,81 @@ const IMPROVEMENT_PASSES: usize = 1;
 /// cannot. The result is feasible by construction; its quality depends on merit
 /// order and grouping.
 fn build_feasible(input: &OptimumInput, curves: &[StepCurve]) -> FeasibleSchedule {
+    let groups: Vec<PlanGroup> = input
+        .classes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.continuous && c.count > 0)
+        .flat_map(|(c, class)| {
+            let group_count = class.count.min(MAX_GROUPS_PER_CLASS);
+            (0..group_count).map(move |g| PlanGroup {
+                class: c,
+                units: class.count / group_count + u32::from(g < class.count % group_count),
+                start: UnitStart::default(),
+            })
+        })
+        .collect();
+    schedule_groups(input, curves, &groups, false)
+}
+
+/// Units of one class that share an on/off schedule and where they stand before the
+/// first step: what [`plan`] is given for each load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PlanGroup {
+    /// Index into `OptimumInput::classes` (a switched class).
+    pub class: usize,
+    pub units: u32,
+    pub start: UnitStart,
+}
+
+/// A look-ahead plan over the input's horizon for units that stand where `groups` say:
+/// the same merit-order sequence of exact programmes, and the same pass of best
+/// responses, as the optimum's feasible schedule, from those starting states. Returns,
+/// per group, whether its units are on at the first step. Continuous classes are filled
+/// step by step as in the optimum and get no entry. A step where a group cannot draw its
+/// least power stops it, `min_on` or not (live, the limit stops such a unit: a forced
+/// stop), so a forecast dip never makes a plan infeasible.
+pub fn plan(input: &OptimumInput, groups: &[PlanGroup]) -> Result<Vec<bool>, InputError> {
+    validate(input)?;
+    if let Some(g) = groups
+        .iter()
+        .find(|g| input.classes.get(g.class).is_none_or(|c| c.continuous))
+    {
+        return Err(InputError::BadClass {
+            class: input
+                .classes
+                .get(g.class)
+                .map_or_else(|| format!("#{}", g.class), |c| c.name.clone()),
+            reason: "a plan group must name a switched class",
+        });
+    }
+    if input.day.is_empty() {
+        return Ok(vec![false; groups.len()]);
+    }
+    let curves: Vec<StepCurve> = (0..input.day.len())
+        .map(|t| StepCurve::new(&input.tiers, t))
+        .collect();
+    let schedule = schedule_groups(input, &curves, groups, true);
+    let mut on = vec![false; groups.len()];
+    for g in &schedule.groups {
+        on[g.index] = g.on[0];
+    }
+    Ok(on)
+}
+
+/// [`build_feasible`] for given groups (in their order within a class) and their
+/// starting states; `groups` in the result follow the classes' merit order.
+///
+/// With `stops_forced`, a step where a group's least power does not fit stops it even
+/// inside its `min_on`, as the limit stops a unit live (a forced stop), where the
+/// optimum rules such a run out: a plan must not refuse a start for a dip that live
+/// costs only a stop.
+fn schedule_groups(
+    input: &OptimumInput,
+    curves: &[StepCurve],
+    plan_groups: &[PlanGroup],
+    stops_forced: bool,
+) -> FeasibleSchedule {
     let steps = curves.len();
     let energy = mwh_per_w_step(input);
     let mut used_w = vec![0.0; steps];
@@ -1353,16 +1548,24 @@ fn build_feasible(input: &OptimumInput, curves: &[StepCurve]) -> FeasibleSchedul
             }
             continue;
         }
-        let group_count = class.count.min(MAX_GROUPS_PER_CLASS);
-        for g in 0..group_count {
-            let units = class.count / group_count + u32::from(g < class.count % group_count);
+        for (index, g) in plan_groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.class == c && g.units > 0)
+        {
+            let units = g.units;
             // The group shares one schedule, so one start of it starts `units` units.
             let mut dp = UnitDp::new(
-                Wear::new(class, input.day),
+                Wear::starting(class, input.day, g.start.starts_used),
                 units as f64 * class.start_cost_eur,
-            );
+            )
+            .starting(g.start);
+            if stops_forced {
+                dp = dp.with_forced_stops();
+            }
             let mut group = UnitGroup {
                 class: c,
+                index,
                 units,
                 on: Vec::new(),
                 power_w: vec![0.0; steps],
@@ -2086,6 +2289,211 @@ mod tests {
             }
             prop_assert!((value - best).abs() <= 1e-9, "programme {} vs enumeration {}", value, best);
             prop_assert!(respects_wear(&dp.on, &instance.day, c));
+            prop_assert!(!(0..steps).any(|t| dp.on[t] && forbidden[t]));
+            prop_assert!((worth(&dp.on) - value).abs() <= 1e-9);
+        }
+    }
+
+    /// Whether a schedule keeps the wear limits of a unit that stands at `start` before
+    /// it: its held state first, a continued first run with no minimum of its own, and
+    /// the starts it used counted on the first day.
+    fn respects_wear_from(on: &[bool], day: &[i64], class: &UnitClass, start: UnitStart) -> bool {
+        let min_on = class.min_on_steps.max(1) as usize;
+        let min_off = class.min_off_steps.max(1) as usize;
+        let steps = on.len();
+        let hold = start.hold_steps as usize;
+        if on.iter().take(hold).any(|&o| o != start.on) {
+            return false;
+        }
+        let mut starts: std::collections::HashMap<i64, u32> = Default::default();
+        if let Some(&first) = day.first() {
+            starts.insert(first, start.starts_used);
+        }
+        let mut begin = 0;
+        while begin < steps {
+            let mut end = begin;
+            while end < steps && on[end] == on[begin] {
+                end += 1;
+            }
+            let length = end - begin;
+            let cut_by_horizon = end == steps;
+            let continued = begin == 0 && on[0] == start.on;
+            if !continued {
+                let min = if on[begin] { min_on } else { min_off };
+                if length < min && !cut_by_horizon {
+                    return false;
+                }
+                if on[begin] {
+                    *starts.entry(day[begin]).or_default() += 1;
+                }
+            }
+            begin = end;
+        }
+        class
+            .max_starts_per_day
+            .is_none_or(|max| starts.values().all(|&n| n <= max))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        /// Issue 14: the programme of a unit that is already on (or resting) with part
+        /// of its minimum left and starts used today is exact: it matches every
+        /// schedule enumerated from that state, and keeps the limits.
+        #[test]
+        fn r14_unit_programme_from_a_start_matches_enumeration(seed in any::<u64>(), steps in 1usize..=10) {
+            let mut rng = SplitMix(seed);
+            let instance = with_random_start_costs(random_tiny_instance(seed, steps), seed);
+            let c = &instance.classes[0];
+            let on = rng.chance(0.5);
+            let min = if on { c.min_on_steps } else { c.min_off_steps }.max(1);
+            let start = UnitStart {
+                on,
+                hold_steps: rng.below(min),
+                starts_used: c.max_starts_per_day.map_or(0, |m| rng.below(m + 1)).min(u32::from(on) + rng.below(2)),
+            };
+            let reward: Vec<f64> = (0..steps).map(|_| rng.range(-5.0, 10.0)).collect();
+            let forbidden: Vec<bool> = (0..steps)
+                .map(|t| rng.chance(0.15) && !(on && t < start.hold_steps as usize))
+                .collect();
+            let start_cost = c.start_cost_eur * 20.0;
+            let mut dp = UnitDp::new(Wear::starting(c, &instance.day, start.starts_used), start_cost)
+                .starting(start);
+            let value = dp.solve(&instance.day, &reward, Some(&forbidden));
+            let worth = |sched: &[bool]| -> f64 {
+                let mut before = start.on;
+                let mut w = 0.0;
+                for t in 0..steps {
+                    if sched[t] {
+                        w += reward[t];
+                        if !before {
+                            w -= start_cost;
+                        }
+                    }
+                    before = sched[t];
+                }
+                w
+            };
+            let mut best = f64::NEG_INFINITY;
+            for mask in 0u32..1 << steps {
+                let sched: Vec<bool> = (0..steps).map(|t| mask >> t & 1 == 1).collect();
+                if respects_wear_from(&sched, &instance.day, c, start)
+                    && !(0..steps).any(|t| sched[t] && forbidden[t])
+                {
+                    best = best.max(worth(&sched));
+                }
+            }
+            prop_assert!((value - best).abs() <= 1e-9, "programme {} vs enumeration {} from {:?}", value, best, start);
+            prop_assert!(respects_wear_from(&dp.on, &instance.day, c, start), "{:?} from {:?}", dp.on, start);
+            prop_assert!(!(0..steps).any(|t| dp.on[t] && forbidden[t]));
+            prop_assert!((worth(&dp.on) - value).abs() <= 1e-9);
+        }
+    }
+
+    /// [`respects_wear_from`] where a forbidden step stops a running unit whatever its
+    /// minimum (the planner's forced stop): a run that a forbidden step ends need not
+    /// last `min_on`, nor a held on state its hold.
+    fn respects_wear_forced(
+        on: &[bool],
+        day: &[i64],
+        class: &UnitClass,
+        start: UnitStart,
+        forbidden: &[bool],
+    ) -> bool {
+        let min_on = class.min_on_steps.max(1) as usize;
+        let min_off = class.min_off_steps.max(1) as usize;
+        let steps = on.len();
+        let hold = start.hold_steps as usize;
+        // A resting unit's hold is never cut: nothing forces a start.
+        if !start.on && on.iter().take(hold).any(|&o| o) {
+            return false;
+        }
+        // A running unit's hold lasts until it ends or a forbidden step stops it.
+        let held = (0..hold.min(steps)).take_while(|&t| !forbidden[t]).count();
+        if start.on && on.iter().take(held).any(|&o| !o) {
+            return false;
+        }
+        let mut starts: std::collections::HashMap<i64, u32> = Default::default();
+        if let Some(&first) = day.first() {
+            starts.insert(first, start.starts_used);
+        }
+        let mut begin = 0;
+        while begin < steps {
+            let mut end = begin;
+            while end < steps && on[end] == on[begin] {
+                end += 1;
+            }
+            let length = end - begin;
+            let cut = end == steps || (on[begin] && forbidden[end]);
+            let continued = begin == 0 && on[0] == start.on;
+            let min = match (continued, on[begin]) {
+                (true, _) => hold,
+                (false, true) => min_on,
+                (false, false) => min_off,
+            };
+            if length < min && !cut {
+                return false;
+            }
+            if on[begin] && !continued {
+                *starts.entry(day[begin]).or_default() += 1;
+            }
+            begin = end;
+        }
+        class
+            .max_starts_per_day
+            .is_none_or(|max| starts.values().all(|&n| n <= max))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        /// Issue 14: the planner's programme, in which a forbidden step forces a stop,
+        /// is exact too, from any starting state.
+        #[test]
+        fn r14_forced_stop_programme_matches_enumeration(seed in any::<u64>(), steps in 1usize..=10) {
+            let mut rng = SplitMix(seed);
+            let instance = with_random_start_costs(random_tiny_instance(seed, steps), seed);
+            let c = &instance.classes[0];
+            let on = rng.chance(0.5);
+            let min = if on { c.min_on_steps } else { c.min_off_steps }.max(1);
+            let start = UnitStart {
+                on,
+                hold_steps: rng.below(min),
+                starts_used: c.max_starts_per_day.map_or(0, |m| rng.below(m + 1)),
+            };
+            let reward: Vec<f64> = (0..steps).map(|_| rng.range(-5.0, 10.0)).collect();
+            let forbidden: Vec<bool> = (0..steps).map(|_| rng.chance(0.25)).collect();
+            let start_cost = c.start_cost_eur * 20.0;
+            let mut dp = UnitDp::new(Wear::starting(c, &instance.day, start.starts_used), start_cost)
+                .starting(start)
+                .with_forced_stops();
+            let value = dp.solve(&instance.day, &reward, Some(&forbidden));
+            let worth = |sched: &[bool]| -> f64 {
+                let mut before = start.on;
+                let mut w = 0.0;
+                for t in 0..steps {
+                    if sched[t] {
+                        w += reward[t];
+                        if !before {
+                            w -= start_cost;
+                        }
+                    }
+                    before = sched[t];
+                }
+                w
+            };
+            let mut best = f64::NEG_INFINITY;
+            for mask in 0u32..1 << steps {
+                let sched: Vec<bool> = (0..steps).map(|t| mask >> t & 1 == 1).collect();
+                if respects_wear_forced(&sched, &instance.day, c, start, &forbidden)
+                    && !(0..steps).any(|t| sched[t] && forbidden[t])
+                {
+                    best = best.max(worth(&sched));
+                }
+            }
+            prop_assert!((value - best).abs() <= 1e-9, "programme {} vs enumeration {} from {:?} class {:?} reward {:?} forbidden {:?} day {:?} on {:?} best {:?}", value, best, start, c, reward, forbidden, instance.day, dp.on,
+                (0u32..1 << steps).map(|mask| (0..steps).map(|t| mask >> t & 1 == 1).collect::<Vec<bool>>()).filter(|sched| respects_wear_forced(sched, &instance.day, c, start, &forbidden) && !(0..steps).any(|t| sched[t] && forbidden[t])).max_by(|a, b| worth(a).total_cmp(&worth(b))));
+            prop_assert!(respects_wear_forced(&dp.on, &instance.day, c, start, &forbidden), "{:?} from {:?}", dp.on, start);
             prop_assert!(!(0..steps).any(|t| dp.on[t] && forbidden[t]));
             prop_assert!((worth(&dp.on) - value).abs() <= 1e-9);
         }
