@@ -743,12 +743,13 @@ struct Wear {
 
 impl Wear {
     fn new(class: &UnitClass, day: &[i64]) -> Self {
-        Wear::starting(class, day, 0)
+        Wear::starting(class, day, 0, false)
     }
 
     /// The wear of a unit that has used `starts_used` starts on the first step's day
-    /// already: the limit then binds sooner on that day.
-    fn starting(class: &UnitClass, day: &[i64], starts_used: u32) -> Self {
+    /// already: the limit then binds sooner on that day. With `forced_stops` (see
+    /// `UnitDp::forced_stops`) a run may be cut after one step.
+    fn starting(class: &UnitClass, day: &[i64], starts_used: u32, forced_stops: bool) -> Self {
         // A minimum longer than the horizon means the same as one of the horizon's length
         // (a run cut by the end need not complete), and keeps the delay lines, which are
         // `min_on - 1` slots long, from asking for memory that a huge `min_on_steps`
@@ -759,11 +760,13 @@ impl Wear {
         let min_on = (class.min_on_steps.max(1) as usize).min(horizon);
         let min_off = (class.min_off_steps.max(1) as usize).min(horizon);
         let longest_day = longest_run(day);
-        // Consecutive starts are at least min_on + min_off steps apart.
+        // Consecutive starts are at least min_on + min_off steps apart (1 + min_off where
+        // a forced stop may cut a run after its first step).
+        let shortest_run = if forced_stops { 1 } else { min_on };
         let possible_starts = if longest_day == 0 {
             0
         } else {
-            (longest_day - 1) / (min_on + min_off) + 1
+            (longest_day - 1) / (shortest_run + min_off) + 1
         };
         match class.max_starts_per_day {
             Some(max) if (max as usize) < possible_starts.saturating_add(starts_used as usize) => {
@@ -1556,7 +1559,7 @@ fn schedule_groups(
             let units = g.units;
             // The group shares one schedule, so one start of it starts `units` units.
             let mut dp = UnitDp::new(
-                Wear::starting(class, input.day, g.start.starts_used),
+                Wear::starting(class, input.day, g.start.starts_used, stops_forced),
                 units as f64 * class.start_cost_eur,
             )
             .starting(g.start);
@@ -2334,62 +2337,6 @@ mod tests {
             .is_none_or(|max| starts.values().all(|&n| n <= max))
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
-
-        /// Issue 14: the programme of a unit that is already on (or resting) with part
-        /// of its minimum left and starts used today is exact: it matches every
-        /// schedule enumerated from that state, and keeps the limits.
-        #[test]
-        fn r14_unit_programme_from_a_start_matches_enumeration(seed in any::<u64>(), steps in 1usize..=10) {
-            let mut rng = SplitMix(seed);
-            let instance = with_random_start_costs(random_tiny_instance(seed, steps), seed);
-            let c = &instance.classes[0];
-            let on = rng.chance(0.5);
-            let min = if on { c.min_on_steps } else { c.min_off_steps }.max(1);
-            let start = UnitStart {
-                on,
-                hold_steps: rng.below(min),
-                starts_used: c.max_starts_per_day.map_or(0, |m| rng.below(m + 1)).min(u32::from(on) + rng.below(2)),
-            };
-            let reward: Vec<f64> = (0..steps).map(|_| rng.range(-5.0, 10.0)).collect();
-            let forbidden: Vec<bool> = (0..steps)
-                .map(|t| rng.chance(0.15) && !(on && t < start.hold_steps as usize))
-                .collect();
-            let start_cost = c.start_cost_eur * 20.0;
-            let mut dp = UnitDp::new(Wear::starting(c, &instance.day, start.starts_used), start_cost)
-                .starting(start);
-            let value = dp.solve(&instance.day, &reward, Some(&forbidden));
-            let worth = |sched: &[bool]| -> f64 {
-                let mut before = start.on;
-                let mut w = 0.0;
-                for t in 0..steps {
-                    if sched[t] {
-                        w += reward[t];
-                        if !before {
-                            w -= start_cost;
-                        }
-                    }
-                    before = sched[t];
-                }
-                w
-            };
-            let mut best = f64::NEG_INFINITY;
-            for mask in 0u32..1 << steps {
-                let sched: Vec<bool> = (0..steps).map(|t| mask >> t & 1 == 1).collect();
-                if respects_wear_from(&sched, &instance.day, c, start)
-                    && !(0..steps).any(|t| sched[t] && forbidden[t])
-                {
-                    best = best.max(worth(&sched));
-                }
-            }
-            prop_assert!((value - best).abs() <= 1e-9, "programme {} vs enumeration {} from {:?}", value, best, start);
-            prop_assert!(respects_wear_from(&dp.on, &instance.day, c, start), "{:?} from {:?}", dp.on, start);
-            prop_assert!(!(0..steps).any(|t| dp.on[t] && forbidden[t]));
-            prop_assert!((worth(&dp.on) - value).abs() <= 1e-9);
-        }
-    }
-
     /// [`respects_wear_from`] where a forbidden step stops a running unit whatever its
     /// minimum (the planner's forced stop): a run that a forbidden step ends need not
     /// last `min_on`, nor a held on state its hold.
@@ -2444,58 +2391,98 @@ mod tests {
             .is_none_or(|max| starts.values().all(|&n| n <= max))
     }
 
+    /// One unit's programme from a random starting state (on or resting, part of its
+    /// minimum left, starts used today) against every schedule enumerated from that
+    /// state: the same best value, and a schedule that keeps the limits. With `forced`,
+    /// the planner's model, in which a forbidden step stops a running unit.
+    fn programme_from_a_start_matches_enumeration(
+        seed: u64,
+        steps: usize,
+        forced: bool,
+    ) -> Result<(), TestCaseError> {
+        let mut rng = SplitMix(seed);
+        let instance = with_random_start_costs(random_tiny_instance(seed, steps), seed);
+        let c = &instance.classes[0];
+        let on = rng.chance(0.5);
+        let min = if on { c.min_on_steps } else { c.min_off_steps }.max(1);
+        let start = UnitStart {
+            on,
+            hold_steps: rng.below(min),
+            starts_used: c.max_starts_per_day.map_or(0, |m| rng.below(m + 1)),
+        };
+        let reward: Vec<f64> = (0..steps).map(|_| rng.range(-5.0, 10.0)).collect();
+        // Without forced stops nothing may forbid a held run (it would have no schedule).
+        let forbidden: Vec<bool> = (0..steps)
+            .map(|t| rng.chance(0.2) && (forced || !(on && t < start.hold_steps as usize)))
+            .collect();
+        let start_cost = c.start_cost_eur * 20.0;
+        let mut dp = UnitDp::new(
+            Wear::starting(c, &instance.day, start.starts_used, forced),
+            start_cost,
+        )
+        .starting(start);
+        if forced {
+            dp = dp.with_forced_stops();
+        }
+        let value = dp.solve(&instance.day, &reward, Some(&forbidden));
+        let keeps = |sched: &[bool]| {
+            let wear = if forced {
+                respects_wear_forced(sched, &instance.day, c, start, &forbidden)
+            } else {
+                respects_wear_from(sched, &instance.day, c, start)
+            };
+            wear && !(0..steps).any(|t| sched[t] && forbidden[t])
+        };
+        let worth = |sched: &[bool]| -> f64 {
+            let mut before = start.on;
+            let mut w = 0.0;
+            for t in 0..steps {
+                if sched[t] {
+                    w += reward[t];
+                    if !before {
+                        w -= start_cost;
+                    }
+                }
+                before = sched[t];
+            }
+            w
+        };
+        let best = (0u32..1 << steps)
+            .map(|mask| {
+                (0..steps)
+                    .map(|t| mask >> t & 1 == 1)
+                    .collect::<Vec<bool>>()
+            })
+            .filter(|sched| keeps(sched))
+            .map(|sched| worth(&sched))
+            .fold(f64::NEG_INFINITY, f64::max);
+        prop_assert!(
+            (value - best).abs() <= 1e-9,
+            "programme {} vs enumeration {} from {:?}",
+            value,
+            best,
+            start
+        );
+        prop_assert!(keeps(&dp.on), "{:?} from {:?}", dp.on, start);
+        prop_assert!((worth(&dp.on) - value).abs() <= 1e-9);
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        /// Issue 14: the programme of a unit that is already on (or resting) with part
+        /// of its minimum left and starts used today is exact.
+        #[test]
+        fn r14_unit_programme_from_a_start_matches_enumeration(seed in any::<u64>(), steps in 1usize..=10) {
+            programme_from_a_start_matches_enumeration(seed, steps, false)?;
+        }
 
         /// Issue 14: the planner's programme, in which a forbidden step forces a stop,
         /// is exact too, from any starting state.
         #[test]
         fn r14_forced_stop_programme_matches_enumeration(seed in any::<u64>(), steps in 1usize..=10) {
-            let mut rng = SplitMix(seed);
-            let instance = with_random_start_costs(random_tiny_instance(seed, steps), seed);
-            let c = &instance.classes[0];
-            let on = rng.chance(0.5);
-            let min = if on { c.min_on_steps } else { c.min_off_steps }.max(1);
-            let start = UnitStart {
-                on,
-                hold_steps: rng.below(min),
-                starts_used: c.max_starts_per_day.map_or(0, |m| rng.below(m + 1)),
-            };
-            let reward: Vec<f64> = (0..steps).map(|_| rng.range(-5.0, 10.0)).collect();
-            let forbidden: Vec<bool> = (0..steps).map(|_| rng.chance(0.25)).collect();
-            let start_cost = c.start_cost_eur * 20.0;
-            let mut dp = UnitDp::new(Wear::starting(c, &instance.day, start.starts_used), start_cost)
-                .starting(start)
-                .with_forced_stops();
-            let value = dp.solve(&instance.day, &reward, Some(&forbidden));
-            let worth = |sched: &[bool]| -> f64 {
-                let mut before = start.on;
-                let mut w = 0.0;
-                for t in 0..steps {
-                    if sched[t] {
-                        w += reward[t];
-                        if !before {
-                            w -= start_cost;
-                        }
-                    }
-                    before = sched[t];
-                }
-                w
-            };
-            let mut best = f64::NEG_INFINITY;
-            for mask in 0u32..1 << steps {
-                let sched: Vec<bool> = (0..steps).map(|t| mask >> t & 1 == 1).collect();
-                if respects_wear_forced(&sched, &instance.day, c, start, &forbidden)
-                    && !(0..steps).any(|t| sched[t] && forbidden[t])
-                {
-                    best = best.max(worth(&sched));
-                }
-            }
-            prop_assert!((value - best).abs() <= 1e-9, "programme {} vs enumeration {} from {:?} class {:?} reward {:?} forbidden {:?} day {:?} on {:?} best {:?}", value, best, start, c, reward, forbidden, instance.day, dp.on,
-                (0u32..1 << steps).map(|mask| (0..steps).map(|t| mask >> t & 1 == 1).collect::<Vec<bool>>()).filter(|sched| respects_wear_forced(sched, &instance.day, c, start, &forbidden) && !(0..steps).any(|t| sched[t] && forbidden[t])).max_by(|a, b| worth(a).total_cmp(&worth(b))));
-            prop_assert!(respects_wear_forced(&dp.on, &instance.day, c, start, &forbidden), "{:?} from {:?}", dp.on, start);
-            prop_assert!(!(0..steps).any(|t| dp.on[t] && forbidden[t]));
-            prop_assert!((worth(&dp.on) - value).abs() <= 1e-9);
+            programme_from_a_start_matches_enumeration(seed, steps, true)?;
         }
     }
 

@@ -224,29 +224,7 @@ impl Policy {
             day.push(if k == 0 { now.day() } else { start.day() });
         }
         let hashprice = vec![read.hashprice.0; slots];
-        let steps = |d: Duration| {
-            d.as_millis()
-                .div_ceil(slot.as_millis().max(1))
-                .min(u128::from(u32::MAX)) as u32
-        };
-        let classes: Vec<UnitClass> = self
-            .loads
-            .iter()
-            .zip(&self.wear)
-            .zip(&self.value_per_hashprice)
-            .map(|((l, w), &vph)| UnitClass {
-                name: l.name.clone(),
-                count: l.count,
-                rated_w: l.rated_power.0,
-                min_power_w: l.min_unit_power().0,
-                value_per_hashprice: vph,
-                min_on_steps: steps(w.min_on),
-                min_off_steps: steps(w.min_off),
-                max_starts_per_day: w.max_starts_per_day,
-                continuous: !l.is_switched(),
-                start_cost_eur: w.start_cost_eur,
-            })
-            .collect();
+        let classes = self.unit_classes(slot);
         let mut groups = Vec::new();
         let mut load_of = Vec::new();
         for (i, spec) in self.loads.iter().enumerate() {
@@ -281,6 +259,35 @@ impl Policy {
             }
         }
         Some(planned)
+    }
+
+    /// The loads as the optimum's unit classes, their wear limits (the stricter of
+    /// policy and hardware) in whole steps of `step`, rounded up as the ledger enforces
+    /// them: a unit on at one step may stop at the first step at least `min_on` later
+    /// (1.5 s at 1 s steps is 2 steps). The planner's and the simulator's optimum's.
+    pub fn unit_classes(&self, step: Duration) -> Vec<UnitClass> {
+        let steps = |d: Duration| {
+            d.as_nanos()
+                .div_ceil(step.as_nanos().max(1))
+                .min(u128::from(u32::MAX)) as u32
+        };
+        self.loads
+            .iter()
+            .zip(&self.wear)
+            .zip(&self.value_per_hashprice)
+            .map(|((l, w), &vph)| UnitClass {
+                name: l.name.clone(),
+                count: l.count,
+                rated_w: l.rated_power.0,
+                min_power_w: l.min_unit_power().0,
+                value_per_hashprice: vph,
+                min_on_steps: steps(w.min_on),
+                min_off_steps: steps(w.min_off),
+                max_starts_per_day: w.max_starts_per_day,
+                continuous: !l.is_switched(),
+                start_cost_eur: w.start_cost_eur,
+            })
+            .collect()
     }
 
     /// The PV expected at `at`, as known at `now` from the reading `pv_now`.

@@ -587,31 +587,7 @@ impl OptimumProblem {
             p.hashprice.push(phys.hashprice);
             p.day.push(replay.time(i).day());
         }
-        let policy = policy_for(sc);
-        // Whole steps, rounded up as the ledger enforces them: a unit on at one step may
-        // stop at the first step at least `min_on` later (1.5 s at 1 s steps is 2 steps).
-        let steps = |d: Duration| {
-            d.as_nanos()
-                .div_ceil(replay.step.as_nanos().max(1))
-                .min(u128::from(u32::MAX)) as u32
-        };
-        p.classes = sc
-            .loads
-            .iter()
-            .zip(&policy.wear)
-            .map(|(l, w)| optimum::UnitClass {
-                name: l.name.clone(),
-                count: l.count,
-                rated_w: l.rated_power.0,
-                min_power_w: l.min_unit_power().0,
-                value_per_hashprice: Hashprice(1.0).value_per_mwh(l.hashrate, l.rated_power).0,
-                min_on_steps: steps(w.min_on),
-                min_off_steps: steps(w.min_off),
-                max_starts_per_day: w.max_starts_per_day,
-                continuous: !l.is_switched(),
-                start_cost_eur: w.start_cost_eur,
-            })
-            .collect();
+        p.classes = policy_for(sc).unit_classes(replay.step);
         // Simulated units draw less than their lowest power while they wake and ramp, so
         // the bounds let an "on" unit draw anything down to zero: a little looser, but no
         // realised schedule can beat them.

@@ -281,3 +281,163 @@ fn r14_plan_settings_are_checked_at_their_key_paths() {
         "{shown}"
     );
 }
+
+/// The daemon in plan mode, live over MQTT: it mines the surplus it is fed, takes a
+/// provider's PV forecast and a day-ahead schedule, shows a broken forecast under
+/// `pv_power` as refused, and an under-frequency sheds every unit whatever the plan
+/// wanted (the rules above the plan stay in force live too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r14_the_daemon_plans_live_and_the_rules_above_it_hold() {
+    use super::brokers::free_port;
+    use super::live::{next_message, subscriber};
+    use rumqttc::QoS;
+    use std::time::{Duration, Instant};
+
+    let id = "p14";
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("site.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+site_id = "{id}"
+tick = "100ms"
+hashprice = 50.0
+policy = {{ mode = "plan", plan = {{ horizon = "6h", base = "surplus-only" }}, max_signal_age = "1h", frequency = {{ nominal_hz = 50.0, shed_below_hz = 49.8, absorb_above_hz = 50.2, hold = "0s" }} }}
+operator_replay_cache = "record.json"
+[site]
+pv = true
+pv_capacity = "10 kW"
+latitude = 51.16
+longitude = 10.45
+export_limit = "1 kW"
+import_limit = "10 kW"
+[tariff]
+import_adder_eur_mwh = 100.0
+export = "day-ahead"
+[mqtt]
+broker = "embedded"
+listen = "127.0.0.1:{port}"
+{signals}
+[[signals]]
+topic = "{id}/hz"
+quantity = "grid_frequency"
+[[signals]]
+topic = "{id}/pvf"
+quantity = "pv_forecast"
+[[signals]]
+topic = "{id}/schedule"
+quantity = "price_schedule"
+[[loads]]
+kind = "mqtt"
+topic = "{id}/miners/setpoint"
+name = "miners"
+count = 4
+rated_power = "500 W"
+hashrate = "20 TH/s"
+"#,
+            signals = super::support::site_signals(id),
+        ),
+    )
+    .unwrap();
+    let site = gridminer::runtime::config::load(&cfg).expect("config");
+    assert!(site.config.policy.plan.is_some() && site.config.location.is_some());
+    let running = gridminer::runtime::start(site)
+        .await
+        .expect("daemon starts");
+    let (client, mut rx) = subscriber(port, &format!("gridminer/{id}/#")).await;
+    let availability = format!("gridminer/{id}/availability");
+    while next_message(&mut rx, &availability).await != "online" {}
+
+    use gridminer::clock::Clock;
+    let now = gridminer::clock::SystemClock.now();
+    let hour = |h: i64| {
+        gridminer::clock::Timestamp(now.0 - now.0.rem_euclid(3_600_000) + h * 3_600_000)
+            .to_rfc3339()
+    };
+    let forecast = format!(
+        "[{}]",
+        (0..8)
+            .map(|h| format!("{{\"start\": \"{}\", \"value\": 3000}}", hour(h)))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let schedule = format!(
+        "[{}]",
+        (0..8)
+            .map(|h| format!("{{\"start\": \"{}\", \"price\": 10}}", hour(h)))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    for (topic, payload) in [
+        ("pvf", forecast),
+        ("schedule", schedule),
+        ("pv", "3000".to_string()),
+        ("load", "0".to_string()),
+        ("price", "10".to_string()),
+        ("hz", "50.0".to_string()),
+    ] {
+        client
+            .publish(format!("{id}/{topic}"), QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+    // 2 kW of surplus at 10 EUR/MWh against miners worth 83 EUR/MWh, for hours ahead:
+    // the plan runs every unit.
+    let state_topic = format!("gridminer/{id}/state");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let state = loop {
+        let s = next_message(&mut rx, &state_topic).await;
+        if s["loads"][0]["units_on"] == 4 {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the plan never ran all four units: {s}"
+        );
+    };
+    let reason = state["decision"]["reason"].as_str().unwrap();
+    assert!(
+        ["economic", "surplus", "planned"].contains(&reason),
+        "{state}"
+    );
+    assert!(
+        state["signals"]["pv_power"]["last_rejected"].is_null(),
+        "{state}"
+    );
+
+    // A broken forecast is refused and shown under the signal it forecasts.
+    client
+        .publish(format!("{id}/pvf"), QoS::AtLeastOnce, false, "[]")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = next_message(&mut rx, &state_topic).await;
+        if s["signals"]["pv_power"]["last_rejected"]["reason"] == "bad_schedule" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broken forecast was not shown: {s}"
+        );
+    }
+
+    // Under-frequency sheds everything: the plan's counts never lift it.
+    client
+        .publish(format!("{id}/hz"), QoS::AtLeastOnce, false, "49.5")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = next_message(&mut rx, &state_topic).await;
+        if s["decision"]["reason"] == "under_frequency" {
+            assert_eq!(s["decision"]["target_w"], 0.0, "{s}");
+            assert_eq!(s["loads"][0]["units_on"], 0, "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no shed: {s}");
+    }
+    running.stop(Duration::from_secs(10)).await.unwrap();
+}
