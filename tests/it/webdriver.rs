@@ -30,7 +30,23 @@ pub struct Driver {
 }
 
 impl Driver {
+    /// Starts chromedriver. With `--port=0` it takes a free IPv6 port and then wants the
+    /// same number on IPv4, which another process may hold by then ("IPv4 port not
+    /// available. Exiting..."): such a start is tried again, a few times, each on a new
+    /// free port of its own choosing.
     pub fn start() -> Driver {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Driver::try_start() {
+                Ok(d) => return d,
+                Err(seen) if seen.contains("port not available") => last = seen,
+                Err(seen) => panic!("chromedriver exited before listening: {seen}"),
+            }
+        }
+        panic!("chromedriver found no free port in 5 starts: {last}");
+    }
+
+    fn try_start() -> Result<Driver, String> {
         let mut child = Command::new("chromedriver")
             .arg("--port=0")
             .stdout(Stdio::piped())
@@ -46,7 +62,10 @@ impl Driver {
             let n = out
                 .read_until(b'.', &mut buf)
                 .expect("chromedriver's stdout");
-            assert!(n > 0, "chromedriver exited before listening: {seen}");
+            if n == 0 {
+                let _ = child.wait();
+                return Err(seen);
+            }
             seen.push_str(&String::from_utf8_lossy(&buf));
             if let Some(rest) = seen.split("started successfully on port ").nth(1) {
                 if let Some(p) = rest.strip_suffix('.') {
@@ -56,7 +75,7 @@ impl Driver {
         };
         // Keep draining its stdout so it never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        Driver { child, port }
+        Ok(Driver { child, port })
     }
 
     /// One WebDriver command: its `value`, or the error WebDriver answered.
