@@ -77,7 +77,7 @@ pub(crate) struct PlanMemo {
     planned: Vec<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 struct PlanKey {
     slot: Timestamp,
     readings: [u64; 6],
@@ -145,27 +145,44 @@ impl Policy {
         let slot_ms = saturating_millis(params.step).max(1);
         let slot0 = Timestamp(now.0.div_euclid(slot_ms) * slot_ms);
         let clearness = day_clearness(memory).unwrap_or(f64::NAN);
+        let readings = [
+            read.pv.0.to_bits(),
+            read.wind.0.to_bits(),
+            read.site_load.0.to_bits(),
+            read.price.0.to_bits(),
+            read.hashprice.0.to_bits(),
+            clearness.to_bits(),
+        ];
+        // Compared in place: most steps reuse the plan, and copying the schedules to
+        // find that out would cost every step what only a new plan needs.
+        if let Some(m) = memo.as_ref() {
+            let k = &m.key;
+            let same = k.slot == slot0
+                && k.readings == readings
+                && k.versions
+                    .iter()
+                    .copied()
+                    .eq(state.loads.iter().map(|l| l.version))
+                && k.paid_for
+                    .iter()
+                    .copied()
+                    .eq(econ.targets.iter().map(|t| t.units_on))
+                && k.schedule == state.price_schedule
+                && k.pv_forecast == state.pv_forecast
+                && k.wind_forecast == state.wind_forecast;
+            if same {
+                return Some(m.planned.clone());
+            }
+        }
         let key = PlanKey {
             slot: slot0,
-            readings: [
-                read.pv.0.to_bits(),
-                read.wind.0.to_bits(),
-                read.site_load.0.to_bits(),
-                read.price.0.to_bits(),
-                read.hashprice.0.to_bits(),
-                clearness.to_bits(),
-            ],
+            readings,
             versions: state.loads.iter().map(|l| l.version).collect(),
             paid_for: econ.targets.iter().map(|t| t.units_on).collect(),
             schedule: state.price_schedule.clone(),
             pv_forecast: state.pv_forecast.clone(),
             wind_forecast: state.wind_forecast.clone(),
         };
-        if let Some(m) = memo.as_ref() {
-            if m.key == key {
-                return Some(m.planned.clone());
-            }
-        }
         PLANS_SOLVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let planned = self.solve_plan(state, now, slot0, read, memory, &key.paid_for)?;
         *memo = Some(PlanMemo {
@@ -413,13 +430,7 @@ fn day_clearness(memory: &PolicyMemory) -> Option<f64> {
     if !(k.is_finite() && k > 0.0) {
         return (k == 0.0).then_some(0.0);
     }
-    Some(
-        (k.ln() * CLEARNESS_STEPS_PER_E)
-            .round()
-            .div_euclid(1.0)
-            .mul_add(1.0 / CLEARNESS_STEPS_PER_E, 0.0)
-            .exp(),
-    )
+    Some(((k.ln() * CLEARNESS_STEPS_PER_E).round() / CLEARNESS_STEPS_PER_E).exp())
 }
 
 /// The price expected at `at`: the day-ahead schedule where it covers `at`, else its
