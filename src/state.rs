@@ -14,7 +14,7 @@ use crate::decision::{Decision, LoadTarget, PolicyMemory};
 use crate::signal::operator::CommandsInForce;
 use crate::signal::{Observation, Quantity};
 use crate::site::{LoadSpec, WearLimits};
-use crate::units::{Hashprice, Hertz, PricePerMwh, WattHours, Watts};
+use crate::units::{CarbonIntensity, Hashprice, Hertz, PricePerMwh, WattHours, Watts};
 
 /// A value and when it was measured.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -389,6 +389,9 @@ pub struct SiteState {
     pub frequency: Option<Reading<Hertz>>,
     pub price: Option<Reading<PricePerMwh>>,
     pub hashprice: Option<Reading<Hashprice>>,
+    /// The grid's carbon intensity now (`grid_carbon_intensity`): for the accounts and
+    /// certificates; the policy never reads it.
+    pub carbon_intensity: Option<Reading<CarbonIntensity>>,
     /// Every grid operator's command in force (the authority model).
     pub commands: CommandsInForce,
     /// The heartbeat failsafe's cap while it holds.
@@ -480,6 +483,7 @@ impl SiteState {
             frequency: None,
             price: None,
             hashprice: None,
+            carbon_intensity: None,
             commands: CommandsInForce::default(),
             failsafe: None,
             price_schedule: Vec::new(),

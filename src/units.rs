@@ -97,6 +97,10 @@ quantity!(
     /// Frequency in hertz.
     Hertz, "Hz"
 );
+quantity!(
+    /// Carbon intensity of electricity: lifecycle grams of CO2-equivalent per kWh.
+    CarbonIntensity, "gCO2eq/kWh"
+);
 
 impl Watts {
     /// Energy drawn at this power for `d`.
