@@ -15,8 +15,8 @@ use crate::policy::{Memo, Policy, Tiers};
 use crate::signal::operator::CommandsInForce;
 use crate::signal::rejected::LastRejected;
 use crate::signal::{Observation, Quantity};
-use crate::state::{MiningEnergy, Reading, SiteState};
-use crate::units::Watts;
+use crate::state::{MiningEnergy, Reading, SiteState, SourcedPower};
+use crate::units::{CarbonIntensity, Watts};
 
 /// How old each quantity's reading may be before the controller drops it (and the
 /// policy then sees it missing): the site config's `max_age` per signal live, the
@@ -40,7 +40,7 @@ impl MaxAges {
 /// Where the energy mining draws until the next step comes from: the last step and the
 /// tiers found in force then (`None`: the policy was blind to generation or site load).
 #[derive(Debug, Clone, Copy, Default)]
-struct EnergyMark(Option<(Timestamp, Option<Tiers>)>);
+struct EnergyMark(Option<(Timestamp, Option<Tiers>, Option<CarbonIntensity>)>);
 
 impl EnergyMark {
     /// Books `mining` (what the loads reported at `now`, hence drew since the last step)
@@ -54,13 +54,23 @@ impl EnergyMark {
         now: Timestamp,
         mining: Watts,
         tiers: Option<Tiers>,
+        carbon: Option<CarbonIntensity>,
     ) {
-        if let Some((last, in_force)) = self.0 {
-            let s = in_force.unwrap_or_default().split(mining);
-            energy.add(now.since(last), s.free, s.export, s.import);
+        if let Some((last, in_force, carbon)) = self.0 {
+            let t = in_force.unwrap_or_default();
+            let s = t.split(mining);
+            let p = SourcedPower {
+                curtailed: s.free,
+                own_generation: s.export,
+                grid: s.import,
+                export_value: t.export_cost,
+                import_price: t.import_cost,
+                carbon,
+            };
+            energy.add(now.since(last), p);
         }
         energy.since.get_or_insert(now);
-        self.0 = Some((now, tiers));
+        self.0 = Some((now, tiers, carbon));
     }
 }
 
@@ -142,7 +152,9 @@ impl Controller {
         self.state.freshness.stale = Quantity::ALL.map(|q| self.is_stale(q, now));
         // Here, not in the live loop: the simulator counts the same energy the same way.
         let tiers = self.policy.source_tiers(&self.state, now);
-        self.energy.book(&mut self.state.energy, now, mining, tiers);
+        let carbon = self.state.carbon_intensity.map(|r| r.value);
+        self.energy
+            .book(&mut self.state.energy, now, mining, tiers, carbon);
         let decision = self.policy.decide_with(&self.state, now, &mut self.memo);
         self.state.record(&decision, &self.policy.wear);
         decision
@@ -200,9 +212,9 @@ mod tests {
         let h = 3_600_000;
         let mut e = MiningEnergy::default();
         let mut mark = EnergyMark::default();
-        mark.book(&mut e, Timestamp(0), Watts(0.0), Some(tiers));
+        mark.book(&mut e, Timestamp(0), Watts(0.0), Some(tiers), None);
         // One hour at 1700 W: 500 W curtailed surplus, 1000 W own generation, 200 W grid.
-        mark.book(&mut e, Timestamp(h), Watts(1700.0), None);
+        mark.book(&mut e, Timestamp(h), Watts(1700.0), None, None);
         assert_eq!(
             (e.curtailed, e.own_generation, e.grid),
             (WattHours(500.0), WattHours(1000.0), WattHours(200.0))
@@ -213,14 +225,48 @@ mod tests {
             Timestamp(2 * h),
             Watts(300.0),
             Some(Tiers::default()),
+            None,
         );
         assert_eq!(e.grid, WattHours(500.0));
         // A clock stepping back books nothing; counting resumes from there.
-        mark.book(&mut e, Timestamp(h), Watts(300.0), Some(tiers));
+        mark.book(&mut e, Timestamp(h), Watts(300.0), Some(tiers), None);
         assert_eq!(e.total(), WattHours(2000.0));
-        mark.book(&mut e, Timestamp(h + h / 2), Watts(400.0), None);
+        mark.book(&mut e, Timestamp(h + h / 2), Watts(400.0), None, None);
         assert_eq!(e.curtailed, WattHours(700.0));
         assert_eq!(e.since, Some(Timestamp(0)));
+    }
+
+    /// r15: the accounts the ledger certifies: own generation mined at the export value
+    /// it forwent, grid energy at the import price and at the carbon intensity in force
+    /// over the interval (not the one found at its end); unrated grid energy kept apart.
+    #[test]
+    fn r15_mining_energy_books_money_and_grid_carbon_by_the_interval_in_force() {
+        let tiers = Tiers {
+            free: Watts(500.0),
+            export: Watts(1000.0),
+            export_cost: crate::units::PricePerMwh(50.0),
+            import: Watts(5000.0),
+            import_cost: crate::units::PricePerMwh(100.0),
+        };
+        let h = 3_600_000;
+        let (mut e, mut mark) = (MiningEnergy::default(), EnergyMark::default());
+        mark.book(
+            &mut e,
+            Timestamp(0),
+            Watts(0.0),
+            Some(tiers),
+            Some(CarbonIntensity(400.0)),
+        );
+        // One hour at 3500 W: 500 curtailed, 1000 own generation, 2000 grid at 400 g/kWh.
+        mark.book(&mut e, Timestamp(h), Watts(3500.0), Some(tiers), None);
+        assert_eq!(e.grid, WattHours(2000.0));
+        assert!((e.own_generation_eur.0 - 0.05).abs() < 1e-12);
+        assert!((e.grid_eur.0 - 0.2).abs() < 1e-12);
+        assert!((e.grid_co2eq_g - 800.0).abs() < 1e-9);
+        // The next hour had no intensity in force: its grid energy is unrated.
+        mark.book(&mut e, Timestamp(2 * h), Watts(3500.0), None, None);
+        assert_eq!(e.grid_unrated, WattHours(2000.0));
+        assert!((e.grid_co2eq_g - 800.0).abs() < 1e-9);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::decision::{Decision, LoadTarget, PolicyMemory};
 use crate::signal::operator::CommandsInForce;
 use crate::signal::{Observation, Quantity};
 use crate::site::{LoadSpec, WearLimits};
-use crate::units::{CarbonIntensity, Hashprice, Hertz, PricePerMwh, WattHours, Watts};
+use crate::units::{CarbonIntensity, Eur, Hashprice, Hertz, PricePerMwh, WattHours, Watts};
 
 /// A value and when it was measured.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -455,16 +455,47 @@ pub struct MiningEnergy {
     pub curtailed: WattHours,
     pub own_generation: WattHours,
     pub grid: WattHours,
+    /// What the own generation mined would have earned exported (the tiers' export
+    /// value, EUR; negative where exporting costs).
+    pub own_generation_eur: Eur,
+    /// What the grid energy mined cost at the tiers' import price, EUR.
+    pub grid_eur: Eur,
+    /// Grid energy mined at the grid's carbon intensity in force over each interval,
+    /// gCO2eq (intervals with no intensity known book nothing here, and their energy in
+    /// `grid_unrated`).
+    pub grid_co2eq_g: f64,
+    /// Grid energy mined while no carbon intensity was known.
+    pub grid_unrated: WattHours,
     /// The first step counted.
     pub since: Option<Timestamp>,
 }
 
+/// Where mining's power came from over one interval, and what each source was worth then.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SourcedPower {
+    pub curtailed: Watts,
+    pub own_generation: Watts,
+    pub grid: Watts,
+    /// The value of exporting, EUR/MWh (what own generation mined forgoes).
+    pub export_value: PricePerMwh,
+    pub import_price: PricePerMwh,
+    /// The grid's carbon intensity, when known.
+    pub carbon: Option<CarbonIntensity>,
+}
+
 impl MiningEnergy {
     /// Adds what mining drew for `d` from each source (W, each non-negative).
-    pub fn add(&mut self, d: Duration, curtailed: Watts, own_generation: Watts, grid: Watts) {
-        self.curtailed += curtailed.over(d);
-        self.own_generation += own_generation.over(d);
-        self.grid += grid.over(d);
+    pub fn add(&mut self, d: Duration, p: SourcedPower) {
+        let (own, grid) = (p.own_generation.over(d), p.grid.over(d));
+        self.curtailed += p.curtailed.over(d);
+        self.own_generation += own;
+        self.grid += grid;
+        self.own_generation_eur += Eur(own.0 / 1e6 * p.export_value.0);
+        self.grid_eur += Eur(grid.0 / 1e6 * p.import_price.0);
+        match p.carbon {
+            Some(c) => self.grid_co2eq_g += grid.0 / 1e3 * c.0,
+            None => self.grid_unrated += grid,
+        }
     }
 
     pub fn total(&self) -> WattHours {
