@@ -48,6 +48,8 @@ pub struct Log {
     /// Full tiles and bundles completed since the last checkpoint: (path, bytes).
     completed: Vec<(String, Vec<u8>)>,
     staging: File,
+    /// Whether checkpoints sync what they write (off only to build bench fixtures).
+    durable: bool,
 }
 
 impl std::fmt::Debug for Log {
@@ -101,6 +103,7 @@ impl Log {
             bundle: Vec::new(),
             completed: Vec::new(),
             staging,
+            durable: true,
         };
         let mut found = Recovered::default();
         match std::fs::read(dir.join("checkpoint")) {
@@ -136,6 +139,12 @@ impl Log {
 
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Checkpoints without syncing: for a benchmark's throwaway fixture only, where a
+    /// year of checkpoints would otherwise measure the disk.
+    pub fn set_durable(&mut self, durable: bool) {
+        self.durable = durable;
     }
 
     pub fn checkpointed(&self) -> u64 {
@@ -218,32 +227,39 @@ impl Log {
         let root = self.root()?;
         let mut written: Vec<String> = Vec::new();
         for (path, bytes) in &self.completed {
-            write_atomic(&self.dir.join(path), bytes)?;
+            write_file(&self.dir.join(path), bytes, self.durable)?;
             written.push(path.clone());
         }
         for (l, data) in self.current.iter().enumerate() {
             if !data.is_empty() {
                 let count = self.size >> (HEIGHT as u64 * l as u64);
                 let path = tiles::hash_tile(l as u8, count / WIDTH, count % WIDTH);
-                write_atomic(&self.dir.join(&path), data)?;
+                write_file(&self.dir.join(&path), data, self.durable)?;
                 written.push(path);
             }
         }
         if self.size % WIDTH != 0 {
             let path = tiles::bundle(self.size / WIDTH, self.size % WIDTH);
-            write_atomic(&self.dir.join(&path), &self.bundle)?;
+            write_file(&self.dir.join(&path), &self.bundle, self.durable)?;
             written.push(path);
         }
         let signed = self.key.sign(&self.origin, self.size, root)?;
-        write_atomic(&self.dir.join(HISTORY).join(self.size.to_string()), &signed)?;
-        write_atomic(&self.dir.join("checkpoint"), &signed)?;
+        let history = self.dir.join(HISTORY).join(self.size.to_string());
+        write_file(&history, &signed, self.durable)?;
+        write_file(&self.dir.join("checkpoint"), &signed, self.durable)?;
         // Only now may the partial tiles this checkpoint supersedes go.
         for path in &written {
             remove_superseded(&self.dir, path);
         }
         self.staging
             .set_len(0)
-            .and_then(|_| self.staging.sync_all())
+            .and_then(|_| {
+                if self.durable {
+                    self.staging.sync_all()
+                } else {
+                    Ok(())
+                }
+            })
             .map_err(|e| LedgerError::io(&self.dir.join(STAGING), e))?;
         self.completed.clear();
         self.checkpointed = self.size;
@@ -432,6 +448,10 @@ fn remove_superseded(dir: &Path, path: &str) {
 /// Writes `bytes` to `path` so a crash leaves the old file or the new, never half:
 /// a synced temporary file renamed over it, then the directory synced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
+    write_file(path, bytes, true)
+}
+
+fn write_file(path: &Path, bytes: &[u8], sync: bool) -> Result<(), LedgerError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let io = |e| LedgerError::io(path, e);
     std::fs::create_dir_all(dir).map_err(io)?;
@@ -442,9 +462,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
             .unwrap_or_default()
     ));
     let mut f = File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io)?;
+    f.write_all(bytes)
+        .and_then(|_| if sync { f.sync_all() } else { Ok(()) })
+        .map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    if sync {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
     Ok(())
 }
 

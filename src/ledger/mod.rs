@@ -15,9 +15,11 @@
 
 pub mod account;
 pub mod canonical;
+pub mod config;
 pub mod entry;
 pub mod log;
 pub mod note;
+pub mod recorder;
 pub mod tiles;
 pub mod verify;
 

@@ -43,6 +43,9 @@ pub struct Scenario {
     pub bounds: Bounds,
     /// Where the site is (`site.latitude`, `site.longitude`), for the planner's PV shape.
     pub location: Option<crate::site::solar::Location>,
+    /// Installed PV and wind where the scenario states it (`site.pv.capacity`, ...): the
+    /// production device the ledger's certificates name.
+    pub capacity: (Option<Watts>, Option<Watts>),
 }
 
 /// A grid-operator command replayed at a point in simulated time.
@@ -162,6 +165,7 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
 
     let mut site_parts = None;
     let mut location = None;
+    let mut capacity = (None, None);
     // Installed generation where the scenario states it (`capacity`), for `safe_limit`.
     let mut generation = Watts::ZERO;
     if let Some(site) = site {
@@ -189,6 +193,10 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
             Some(column(p, at, &g.series, &g.column, unit * scale))
         };
         location = crate::site::config::location(&mut p, "site", site.latitude, site.longitude);
+        capacity = (
+            site.pv.as_ref().and_then(|g| g.capacity),
+            site.wind.as_ref().and_then(|g| g.capacity),
+        );
         let pv = generator(&mut p, "site.pv", site.pv);
         let wind = generator(&mut p, "site.wind", site.wind);
         if pv.is_none() && wind.is_none() {
@@ -350,6 +358,7 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
             operator,
             bounds,
             location,
+            capacity,
         })
     })();
     p.into_result(path, scenario)

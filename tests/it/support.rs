@@ -155,6 +155,7 @@ pub fn scenario_in_memory(
         operator: Vec::new(),
         bounds: Bounds::default(),
         location: None,
+        capacity: (None, None),
     };
     let n = pv.len();
     let replay = Replay {
