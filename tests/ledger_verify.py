@@ -10,6 +10,7 @@ misreading) with the Rust implementation it checks:
   * c2sp.org/signed-note              the note, its signature lines, Ed25519 key IDs, vkeys
   * c2sp.org/tlog-checkpoint          the checkpoint note text (origin, size, root, extensions)
   * c2sp.org/tlog-tiles               hash tiles, entry bundles, their paths, partial tiles
+  * RFC 8785                          canonical JSON of every entry (ECMAScript numbers)
 
 Only the standard library and `cryptography` (for Ed25519) are used. Every check
 raises VerifyError with a one-line reason; the command line prints it on stderr and
@@ -467,40 +468,114 @@ def parse_bundle(data, what):
     return entries
 
 
+class NotJson(ValueError):
+    """Accepted by Python's json module but not JSON: NaN, Infinity, duplicate keys."""
+
+
+def _object_without_duplicate_keys(pairs):
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise NotJson("duplicate key in an object")
+    return obj
+
+
+def _reject_constant(name):
+    raise NotJson(f"{name} is not JSON")
+
+
+# One decoder for all entries (building one per entry costs more than the parsing on
+# a year of entries).
+_DECODER = json.JSONDecoder(object_pairs_hook=_object_without_duplicate_keys, parse_constant=_reject_constant)
+
+
+def es_number(x):
+    """A finite float as ECMAScript's Number::toString writes it, which RFC 8785
+    §3.2.2.3 makes the canonical form of a JSON number.
+
+    With s the shortest digit string that round-trips (k digits; Python's repr finds
+    the same digits) and n such that x = s * 10^(n-k):
+      k <= n <= 21     digits then n-k zeros            (1e20 -> 100000000000000000000)
+      0 < n <= 21      a point after n digits           (123.456)
+      -6 < n <= 0      "0." then -n zeros then digits   (0.000001)
+      otherwise        d[.ddd]e+/-(n-1)                 (1e+21, 1e-7, 1.5e+300)"""
+    if x != x or x in (float("inf"), float("-inf")):
+        raise NotJson("a non-finite number is not JSON")
+    if x == 0:
+        return "0"  # -0 included
+    if x < 0:
+        return "-" + es_number(-x)
+    mantissa, _, exp = repr(x).partition("e")
+    whole, _, frac = mantissa.partition(".")
+    digits = whole + frac
+    lead = len(digits) - len(digits.lstrip("0"))
+    s = digits[lead:].rstrip("0")
+    k = len(s)
+    n = len(whole) - lead + (int(exp) if exp else 0)
+    if k <= n <= 21:
+        return s + "0" * (n - k)
+    if 0 < n <= 21:
+        return s[:n] + "." + s[n:]
+    if -6 < n <= 0:
+        return "0." + "0" * -n + s
+    e = n - 1
+    sign = "+" if e >= 0 else "-"
+    return (s if k == 1 else s[0] + "." + s[1:]) + "e" + sign + str(abs(e))
+
+
+def canonical_json(value):
+    """RFC 8785 (JCS) §3.2: no whitespace; object members sorted by the UTF-16 code
+    units of their names; strings with only the escapes JSON requires (json.dumps with
+    ensure_ascii=False writes exactly those: the short escapes for quote, backslash,
+    backspace, tab, newline, form feed and carriage return, \\u00xx in lower case for
+    the other controls, everything else as UTF-8); numbers as es_number. Integers are
+    kept exact, as gridminer (and json.dumps) write them, not rounded through a double."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return es_number(value)
+    if isinstance(value, str):
+        return _json_string(value)
+    if isinstance(value, list):
+        return "[" + ",".join(canonical_json(v) for v in value) + "]"
+    if all(k.isascii() for k in value):
+        members = sorted(value.items())  # code points and UTF-16 code units order ASCII alike
+    else:
+        members = sorted(value.items(), key=lambda kv: kv[0].encode("utf-16-be"))
+    return "{" + ",".join(_json_string(k) + ":" + canonical_json(v) for k, v in members) + "}"
+
+
+# What json.dumps(s, ensure_ascii=False) calls, without building an encoder per string.
+_json_string = json.encoder.encode_basestring
+
+
 def check_canonical_json(entry, index):
-    """Each entry must be canonical JSON: it parses, and serialising it again with
-    sorted keys, no whitespace and UTF-8 gives back exactly the same bytes."""
+    """Each entry must be canonical JSON: it parses, and serialising it again in the
+    RFC 8785 form gives back exactly the same bytes."""
     what = f"entry {index}"
     try:
         text = entry.decode("utf-8")
     except UnicodeDecodeError:
         raise VerifyError(f"{what}: not valid UTF-8") from None
-
-    def no_duplicates(pairs):
-        keys = [k for k, _ in pairs]
-        if len(set(keys)) != len(keys):
-            raise VerifyError(f"{what}: duplicate key in an object")
-        return dict(pairs)
-
-    def no_constant(name):
-        raise VerifyError(f"{what}: {name} is not JSON")
-
     try:
-        value = json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant)
-    except ValueError as e:
-        raise VerifyError(f"{what}: not JSON: {e}") from None
-    try:
-        again = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        value = _DECODER.decode(text)
+        again = canonical_json(value).encode("utf-8")
+    except NotJson as e:
+        raise VerifyError(f"{what}: {e}") from None
     except UnicodeEncodeError:
         raise VerifyError(f"{what}: contains a lone surrogate escape") from None
+    except ValueError as e:
+        raise VerifyError(f"{what}: not JSON: {e}") from None
     if again != entry:
         i = next((k for k in range(min(len(again), len(entry))) if again[k] != entry[k]), min(len(again), len(entry)))
         got = entry[max(0, i - 12) : i + 12].decode("utf-8", "replace")
         want = again[max(0, i - 12) : i + 12].decode("utf-8", "replace")
-        raise VerifyError(
-            f"{what}: not canonical JSON at byte {i}: has {got!r}, canonical form {want!r}"
-            " (a float whose repr differs, unsorted keys or whitespace)"
-        )
+        raise VerifyError(f"{what}: not canonical JSON (RFC 8785) at byte {i}: has {got!r}, canonical form {want!r}")
 
 
 class Tree:
@@ -629,7 +704,7 @@ def check_tree(ledger_dir, key):
                 if got[i] != entries[start + i]:
                     raise VerifyError(f"{rel}: entry {start + i} differs from the one hashed into the tree")
         else:
-            hashes = tree.level(TILE_HEIGHT * level)[: size >> (TILE_HEIGHT * level)]
+            hashes = tree.level(TILE_HEIGHT * level)  # exactly size >> (8 * level) hashes
             covered = min(width, len(hashes) - start)
             if covered < width:
                 beyond += 1

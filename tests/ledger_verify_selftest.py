@@ -6,7 +6,9 @@ The logs are built here, in the ledger's directory format, with their own simple
 code: the Merkle tree hash, audit paths and consistency proofs are the recursive
 definitions of RFC 6962 §2.1, §2.1.1 and §2.1.2 written out literally, not the
 iterative RFC 9162 verification algorithms the verifier implements, so the two check
-each other. Keys are fresh Ed25519 keys from `cryptography`.
+each other; and both are held to published vectors (the Certificate Transparency
+reference tree, the Go sumdb/note example note, RFC 8785 Appendix B numbers), so they
+cannot merely agree on a shared mistake. Keys are fresh Ed25519 keys from `cryptography`.
 
 Run: python3 tests/ledger_verify_selftest.py   (exit status 0 = all passed)
 """
@@ -17,6 +19,7 @@ import hashlib
 import json
 import os
 import random
+import struct
 import subprocess
 import sys
 import tempfile
@@ -144,7 +147,9 @@ def entry(i):
     v = {"i": i, "kind": "energy_account", "site": "d\u00e9-hybrid", "wh": (i * 7919) % 100003, "x": "y" * (i % 37)}
     if i % 5 == 0:
         v["price"] = 12.5
-    return json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if i % 7 == 0:
+        v["ci"] = [1e-7, 0.00001, 1e21, -0.25]  # written as RFC 8785 writes them, not as repr
+    return lv.canonical_json(v).encode()
 
 
 def build(root, key, entries, sizes, extra_keys=()):
@@ -328,6 +333,126 @@ def test_proofs(tmp, key, other):
     write(os.path.join(d, "checkpoints", "10"), note(checkpoint_text(other_log, 10), key))
     rejects("consistency 10->300 with --dir whose checkpoints/10 has another root", lv.check_consistency_doc,
             consistency_doc(log, key, 10, 300), kv, d)
+
+
+# The reference tree of Certificate Transparency's test suites (the same eight leaves
+# and results appear in every RFC 6962 implementation's tests): an outside check that
+# this file's recursion and the verifier's iterations compute the standard's tree, not
+# merely agree with each other. Proof indices are 0-based.
+REF_LEAVES = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
+REF_ROOTS = [
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+    "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+    "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+    "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+    "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+]
+REF_INCLUSION = [
+    (0, 8, ["96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"]),
+    (5, 8, ["bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"]),
+    (1, 5, ["6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"]),
+]
+# (1, 8) starts from a power of two: the published proof does not carry the old root.
+REF_CONSISTENCY = [
+    (1, 1, []),
+    (1, 8, ["96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"]),
+    (6, 8, ["0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"]),
+    (2, 5, ["5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"]),
+]
+
+
+# The signed note of golang.org/x/mod/sumdb/note's documentation, and a vkey whose
+# base64 contains a '+' (transparency-dev/formats' tests): the note format and the key
+# ID derivation as the Go ecosystem writes them.
+GO_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+GO_TEXT = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n"
+GO_NOTE = GO_TEXT + "\n\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+PLUS_VKEY = "TEST+7997405c+AQcC+FTVKf0jlTdHDY3rbevmnKxxPjigCXlVtGe6RIr6"
+
+
+# RFC 8785 Appendix B: IEEE 754 bit patterns and their canonical text; and §3.2.3's
+# member-sorting example (by UTF-16 code units, so the emoji sorts before U+FB33).
+JCS_NUMBERS = [
+    ("0000000000000000", "0"), ("8000000000000000", "0"), ("0000000000000001", "5e-324"),
+    ("8000000000000001", "-5e-324"), ("7fefffffffffffff", "1.7976931348623157e+308"),
+    ("ffefffffffffffff", "-1.7976931348623157e+308"), ("4340000000000000", "9007199254740992"),
+    ("c340000000000000", "-9007199254740992"), ("4430000000000000", "295147905179352830000"),
+    ("44b52d02c7e14af5", "9.999999999999997e+22"), ("44b52d02c7e14af6", "1e+23"),
+    ("44b52d02c7e14af7", "1.0000000000000001e+23"), ("444b1ae4d6e2ef4e", "999999999999999700000"),
+    ("444b1ae4d6e2ef4f", "999999999999999900000"), ("444b1ae4d6e2ef50", "1e+21"),
+    ("3eb0c6f7a0b5ed8c", "9.999999999999997e-7"), ("3eb0c6f7a0b5ed8d", "0.000001"),
+    ("41b3de4355555553", "333333333.3333332"), ("41b3de4355555554", "333333333.33333325"),
+    ("41b3de4355555555", "333333333.3333333"), ("41b3de4355555556", "333333333.3333334"),
+    ("41b3de4355555557", "333333333.33333343"), ("becbf647612f3696", "-0.0000033333333333333333"),
+    ("43143ff3c1cb0959", "1424953923781206.2"),
+]
+JCS_SORTED = ('{"\\r":"Carriage Return","1":"One","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis",'
+              '"\u20ac":"Euro Sign","\U0001f600":"Emoji: Grinning Face","\ufb33":"Hebrew Letter Dalet With Dagesh"}')
+
+
+def test_canonical_json():
+    for bits, want in JCS_NUMBERS:
+        x = struct.unpack(">d", bytes.fromhex(bits))[0]
+        got = lv.es_number(x)
+        if got != want:
+            failures.append(f"RFC 8785 number {bits}: wrote {got}, the RFC says {want}")
+        else:
+            counts["accepted"] += 1
+    accepts("RFC 8785's sorting example", lv.check_canonical_json, JCS_SORTED.encode(), 0)
+    for good in [b'{"a":1e-7}', b'[0.00001,1e+21,100000000000000000000,-1.5,0.1]', b'{"a":"\\u001f\\n","b":null}',
+                 b'{"a":18446744073709551615}', '{"\u00e9":"\u2028"}'.encode()]:
+        accepts(f"canonical JSON {good!r}", lv.check_canonical_json, good, 0)
+    for bad in [b'{"a":1.0}', b'{"a":1e-07}', b'-0', b'{"a":1E+21}', rb'{"a":"\u00e9"}', rb'{"a":"\/"}',
+                '{"\ufb33":1,"\U0001f600":2}'.encode(), b'{"a":1} ', b'[1,]']:
+        rejects(f"non-canonical JSON {bad!r}", lv.check_canonical_json, bad, 0)
+
+
+def test_reference_vectors():
+    go = lv.parse_vkey(GO_VKEY)
+    try:
+        if lv.open_note(GO_NOTE, go, "go note") != GO_TEXT:
+            failures.append("the Go documentation's note opened to another text")
+        counts["accepted"] += 1
+    except lv.VerifyError as e:
+        failures.append(f"should accept the Go documentation's signed note: {e}")
+    rejects("the Go documentation's note with its text changed", lv.open_note,
+            GO_NOTE.replace("cryptography", "cryptographY"), go, "go note")
+    accepts("a vkey whose base64 contains '+'", lv.parse_vkey, PLUS_VKEY)
+
+    leaves = [bytes.fromhex(x) for x in REF_LEAVES]
+    log = Log(tuple(leaves))
+    tree = lv.Tree([lv.leaf_hash(e) for e in leaves])
+    roots = [bytes.fromhex(r) for r in REF_ROOTS]
+    for n in range(9):
+        if log.mth(0, n) != roots[n]:
+            failures.append(f"self-test MTH of the reference tree of size {n} is not the published root")
+        if tree.root(n) != roots[n]:
+            failures.append(f"verifier root of the reference tree of size {n} is not the published root")
+    for i, n, proof in REF_INCLUSION:
+        proof = [bytes.fromhex(h) for h in proof]
+        if log.path(i, 0, n) != proof:
+            failures.append(f"self-test PATH({i}, D[{n}]) is not the published one")
+        accepts(f"published inclusion proof {i}/{n}", lv.verify_inclusion, i, n, lv.leaf_hash(leaves[i]), proof, roots[n])
+    for m, n, proof in REF_CONSISTENCY:
+        proof = [bytes.fromhex(h) for h in proof]
+        if log.proof(m, n) != proof:
+            failures.append(f"self-test PROOF({m}, D[{n}]) is not the published one")
+        accepts(f"published consistency proof {m}->{n}", lv.verify_consistency, m, n, roots[m], roots[n], proof)
 
 
 def test_keys_and_notes(key, other):
@@ -517,6 +642,8 @@ def main():
     key = Key("selftest.gridminer.example/ledger")
     other = Key("witness.example/w1")
     with tempfile.TemporaryDirectory(prefix="ledger-verify-selftest-") as tmp:
+        test_reference_vectors()
+        test_canonical_json()
         test_keys_and_notes(key, other)
         test_proofs(tmp, key, other)
         test_trees(tmp, key, other)
