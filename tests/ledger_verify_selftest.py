@@ -591,8 +591,9 @@ def test_trees(tmp, key, other):
     # files that are not tlog-tiles paths (a writer's temporary file) are noted, not failed
     write(os.path.join(d, "tile", "0", "000.tmp"), b"x")
     write(os.path.join(d, "tile", "0", "x000", "005"), b"x")
+    write(os.path.join(d, "checkpoints", "300.tmp"), b"x")
     s = lv.check_tree(d, kv)
-    if sorted(s["unrecognised_files"]) != ["tile/0/000.tmp", "tile/0/x000/005"]:
+    if sorted(s["unrecognised_files"]) != ["checkpoints/300.tmp", "tile/0/000.tmp", "tile/0/x000/005"]:
         failures.append(f"unrecognised files not reported: {s['unrecognised_files']}")
 
     # random single-byte flips anywhere in a log's files are always detected
