@@ -77,6 +77,13 @@ impl Recorder {
         ))
     }
 
+    /// Checkpoints without syncing each file: for a simulation's ledger, an output file
+    /// like its report (a crash means running it again), where a year of daily
+    /// checkpoints would otherwise wait on the disk most of the time.
+    pub fn set_durable(&mut self, durable: bool) {
+        self.log.set_durable(durable);
+    }
+
     pub fn status(&self) -> &LedgerStatus {
         &self.status
     }
