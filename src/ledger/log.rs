@@ -124,7 +124,8 @@ impl Log {
                 }
                 log.resume(c.size, c.root)?;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // No checkpoint yet: whatever tiles a crash left before the first one go.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => log.remove_beyond(),
             Err(e) => return Err(io(&dir.join("checkpoint"), e)),
         }
         found.checkpointed = log.size;

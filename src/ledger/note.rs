@@ -79,7 +79,8 @@ impl SiteKey {
         let signer = StandardSigner::new(skey)
             .map_err(|e| format!("not a signed-note Ed25519 private key: {e}"))?;
         let name = signer.name().to_string();
-        let b64 = skey.rsplit('+').next().unwrap_or_default();
+        // PRIVATE+KEY+<name>+<id>+<base64>: the base64 may hold '+' itself, the name not.
+        let b64 = skey.splitn(5, '+').nth(4).unwrap_or_default();
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64)
             .map_err(|e| e.to_string())?;
@@ -202,5 +203,13 @@ mod tests {
         assert!(open(forged.as_bytes(), &key.vkey).is_err());
         assert!(!valid_name("a/b") && !valid_name("a b") && !valid_name("a+b"));
         assert!(valid_name("gridminer-site-1"));
+        // A key whose base64 holds '+' (0xfb 0xef 0xbe encodes as "++++").
+        let mut seed = [0u8; 32];
+        for (i, b) in seed.iter_mut().enumerate().skip(2) {
+            *b = [0xfb, 0xef, 0xbe][(i - 2) % 3];
+        }
+        let plus = private_key("gridminer-test", &seed);
+        assert!(plus.splitn(5, '+').nth(4).unwrap().contains('+'), "{plus}");
+        assert!(SiteKey::parse(&plus).is_ok());
     }
 }

@@ -89,6 +89,8 @@ pub struct Snapshot {
     pub fleet: Vec<MinerStatus>,
     /// The latest frequency-response evidence records, newest first (the open one too).
     pub events: Arc<Vec<crate::telemetry::evidence::Record>>,
+    /// The ledger's size, checkpoint and errors (`None` without `[ledger]`).
+    pub ledger: Option<crate::ledger::recorder::LedgerStatus>,
     /// The latest operator acks, newest first (see [`ShownAcks`]).
     pub acks: Arc<Vec<serde_json::Value>>,
 }
@@ -311,6 +313,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         fleet: Vec::new(),
         events: Arc::default(),
         acks: Arc::default(),
+        ledger: None,
     });
     let (snap_tx, snap_rx) = watch::channel(first);
     let counters = Arc::new(Counters::default());
@@ -375,20 +378,20 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
             }
             loop {
                 let snap = rx.borrow_and_update().clone();
-                let doc = StateDoc::new(
+                let mut json = status::state_json(
+                    &snap.state,
+                    &snap.decision,
+                    &loads,
+                    &snap.loads,
+                    &snap.hashing,
+                    &snap.fleet,
+                    &snap.events,
+                    &snap.acks,
                     snap.at,
-                    status::state_json(
-                        &snap.state,
-                        &snap.decision,
-                        &loads,
-                        &snap.loads,
-                        &snap.hashing,
-                        &snap.fleet,
-                        &snap.events,
-                        &snap.acks,
-                        snap.at,
-                    ),
                 );
+                // The ledger's size, last checkpoint and errors: null without `[ledger]`.
+                json["ledger"] = serde_json::to_value(&snap.ledger).unwrap_or_default();
+                let doc = StateDoc::new(snap.at, json);
                 let body = doc.text.clone();
                 docs_tx.send_replace(Arc::new(doc));
                 let _ = client.try_publish(topics.state(), QoS::AtMostOnce, true, body);
@@ -1088,6 +1091,7 @@ impl LiveLoop {
             hashing,
             fleet,
             events: self.evidence.shown(),
+            ledger: self.ledger.as_ref().map(|l| l.status().clone()),
             acks: self.acks.shown(),
         }));
     }
