@@ -14,12 +14,12 @@ use gridminer::runtime;
 use gridminer::scenario::load_scenario;
 use gridminer::signal::mqtt::RejectReason;
 use gridminer::signal::replay::Replay;
-use gridminer::sim::{self, SimOptions};
+use gridminer::sim;
 use rumqttc::QoS;
 
 use super::brokers::free_port;
 use super::live::{subscriber, wait_for, CPU_LOAD};
-use super::support::{root, site_config};
+use super::support::{root, run_recorded, site_config};
 
 /// The README's factors (gCO2eq/kWh), written out again here rather than read from the
 /// crate: pumped storage is absent on purpose.
@@ -95,27 +95,15 @@ fn close(a: f64, b: f64, rel: f64, what: &str) {
 /// hours have no intensity and their grid energy is unrated, never rated at a guess.
 #[test]
 fn r15_a_german_week_s_carbon_figures_match_a_recomputation() {
-    let set = |s: &str| Override::parse(s).unwrap();
-    let sc = load_scenario(
-        &root().join("simulations/de-2018-hybrid.toml"),
+    let (sc, run) = run_recorded(
+        "simulations/de-2018-hybrid.toml",
         &[
-            set("start=\"2018-01-15T00:00:00Z\""),
-            set("end=\"2018-01-24T00:00:00Z\""),
-            set("step=\"15m\""),
-            set("hashprice=400.0"),
+            "start=\"2018-01-15T00:00:00Z\"",
+            "end=\"2018-01-24T00:00:00Z\"",
+            "step=\"15m\"",
+            "hashprice=400.0",
         ],
-    )
-    .unwrap();
-    let replay = Replay::load(&sc.history).unwrap();
-    let run = sim::run(
-        &sc,
-        &replay,
-        SimOptions {
-            record: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    );
     let (k, ts) = (&run.kpis.carbon, run.timeseries.as_ref().unwrap());
     let hourly = hourly_from_csv();
     let col = |n: &str| ts.column(n).unwrap();
