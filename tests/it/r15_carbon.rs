@@ -368,3 +368,32 @@ async fn state(
     assert!(Instant::now() < deadline, "the state never showed it");
     super::live::next_message(rx, topic).await
 }
+
+/// r15: a live config takes the own PV's and wind's factors from `[carbon]` (for the
+/// carbon of own generation mined); a mix or grid factors there, which live would
+/// ignore, are errors with their key paths, beside the config's other problems.
+#[test]
+fn r15_a_live_config_takes_own_factors_and_refuses_a_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("site.toml");
+    let write = |carbon: &str| {
+        let mqtt = format!(
+            "[mqtt]\nbroker = \"embedded\"\nlisten = \"127.0.0.1:{}\"\n",
+            free_port()
+        );
+        let tables = format!("{mqtt}[carbon]\n{carbon}\n{CPU_LOAD}");
+        std::fs::write(&cfg, site_config("c15l", "", &tables)).unwrap();
+    };
+    write("own_pv = 40\nown_wind = 9");
+    let site = gridminer::runtime::config::load(&cfg).expect("config");
+    assert_eq!(site.config.carbon.own_pv.0, 40.0);
+    assert_eq!(site.config.carbon.own_wind.0, 9.0);
+    write("mix = \"mix.csv\"\nfactors = { fossil_gas_mw = 450 }\nown_pv = 3000");
+    let Err(e) = gridminer::runtime::config::load(&cfg) else {
+        panic!("a mix in a live config was accepted");
+    };
+    let shown = e.to_string();
+    for key in ["carbon.mix", "carbon.factors", "carbon.own_pv"] {
+        assert!(shown.contains(key), "{key} in {shown}");
+    }
+}
