@@ -5,6 +5,7 @@
 
 pub mod fleet;
 pub mod hash;
+pub mod ledger;
 pub mod live;
 #[cfg(feature = "sim")]
 mod sim;

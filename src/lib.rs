@@ -42,6 +42,7 @@ pub mod config;
 pub mod controller;
 pub mod decision;
 pub mod emulator;
+pub mod ledger;
 pub mod mqtt;
 pub mod optimum;
 pub mod policy;

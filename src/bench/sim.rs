@@ -146,6 +146,7 @@ pub fn sim(scenario: &Path, variants: usize) -> Result<SimBench, SimError> {
                 record: true,
                 ..Default::default()
             },
+            None,
         )?;
         black_box(report::write_outputs(&sc, &r, &out)?);
         simulate_seconds = simulate_seconds.min(t.elapsed().as_secs_f64());

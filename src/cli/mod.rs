@@ -24,6 +24,7 @@ pub mod events;
 pub mod fleet;
 pub mod fleet_ops;
 pub mod hash;
+pub mod ledger;
 pub mod logs;
 pub mod run;
 #[cfg(feature = "sim")]
@@ -102,6 +103,13 @@ pub enum Command {
         /// --compare surplus-only,plan. Prints the table (or JSON) and writes no files.
         #[arg(long, value_name = "MODE,MODE,...")]
         compare: Option<String>,
+        /// Also write the tamper-evident ledger the site would have written (accounts,
+        /// hourly certificates, signed checkpoints) into this new directory.
+        #[arg(long, value_name = "DIR", conflicts_with = "compare")]
+        ledger: Option<PathBuf>,
+        /// The ledger's signing key file (made if missing) [default: <DIR>.key].
+        #[arg(long, value_name = "FILE", requires = "ledger")]
+        ledger_key: Option<PathBuf>,
     },
     /// Run every combination of --vary values in parallel and rank them by a KPI (the
     /// site's value by default).
@@ -144,6 +152,25 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         last: Option<usize>,
     },
+    /// The tamper-evident ledger: verify it, prove an entry or a checkpoint, show it.
+    Ledger {
+        #[command(subcommand)]
+        command: ledger::LedgerCommand,
+    },
+    /// The hourly green-energy certificates in a ledger.
+    Certificates {
+        dir: PathBuf,
+        /// Only certificates starting at or after this time (RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only certificates starting before this time.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Configuration files.
     Config {
         #[command(subcommand)]
@@ -177,6 +204,18 @@ pub enum ConfigCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// The ledger: paced appends' CPU against a plain file, flat-out appends, and
+    /// verifying a year of 1-minute entries against reading and hashing them.
+    Ledger {
+        /// Seconds of each paced phase (1,000 entries a second).
+        #[arg(long, default_value_t = 10.0)]
+        paced_seconds: f64,
+        /// Entries of the verified log (a year of minutes by default).
+        #[arg(long, default_value_t = 525_600)]
+        entries: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// A year of 1-minute steps through the full policy stack, loading, and a sweep.
     #[cfg(feature = "sim")]
     Sim {
@@ -270,6 +309,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             no_optimum,
             hashprice_sensitivity,
             compare,
+            ledger,
+            ledger_key,
         } => sim::simulate(
             &scenario,
             out,
@@ -279,6 +320,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 optimum: !no_optimum,
                 hashprice_sensitivity,
                 compare,
+                ledger,
+                ledger_key,
             },
         ),
         #[cfg(feature = "sim")]
@@ -294,6 +337,25 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             command: ConfigCommand::Check { files },
         } => check::check(&files),
         Command::Fleet { command } => fleet::run(command),
+        Command::Ledger { command } => ledger::run(command),
+        Command::Certificates {
+            dir,
+            from,
+            to,
+            csv,
+            json,
+        } => ledger::certificates(
+            &dir,
+            from.as_deref(),
+            to.as_deref(),
+            if json {
+                ledger::Form::Json
+            } else if csv {
+                ledger::Form::Csv
+            } else {
+                ledger::Form::Table
+            },
+        ),
         Command::Events { config, json, last } => events::events(&config, json, last),
         Command::Hash { command } => hash::run(command).map(|()| std::process::ExitCode::SUCCESS),
         #[cfg(feature = "sim")]
@@ -305,6 +367,14 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     json,
                 },
         } => sim::bench(&scenario, variants, json),
+        Command::Bench {
+            command:
+                BenchCommand::Ledger {
+                    paced_seconds,
+                    entries,
+                    json,
+                },
+        } => ledger::bench(paced_seconds, entries, json),
         Command::Bench {
             command:
                 BenchCommand::Live {

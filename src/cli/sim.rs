@@ -20,6 +20,56 @@ pub struct Extras {
     pub hashprice_sensitivity: bool,
     /// `--compare`: the policy modes to run side by side instead of one report.
     pub compare: Option<String>,
+    /// `--ledger DIR`: write the ledger the site would have written, and its key file
+    /// (`--ledger-key`, default `<DIR>.key`).
+    pub ledger: Option<PathBuf>,
+    pub ledger_key: Option<PathBuf>,
+}
+
+/// The ledger of a simulated site: accounts every 15 minutes (or each step, if longer,
+/// to the hour), a checkpoint every simulated day.
+fn sim_ledger(
+    sc: &crate::scenario::Scenario,
+    dir: &Path,
+    key: Option<&Path>,
+    replay: &Replay,
+) -> anyhow::Result<crate::ledger::recorder::Recorder> {
+    use crate::ledger::config::LedgerConfig;
+    use std::time::Duration;
+    let mut config = LedgerConfig::new(dir, &sc.name);
+    if let Some(k) = key {
+        config.key = k.to_path_buf();
+    }
+    config.checkpoint_every = Duration::from_secs(86_400);
+    config.account_every = if replay.step <= Duration::from_secs(900) {
+        Duration::from_secs(900)
+    } else {
+        Duration::from_secs(3600)
+    };
+    let device = crate::ledger::entry::Device {
+        site: sc.name.clone(),
+        pv_capacity_w: sc.capacity.0.map_or(0.0, |w| w.0),
+        wind_capacity_w: sc.capacity.1.map_or(0.0, |w| w.0),
+    };
+    let names = sc.loads.iter().map(|l| l.name.clone()).collect();
+    let (mut r, found) = crate::ledger::recorder::Recorder::open(&config, device, names)
+        .with_context(|| format!("opening the ledger in {}", dir.display()))?;
+    if found.checkpointed > 0 || found.restaged > 0 {
+        anyhow::bail!(
+            "{} already holds a ledger of {} entries: a simulation writes a new one (give an empty or new directory)",
+            dir.display(),
+            found.checkpointed + found.restaged
+        );
+    }
+    let bytes = std::fs::read(&sc.file).unwrap_or_default();
+    r.start(
+        replay.start,
+        &sc.name,
+        "simulate",
+        &sc.policy.mode_name(),
+        &bytes,
+    );
+    Ok(r)
 }
 
 pub fn simulate(
@@ -50,11 +100,27 @@ pub fn simulate(
         record: true,
         ..Default::default()
     };
-    let mut run = if extras.optimum {
-        sim::run_with_optimum(&sc, &replay, record)?
-    } else {
-        sim::run(&sc, &replay, record)?
+    let mut ledger = match &extras.ledger {
+        Some(dir) => Some(sim_ledger(&sc, dir, extras.ledger_key.as_deref(), &replay)?),
+        None => None,
     };
+    let mut run = if extras.optimum {
+        sim::run_with_optimum(&sc, &replay, record, ledger.as_mut())?
+    } else {
+        sim::run_into(&sc, &replay, record, ledger.as_mut())?
+    };
+    if let (Some(l), Some(dir)) = (&ledger, &extras.ledger) {
+        let s = l.status();
+        if s.errors > 0 {
+            anyhow::bail!(
+                "the ledger in {} lost entries ({} errors; the last: {})",
+                dir.display(),
+                s.errors,
+                s.last_error.as_deref().unwrap_or("?")
+            );
+        }
+        tracing::info!(dir = %dir.display(), entries = s.entries, vkey = s.vkey, "Ledger written");
+    }
     if extras.hashprice_sensitivity {
         run.kpis.sensitivity.hashprice_runs =
             sim::site::hashprice_sensitivity(&sc, &replay, &run.kpis)?;

@@ -38,6 +38,10 @@ impl Topics {
     pub fn cmd_ack(&self) -> String {
         format!("gridminer/{}/cmd/ack", self.site)
     }
+    /// Retained: the ledger's latest signed checkpoint (c2sp.org/tlog-checkpoint).
+    pub fn ledger_checkpoint(&self) -> String {
+        format!("gridminer/{}/ledger/checkpoint", self.site)
+    }
     /// Home Assistant discovery config of one entity.
     pub fn ha_config(&self, component: &str, object: &str) -> String {
         format!(

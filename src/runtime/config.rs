@@ -228,16 +228,25 @@ pub fn load(path: &Path) -> Result<super::Site, ConfigError> {
     let mut operators = None;
     let mut modbus = Vec::new();
     let mut telemetry = None;
+    let mut ledger = None;
     let config = load_live(path, &mut |t: &mut toml::Table, p: &mut Problems| {
         operators = take_operator_config(t, path, p);
         modbus = validate_devices(t, p);
         telemetry = Some(crate::telemetry::config::validate(p, t, path));
+        ledger = crate::ledger::config::validate(p, t, path);
     })?;
+    // The log's default name follows the site, known once the file is read.
+    if let Some(l) = ledger.as_mut() {
+        if l.name.is_empty() {
+            l.name = crate::ledger::config::default_name(&config.site);
+        }
+    }
     Ok(super::Site {
         config,
         operators: operators.expect("no problems means the operator sections were taken"),
         modbus,
         telemetry: telemetry.expect("taken above"),
+        ledger,
     })
 }
 

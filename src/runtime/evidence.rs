@@ -41,6 +41,8 @@ pub(super) struct Recorder {
     names: Vec<String>,
     /// Closed records not yet handed to the file (see the module doc).
     unwritten: Vec<Record>,
+    /// Closed records not yet taken into the ledger (`take_closed`).
+    for_ledger: Vec<Record>,
     /// What the state shows, rebuilt only when a record changes (a step clones the
     /// `Arc`, not the records).
     shown: Arc<Vec<Record>>,
@@ -84,6 +86,7 @@ impl Recorder {
             influx,
             names,
             unwritten: Vec::new(),
+            for_ledger: Vec::new(),
             shown: Arc::default(),
         }
     }
@@ -177,7 +180,13 @@ impl Recorder {
             last_confirm_ms = record.response.last_confirmed.map(|d| d.as_millis() as u64),
             "Frequency response evidence record closed"
         );
+        self.for_ledger.push(record.clone());
         self.unwritten.push(record);
+    }
+
+    /// The records closed since the last call (for the ledger).
+    pub(super) fn take_closed(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.for_ledger)
     }
 
     /// Hands the closed records to a blocking thread that appends them, in order.

@@ -63,6 +63,8 @@ pub enum RuntimeError {
     Fleet(#[from] fleet::FleetError),
     #[error("shutdown took longer than {0:?}")]
     ShutdownTimeout(Duration),
+    #[error("ledger: {0}")]
+    Ledger(#[from] crate::ledger::LedgerError),
     /// Not `#[from]`: the failure is the message, not a source to print again.
     #[error("{0}; the daemon stopped with its loads in the safe state")]
     Task(TaskFailure),
@@ -101,7 +103,11 @@ impl ShownAcks {
     const KEPT: usize = 20;
 
     /// `ack` as published, with who sent it and what it ordered where known.
-    fn push(&mut self, ack: &Ack, command: Option<&crate::signal::operator::AcceptedCommand>) {
+    fn push(
+        &mut self,
+        ack: &Ack,
+        command: Option<&crate::signal::operator::AcceptedCommand>,
+    ) -> serde_json::Value {
         use crate::signal::operator::Order;
         let mut v = serde_json::to_value(ack).expect("an Ack serialises");
         let order = command.map(|c| match &c.order {
@@ -117,8 +123,9 @@ impl ShownAcks {
         if order == Some("heartbeat") && self.0.front().is_some_and(beat) {
             self.0.pop_front();
         }
-        self.0.push_front(v);
+        self.0.push_front(v.clone());
         self.0.truncate(Self::KEPT);
+        v
     }
 
     fn shown(&self) -> Arc<Vec<serde_json::Value>> {
@@ -212,6 +219,8 @@ pub struct Site {
     pub operators: OperatorConfig,
     pub modbus: Vec<ModbusDevice>,
     pub telemetry: TelemetryConfig,
+    /// `[ledger]`: the tamper-evident log of what the site did, if kept.
+    pub ledger: Option<crate::ledger::config::LedgerConfig>,
 }
 
 /// Starts the daemon.
@@ -221,6 +230,7 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         operators,
         modbus,
         telemetry,
+        ledger,
     } = site;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // The fleets' groups are loads of the policy: found before anything decides.
@@ -448,6 +458,10 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         let client = client.clone();
         let tick = config.tick;
         let names: Vec<String> = config.loads.iter().map(|l| l.name.clone()).collect();
+        let ledger = match &ledger {
+            Some(l) => Some(open_ledger(l, &config, names.clone(), clock.now())?),
+            None => None,
+        };
         let evidence = evidence::Recorder::new(
             &config.site,
             names.clone(),
@@ -475,6 +489,8 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
             watchdog: supervise::Watchdog::new(tick),
             evidence,
             acks: ShownAcks::default(),
+            ledger,
+            work: WorkMark::default(),
         };
         supervisor.spawn(
             &tracker,
@@ -648,6 +664,75 @@ struct LiveLoop {
     evidence: evidence::Recorder,
     /// What the state shows of the operator acks.
     acks: ShownAcks,
+    /// The tamper-evident ledger, if kept (`[ledger]`).
+    ledger: Option<crate::ledger::recorder::Recorder>,
+    /// The hashing counters at the last step, for the ledger's accounts.
+    work: WorkMark,
+}
+
+/// The loads' work counters as last seen: the ledger books what they did since.
+#[derive(Debug, Default)]
+struct WorkMark {
+    at: Option<Timestamp>,
+    hashes: u64,
+    shares: u64,
+}
+
+impl WorkMark {
+    /// What the loads did since the last call: the hashers' own counters, the fleets'
+    /// reported hashrate over the time since (they report no counter).
+    fn since(
+        &mut self,
+        now: Timestamp,
+        hashing: &[Option<HashingReport>],
+        fleet: &[MinerStatus],
+    ) -> crate::ledger::account::Work {
+        let hashes: u64 = hashing.iter().flatten().map(|r| r.hasher.hashes).sum();
+        let shares: u64 = hashing
+            .iter()
+            .flatten()
+            .filter_map(|r| r.pool.as_ref().map(|p| p.accepted))
+            .sum();
+        let fleet_hs: f64 = fleet.iter().filter_map(|m| m.hashrate_ths).sum::<f64>() * 1e12;
+        let dt = self.at.map_or(0.0, |t| now.since(t).as_secs_f64());
+        let work = crate::ledger::account::Work {
+            hashes: hashes.saturating_sub(self.hashes) as f64 + fleet_hs * dt,
+            shares_accepted: shares.saturating_sub(self.shares),
+        };
+        *self = WorkMark {
+            at: Some(now),
+            hashes,
+            shares,
+        };
+        work
+    }
+}
+
+/// Opens the ledger `[ledger]` describes and books the start: the software and the
+/// hash of the configuration file it runs on.
+fn open_ledger(
+    l: &crate::ledger::config::LedgerConfig,
+    config: &LiveConfig,
+    names: Vec<String>,
+    now: Timestamp,
+) -> Result<crate::ledger::recorder::Recorder, RuntimeError> {
+    let device = crate::ledger::entry::Device {
+        site: config.site.clone(),
+        pv_capacity_w: config.ratings.pv.map_or(0.0, |w| w.0),
+        wind_capacity_w: config.ratings.wind.map_or(0.0, |w| w.0),
+    };
+    let (mut recorder, found) = crate::ledger::recorder::Recorder::open(l, device, names)?;
+    tracing::info!(
+        dir = %l.dir.display(),
+        vkey = recorder.status().vkey,
+        checkpointed = found.checkpointed,
+        restaged = found.restaged,
+        torn_bytes = found.torn_bytes,
+        "Ledger open"
+    );
+    let bytes = std::fs::read(&config.file).unwrap_or_default();
+    recorder.start(now, &config.site, "run", &config.policy.mode_name(), &bytes);
+    Ok(recorder)
 }
 
 impl LiveLoop {
@@ -718,6 +803,11 @@ impl LiveLoop {
         let (loads, hashing) = (self.load_statuses(), self.hashing_reports());
         self.publish(d, now, loads, hashing, self.fleet_statuses());
         tracing::info!("Loads set to the safe state");
+        self.ledger_events();
+        if let Some(ledger) = &mut self.ledger {
+            let checkpoint = ledger.close(now, self.core.controller.state());
+            self.publish_checkpoint(checkpoint);
+        }
         Ok(())
     }
 
@@ -835,7 +925,17 @@ impl LiveLoop {
         // Accepted or not, decide now: an accepted curtail acts in this very step.
         let d = self.step();
         let ack = Ack::new(&received.outcome, d.limit, now);
-        self.acks.push(&ack, received.outcome.as_ref().ok());
+        let shown = self.acks.push(&ack, received.outcome.as_ref().ok());
+        // Every command and refusal; not the heartbeats accepted every few seconds,
+        // which say only that the operator is there (the failsafe's concern).
+        if shown["act"] != "heartbeat" {
+            if let Some(ledger) = &mut self.ledger {
+                ledger.record(&crate::ledger::entry::Entry::Command {
+                    at: now.to_rfc3339(),
+                    ack: shown,
+                });
+            }
+        }
         // The ack shows in the state at once, not a tick later.
         self.republish_acks();
         if let Some(sender) = &self.influx {
@@ -907,12 +1007,49 @@ impl LiveLoop {
             sender.send_all(points::load_points(&self.names, &d, &loads));
             sender.send_all(points::hashing_points(&self.names, &hashing, now));
         }
+        let (hashing_seen, fleet_seen) = match self.ledger {
+            Some(_) => (hashing.clone(), fleet.clone()),
+            None => (Vec::new(), Vec::new()),
+        };
         self.publish(d.clone(), now, loads.clone(), hashing, fleet);
         // After the loads have their targets: the evidence of a shed must not delay it.
         // A record opened here shows in the next step's snapshot.
         let state = self.core.controller.state();
         self.evidence.decided(&d, state, &loads, &self.meters);
+        self.ledger_events();
+        if let Some(ledger) = &mut self.ledger {
+            let work = self.work.since(now, &hashing_seen, &fleet_seen);
+            let checkpoint = ledger.after_step(now, self.core.controller.state(), work);
+            self.publish_checkpoint(checkpoint);
+        }
         d
+    }
+
+    /// The frequency-response evidence records closed since the last look, into the
+    /// ledger.
+    fn ledger_events(&mut self) {
+        let closed = self.evidence.take_closed();
+        if let Some(ledger) = &mut self.ledger {
+            for record in closed {
+                let at = record
+                    .closed
+                    .map_or(record.trigger.at, |c| c.at)
+                    .to_rfc3339();
+                ledger.record(&crate::ledger::entry::Entry::FrequencyEvent {
+                    at,
+                    evidence: record.state_json(),
+                });
+            }
+        }
+    }
+
+    /// A new checkpoint, retained on `ledger/checkpoint` for anyone to hold the site to.
+    fn publish_checkpoint(&self, checkpoint: Option<Vec<u8>>) {
+        if let Some(c) = checkpoint {
+            let _ =
+                self.client
+                    .try_publish(self.topics.ledger_checkpoint(), QoS::AtLeastOnce, true, c);
+        }
     }
 
     /// What each load's driver reports now, in config order.

@@ -48,6 +48,9 @@ pub struct Scenario {
     /// The emission factors (`[carbon]`, defaults without it): the grid mix's, when
     /// `history.carbon` reads one, and the own generation's.
     pub carbon: EmissionFactors,
+    /// Installed PV and wind where the scenario states it (`site.pv.capacity`, ...): the
+    /// production device the ledger's certificates name.
+    pub capacity: (Option<Watts>, Option<Watts>),
 }
 
 /// A grid-operator command replayed at a point in simulated time.
@@ -168,6 +171,7 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
 
     let mut site_parts = None;
     let mut location = None;
+    let mut capacity = (None, None);
     // Installed generation where the scenario states it (`capacity`), for `safe_limit`.
     let mut generation = Watts::ZERO;
     if let Some(site) = site {
@@ -195,6 +199,10 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
             Some(column(p, at, &g.series, &g.column, unit * scale))
         };
         location = crate::site::config::location(&mut p, "site", site.latitude, site.longitude);
+        capacity = (
+            site.pv.as_ref().and_then(|g| g.capacity),
+            site.wind.as_ref().and_then(|g| g.capacity),
+        );
         let pv = generator(&mut p, "site.pv", site.pv);
         let wind = generator(&mut p, "site.wind", site.wind);
         if pv.is_none() && wind.is_none() {
@@ -375,6 +383,7 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
             bounds,
             location,
             carbon: factors,
+            capacity,
         })
     })();
     p.into_result(path, scenario)

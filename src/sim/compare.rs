@@ -121,7 +121,7 @@ pub fn compare(
             message,
         })?;
         let r = if optimum {
-            run_with_optimum(&variant, replay, SimOptions::default())?
+            run_with_optimum(&variant, replay, SimOptions::default(), None)?
         } else {
             run(&variant, replay, SimOptions::default())?
         };

@@ -114,6 +114,17 @@ pub fn max_ages_for(sc: &Scenario) -> MaxAges {
 
 /// Replays `replay` through the scenario's policy.
 pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, SimError> {
+    run_into(sc, replay, opts, None)
+}
+
+/// [`run`], writing the ledger a site would have written (`simulate --ledger`): the same
+/// accountant on the same controller state, after every step.
+pub fn run_into(
+    sc: &Scenario,
+    replay: &Replay,
+    opts: SimOptions,
+    mut ledger: Option<&mut crate::ledger::recorder::Recorder>,
+) -> Result<SimRun, SimError> {
     let policy = policy_for(sc);
     let mut ctl = Controller::new(policy, max_ages_for(sc));
     // What the loads drew over the step before, as they report it: the mining power the
@@ -153,6 +164,9 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
     // Each load's power this step, one slot per load however many (a fixed array of 16
     // once dropped loads 17+ from the time series); every slot is written each step.
     let mut per_load = vec![0.0f64; sc.loads.len()];
+    // The hashes of the step the controller books next: a step's energy is booked at the
+    // step after it, from what the loads then report.
+    let mut unbooked_hashes = 0.0;
     for i in 0..replay.len {
         let now = replay.time(i);
         let pv = replay.pv.as_ref().map_or(0.0, |v| v[i]);
@@ -219,6 +233,13 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
         }
 
         let decision = ctl.step(now, &drawn);
+        if let Some(l) = ledger.as_deref_mut() {
+            let work = crate::ledger::account::Work {
+                hashes: unbooked_hashes,
+                shares_accepted: 0,
+            };
+            l.after_step(now, ctl.state(), work);
+        }
         for (n, q) in stale_steps.iter_mut().zip(&fed) {
             if ctl.is_stale(*q, now) {
                 *n += 1;
@@ -241,6 +262,7 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
             acc.load(k, o.power.0 * step_h, o.hashes, hp_or(hp, phys.hashprice));
             acc.starts(k, ledger.total_starts);
         }
+        unbooked_hashes = hashes;
         if opts.trace_switches {
             for (k, ledger) in ctl.state().loads.iter().enumerate() {
                 for (u, unit) in ledger.units.iter().enumerate() {
@@ -329,6 +351,10 @@ pub fn run(sc: &Scenario, replay: &Replay, opts: SimOptions) -> Result<SimRun, S
         if opts.decisions {
             decisions.push(decision);
         }
+    }
+    if let Some(l) = ledger {
+        let end = replay.time(replay.len.saturating_sub(1));
+        l.close(end, ctl.state());
     }
     let mut kpis = acc.finish(&ctl.state().loads, site::without_mining(sc, replay));
     let account = &ctl.state().energy;
@@ -525,10 +551,11 @@ pub fn run_with_optimum(
     sc: &Scenario,
     replay: &Replay,
     opts: SimOptions,
+    ledger: Option<&mut crate::ledger::recorder::Recorder>,
 ) -> Result<SimRun, SimError> {
     let t0 = std::time::Instant::now();
     let problem = OptimumProblem::new(sc, replay);
-    let (run, feasible) = rayon::join(|| run(sc, replay, opts), || problem.feasible());
+    let (run, feasible) = rayon::join(|| run_into(sc, replay, opts, ledger), || problem.feasible());
     let mut run = run?;
     let mut o = problem.finish(feasible?, run.kpis.profit_eur)?;
     o.solve_seconds = t0.elapsed().as_secs_f64();

@@ -27,7 +27,8 @@ const LAYERS: &[&[&str]] = &[
     &["state"],
     // DECIDE.
     &["policy"],
-    &["controller", "actuator", "scenario"],
+    // The ledger (issue 15) reads the state; the daemon and the simulator write it.
+    &["controller", "actuator", "scenario", "ledger"],
     &["telemetry", "sim"],
     // The edge daemon, then the commands on top.
     &["runtime"],

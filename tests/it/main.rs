@@ -34,6 +34,7 @@ mod r13_ha;
 mod r13_web;
 mod r14_plan;
 mod r15_carbon;
+mod r15_ledger;
 mod replay;
 mod safety;
 mod seam;

@@ -157,6 +157,7 @@ pub fn scenario_in_memory(
         bounds: Bounds::default(),
         location: None,
         carbon: Default::default(),
+        capacity: (None, None),
     };
     let n = pv.len();
     let replay = Replay {
