@@ -60,6 +60,9 @@ impl Reason {
             Reason::Stale(Quantity::GridFrequency) => "stale:grid_frequency",
             Reason::Stale(Quantity::Price) => "stale:price",
             Reason::Stale(Quantity::Hashprice) => "stale:hashprice",
+            // Never given: no policy reads the carbon intensity (so not in `ALL_REASONS`,
+            // whose every entry a report counts).
+            Reason::Stale(Quantity::GridCarbonIntensity) => "stale:grid_carbon_intensity",
             Reason::OperatorSetpoint => "operator_setpoint",
             Reason::OperatorCurtail => "operator_curtail",
             Reason::UnderFrequency => "under_frequency",

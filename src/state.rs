@@ -554,6 +554,9 @@ impl SiteState {
             Observation::Frequency { value, at } => self.frequency = Some(Reading { value, at }),
             Observation::Price { value, at } => self.price = Some(Reading { value, at }),
             Observation::Hashprice { value, at } => self.hashprice = Some(Reading { value, at }),
+            Observation::CarbonIntensity { value, at } => {
+                self.carbon_intensity = Some(Reading { value, at })
+            }
             Observation::PriceSchedule { entries, .. } => self.price_schedule = entries,
             Observation::Forecast {
                 quantity, entries, ..
@@ -586,7 +589,10 @@ impl SiteState {
             Quantity::SiteLoad => Some(&mut self.site_load),
             Quantity::GridPower => Some(&mut self.grid),
             Quantity::MiningPower => Some(&mut self.mining),
-            Quantity::GridFrequency | Quantity::Price | Quantity::Hashprice => None,
+            Quantity::GridFrequency
+            | Quantity::Price
+            | Quantity::Hashprice
+            | Quantity::GridCarbonIntensity => None,
         }
     }
 
@@ -609,6 +615,7 @@ impl SiteState {
             Quantity::GridFrequency => plain(&self.frequency),
             Quantity::Price => plain(&self.price),
             Quantity::Hashprice => plain(&self.hashprice),
+            Quantity::GridCarbonIntensity => plain(&self.carbon_intensity),
         }
     }
 
@@ -618,6 +625,7 @@ impl SiteState {
             Quantity::GridFrequency => self.frequency = None,
             Quantity::Price => self.price = None,
             Quantity::Hashprice => self.hashprice = None,
+            Quantity::GridCarbonIntensity => self.carbon_intensity = None,
             power => {
                 if let Some(slot) = self.power_slot(power) {
                     *slot = None;

@@ -375,6 +375,9 @@ pub const MAX_PRICE: PricePerMwh = PricePerMwh(100_000.0);
 /// Largest hashprice. Today's is about 50 EUR per PH/s per day; at this one a miner's
 /// hashes would be worth more than any allowed energy price.
 pub const MAX_HASHPRICE: Hashprice = Hashprice(10_000.0);
+/// Largest carbon intensity, of a grid or of one fuel. Lignite's lifecycle intensity
+/// tops out near 1,200 gCO2eq/kWh; a larger value is a unit mistake (kg for g).
+pub const MAX_CARBON_INTENSITY: CarbonIntensity = CarbonIntensity(2000.0);
 
 /// Parses `"95 TH/s"`, `"200 MH/s"`, `"1.2 PH/s"`; a bare number only if it is 0 (as
 /// for powers: `95` was 95 H/s, a load worth nothing, when 95 TH/s was meant).

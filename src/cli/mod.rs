@@ -130,7 +130,8 @@ pub enum Command {
         json: bool,
         /// The KPI to rank by: site_value (site total with mining), mining_profit,
         /// value_per_mwh (value added per MWh mined), absorbed_share, curtailment_mined,
-        /// mining_mwh, grid_import (less is better), starts (fewer is better).
+        /// mining_mwh, grid_import (less is better), starts (fewer is better), co2 (mining's
+        /// t CO2eq, less is better).
         #[arg(
             long,
             default_value = "site_value",

@@ -21,6 +21,7 @@ use crate::policy::{Policy, PolicyParams};
 use crate::signal::modbus::validate_devices;
 use crate::signal::mqtt::{self as mqtt_signals, MqttSignal, RawMqttSignal};
 use crate::signal::operator::take_operator_config;
+use crate::site::carbon::{validate_factors, EmissionFactors, RawCarbon};
 use crate::site::config::{export_value, validate_loads, RawAsicGroup, RawExport, RawLoad};
 use crate::site::{GridConnection, LoadSpec, Ratings, Tariff};
 use crate::units::{de_duration, de_opt_watts, de_watts, HashRate, Hashprice, PricePerMwh, Watts};
@@ -52,6 +53,9 @@ pub struct LiveConfig {
     /// The ASIC fleets: their groups join `loads` at start, once the miners have said
     /// what models they are (`runtime::fleet::resolve`).
     pub fleets: Vec<FleetConfig>,
+    /// The lifecycle factors of the site's own PV and wind (`[carbon]`), for the carbon
+    /// of own generation mined; the grid's intensity comes live from its signal.
+    pub carbon: EmissionFactors,
 }
 
 /// How a load is driven live.
@@ -270,6 +274,7 @@ pub fn load_live(
     let raw_mqtt: Option<RawMqtt> = p.section(&mut table, "mqtt");
     let raw_signals: Vec<(usize, RawMqttSignal)> = p.array(&mut table, "signals", false);
     let raw_loads = p.array_with(&mut table, "loads", true, take_live_load);
+    let raw_carbon: Option<RawCarbon> = table.remove("carbon").and_then(|v| p.take("carbon", v));
     for k in table.keys() {
         p.push(k.clone(), "unknown key");
     }
@@ -288,6 +293,23 @@ pub fn load_live(
         }
     }
     let policy = raw_policy.and_then(|r| validate_policy(&mut p, "policy", r));
+    let carbon = raw_carbon.map_or_else(EmissionFactors::default, |c| {
+        // A mix and its factors make the grid's intensity from history: a simulation's.
+        // Live, the grid's intensity is a signal; saying otherwise would be ignored.
+        if c.mix.is_some() {
+            p.push(
+                "carbon.mix",
+                "a generation-mix file is for simulations; live, map an MQTT signal with quantity = \"grid_carbon_intensity\"",
+            );
+        }
+        if !c.factors.is_empty() {
+            p.push(
+                "carbon.factors",
+                "the grid's factors weigh a generation mix, which only simulations read; live, the grid's intensity is a signal (own_pv and own_wind apply)",
+            );
+        }
+        validate_factors(&mut p, "carbon", &c)
+    });
     if let Some(s) = &raw_site {
         non_negative(&mut p, "site.export_limit", s.export_limit);
         non_negative(&mut p, "site.import_limit", s.import_limit);
@@ -460,6 +482,7 @@ pub fn load_live(
             loads,
             drivers,
             fleets,
+            carbon,
         })
     })();
     p.into_result(path, config)

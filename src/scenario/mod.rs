@@ -20,9 +20,11 @@ use crate::config::{
 use crate::policy::config::{safe_limit_within, validate_policy, RawPolicy};
 use crate::policy::PolicyParams;
 use crate::signal::series::{
-    ColumnRef, HashpriceSource, History, Interpolate, PowerSource, PriceSource, SeriesSpec,
+    CarbonMix, ColumnRef, HashpriceSource, History, Interpolate, PowerSource, PriceSource,
+    SeriesSpec,
 };
 use crate::signal::OperatorAction;
+use crate::site::carbon::{validate_factors, EmissionFactors, RawCarbon};
 use crate::site::config::{export_value, take_load, validate_loads, RawExport, RawLoad};
 use crate::site::{GridConnection, LoadSpec, Tariff};
 use crate::units::{de_duration, de_watts, parse_watts, PricePerMwh, Watts};
@@ -43,6 +45,9 @@ pub struct Scenario {
     pub bounds: Bounds,
     /// Where the site is (`site.latitude`, `site.longitude`), for the planner's PV shape.
     pub location: Option<crate::site::solar::Location>,
+    /// The emission factors (`[carbon]`, defaults without it): the grid mix's, when
+    /// `history.carbon` reads one, and the own generation's.
+    pub carbon: EmissionFactors,
     /// Installed PV and wind where the scenario states it (`site.pv.capacity`, ...): the
     /// production device the ledger's certificates name.
     pub capacity: (Option<Watts>, Option<Watts>),
@@ -89,6 +94,7 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
     let site: Option<RawSite> = p.section(&mut table, "site");
     let tariff: Option<RawTariff> = p.section(&mut table, "tariff");
     let hashprice: Option<RawHashprice> = p.section(&mut table, "hashprice");
+    let carbon: Option<RawCarbon> = table.remove("carbon").and_then(|v| p.take("carbon", v));
     let loads: Vec<(usize, RawLoad)> = p.array_with(&mut table, "loads", true, take_load);
     let policy: Option<RawPolicy> = p.section(&mut table, "policy");
     let operator: Vec<(usize, RawOperatorEvent)> = p.array(&mut table, "operator", false);
@@ -99,7 +105,7 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
     for key in table.keys() {
         p.push(
             key.clone(),
-            "unknown key (expected name, description, policy, step, start, end, interpolate, series, site, tariff, hashprice, loads, operator, bounds)",
+            "unknown key (expected name, description, policy, step, start, end, interpolate, series, site, tariff, hashprice, carbon, loads, operator, bounds)",
         );
     }
 
@@ -265,6 +271,23 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
         }
     });
 
+    let factors = carbon
+        .as_ref()
+        .map(|c| validate_factors(&mut p, "carbon", c))
+        .unwrap_or_default();
+    let carbon_mix = carbon.and_then(|c| {
+        let mix = c.mix?;
+        Some(CarbonMix {
+            series: SeriesSpec {
+                name: "carbon.mix".into(),
+                path: relative_to(path, &mix),
+                time_column: c.time_column,
+                max_age: None,
+            },
+            factors: factors.clone(),
+        })
+    });
+
     let policy = policy.and_then(|raw| validate_policy(&mut p, "policy", raw));
     let loads = validate_loads(&mut p, "loads", loads);
     if let (Some(policy), Some((.., grid))) = (&policy, &site_parts) {
@@ -350,6 +373,7 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
                 base_load,
                 price,
                 hashprice: hashprice?,
+                carbon: carbon_mix,
             },
             grid,
             tariff,
@@ -358,6 +382,7 @@ pub fn validate_scenario(path: &Path, mut table: toml::Table) -> Result<Scenario
             operator,
             bounds,
             location,
+            carbon: factors,
             capacity,
         })
     })();
@@ -468,6 +493,8 @@ pub struct RawScenario {
     pub site: RawSite,
     pub tariff: RawTariff,
     pub hashprice: RawHashprice,
+    #[serde(default)]
+    pub carbon: Option<RawCarbon>,
     pub loads: Vec<RawLoad>,
     #[serde(default)]
     pub operator: Vec<RawOperatorEvent>,

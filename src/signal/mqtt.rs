@@ -15,7 +15,9 @@ use crate::clock::Timestamp;
 use crate::config::Problems;
 use crate::mqtt::Inbound;
 use crate::signal::{Observation, Quantity};
-use crate::units::{de_opt_duration, parse_watts, Hashprice, Hertz, PricePerMwh, Watts};
+use crate::units::{
+    de_opt_duration, parse_watts, CarbonIntensity, Hashprice, Hertz, PricePerMwh, Watts,
+};
 
 /// What a topic carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +26,8 @@ pub enum Carries {
     Frequency,
     Price,
     Hashprice,
+    /// The grid's carbon intensity, gCO2eq/kWh.
+    CarbonIntensity,
     PriceSchedule,
     /// A provider's forecast of a generation power (`pv_forecast`, `wind_forecast`).
     Forecast(Quantity),
@@ -37,6 +41,7 @@ impl Carries {
             Carries::Frequency => Some(Quantity::GridFrequency),
             Carries::Price => Some(Quantity::Price),
             Carries::Hashprice => Some(Quantity::Hashprice),
+            Carries::CarbonIntensity => Some(Quantity::GridCarbonIntensity),
             Carries::PriceSchedule | Carries::Forecast(_) => None,
         }
     }
@@ -47,7 +52,7 @@ impl Carries {
 pub struct MqttSignal {
     pub topic: String,
     pub carries: Carries,
-    /// Factor to the model unit (W, EUR/MWh, Hz, EUR per PH/s per day).
+    /// Factor to the model unit (W, EUR/MWh, Hz, EUR per PH/s per day, gCO2eq/kWh).
     pub scale: f64,
     /// Read this field of a JSON object; `None` reads the payload as a plain number.
     pub json_field: Option<String>,
@@ -85,13 +90,14 @@ pub fn validate(p: &mut Problems, at: &str, raw: Vec<(usize, RawMqttSignal)>) ->
                 "grid_frequency" => Carries::Frequency,
                 "price" => Carries::Price,
                 "hashprice" => Carries::Hashprice,
+                "grid_carbon_intensity" => Carries::CarbonIntensity,
                 "price_schedule" => Carries::PriceSchedule,
                 "pv_forecast" => Carries::Forecast(Quantity::PvPower),
                 "wind_forecast" => Carries::Forecast(Quantity::WindPower),
                 q => match Quantity::ALL.iter().find(|x| x.as_str() == q) {
                     Some(&x) => Carries::Power(x),
                     None => {
-                        p.push(format!("{at}.quantity"), format!("{q:?}: expected pv_power, wind_power, site_load, grid_power, mining_power, grid_frequency, price, hashprice, price_schedule, pv_forecast or wind_forecast"));
+                        p.push(format!("{at}.quantity"), format!("{q:?}: expected pv_power, wind_power, site_load, grid_power, mining_power, grid_frequency, price, hashprice, grid_carbon_intensity, price_schedule, pv_forecast or wind_forecast"));
                         return None;
                     }
                 },
@@ -110,6 +116,10 @@ pub fn validate(p: &mut Problems, at: &str, raw: Vec<(usize, RawMqttSignal)>) ->
                 (Carries::Frequency, None | Some("Hz")) => 1.0,
                 (Carries::Hashprice, None | Some("EUR/PH/day")) => 1.0,
                 (Carries::Hashprice, Some("EUR/TH/day")) => 1000.0,
+                (Carries::CarbonIntensity, None | Some("g/kWh") | Some("gCO2eq/kWh")) => 1.0,
+                (Carries::CarbonIntensity, Some("kg/MWh")) => 1.0,
+                (Carries::CarbonIntensity, Some("t/GWh")) => 1.0,
+                (Carries::CarbonIntensity, Some("kg/kWh")) => 1000.0,
                 (_, Some(u)) => {
                     p.push(format!("{at}.unit"), format!("{u:?} does not fit {}", r.quantity));
                     return None;
@@ -174,6 +184,7 @@ impl MqttSignals {
             Carries::Frequency => Quantity::GridFrequency,
             Carries::Price | Carries::PriceSchedule => Quantity::Price,
             Carries::Hashprice => Quantity::Hashprice,
+            Carries::CarbonIntensity => Quantity::GridCarbonIntensity,
         })
     }
 
@@ -249,6 +260,10 @@ impl MqttSignals {
             },
             Carries::Hashprice => Observation::Hashprice {
                 value: Hashprice(v),
+                at,
+            },
+            Carries::CarbonIntensity => Observation::CarbonIntensity {
+                value: CarbonIntensity(v),
                 at,
             },
             Carries::PriceSchedule | Carries::Forecast(_) => unreachable!("handled above"),

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::clock::Timestamp;
-use crate::units::{Hashprice, Hertz, PricePerMwh, Watts};
+use crate::units::{CarbonIntensity, Hashprice, Hertz, PricePerMwh, Watts};
 
 /// The quantities a site measures or is told. One table for signals, state, telemetry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -29,10 +29,13 @@ pub enum Quantity {
     Price,
     /// Hashprice, EUR per PH/s per day.
     Hashprice,
+    /// The grid's carbon intensity now, gCO2eq/kWh: for the energy account and its
+    /// certificates; no policy reads it.
+    GridCarbonIntensity,
 }
 
 impl Quantity {
-    pub const ALL: [Quantity; 8] = [
+    pub const ALL: [Quantity; 9] = [
         Quantity::PvPower,
         Quantity::WindPower,
         Quantity::SiteLoad,
@@ -41,6 +44,7 @@ impl Quantity {
         Quantity::GridFrequency,
         Quantity::Price,
         Quantity::Hashprice,
+        Quantity::GridCarbonIntensity,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -52,6 +56,7 @@ impl Quantity {
             Quantity::GridFrequency => "grid_frequency",
             Quantity::Price => "price",
             Quantity::Hashprice => "hashprice",
+            Quantity::GridCarbonIntensity => "grid_carbon_intensity",
         }
     }
 }
@@ -74,6 +79,11 @@ pub enum Observation {
     },
     Hashprice {
         value: Hashprice,
+        at: Timestamp,
+    },
+    /// The grid's carbon intensity (`grid_carbon_intensity`).
+    CarbonIntensity {
+        value: CarbonIntensity,
         at: Timestamp,
     },
     /// A grid operator's command, already authenticated and admitted (see
@@ -113,6 +123,7 @@ impl Observation {
             Observation::Frequency { .. } => Some(Quantity::GridFrequency),
             Observation::Price { .. } => Some(Quantity::Price),
             Observation::Hashprice { .. } => Some(Quantity::Hashprice),
+            Observation::CarbonIntensity { .. } => Some(Quantity::GridCarbonIntensity),
             Observation::Operator { .. }
             | Observation::Failsafe { .. }
             | Observation::PriceSchedule { .. }

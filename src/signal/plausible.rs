@@ -14,7 +14,10 @@ use std::time::Duration;
 use crate::clock::Timestamp;
 use crate::signal::{Observation, Quantity};
 use crate::site::Ratings;
-use crate::units::{PricePerMwh, Watts, MAX_FREQUENCY, MAX_HASHPRICE, MAX_PRICE, MIN_FREQUENCY};
+use crate::units::{
+    PricePerMwh, Watts, MAX_CARBON_INTENSITY, MAX_FREQUENCY, MAX_HASHPRICE, MAX_PRICE,
+    MIN_FREQUENCY,
+};
 
 /// A measured power may exceed the rating it is bounded by this many times (meters read
 /// a little over a rating; a factor of 1000 is a kW/W mix-up).
@@ -79,6 +82,10 @@ impl Plausibility {
             Observation::Price { value, .. } => price(*value).map_err(|e| format!("price {e}")),
             Observation::Hashprice { value, .. } => within(value.0, 0.0, MAX_HASHPRICE.0)
                 .map_err(|e| format!("hashprice {e} EUR/(PH/s·day)")),
+            Observation::CarbonIntensity { value, .. } => {
+                within(value.0, 0.0, MAX_CARBON_INTENSITY.0)
+                    .map_err(|e| format!("grid_carbon_intensity {e} gCO2eq/kWh"))
+            }
             Observation::PriceSchedule { entries, .. } => schedule(entries, now),
             Observation::Forecast {
                 quantity, entries, ..

@@ -110,6 +110,7 @@ pub fn shown_value(obs: &Observation) -> String {
         Observation::Frequency { value, .. } => value.to_string(),
         Observation::Price { value, .. } => value.to_string(),
         Observation::Hashprice { value, .. } => value.to_string(),
+        Observation::CarbonIntensity { value, .. } => value.to_string(),
         Observation::PriceSchedule { entries, .. } => format!("{} entries", entries.len()),
         Observation::Forecast { entries, .. } => format!("{} entries", entries.len()),
         Observation::Operator { .. } | Observation::Failsafe { .. } => String::new(),

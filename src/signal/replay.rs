@@ -31,7 +31,11 @@ use super::series::Interpolate;
 use super::series::{ColumnRef, HashpriceSource, History, PowerSource, PriceSource, SeriesSpec};
 use crate::clock::Timestamp;
 use crate::config::{show_number, MAX_POWER};
+use crate::site::carbon::FUELS;
 use crate::units::{MAX_HASHPRICE, MAX_PRICE};
+
+/// The column of the hourly intensity table made from a mix.
+const INTENSITY: &str = "intensity";
 
 /// What went wrong reading history. Each message holds its cause, and none is a
 /// `source()`: an error chain printed whole (`{:#}`) would repeat it (polars' own message
@@ -528,6 +532,9 @@ pub struct Replay {
     pub price: Vec<f64>,
     /// EUR per PH/s per day.
     pub hashprice: Vec<f64>,
+    /// The grid's carbon intensity, gCO2eq/kWh, the hour's held over its steps; absent
+    /// without a `[carbon] mix`.
+    pub carbon_intensity: Option<Vec<f64>>,
     pub report: DataReport,
 }
 
@@ -564,6 +571,19 @@ impl Replay {
             .filter(|s| wanted.contains_key(s.name.as_str()))
             .map(|s| read_series(s, &wanted[s.name.as_str()]))
             .collect::<Result<_, _>>()?;
+        // The mix: every production type, range-checked as powers (MW), read as a series
+        // of its own so its coverage bounds the run and its gaps are counted alike.
+        let mix = match &sc.carbon {
+            Some(m) => {
+                let cols = FUELS.map(|f| f.column);
+                let t = read_series(&m.series, &cols)?;
+                for c in cols {
+                    t.check_range(c, 1e6, SeriesQuantity::Power)?;
+                }
+                Some((t, &m.factors))
+            }
+            None => None,
+        };
         let table = |name: &str| {
             tables
                 .iter()
@@ -576,12 +596,35 @@ impl Replay {
             table(&c.series).check_range(&c.column, c.scale, *quantity)?;
         }
 
+        let hourly = mix.map(|(t, factors)| {
+            let rows: Vec<(i64, i64, [f64; 17])> = (0..t.times.len())
+                .map(|i| {
+                    let row = FUELS.map(|f| f.column).map(|c| t.columns[c][i]);
+                    (t.times[i], t.interval_end(i), row)
+                })
+                .collect();
+            let (start, vals) = factors.hourly(&rows);
+            let hours = SeriesTable {
+                name: t.name.clone(),
+                path: t.path.clone(),
+                times: (0..vals.len() as i64)
+                    .map(|h| start + h * 3_600_000)
+                    .collect(),
+                lines: Vec::new(),
+                columns: HashMap::from([(INTENSITY.to_string(), vals)]),
+                resolution: 3_600_000,
+                duplicates: 0,
+                missing_intervals: 0,
+                empty_cells: 0,
+            };
+            (hours, series_report(&t))
+        });
         // The run covers what every series covers, unless the scenario narrows it.
         let data_start = tables.iter().map(|t| t.start()).max().expect("a series");
         let data_end = tables.iter().map(|t| t.end()).min().expect("a series");
         let start = sc.start.unwrap_or(data_start);
         let end = sc.end.unwrap_or(data_end);
-        for t in &tables {
+        for t in tables.iter().chain(hourly.as_ref().map(|(h, _)| h)) {
             if start < t.start() || end > t.end() {
                 return Err(SignalError::Range {
                     what: format!("{} .. {}", start, end),
@@ -632,6 +675,11 @@ impl Replay {
             HashpriceSource::Constant(h) => vec![h.0; len],
             HashpriceSource::Series(c) => sample(c),
         };
+        // Held over the hour's steps, never interpolated: the hour's energy-weighted
+        // intensity is what each of its kWh carried.
+        let carbon_intensity = hourly
+            .as_ref()
+            .map(|(h, _)| h.resample(INTENSITY, 1.0, start, sc.step, len, Interpolate::Hold));
         let missing = |v: &[f64]| v.iter().filter(|x| x.is_nan()).count();
         let mut steps_without_value = Vec::new();
         if let Some(v) = &pv {
@@ -643,18 +691,14 @@ impl Replay {
         steps_without_value.push(("site_load".to_string(), missing(&site_load)));
         steps_without_value.push(("price".to_string(), missing(&price)));
         steps_without_value.push(("hashprice".to_string(), missing(&hashprice)));
+        if let Some(v) = &carbon_intensity {
+            steps_without_value.push(("grid_carbon_intensity".to_string(), missing(v)));
+        }
         let report = DataReport {
             series: tables
                 .iter()
-                .map(|t| SeriesReport {
-                    name: t.name.clone(),
-                    file: display(&t.path),
-                    rows: t.times.len() + t.duplicates,
-                    resolution_s: t.resolution / 1000,
-                    duplicated_timestamps: t.duplicates,
-                    missing_intervals: t.missing_intervals,
-                    empty_cells: t.empty_cells,
-                })
+                .map(series_report)
+                .chain(hourly.map(|(_, r)| r))
                 .collect(),
             steps_without_value,
             interpolate: format!("{:?}", sc.interpolate).to_lowercase(),
@@ -668,8 +712,21 @@ impl Replay {
             site_load,
             price,
             hashprice,
+            carbon_intensity,
             report,
         })
+    }
+}
+
+fn series_report(t: &SeriesTable) -> SeriesReport {
+    SeriesReport {
+        name: t.name.clone(),
+        file: display(&t.path),
+        rows: t.times.len() + t.duplicates,
+        resolution_s: t.resolution / 1000,
+        duplicated_timestamps: t.duplicates,
+        missing_intervals: t.missing_intervals,
+        empty_cells: t.empty_cells,
     }
 }
 

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::clock::Timestamp;
 use crate::signal::Quantity;
+use crate::site::carbon::EmissionFactors;
 use crate::units::{Hashprice, PricePerMwh, Watts};
 
 /// How a series is brought to the control step.
@@ -73,6 +74,16 @@ pub struct History {
     pub base_load: PowerSource,
     pub price: PriceSource,
     pub hashprice: HashpriceSource,
+    /// The grid's generation mix, for its carbon intensity (`[carbon] mix`).
+    pub carbon: Option<CarbonMix>,
+}
+
+/// A generation-mix file (one column per ENTSO-E production type, MW) and the factors
+/// that weigh it.
+#[derive(Debug, Clone)]
+pub struct CarbonMix {
+    pub series: SeriesSpec,
+    pub factors: EmissionFactors,
 }
 
 impl History {

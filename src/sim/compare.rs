@@ -27,6 +27,9 @@ pub struct CompareRow {
     pub max_starts_in_a_day: u32,
     pub mining_mwh: f64,
     pub import_mwh: f64,
+    /// Mining's carbon (rated energy), t CO2eq, and the grid energy mined unrated.
+    pub mining_co2eq_t: f64,
+    pub grid_unrated_mwh: f64,
 }
 
 /// What `--compare` takes: `economic`, `surplus-only`, `plan` (on the scenario's own
@@ -149,6 +152,8 @@ pub fn compare(
                 .unwrap_or(0),
             mining_mwh: k.mining_mwh,
             import_mwh: k.import_mwh,
+            mining_co2eq_t: k.carbon.mining_co2eq_t,
+            grid_unrated_mwh: k.carbon.grid_unrated_mwh,
         });
     }
     Ok(rows)
@@ -157,13 +162,13 @@ pub fn compare(
 /// The comparison as a table, one row per mode.
 pub fn table(scenario: &str, rows: &[CompareRow]) -> String {
     let mut s = format!(
-        "{scenario}: the same data and site under each policy\n\n  {:<22} {:>12} {:>12} {:>8} {:>8} {:>8} {:>10}\n",
-        "policy", "profit EUR", "bound EUR", "ratio", "starts", "forced", "mined MWh"
+        "{scenario}: the same data and site under each policy\n\n  {:<22} {:>12} {:>12} {:>8} {:>8} {:>8} {:>10} {:>10}\n",
+        "policy", "profit EUR", "bound EUR", "ratio", "starts", "forced", "mined MWh", "t CO2eq"
     );
     let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_string(), f);
     for r in rows {
         s.push_str(&format!(
-            "  {:<22} {:>12.2} {:>12} {:>8} {:>8} {:>8} {:>10.3}\n",
+            "  {:<22} {:>12.2} {:>12} {:>8} {:>8} {:>8} {:>10.3} {:>10.2}\n",
             r.policy,
             r.profit_eur,
             opt(r.upper_bound_eur, &|v| format!("{v:.2}")),
@@ -171,6 +176,7 @@ pub fn table(scenario: &str, rows: &[CompareRow]) -> String {
             r.starts,
             r.forced_stops,
             r.mining_mwh,
+            r.mining_co2eq_t,
         ));
     }
     s

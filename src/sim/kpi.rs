@@ -9,6 +9,7 @@ use crate::decision::{Reason, ALL_REASONS};
 use crate::policy::Split;
 use crate::scenario::Scenario;
 use crate::signal::replay::{DataReport, Replay};
+use crate::site::carbon::EmissionFactors;
 use crate::site::LoadSpec;
 use crate::state::LoadLedger;
 use crate::units::{Hashprice, PricePerMwh, Watts};
@@ -35,6 +36,192 @@ pub struct StepFlows {
     pub hashprice: f64,
     pub reason: Reason,
     pub import_over_limit: bool,
+    /// Share of the generation that is PV's (the rest is wind's), for the own
+    /// generation's carbon.
+    pub pv_share: f64,
+    /// The grid's carbon intensity in force, gCO2eq/kWh (NaN: none known).
+    pub carbon_intensity: f64,
+}
+
+/// The carbon of mining (issue 15): what the grid's intensity was, and what mining's
+/// energy carried by source: curtailed surplus and own generation at the site's own
+/// PV/wind lifecycle factors, grid energy at the grid's intensity in force. Grid energy
+/// mined while no intensity was known is kept apart (`grid_unrated_mwh`), never rated.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CarbonKpis {
+    /// Where the emission factors come from (and what the scenario overrode).
+    pub factor_source: String,
+    /// The generation-mix file the grid's intensity comes from (`None`: no `[carbon]
+    /// mix`, so no grid intensity and every grid kWh unrated).
+    pub grid_mix: Option<String>,
+    pub own_pv_g_kwh: f64,
+    pub own_wind_g_kwh: f64,
+    /// The grid's intensity averaged over time (the steps that had one).
+    pub grid_intensity_mean_g_kwh: Option<f64>,
+    /// The grid's intensity weighted by mining's grid draw.
+    pub grid_intensity_mining_weighted_g_kwh: Option<f64>,
+    /// Hours of the run with no grid intensity (a gap in the mix).
+    pub hours_without_grid_intensity: f64,
+    /// All mining's carbon, t CO2eq (rated energy only).
+    pub mining_co2eq_t: f64,
+    pub curtailed_co2eq_t: f64,
+    /// Own generation that would otherwise have been exported.
+    pub own_generation_co2eq_t: f64,
+    pub grid_co2eq_t: f64,
+    /// Grid energy mined with no intensity known, MWh (in no figure above).
+    pub grid_unrated_mwh: f64,
+    /// Mining's carbon per kWh over the run (its rated energy).
+    pub mining_intensity_g_kwh: Option<f64>,
+    /// gCO2eq per TH (1e12 hashes) mined on rated energy.
+    pub g_per_th: Option<f64>,
+    /// Share of hashes mined on otherwise-curtailed energy.
+    pub hashes_on_curtailed_share: f64,
+    /// Share of hashes mined on own generation, curtailed surplus included.
+    pub hashes_on_own_generation_share: f64,
+    /// Per UTC hour of the day (24 rows).
+    pub by_hour: Vec<PeriodCarbon>,
+    /// Per UTC calendar year the run touches.
+    pub by_year: Vec<PeriodCarbon>,
+    /// The controller's own energy account (`SiteState::energy`, what the ledger
+    /// certifies): its grid energy at the intensity in force, t CO2eq, and its grid
+    /// energy unrated, MWh. It splits each interval by the tiers the policy saw at its
+    /// start, the figures above by the step's own, so the two agree closely, not exactly.
+    pub account_grid_co2eq_t: f64,
+    pub account_grid_unrated_mwh: f64,
+}
+
+/// Mining's carbon over one period: a UTC calendar year (`2018`) or one UTC hour of the
+/// day over the whole run (`13:00`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PeriodCarbon {
+    pub period: String,
+    pub mining_mwh: f64,
+    pub mining_co2eq_t: f64,
+    /// Over the period's rated energy.
+    pub mining_intensity_g_kwh: Option<f64>,
+    /// The grid's, time-weighted over the period's steps that had one.
+    pub grid_intensity_mean_g_kwh: Option<f64>,
+}
+
+/// Sums for [`CarbonKpis`]; gram and kWh, per hour of the day too.
+#[derive(Debug, Default)]
+struct CarbonAcc {
+    grid_h: f64,
+    grid_int_h: f64,
+    no_int_h: f64,
+    grid_rated_kwh: f64,
+    grid_g: f64,
+    grid_unrated_kwh: f64,
+    curtailed_g: f64,
+    own_g: f64,
+    hashes: f64,
+    hashes_rated: f64,
+    hashes_curtailed: f64,
+    hashes_own: f64,
+    /// Per hour: mining kWh, rated kWh, g, hours with a grid intensity, their sum.
+    hours: [[f64; 5]; 24],
+    /// The same per calendar year, in time order.
+    years: Vec<(String, [f64; 5])>,
+}
+
+impl CarbonAcc {
+    /// Books the step, into UTC calendar year `year` (`YYYY`) too; returns the step's
+    /// mining carbon, g (rated energy only).
+    fn step(&mut self, f: &StepFlows, own: (f64, f64), year: &str) -> f64 {
+        let kwh = |w: f64| w * f.step_h / 1e3;
+        let (free, exp, imp) = (
+            kwh(f.split.free.0),
+            kwh(f.split.export.0),
+            kwh(f.split.import.0),
+        );
+        let own_ef = f.pv_share * own.0 + (1.0 - f.pv_share) * own.1;
+        let (free_g, exp_g) = (free * own_ef, exp * own_ef);
+        let rated = !f.carbon_intensity.is_nan();
+        let grid_g = if rated { imp * f.carbon_intensity } else { 0.0 };
+        if rated {
+            self.grid_h += f.step_h;
+            self.grid_int_h += f.carbon_intensity * f.step_h;
+            self.grid_rated_kwh += imp;
+            self.grid_g += grid_g;
+        } else {
+            self.no_int_h += f.step_h;
+            self.grid_unrated_kwh += imp;
+        }
+        self.curtailed_g += free_g;
+        self.own_g += exp_g;
+        let total = free + exp + imp;
+        let rated_kwh = if rated { total } else { free + exp };
+        if total > 0.0 {
+            self.hashes_curtailed += f.hashes * free / total;
+            self.hashes_own += f.hashes * (free + exp) / total;
+            self.hashes_rated += f.hashes * rated_kwh / total;
+        } else {
+            self.hashes_rated += f.hashes;
+        }
+        self.hashes += f.hashes;
+        let g = free_g + exp_g + grid_g;
+        // Mining kWh, rated kWh, g, hours with a grid intensity, their sum.
+        let add = |slot: &mut [f64; 5]| {
+            slot[0] += total;
+            slot[1] += rated_kwh;
+            slot[2] += g;
+            if rated {
+                slot[3] += f.step_h;
+                slot[4] += f.carbon_intensity * f.step_h;
+            }
+        };
+        add(&mut self.hours[(f.at.0.rem_euclid(Timestamp::MS_PER_DAY) / 3_600_000) as usize]);
+        if self.years.last().is_none_or(|(y, _)| y != year) {
+            self.years.push((year.to_string(), [0.0; 5]));
+        }
+        add(&mut self.years.last_mut().expect("pushed above").1);
+        g
+    }
+
+    fn finish(&self, factors: &EmissionFactors, grid_mix: Option<String>) -> CarbonKpis {
+        let ratio = |a: f64, b: f64| (b > 0.0).then(|| a / b);
+        let period = |period: String, s: &[f64; 5]| PeriodCarbon {
+            period,
+            mining_mwh: s[0] / 1e3,
+            mining_co2eq_t: s[2] / 1e6,
+            mining_intensity_g_kwh: ratio(s[2], s[1]),
+            grid_intensity_mean_g_kwh: ratio(s[4], s[3]),
+        };
+        let g = self.curtailed_g + self.own_g + self.grid_g;
+        let rated_kwh: f64 = self.hours.iter().map(|h| h[1]).sum();
+        CarbonKpis {
+            factor_source: factors.source(),
+            grid_mix,
+            own_pv_g_kwh: factors.own_pv.0,
+            own_wind_g_kwh: factors.own_wind.0,
+            grid_intensity_mean_g_kwh: ratio(self.grid_int_h, self.grid_h),
+            grid_intensity_mining_weighted_g_kwh: ratio(self.grid_g, self.grid_rated_kwh),
+            hours_without_grid_intensity: self.no_int_h,
+            mining_co2eq_t: g / 1e6,
+            curtailed_co2eq_t: self.curtailed_g / 1e6,
+            own_generation_co2eq_t: self.own_g / 1e6,
+            grid_co2eq_t: self.grid_g / 1e6,
+            grid_unrated_mwh: self.grid_unrated_kwh / 1e3,
+            mining_intensity_g_kwh: ratio(g, rated_kwh),
+            g_per_th: ratio(g, self.hashes_rated / 1e12),
+            hashes_on_curtailed_share: ratio(self.hashes_curtailed, self.hashes).unwrap_or(0.0),
+            hashes_on_own_generation_share: ratio(self.hashes_own, self.hashes).unwrap_or(0.0),
+            by_hour: self
+                .hours
+                .iter()
+                .enumerate()
+                .map(|(i, h)| period(format!("{i:02}:00"), h))
+                .collect(),
+            by_year: self
+                .years
+                .iter()
+                .map(|(y, s)| period(y.clone(), s))
+                .collect(),
+            // The controller's account, set by the simulator from its state.
+            account_grid_co2eq_t: 0.0,
+            account_grid_unrated_mwh: 0.0,
+        }
+    }
 }
 
 /// EUR per hash at a hashprice of 1 EUR per PH/s per day.
@@ -166,6 +353,8 @@ pub struct Kpis {
     pub site: SiteKpis,
     /// Break-even prices per load group, and the run at other hashprices.
     pub sensitivity: Sensitivity,
+    /// Mining's carbon, and the grid's.
+    pub carbon: CarbonKpis,
 }
 
 /// Which UTC calendar month a step falls in, as steps arrive in time order.
@@ -222,6 +411,11 @@ pub(crate) struct Accumulator {
     hashprice_sum: f64,
     import_price_sum: f64,
     loads: Vec<LoadSpec>,
+    carbon: CarbonAcc,
+    /// The own PV's and wind's factors, gCO2eq/kWh.
+    own_factors: (f64, f64),
+    factors: EmissionFactors,
+    grid_mix: Option<String>,
 }
 
 impl Accumulator {
@@ -257,6 +451,14 @@ impl Accumulator {
             hashprice_sum: 0.0,
             import_price_sum: 0.0,
             loads: sc.loads.clone(),
+            carbon: CarbonAcc::default(),
+            own_factors: (sc.carbon.own_pv.0, sc.carbon.own_wind.0),
+            factors: sc.carbon.clone(),
+            grid_mix: sc
+                .history
+                .carbon
+                .as_ref()
+                .map(|m| m.series.path.display().to_string()),
         }
     }
 
@@ -278,7 +480,8 @@ impl Accumulator {
         l.revenue_eur += hashes * hashprice * EUR_PER_HASH_PER_HASHPRICE;
     }
 
-    pub fn step(&mut self, f: StepFlows) {
+    /// Books one step; returns mining's carbon over it, g (rated energy only).
+    pub fn step(&mut self, f: StepFlows) -> f64 {
         let mwh = |w: f64| w * f.step_h / 1e6;
         let k = &mut self.k;
         k.generation_mwh += mwh(f.generation);
@@ -331,6 +534,7 @@ impl Accumulator {
             });
         }
         let month = k.months.last_mut().expect("pushed above");
+        let co2 = self.carbon.step(&f, self.own_factors, &month.month[..4]);
         month.mining_from_curtailment_mwh += free;
         month.mining_from_export_mwh += exp;
         month.mining_from_import_mwh += imp;
@@ -346,6 +550,7 @@ impl Accumulator {
                 .push((Timestamp(day * Timestamp::MS_PER_DAY), 0.0));
         }
         k.daily_absorbed.last_mut().expect("pushed above").1 += free;
+        co2
     }
 
     /// The run's KPIs; `without_mining` is the same replay's site with no mining
@@ -367,6 +572,7 @@ impl Accumulator {
                 .collect(),
             hashprice_runs: Vec::new(),
         };
+        k.carbon = self.carbon.finish(&self.factors, self.grid_mix.take());
         k.site = SiteKpis::compare(std::mem::take(&mut self.site), without_mining);
         k.profit_eur = k.revenue_eur - k.energy_cost_eur - k.wear_cost_eur;
         k.absorbed_share = if k.curtailed_without_mining_mwh > 0.0 {

@@ -29,7 +29,7 @@ use crate::scenario::Scenario;
 use crate::signal::replay::{Replay, SignalError};
 use crate::signal::{Observation, Quantity};
 use crate::state::Reading;
-use crate::units::{Hashprice, PricePerMwh, Watts};
+use crate::units::{CarbonIntensity, Hashprice, PricePerMwh, Watts};
 
 use kpi::Accumulator;
 pub use kpi::{Kpis, LoadKpis, MonthKpis};
@@ -198,6 +198,19 @@ pub fn run_into(
                 at: now,
             });
         }
+        // The grid's intensity, as live from its signal; in a gap of the mix the state
+        // has none (not the last hour's), so the controller books that grid energy
+        // unrated.
+        let carbon = replay.carbon_intensity.as_ref().map_or(f64::NAN, |v| v[i]);
+        let intensity = Observation::CarbonIntensity {
+            value: CarbonIntensity(carbon),
+            at: now,
+        };
+        if !carbon.is_nan() {
+            ctl.observe(intensity);
+        } else {
+            ctl.forget(&intensity);
+        }
         if plans {
             let until = published_until(now);
             if published != Some(until) {
@@ -301,7 +314,7 @@ pub fn run_into(
         );
         let split = tiers.split(Watts(mining));
         let curtailed_without = flows(Watts::ZERO).curtailed.0;
-        acc.step(kpi::StepFlows {
+        let co2 = acc.step(kpi::StepFlows {
             at: now,
             step_h,
             generation,
@@ -318,6 +331,12 @@ pub fn run_into(
             hashprice: phys.hashprice,
             reason: decision.reason,
             import_over_limit: import > sc.grid.import_limit.0 + 1e-6,
+            pv_share: if generation > 0.0 {
+                phys.pv / generation
+            } else {
+                1.0
+            },
+            carbon_intensity: carbon,
         });
         if let Some(ts) = ts.as_mut() {
             ts.push(
@@ -326,6 +345,7 @@ pub fn run_into(
                 &decision,
                 &per_load,
                 [mining, export, import, curtailed, curtailed_without],
+                [carbon, split.import.0, co2],
             );
         }
         if opts.decisions {
@@ -337,6 +357,9 @@ pub fn run_into(
         l.close(end, ctl.state());
     }
     let mut kpis = acc.finish(&ctl.state().loads, site::without_mining(sc, replay));
+    let account = &ctl.state().energy;
+    kpis.carbon.account_grid_co2eq_t = account.grid_co2eq_g / 1e6;
+    kpis.carbon.account_grid_unrated_mwh = account.grid_unrated.0 / 1e6;
     kpis.stale_steps = fed
         .iter()
         .zip(stale_steps)

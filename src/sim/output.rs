@@ -38,6 +38,13 @@ pub const FLOWS: [&str; 5] = [
     "curtailed_w",
     "curtailed_without_mining_w",
 ];
+/// Carbon columns: the grid's intensity in force (NaN: none), mining's grid draw, and
+/// mining's carbon over the step (rated energy only).
+pub const CARBON: [&str; 3] = [
+    "grid_carbon_intensity_g_kwh",
+    "mining_grid_w",
+    "mining_co2eq_g",
+];
 
 impl Timeseries {
     pub fn new(loads: &[LoadSpec], capacity: usize) -> Self {
@@ -45,6 +52,7 @@ impl Timeseries {
         names.push("limit_w".into());
         names.push("target_w".into());
         names.extend(FLOWS.iter().map(|s| s.to_string()));
+        names.extend(CARBON.iter().map(|s| s.to_string()));
         for l in loads {
             names.push(format!("{}_target_w", l.name));
             names.push(format!("{}_units_on", l.name));
@@ -69,6 +77,7 @@ impl Timeseries {
         d: &Decision,
         load_w: &[f64],
         flows: [f64; 5],
+        carbon: [f64; 3],
     ) {
         self.time.push(at.0);
         self.reason.push(super::reason_index(d.reason) as u8);
@@ -81,6 +90,7 @@ impl Timeseries {
         put(d.limit.map_or(f64::NAN, |l| l.0));
         put(d.total().0);
         flows.into_iter().for_each(&mut put);
+        carbon.into_iter().for_each(&mut put);
         for k in 0..self.loads {
             put(d.loads[k].power.0);
             put(d.loads[k].units_on as f64);

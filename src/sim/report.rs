@@ -142,6 +142,31 @@ pub fn summary_rows(k: &Kpis) -> Vec<(String, String)> {
             ),
         ));
     }
+    let c = &k.carbon;
+    let g = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0} gCO2eq/kWh"));
+    r.push((
+        "mining carbon".into(),
+        format!(
+            "{:.1} t CO2eq ({}; grid {} over time, {} over mining's grid draw)",
+            c.mining_co2eq_t,
+            g(c.mining_intensity_g_kwh),
+            g(c.grid_intensity_mean_g_kwh),
+            g(c.grid_intensity_mining_weighted_g_kwh)
+        ),
+    ));
+    r.push((
+        "  per TH".into(),
+        c.g_per_th
+            .map_or("n/a".to_string(), |v| format!("{v:.3e} gCO2eq/TH")),
+    ));
+    r.push((
+        "  hashes on curtailed / own".into(),
+        format!(
+            "{:.1} % / {:.1} % (own generation includes curtailed surplus)",
+            100.0 * c.hashes_on_curtailed_share,
+            100.0 * c.hashes_on_own_generation_share
+        ),
+    ));
     if let Some(o) = &k.optimum {
         r.push((
             "clairvoyant optimum".into(),
@@ -296,6 +321,7 @@ pub fn markdown(
             m(x.profit_eur)
         );
     }
+    s.push_str(&carbon_markdown(k));
     let _ = writeln!(
         s,
         "\n## Data\n\nInterpolation to the control step: {}.\n",
@@ -357,6 +383,96 @@ pub fn markdown(
         );
     }
     s.push_str(&super::site::markdown(k));
+    s
+}
+
+/// `report.md`'s "Carbon": mining's carbon by source, the grid's intensity, per hour of
+/// the day, and where the factors come from.
+pub fn carbon_markdown(k: &Kpis) -> String {
+    let c = &k.carbon;
+    let g = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.1}"));
+    let mut s = String::from("\n## Carbon\n\n");
+    let _ = writeln!(
+        s,
+        "Lifecycle emission factors: {}. Own PV {} and own wind {} gCO2eq/kWh; the grid's hourly intensity is `sum(G·EF)/sum(G)` over {} (pumped-storage generation left out; an hour with a gap in the mix has none, and grid energy mined then is unrated, in no figure below).\n",
+        c.factor_source,
+        c.own_pv_g_kwh,
+        c.own_wind_g_kwh,
+        c.grid_mix
+            .as_deref()
+            .map_or("no mix (no `[carbon] mix`: every grid kWh unrated)".to_string(), |m| format!("the generation mix `{m}`"))
+    );
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let rows = [
+        (
+            "grid intensity, time-weighted",
+            format!("{} gCO2eq/kWh", g(c.grid_intensity_mean_g_kwh)),
+        ),
+        (
+            "grid intensity, weighted by mining's grid draw",
+            format!("{} gCO2eq/kWh", g(c.grid_intensity_mining_weighted_g_kwh)),
+        ),
+        (
+            "hours without a grid intensity",
+            format!("{:.0}", c.hours_without_grid_intensity),
+        ),
+        ("mining carbon", format!("{:.2} t CO2eq", c.mining_co2eq_t)),
+        (
+            "  on curtailed surplus",
+            format!("{:.2} t CO2eq", c.curtailed_co2eq_t),
+        ),
+        (
+            "  on own generation otherwise exported",
+            format!("{:.2} t CO2eq", c.own_generation_co2eq_t),
+        ),
+        ("  on grid import", format!("{:.2} t CO2eq", c.grid_co2eq_t)),
+        (
+            "grid energy mined unrated",
+            format!("{:#}", mwh(c.grid_unrated_mwh)),
+        ),
+        (
+            "mining energy's intensity, over the run",
+            format!("{} gCO2eq/kWh", g(c.mining_intensity_g_kwh)),
+        ),
+        (
+            "per TH (1e12 hashes)",
+            format!(
+                "{} gCO2eq",
+                c.g_per_th.map_or("n/a".into(), |v| format!("{v:.3e}"))
+            ),
+        ),
+        (
+            "hashes on otherwise-curtailed energy",
+            format!("{:.1} %", 100.0 * c.hashes_on_curtailed_share),
+        ),
+        (
+            "hashes on own generation (curtailed included)",
+            format!("{:.1} %", 100.0 * c.hashes_on_own_generation_share),
+        ),
+    ];
+    for (a, b) in rows {
+        let _ = writeln!(s, "| {} | {b} |", a.trim());
+    }
+    for (what, rows) in [
+        ("UTC calendar year", &c.by_year),
+        ("UTC hour of the day, over the whole run", &c.by_hour),
+    ] {
+        let _ = writeln!(
+            s,
+            "\nPer {what}:\n\n| period | mining MWh | mining t CO2eq | mining gCO2eq/kWh | grid gCO2eq/kWh |\n|---|---|---|---|---|"
+        );
+        for r in rows {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.3} | {} | {} |",
+                r.period,
+                grouped(r.mining_mwh, Some(2)),
+                r.mining_co2eq_t,
+                g(r.mining_intensity_g_kwh),
+                g(r.grid_intensity_mean_g_kwh)
+            );
+        }
+    }
     s
 }
 

@@ -524,6 +524,7 @@ mod tests {
                 &d,
                 &[5e6],
                 [5e6, 5e6, 0.0, 0.0, 4e6],
+                [f64::NAN, 0.0, 0.0],
             );
         }
         let r = Reference {

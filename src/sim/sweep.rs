@@ -94,11 +94,13 @@ pub enum RankBy {
     GridImport,
     /// Starts over all units: fewer is better.
     Starts,
+    /// Mining's carbon, t CO2eq: less is better.
+    Co2,
 }
 
 /// Every ranking KPI: (value, name on the command line, label in the table, higher is
 /// better). One table, so the parser, the help and the labels cannot disagree.
-const RANKINGS: [(RankBy, &str, &str, bool); 8] = [
+const RANKINGS: [(RankBy, &str, &str, bool); 9] = [
     (RankBy::SiteValue, "site_value", "site value EUR", true),
     (
         RankBy::MiningProfit,
@@ -122,6 +124,7 @@ const RANKINGS: [(RankBy, &str, &str, bool); 8] = [
     (RankBy::MiningEnergy, "mining_mwh", "mining MWh", true),
     (RankBy::GridImport, "grid_import", "from import MWh", false),
     (RankBy::Starts, "starts", "starts", false),
+    (RankBy::Co2, "co2", "mining t CO2eq", false),
 ];
 
 impl RankBy {
@@ -168,6 +171,7 @@ impl RankBy {
             RankBy::MiningEnergy => r.mining_mwh,
             RankBy::GridImport => r.mining_from_import_mwh,
             RankBy::Starts => r.starts as f64,
+            RankBy::Co2 => r.mining_co2eq_t,
         })
     }
 
@@ -178,7 +182,7 @@ impl RankBy {
             (RankBy::AbsorbedShare, Some(v)) => format!("{:.1}", 100.0 * v),
             (RankBy::Starts, Some(v)) => format!("{v:.0}"),
             (RankBy::SiteValue | RankBy::MiningProfit, Some(v)) => eur(v),
-            (RankBy::ValuePerMwh, Some(v)) => format!("{v:.1}"),
+            (RankBy::ValuePerMwh | RankBy::Co2, Some(v)) => format!("{v:.1}"),
             (_, Some(v)) => mwh(v),
         }
     }
@@ -221,6 +225,10 @@ pub struct SweepRow {
     pub absorbed_share: f64,
     pub max_starts_in_a_day: u32,
     pub starts: u64,
+    /// Mining's carbon (rated energy), t CO2eq.
+    pub mining_co2eq_t: f64,
+    /// Grid energy mined with no intensity known, MWh (not in `mining_co2eq_t`).
+    pub grid_unrated_mwh: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -346,6 +354,8 @@ pub fn sweep(
                     .max()
                     .unwrap_or(0),
                 starts: k.loads.iter().map(|l| l.starts).sum(),
+                mining_co2eq_t: k.carbon.mining_co2eq_t,
+                grid_unrated_mwh: k.carbon.grid_unrated_mwh,
             })
         })
         .collect();
@@ -429,6 +439,8 @@ impl SweepResult {
             "starts".into(),
             self.rows.iter().map(|r| r.starts).collect::<Vec<u64>>(),
         ));
+        cols.push(f("mining_co2eq_t", &|r| r.mining_co2eq_t));
+        cols.push(f("grid_unrated_mwh", &|r| r.grid_unrated_mwh));
         DataFrame::new_infer_height(cols)
     }
 
@@ -462,6 +474,7 @@ impl SweepResult {
             RankBy::MiningEnergy,
             RankBy::GridImport,
             RankBy::AbsorbedShare,
+            RankBy::Co2,
         ];
         let others: Vec<RankBy> = shown.into_iter().filter(|k| *k != by).collect();
         let mut s = format!(

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::units::{HashRate, Hashprice, PricePerMwh, Watts};
 
+pub mod carbon;
 pub mod config;
 pub mod solar;
 

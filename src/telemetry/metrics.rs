@@ -44,6 +44,7 @@ pub mod name {
     pub const PRICE: &str = "gridminer_price_eur_per_mwh";
     /// Gauge: the latest hashprice, EUR per PH/s per day.
     pub const HASHPRICE: &str = "gridminer_hashprice_eur_per_phs_day";
+    pub const CARBON_INTENSITY: &str = "gridminer_grid_carbon_intensity_g_per_kwh";
     /// Gauge: mining power the last decision asked of all loads together, W.
     pub const MINING_TARGET: &str = "gridminer_mining_target_watts";
     /// Gauge: mining power all loads report drawing together, W.
@@ -541,7 +542,10 @@ impl Metrics {
         for (q, g) in Quantity::ALL.iter().zip(&m.quantities) {
             let Some(v) = g.get() else { continue };
             match q {
-                Quantity::GridFrequency | Quantity::Price | Quantity::Hashprice => {}
+                Quantity::GridFrequency
+                | Quantity::Price
+                | Quantity::Hashprice
+                | Quantity::GridCarbonIntensity => {}
                 _ => sample(&mut out, name::POWER, &[("quantity", q.as_str())], v),
             }
         }
@@ -560,6 +564,11 @@ impl Metrics {
                 Quantity::Hashprice,
                 name::HASHPRICE,
                 "Latest hashprice, EUR per PH/s per day.",
+            ),
+            (
+                Quantity::GridCarbonIntensity,
+                name::CARBON_INTENSITY,
+                "Latest grid carbon intensity, gCO2eq/kWh.",
             ),
         ] {
             let i = Quantity::ALL.iter().position(|x| *x == q).expect("in ALL");

@@ -244,6 +244,8 @@ impl Kind {
     /// A price per MWh is not `monetary` (Home Assistant takes that for totals only).
     const PRICE: Kind = Kind::measured(Some("EUR/MWh"), None);
     const HASHPRICE: Kind = Kind::measured(Some("EUR/(PH/s·day)"), None);
+    /// Home Assistant has no device class for a carbon intensity.
+    const CARBON_INTENSITY: Kind = Kind::measured(Some("gCO2eq/kWh"), None);
     const COUNT: Kind = Kind::measured(None, None);
     /// Home Assistant has no device class for a hash rate: a plain measurement.
     const HASHRATE_HS: Kind = Kind::measured(Some("H/s"), None);
@@ -280,6 +282,7 @@ impl Kind {
             Quantity::GridFrequency => Kind::FREQUENCY,
             Quantity::Price => Kind::PRICE,
             Quantity::Hashprice => Kind::HASHPRICE,
+            Quantity::GridCarbonIntensity => Kind::CARBON_INTENSITY,
         }
     }
 }

@@ -33,6 +33,7 @@ mod r13_demo;
 mod r13_ha;
 mod r13_web;
 mod r14_plan;
+mod r15_carbon;
 mod r15_ledger;
 mod replay;
 mod safety;

@@ -102,7 +102,7 @@ fn r15_a_simulated_year_writes_a_ledger_both_verifiers_accept() {
     let vkey = vkey_file(&dir);
     let v = vkey.to_str().unwrap();
     assert!(
-        !dir.join("../ledger.key").starts_with(&dir),
+        !dir.join("ledger.key").exists(),
         "the key lives outside the log"
     );
     assert!(work.path().join("ledger.key").is_file());

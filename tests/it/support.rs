@@ -144,6 +144,7 @@ pub fn scenario_in_memory(
             base_load: PowerSource::Series(col("load")),
             price: PriceSource::Series(col("price")),
             hashprice: HashpriceSource::Constant(gridminer::units::Hashprice(hashprice)),
+            carbon: None,
         },
         grid,
         tariff: Tariff {
@@ -155,6 +156,7 @@ pub fn scenario_in_memory(
         operator: Vec::new(),
         bounds: Bounds::default(),
         location: None,
+        carbon: Default::default(),
         capacity: (None, None),
     };
     let n = pv.len();
@@ -167,6 +169,7 @@ pub fn scenario_in_memory(
         site_load: load,
         price,
         hashprice: vec![hashprice; n],
+        carbon_intensity: None,
         report: DataReport::default(),
     };
     (sc, replay)
