@@ -168,6 +168,13 @@ fn energy_json(e: &MiningEnergy) -> Value {
         "curtailed_wh": e.curtailed.0,
         "own_generation_wh": e.own_generation.0,
         "grid_wh": e.grid.0,
+        // What the ledger's accounts state: the forgone export value of the own
+        // generation mined, the grid energy's cost, and its carbon at the grid's
+        // intensity in force (grid energy with none known kept apart, unrated).
+        "own_generation_eur": e.own_generation_eur.0,
+        "grid_eur": e.grid_eur.0,
+        "grid_co2eq_g": e.grid_co2eq_g,
+        "grid_unrated_wh": e.grid_unrated.0,
         "since": e.since.map(|t| t.to_rfc3339()),
     })
 }
