@@ -152,6 +152,25 @@ fn r15_a_simulated_year_writes_a_ledger_both_verifiers_accept() {
         "certificates {wh} Wh, run {mined} Wh"
     );
     assert!(curtailed > 0.0 && curtailed <= wh);
+    // The grid's hourly intensity from the German mix rides on the certificates (except
+    // the mix's gap days), and grid certificates carry the grid energy's carbon.
+    let rated = certs
+        .iter()
+        .filter(|c| c["grid_intensity_g_per_kwh"].is_number())
+        .count();
+    assert!(
+        rated * 10 > certs.len() * 9,
+        "{rated} of {} rated",
+        certs.len()
+    );
+    for c in certs
+        .iter()
+        .filter(|c| c["source"] == "grid" && c["grid_intensity_g_per_kwh"].is_number())
+    {
+        let (g, w) = (c["co2eq_g"].as_f64().unwrap(), c["wh"].as_f64().unwrap());
+        let i = c["grid_intensity_g_per_kwh"].as_f64().unwrap();
+        assert!(g >= 0.0 && g <= (w + 1.0) / 1e3 * 2000.0 && i > 0.0, "{c}");
+    }
 
     let Some(py) = need(
         python().is_some(),
