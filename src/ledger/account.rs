@@ -90,8 +90,6 @@ impl Flow {
 struct Bucket {
     from: Option<Timestamp>,
     flow: Flow,
-    shares: u64,
-    groups: Vec<(u64, u64)>,
 }
 
 /// Where the last step left things.
@@ -114,6 +112,9 @@ pub struct Accountant {
     mark: Option<Mark>,
     interval: Bucket,
     hour: Bucket,
+    /// The open interval's (starts, stops) per load and accepted shares.
+    counts: Vec<(u64, u64)>,
+    shares: u64,
 }
 
 impl Accountant {
@@ -123,20 +124,14 @@ impl Accountant {
         let every_ms = (every.as_millis() as i64).clamp(1_000, HOUR_MS);
         Accountant {
             device,
-            names,
             every_ms,
             mark: None,
             interval: Bucket::default(),
             hour: Bucket::default(),
+            counts: vec![(0, 0); names.len()],
+            shares: 0,
+            names,
         }
-        .fix()
-    }
-
-    fn fix(mut self) -> Self {
-        let n = self.names.len();
-        self.interval.groups = vec![(0, 0); n];
-        self.hour.groups = vec![(0, 0); n];
-        self
     }
 
     /// After the controller's step at `now`: the entries of every interval and hour
@@ -191,12 +186,10 @@ impl Accountant {
             let starts = s1.saturating_sub(*s0);
             let on_change = *o1 as i64 - last.on[i] as i64;
             let stops = (starts as i64 - on_change).max(0) as u64;
-            for b in [&mut self.interval, &mut self.hour] {
-                b.groups[i].0 += starts;
-                b.groups[i].1 += stops;
-            }
+            self.counts[i].0 += starts;
+            self.counts[i].1 += stops;
         }
-        self.interval.shares += work.shares_accepted;
+        self.shares += work.shares_accepted;
         out
     }
 
@@ -231,12 +224,15 @@ impl Accountant {
     }
 
     fn close_interval(&mut self, at: Timestamp, last: &Mark) -> Option<Entry> {
-        let b = std::mem::take(&mut self.interval);
-        self.interval = Bucket {
-            from: Some(at),
-            groups: vec![(0, 0); self.names.len()],
-            ..Bucket::default()
-        };
+        let b = std::mem::replace(
+            &mut self.interval,
+            Bucket {
+                from: Some(at),
+                ..Bucket::default()
+            },
+        );
+        let counts = std::mem::replace(&mut self.counts, vec![(0, 0); self.names.len()]);
+        let shares = std::mem::take(&mut self.shares);
         let from = b.from?;
         if at <= from {
             return None;
@@ -246,7 +242,7 @@ impl Accountant {
         let groups = self
             .names
             .iter()
-            .zip(&b.groups)
+            .zip(&counts)
             .zip(&last.on)
             .map(|((n, &(starts, stops)), &on)| (n.clone(), GroupCounts { starts, stops, on }))
             .collect::<BTreeMap<_, _>>();
@@ -264,18 +260,19 @@ impl Accountant {
             grid_co2eq_g: r(f.grid_co2),
             grid_unrated_wh: r(f.grid_unrated),
             hashes: f.hashes.round(),
-            shares_accepted: b.shares,
+            shares_accepted: shares,
             groups,
         }))
     }
 
     fn close_hour(&mut self, at: Timestamp) -> Vec<Entry> {
-        let b = std::mem::take(&mut self.hour);
-        self.hour = Bucket {
-            from: Some(at),
-            groups: vec![(0, 0); self.names.len()],
-            ..Bucket::default()
-        };
+        let b = std::mem::replace(
+            &mut self.hour,
+            Bucket {
+                from: Some(at),
+                ..Bucket::default()
+            },
+        );
         let Some(from) = b.from.filter(|&f| f < at) else {
             return Vec::new();
         };
@@ -346,5 +343,79 @@ fn span_flow(last: &Mark, next: &Mark, work: Work) -> Flow {
         hashes: work.hashes.max(0.0),
         intensity_ms: last.intensity.map_or(0.0, |i| i * ms),
         known_ms: if last.intensity.is_some() { ms } else { 0.0 },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::WattHours;
+
+    /// r15: a step across an hour's end is split in proportion to time, so each
+    /// certificate holds its own hour's energy and no more, and the accounts agree.
+    #[test]
+    fn r15_a_step_across_the_hour_is_split_by_time() {
+        let device = Device {
+            site: "s".into(),
+            pv_capacity_w: 1000.0,
+            wind_capacity_w: 0.0,
+        };
+        let mut a = Accountant::new(device, Vec::new(), Duration::from_secs(900));
+        let mut state = SiteState::new(&[]);
+        let minute = 60_000;
+        assert!(a
+            .step(Timestamp(50 * minute), &state, Work::default())
+            .is_empty());
+        state.energy.curtailed = WattHours(1000.0);
+        let work = Work {
+            hashes: 2e12,
+            shares_accepted: 3,
+        };
+        let first = a.step(Timestamp(70 * minute), &state, work);
+        let last = a.close(Timestamp(70 * minute), &state);
+        let (mut accounts, mut certs) = (Vec::new(), Vec::new());
+        for e in first.into_iter().chain(last) {
+            match e {
+                Entry::Account(x) => accounts.push(x),
+                Entry::Certificate(c) => certs.push(c),
+                other => panic!("{other:?}"),
+            }
+        }
+        let wh: Vec<f64> = accounts.iter().map(|x| x.wh.curtailed).collect();
+        assert_eq!(wh, [500.0, 500.0]);
+        assert_eq!(accounts[0].to, "1970-01-01T01:00:00Z");
+        assert_eq!(accounts.iter().map(|x| x.shares_accepted).sum::<u64>(), 3);
+        let c: Vec<(String, String, u64, u64, f64)> = certs
+            .iter()
+            .map(|c| {
+                (
+                    c.start.clone(),
+                    c.end.clone(),
+                    c.wh,
+                    c.otherwise_curtailed_wh,
+                    c.hashes,
+                )
+            })
+            .collect();
+        assert_eq!(
+            c,
+            [
+                (
+                    "1970-01-01T00:50:00Z".into(),
+                    "1970-01-01T01:00:00Z".into(),
+                    500,
+                    500,
+                    1e12
+                ),
+                (
+                    "1970-01-01T01:00:00Z".into(),
+                    "1970-01-01T01:10:00Z".into(),
+                    500,
+                    500,
+                    1e12
+                ),
+            ]
+        );
+        assert!(certs.iter().all(|c| c.source == Source::Pv));
     }
 }

@@ -326,14 +326,8 @@ impl Log {
     /// Removes tiles and bundles a crash left beyond the checkpoint (written for one it
     /// never made): the entries they hold are staged and come back in order.
     fn remove_beyond(&self) {
-        let expected: std::collections::HashSet<String> = tiles::hash_tiles(self.size)
-            .into_iter()
-            .map(|(l, n, w)| tiles::hash_tile(l, n, w))
-            .chain(
-                (0..self.size.div_ceil(WIDTH))
-                    .map(|n| tiles::bundle(n, (self.size - n * WIDTH).min(WIDTH))),
-            )
-            .collect();
+        let expected: std::collections::HashSet<String> =
+            tiles::paths(self.size).into_iter().collect();
         for path in super::verify::stored_files(&self.dir) {
             if !expected.contains(&path) && !super::verify::is_prefix_of(&path, self.size) {
                 tracing::info!(

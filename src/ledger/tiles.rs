@@ -54,6 +54,15 @@ pub fn hash_tiles(size: u64) -> Vec<(u8, u64, u64)> {
     out
 }
 
+/// Every file a tree of `size` leaves has: its hash tiles, then its entry bundles.
+pub fn paths(size: u64) -> Vec<String> {
+    hash_tiles(size)
+        .into_iter()
+        .map(|(l, n, w)| hash_tile(l, n, w))
+        .chain((0..size.div_ceil(WIDTH)).map(|n| bundle(n, (size - n * WIDTH).min(WIDTH))))
+        .collect()
+}
+
 /// Appends `entry` to a bundle: its length (big-endian u16), then its bytes.
 pub fn frame(entry: &[u8], bundle: &mut Vec<u8>) {
     bundle.extend_from_slice(&(entry.len() as u16).to_be_bytes());

@@ -8,7 +8,7 @@
 //! before it (by an RFC 9162 consistency proof, checked). One flipped byte anywhere in
 //! a tile, a bundle or a checkpoint changes one of these.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use base64::Engine;
@@ -202,31 +202,16 @@ pub fn verify(dir: &Path, vkey: &str) -> Result<Report, LedgerError> {
     let mut memory = Memory(Vec::with_capacity(2 * size as usize + 64));
     let mut leaves = 0u64;
     for n in 0..size.div_ceil(WIDTH) {
-        let w = (size - n * WIDTH).min(WIDTH);
-        let path = tiles::bundle(n, w);
-        let bytes = match std::fs::read(dir.join(&path)) {
-            Ok(b) => b,
+        let path = tiles::bundle(n, (size - n * WIDTH).min(WIDTH));
+        let entries = match read_bundle(dir, n, size) {
+            Ok(e) => e,
             Err(e) => {
-                problems.push(format!("{path}: {e}"));
+                problems.push(e.to_string());
                 break;
             }
         };
         report.bundles += 1;
-        let entries = match tiles::entries(&bytes) {
-            Ok(e) if e.len() as u64 == w => e,
-            Ok(e) => {
-                problems.push(format!(
-                    "{path}: {} entries where the checkpoint implies {w}",
-                    e.len()
-                ));
-                break;
-            }
-            Err(e) => {
-                problems.push(format!("{path}: {e}"));
-                break;
-            }
-        };
-        for entry in entries {
+        for entry in &entries {
             if let Err(e) = check_entry(entry, &mut report.kinds) {
                 problems.push(format!("entry {leaves} ({path}): {e}"));
             }
@@ -281,17 +266,11 @@ pub fn verify(dir: &Path, vkey: &str) -> Result<Report, LedgerError> {
     }
     // Every stored tile: the expected ones must be there and be the tree's; any other
     // must be an older partial the tree still holds, or lie beyond the checkpoint.
-    let expected: HashMap<String, ()> = tiles::hash_tiles(size)
-        .into_iter()
-        .map(|(l, n, w)| (tiles::hash_tile(l, n, w), ()))
-        .chain(
-            (0..size.div_ceil(WIDTH))
-                .map(|n| (tiles::bundle(n, (size - n * WIDTH).min(WIDTH)), ())),
-        )
-        .collect();
+    let expected: HashSet<String> = tiles::paths(size).into_iter().collect();
     let files = stored_files(dir);
-    for path in expected.keys() {
-        if !files.contains(path) {
+    let stored: HashSet<&String> = files.iter().collect();
+    for path in &expected {
+        if !stored.contains(path) {
             problems.push(format!("{path}: missing (the checkpoint covers it)"));
         }
     }
@@ -309,7 +288,7 @@ pub fn verify(dir: &Path, vkey: &str) -> Result<Report, LedgerError> {
         let bytes = std::fs::read(dir.join(path)).unwrap_or_default();
         let ok = match level {
             Some(l) => {
-                report.hash_tiles += expected.contains_key(path) as usize;
+                report.hash_tiles += expected.contains(path) as usize;
                 let tile = Tile::new(HEIGHT, l, n, w as u32, false);
                 tile.read_data(&memory).is_ok_and(|want| want == bytes)
             }
@@ -461,8 +440,8 @@ pub fn consistency(dir: &Path, from: u64) -> Result<Consistency, LedgerError> {
     })
 }
 
-fn read_entry(dir: &Path, index: u64, size: u64) -> Result<Vec<u8>, LedgerError> {
-    let n = index / WIDTH;
+/// Bundle `n` of the tree of `size` entries, split into its entries.
+pub fn read_bundle(dir: &Path, n: u64, size: u64) -> Result<Vec<Vec<u8>>, LedgerError> {
     let w = (size - n * WIDTH).min(WIDTH);
     let path = dir.join(tiles::bundle(n, w));
     let bytes = std::fs::read(&path).map_err(|e| LedgerError::io(&path, e))?;
@@ -470,13 +449,18 @@ fn read_entry(dir: &Path, index: u64, size: u64) -> Result<Vec<u8>, LedgerError>
         path: path.display().to_string(),
         detail,
     })?;
-    entries
-        .get((index % WIDTH) as usize)
-        .map(|e| e.to_vec())
-        .ok_or_else(|| LedgerError::Corrupt {
+    if entries.len() as u64 != w {
+        return Err(LedgerError::Corrupt {
             path: path.display().to_string(),
-            detail: "entry missing".into(),
-        })
+            detail: format!("{} entries, the checkpoint implies {w}", entries.len()),
+        });
+    }
+    Ok(entries.into_iter().map(<[u8]>::to_vec).collect())
+}
+
+fn read_entry(dir: &Path, index: u64, size: u64) -> Result<Vec<u8>, LedgerError> {
+    let mut bundle = read_bundle(dir, index / WIDTH, size)?;
+    Ok(bundle.swap_remove((index % WIDTH) as usize))
 }
 
 /// The entries from `from` on, up to the latest checkpoint: (index, entry bytes).
@@ -489,27 +473,10 @@ pub fn entries(
     let mut bundle: Option<(u64, Vec<Vec<u8>>)> = None;
     Ok((from..size).map(move |i| {
         let n = i / WIDTH;
-        if bundle.as_ref().is_none_or(|(b, _)| *b != n) {
-            let w = (size - n * WIDTH).min(WIDTH);
-            let path = dir.join(tiles::bundle(n, w));
-            let bytes = std::fs::read(&path).map_err(|e| LedgerError::io(&path, e))?;
-            let e = tiles::entries(&bytes)
-                .map_err(|detail| LedgerError::Corrupt {
-                    path: path.display().to_string(),
-                    detail,
-                })?
-                .into_iter()
-                .map(<[u8]>::to_vec)
-                .collect();
-            bundle = Some((n, e));
-        }
-        let (_, e) = bundle.as_ref().expect("just read");
-        e.get((i % WIDTH) as usize)
-            .cloned()
-            .map(|e| (i, e))
-            .ok_or_else(|| LedgerError::Corrupt {
-                path: tiles::bundle(n, WIDTH),
-                detail: "entry missing".into(),
-            })
+        let held = match &mut bundle {
+            Some((b, e)) if *b == n => e,
+            _ => &mut bundle.insert((n, read_bundle(dir, n, size)?)).1,
+        };
+        Ok((i, std::mem::take(&mut held[(i % WIDTH) as usize])))
     }))
 }

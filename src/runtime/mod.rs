@@ -462,7 +462,14 @@ pub async fn start(site: Site) -> Result<Running, RuntimeError> {
         let tick = config.tick;
         let names: Vec<String> = config.loads.iter().map(|l| l.name.clone()).collect();
         let ledger = match &ledger {
-            Some(l) => Some(open_ledger(l, &config, names.clone(), clock.now())?),
+            Some(l) => Some(open_ledger(
+                l,
+                &config,
+                names.clone(),
+                clock.now(),
+                (&client, &topics),
+                &tracker,
+            )?),
             None => None,
         };
         let evidence = evidence::Recorder::new(
@@ -713,11 +720,17 @@ impl WorkMark {
 
 /// Opens the ledger `[ledger]` describes and books the start: the software and the
 /// hash of the configuration file it runs on.
+///
+/// The log is written on a thread of its own (on `tracker`, so shutdown waits for the
+/// last checkpoint), each checkpoint published retained on `ledger/checkpoint` for
+/// anyone to hold the site to.
 fn open_ledger(
     l: &crate::ledger::config::LedgerConfig,
     config: &LiveConfig,
     names: Vec<String>,
     now: Timestamp,
+    (client, topics): (&AsyncClient, &Topics),
+    tracker: &TaskTracker,
 ) -> Result<crate::ledger::recorder::Recorder, RuntimeError> {
     let device = crate::ledger::entry::Device {
         site: config.site.clone(),
@@ -735,6 +748,15 @@ fn open_ledger(
     );
     let bytes = std::fs::read(&config.file).unwrap_or_default();
     recorder.start(now, &config.site, "run", &config.policy.mode_name(), &bytes);
+    let (client, topic) = (client.clone(), topics.ledger_checkpoint());
+    recorder.in_background(
+        Box::new(move |c: &[u8]| {
+            let _ = client.try_publish(topic.as_str(), QoS::AtLeastOnce, true, c.to_vec());
+        }),
+        |job| {
+            tracker.spawn_blocking(job);
+        },
+    );
     Ok(recorder)
 }
 
@@ -808,8 +830,7 @@ impl LiveLoop {
         tracing::info!("Loads set to the safe state");
         self.ledger_events();
         if let Some(ledger) = &mut self.ledger {
-            let checkpoint = ledger.close(now, self.core.controller.state());
-            self.publish_checkpoint(checkpoint);
+            ledger.close(now, self.core.controller.state());
         }
         Ok(())
     }
@@ -1010,20 +1031,19 @@ impl LiveLoop {
             sender.send_all(points::load_points(&self.names, &d, &loads));
             sender.send_all(points::hashing_points(&self.names, &hashing, now));
         }
-        let (hashing_seen, fleet_seen) = match self.ledger {
-            Some(_) => (hashing.clone(), fleet.clone()),
-            None => (Vec::new(), Vec::new()),
-        };
+        // What the loads did since the last step, read before the snapshot takes them.
+        let work = self
+            .ledger
+            .is_some()
+            .then(|| self.work.since(now, &hashing, &fleet));
         self.publish(d.clone(), now, loads.clone(), hashing, fleet);
         // After the loads have their targets: the evidence of a shed must not delay it.
         // A record opened here shows in the next step's snapshot.
         let state = self.core.controller.state();
         self.evidence.decided(&d, state, &loads, &self.meters);
         self.ledger_events();
-        if let Some(ledger) = &mut self.ledger {
-            let work = self.work.since(now, &hashing_seen, &fleet_seen);
-            let checkpoint = ledger.after_step(now, self.core.controller.state(), work);
-            self.publish_checkpoint(checkpoint);
+        if let (Some(ledger), Some(work)) = (&mut self.ledger, work) {
+            ledger.after_step(now, self.core.controller.state(), work);
         }
         d
     }
@@ -1043,15 +1063,6 @@ impl LiveLoop {
                     evidence: record.state_json(),
                 });
             }
-        }
-    }
-
-    /// A new checkpoint, retained on `ledger/checkpoint` for anyone to hold the site to.
-    fn publish_checkpoint(&self, checkpoint: Option<Vec<u8>>) {
-        if let Some(c) = checkpoint {
-            let _ =
-                self.client
-                    .try_publish(self.topics.ledger_checkpoint(), QoS::AtLeastOnce, true, c);
         }
     }
 
@@ -1091,7 +1102,7 @@ impl LiveLoop {
             hashing,
             fleet,
             events: self.evidence.shown(),
-            ledger: self.ledger.as_ref().map(|l| l.status().clone()),
+            ledger: self.ledger.as_ref().map(|l| l.status()),
             acks: self.acks.shown(),
         }));
     }

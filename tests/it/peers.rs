@@ -47,18 +47,26 @@ pub fn repo() -> PathBuf {
 /// `$GRIDMINER_PYASIC_PYTHON`, else `target/pyasic-venv` (what `.ci/setup-pyasic.sh`
 /// creates), else `python3` if it imports pyasic.
 pub fn pyasic_python() -> Option<PathBuf> {
+    python_importing(
+        "pyasic",
+        [
+            std::env::var_os("GRIDMINER_PYASIC_PYTHON").map(PathBuf::from),
+            Some(repo().join("target/pyasic-venv/bin/python")),
+            Some(PathBuf::from("python3")),
+        ],
+    )
+}
+
+/// The first of `candidates` (in order; `None`s skipped) that imports `module`.
+pub fn python_importing<const N: usize>(
+    module: &str,
+    candidates: [Option<PathBuf>; N],
+) -> Option<PathBuf> {
     let works = |p: &PathBuf| {
         Command::new(p)
-            .args(["-c", "import pyasic"])
+            .args(["-c", &format!("import {module}")])
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    [
-        std::env::var_os("GRIDMINER_PYASIC_PYTHON").map(PathBuf::from),
-        Some(repo().join("target/pyasic-venv/bin/python")),
-        Some(PathBuf::from("python3")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(works)
+    candidates.into_iter().flatten().find(works)
 }

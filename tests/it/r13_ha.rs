@@ -30,19 +30,13 @@ use super::support::{cpu, site_config_aged};
 /// The Python with Home Assistant: `$GRIDMINER_HA_PYTHON`, else `target/venv-ha` (what
 /// `.ci/setup-ha.sh` creates); skipped without one unless peers are required.
 fn ha_python() -> Option<PathBuf> {
-    let works = |p: &PathBuf| {
-        Command::new(p)
-            .args(["-c", "import homeassistant.components.mqtt.sensor"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    let found = [
-        std::env::var_os("GRIDMINER_HA_PYTHON").map(PathBuf::from),
-        Some(peers::repo().join("target/venv-ha/bin/python")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(works);
+    let found = peers::python_importing(
+        "homeassistant.components.mqtt.sensor",
+        [
+            std::env::var_os("GRIDMINER_HA_PYTHON").map(PathBuf::from),
+            Some(peers::repo().join("target/venv-ha/bin/python")),
+        ],
+    );
     peers::need(found.is_some(), "Home Assistant", "run .ci/setup-ha.sh")?;
     found
 }

@@ -15,27 +15,29 @@ use serde_json::Value;
 
 use super::brokers::free_port;
 use super::live::{subscriber, CPU_LOAD};
-use super::peers::{need, repo};
+use super::peers::{need, python_importing, repo};
 use super::support::{gridminer, json_stdout, text, SURPLUS_SITE};
 use gridminer::ledger::log::Log;
 use gridminer::ledger::note::{private_key, SiteKey};
 use gridminer::ledger::verify;
 
 /// The Python the independent verifier runs on: it needs `cryptography`, which
-/// `.ci/setup-operator.sh` installs into `target/venv-operator`.
+/// `.ci/setup-operator.sh` installs into `target/venv-operator`; skipped without one
+/// unless peers are required.
 fn python() -> Option<PathBuf> {
-    let works = |p: &PathBuf| {
-        Command::new(p)
-            .args(["-c", "import cryptography"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    [
-        repo().join("target/venv-operator/bin/python"),
-        PathBuf::from("python3"),
-    ]
-    .into_iter()
-    .find(works)
+    let found = python_importing(
+        "cryptography",
+        [
+            Some(repo().join("target/venv-operator/bin/python")),
+            Some(PathBuf::from("python3")),
+        ],
+    );
+    need(
+        found.is_some(),
+        "python3 with cryptography",
+        "run .ci/setup-operator.sh",
+    )?;
+    found
 }
 
 /// Runs the independent verifier; panics with its reason if it refuses.
@@ -172,12 +174,7 @@ fn r15_a_simulated_year_writes_a_ledger_both_verifiers_accept() {
         assert!(g >= 0.0 && g <= (w + 1.0) / 1e3 * 2000.0 && i > 0.0, "{c}");
     }
 
-    let Some(py) = need(
-        python().is_some(),
-        "python3 with cryptography",
-        "run .ci/setup-operator.sh",
-    )
-    .and(python()) else {
+    let Some(py) = python() else {
         return;
     };
     let summary = python_verifies(&py, &["tree", "--key", v, d]);
@@ -223,12 +220,7 @@ fn r15_a_simulated_year_writes_a_ledger_both_verifiers_accept() {
 /// flips): run here so CI runs it.
 #[test]
 fn r15_the_independent_verifier_passes_its_self_test() {
-    let Some(py) = need(
-        python().is_some(),
-        "python3 with cryptography",
-        "run .ci/setup-operator.sh",
-    )
-    .and(python()) else {
+    let Some(py) = python() else {
         return;
     };
     let o = Command::new(py)
@@ -334,31 +326,47 @@ fn checkpointed(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Polls until the log's checkpoint covers more than `size` entries.
-async fn checkpoint_past(dir: &Path, size: u64) -> u64 {
+type Inbox = tokio::sync::mpsc::Receiver<(String, Vec<u8>)>;
+
+/// Awaits a checkpoint the daemon publishes (retained first, then each new one) that
+/// covers more than `size` entries; returns its size and the signed note.
+async fn checkpoint_past(rx: &mut Inbox, size: u64) -> (u64, Vec<u8>) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let now = checkpointed(dir);
-        if now > size {
-            return now;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (_, note) = tokio::time::timeout(left, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no checkpoint past {size} entries in 30 s"))
+            .expect("the client is alive");
+        let n = std::str::from_utf8(&note)
+            .ok()
+            .and_then(|s| s.lines().nth(1)?.parse().ok())
+            .unwrap_or(0);
+        if n > size {
+            return (n, note);
         }
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint past {size} entries in 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-async fn feed(port: u16, id: &str) -> rumqttc::AsyncClient {
-    let (client, _rx) = subscriber(port, &format!("{id}/none")).await;
+/// Once the daemon's broker listens: a client that feeds the site's signals (retained)
+/// and receives its ledger checkpoints.
+async fn feed_when_up(port: u16, id: &str) -> (rumqttc::AsyncClient, Inbox) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the embedded broker never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, under the deadline
+    }
+    let (client, rx) = subscriber(port, &format!("gridminer/{id}/ledger/checkpoint")).await;
     for (t, v) in [("pv", "3"), ("load", "500"), ("price", "30")] {
         client
             .publish(format!("{id}/{t}"), rumqttc::QoS::AtLeastOnce, true, v)
             .await
             .unwrap();
     }
-    client
+    (client, rx)
 }
 
 fn start(cfg: &Path) -> std::process::Child {
@@ -389,10 +397,10 @@ async fn r15_a_daemon_killed_with_9_and_restarted_still_verifies() {
     let mut size = 0;
     for round in 0..3 {
         let mut child = start(&cfg);
-        let _client = feed_when_up(port, id).await;
+        let (_client, mut rx) = feed_when_up(port, id).await;
         // Two checkpoints past where it stood: it resumed and carries on.
-        let first = checkpoint_past(&dir, size).await;
-        let before = checkpoint_past(&dir, first).await;
+        let (first, _) = checkpoint_past(&mut rx, size).await;
+        let (before, _) = checkpoint_past(&mut rx, first).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let after = checkpointed(&dir);
@@ -420,14 +428,8 @@ async fn r15_a_daemon_killed_with_9_and_restarted_still_verifies() {
     }
     // A clean run to the end: the retained checkpoint, then SIGTERM.
     let mut child = start(&cfg);
-    let client = feed_when_up(port, id).await;
-    let past = checkpoint_past(&dir, size).await;
-    let (_c, mut rx) = subscriber(port, &format!("gridminer/{id}/ledger/checkpoint")).await;
-    let published = tokio::time::timeout(Duration::from_secs(20), rx.recv())
-        .await
-        .expect("a retained checkpoint")
-        .unwrap()
-        .1;
+    let (client, mut rx) = feed_when_up(port, id).await;
+    let (past, published) = checkpoint_past(&mut rx, size).await;
     drop(client);
     let pid = child.id().to_string();
     assert!(Command::new("kill")
@@ -459,31 +461,13 @@ async fn r15_a_daemon_killed_with_9_and_restarted_still_verifies() {
         hashes > 0.0 && mined > 0.0,
         "the pool mined and the accounts say so: {hashes} hashes, {mined} Wh"
     );
-    let Some(py) = need(
-        python().is_some(),
-        "python3 with cryptography",
-        "run .ci/setup-operator.sh",
-    )
-    .and(python()) else {
+    let Some(py) = python() else {
         return;
     };
     python_verifies(&py, &["tree", "--key", v, d]);
     let file = work.path().join("published-checkpoint");
     std::fs::write(&file, &published).unwrap();
     python_verifies(&py, &["checkpoint", "--key", v, file.to_str().unwrap()]);
-}
-
-/// A client feeding the site's signals (retained), once the daemon's broker is up.
-async fn feed_when_up(port: u16, id: &str) -> rumqttc::AsyncClient {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the embedded broker never listened"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    feed(port, id).await
 }
 
 /// r15: `[ledger]`'s problems all at once, with their key paths.
